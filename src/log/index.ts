@@ -1,0 +1,2 @@
+export { createLogger, silentLogger, type Logger, type LogLevel, type LoggerOptions } from './logger.js';
+export { redact, redactText, TokenPrefix } from './redact.js';
