@@ -12,7 +12,6 @@ const SecretText = [
   /cpd_[A-Za-z0-9_-]{8,}/g,                 // API tokens
   /sha256:[0-9a-f]{16,}/gi,                 // stored token hashes
   /\bBearer\s+[^\s"',;]+/gi,                // Authorization header values
-  /\b[0-9a-f]{64}\b/gi,                     // bare SHA-256 hex (a token hash without its prefix)
 ];
 const Redacted = '[redacted]';
 
