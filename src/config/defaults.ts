@@ -23,3 +23,21 @@ export const MaxIdLength = 64;
 export const MaxKeyLength = 256;
 /** Largest journal record payload the reader accepts before calling a frame corrupt. */
 export const MaxRecordBytes = 64 * 1024 * 1024;
+/** A node's role when the configuration names none: a standalone primary. */
+export const DefaultNodeRole = 'primary' as const;
+/** Longest node name accepted; it appears in manifests, logs and the lease. */
+export const MaxNodeNameLength = 64;
+/** Local data folder, relative to the configuration file's folder. */
+export const DefaultDataPath = 'data';
+/** Shared FileVault folder, relative to the configuration file's folder. */
+export const DefaultFileVaultPath = 'FileVault';
+/** Name of the hashed-token file inside the data folder when `auth.tokensFile` is not set. */
+export const DefaultTokensFileName = 'tokens.json';
+/** Smallest `api.bodyLimitBytes` accepted: below this even an error body would not fit. */
+export const MinBodyLimitBytes = 1024;
+/** Longest `journal.groupCommitMs`: waiting longer would only slow every commit. */
+export const MaxGroupCommitMs = 1000;
+/** Shortest `journal.syncIntervalMs`. */
+export const MinSyncIntervalMs = 1;
+/** Longest `journal.syncIntervalMs`: the most commits `interval` mode may lose on a crash. */
+export const MaxSyncIntervalMs = 60_000;

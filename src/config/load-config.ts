@@ -1,0 +1,191 @@
+/**
+ * Loads the daemon's configuration: read the file, check it against the
+ * schema, fill every missing key from `defaults.ts`, apply the environment
+ * overrides, resolve paths, and create the folders the daemon will write to.
+ * Any problem is one {@link ConfigError} line naming the file and the key, so
+ * the daemon refuses to start rather than run with a setting nobody meant.
+ *
+ * Relative paths in the file resolve against the file's own folder, so a
+ * configuration means the same thing whatever directory the daemon starts in;
+ * paths from the environment resolve against the current directory, as a shell
+ * user expects.
+ */
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { ConfigError } from '../errors.js';
+import {
+  DefaultApiHost,
+  DefaultApiPort,
+  DefaultBodyLimitBytes,
+  DefaultDataPath,
+  DefaultFileVaultPath,
+  DefaultGroupCommitMs,
+  DefaultJournalSync,
+  DefaultLogLevel,
+  DefaultNodeRole,
+  DefaultSyncIntervalMs,
+  DefaultTokensFileName,
+  MaxNodeNameLength,
+  MinBodyLimitBytes,
+} from './defaults.js';
+import { describeJsonError } from './json-error.js';
+import { mustBe, osReason, showValue } from './messages.js';
+import {
+  bodyLimitExpected,
+  publicUrlExpected,
+  type ConfigFile,
+  type JournalSync,
+  type LogLevel,
+  type NodeRole,
+} from './schema.js';
+import { parseSize } from './size.js';
+import { validateConfigFile } from './validate-file.js';
+
+/** The daemon's configuration, every key filled and every path absolute. */
+export interface Config {
+  /** Absolute path of the configuration file read. */
+  file: string;
+  node: { name: string; role: NodeRole };
+  /** `publicUrl: null` = the API derives it from where it listens. */
+  api: { host: string; port: number; publicUrl: string | null; bodyLimitBytes: number };
+  paths: { data: string; fileVault: string };
+  auth: { tokensFile: string };
+  journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
+  log: { level: LogLevel };
+}
+
+/** Environment variable overriding `api.port`. */
+export const PortEnv = 'CHECKPOINTD_PORT';
+/** Environment variable overriding `paths.data`. */
+export const DataEnv = 'CHECKPOINTD_DATA';
+/** Environment variable overriding `paths.fileVault`. */
+export const VaultEnv = 'CHECKPOINTD_VAULT';
+
+const nodeNamePattern = new RegExp(`^[A-Za-z0-9._-]{1,${MaxNodeNameLength}}$`);
+
+/**
+ * Reads and checks the configuration file `file` (relative to the current
+ * directory), applies `CHECKPOINTD_PORT`, `CHECKPOINTD_DATA` and
+ * `CHECKPOINTD_VAULT` from `env`, and creates the data, FileVault and tokens
+ * folders if missing. Throws a one-line {@link ConfigError} on any problem.
+ */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  const configPath = path.resolve(file);
+  const fail = (reason: string): ConfigError => new ConfigError(`config ${configPath}: ${reason}`);
+
+  let text: string;
+  try {
+    text = await readFile(configPath, 'utf8');
+  } catch (error) {
+    throw fail(`cannot read the file (${osReason(error)})`);
+  }
+  if (text.startsWith('\uFEFF')) text = text.slice(1); // a byte-order mark some editors write
+
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw fail(`not valid JSON (${describeJsonError(text, error)})`);
+  }
+  const checked = validateConfigFile(data);
+  if (!checked.ok) throw fail(checked.reason);
+  const raw: ConfigFile = checked.file;
+
+  const name = raw.node?.name ?? hostname();
+  if (!nodeNamePattern.test(name)) {
+    throw fail(`"node.name" is not set and this host's name ${JSON.stringify(name)} cannot serve as one; set "node.name"`);
+  }
+
+  const publicUrl = raw.api?.publicUrl ?? null;
+  const normalizedUrl = publicUrl === null ? null : normalizePublicUrl(publicUrl);
+  if (normalizedUrl === undefined) throw fail(mustBe('api.publicUrl', publicUrlExpected, publicUrl));
+
+  const bodyLimit = raw.api?.bodyLimitBytes ?? DefaultBodyLimitBytes;
+  let bodyLimitBytes: number;
+  try {
+    bodyLimitBytes = parseSize(bodyLimit, 'api.bodyLimitBytes');
+  } catch (error) {
+    throw fail(error instanceof ConfigError ? error.message : String(error));
+  }
+  if (bodyLimitBytes < MinBodyLimitBytes) throw fail(mustBe('api.bodyLimitBytes', bodyLimitExpected, bodyLimit));
+
+  let port = raw.api?.port ?? DefaultApiPort;
+  const portOverride = envValue(env, PortEnv);
+  if (portOverride !== undefined) {
+    if (!/^\d{1,5}$/.test(portOverride) || Number(portOverride) > 65535) {
+      throw fail(`environment variable ${PortEnv} must be an integer from 0 to 65535, got ${showValue(portOverride)}`);
+    }
+    port = Number(portOverride);
+  }
+
+  const configFolder = path.dirname(configPath);
+  const dataOverride = envValue(env, DataEnv);
+  const vaultOverride = envValue(env, VaultEnv);
+  const dataFolder =
+    dataOverride !== undefined ? path.resolve(dataOverride) : path.resolve(configFolder, raw.paths?.data ?? DefaultDataPath);
+  const vaultFolder =
+    vaultOverride !== undefined
+      ? path.resolve(vaultOverride)
+      : path.resolve(configFolder, raw.paths?.fileVault ?? DefaultFileVaultPath);
+  const tokensSetting = raw.auth?.tokensFile ?? null;
+  const tokensFile =
+    tokensSetting === null ? path.join(dataFolder, DefaultTokensFileName) : path.resolve(configFolder, tokensSetting);
+
+  await ensureFolder(dataFolder, dataOverride === undefined ? '"paths.data"' : `"paths.data" (from ${DataEnv})`, fail);
+  await ensureFolder(vaultFolder, vaultOverride === undefined ? '"paths.fileVault"' : `"paths.fileVault" (from ${VaultEnv})`, fail);
+  await ensureFolder(path.dirname(tokensFile), '"auth.tokensFile"', fail);
+  if (await isFolder(tokensFile)) throw fail(`"auth.tokensFile" ${tokensFile} is a folder, not a file (EISDIR)`);
+
+  return {
+    file: configPath,
+    node: { name, role: raw.node?.role ?? DefaultNodeRole },
+    api: { host: raw.api?.host ?? DefaultApiHost, port, publicUrl: normalizedUrl, bodyLimitBytes },
+    paths: { data: dataFolder, fileVault: vaultFolder },
+    auth: { tokensFile },
+    journal: {
+      sync: raw.journal?.sync ?? DefaultJournalSync,
+      groupCommitMs: raw.journal?.groupCommitMs ?? DefaultGroupCommitMs,
+      syncIntervalMs: raw.journal?.syncIntervalMs ?? DefaultSyncIntervalMs,
+    },
+    log: { level: raw.log?.level ?? DefaultLogLevel },
+  };
+}
+
+/** An environment variable's value; set-but-empty counts as unset, as in most shells' `VAR= cmd` idiom. */
+function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * `raw` as the base every `href` is built on: an absolute http(s) URL without
+ * query or fragment and without a trailing slash; undefined if it is not one.
+ */
+function normalizePublicUrl(raw: string): string | undefined {
+  if (/[?#]/.test(raw)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  return url.href.replace(/\/+$/, '');
+}
+
+async function ensureFolder(folder: string, label: string, fail: (reason: string) => ConfigError): Promise<void> {
+  try {
+    await mkdir(folder, { recursive: true });
+  } catch (error) {
+    throw fail(`${label} folder ${folder} cannot be created (${osReason(error)})`);
+  }
+}
+
+async function isFolder(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isDirectory();
+  } catch {
+    return false;
+  }
+}

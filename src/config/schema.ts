@@ -1,0 +1,119 @@
+/**
+ * The JSON Schema of a configuration file: one sub-schema per section, each
+ * closed with `additionalProperties: false` so that a misspelt key is an error
+ * rather than a silently ignored setting. Every key is optional; the loader
+ * fills the gaps from `defaults.ts`.
+ *
+ * Each schema carries a `description` that completes the sentence
+ * `"key" must be …`: the loader turns the first failing keyword into that
+ * sentence instead of printing ajv's own wording. A new section (for example
+ * `checkpoint` or `failover`) adds its schema to {@link sectionSchemas}, its
+ * shape to {@link ConfigFile}, and its resolution to `load-config.ts`.
+ */
+import type { SchemaObject } from 'ajv';
+import {
+  MaxGroupCommitMs,
+  MaxNodeNameLength,
+  MaxSyncIntervalMs,
+  MinBodyLimitBytes,
+  MinSyncIntervalMs,
+} from './defaults.js';
+
+/** Roles a node can be configured with. */
+export const NodeRoles = ['primary', 'secondary'] as const;
+/** A node's configured role. */
+export type NodeRole = (typeof NodeRoles)[number];
+
+/** When the journal is fsynced: before each acknowledgement, or on a timer. */
+export const JournalSyncModes = ['commit', 'interval'] as const;
+/** The journal's fsync mode. */
+export type JournalSync = (typeof JournalSyncModes)[number];
+
+/** Log levels, most severe first. */
+export const LogLevels = ['error', 'warn', 'info', 'debug'] as const;
+/** A log level. */
+export type LogLevel = (typeof LogLevels)[number];
+
+/** A configuration file as written, after it passed {@link configSchema}. `null` means "derive it". */
+export interface ConfigFile {
+  $comment?: string;
+  node?: { name?: string | null; role?: NodeRole };
+  api?: { host?: string; port?: number; publicUrl?: string | null; bodyLimitBytes?: number | string };
+  paths?: { data?: string; fileVault?: string };
+  auth?: { tokensFile?: string | null };
+  journal?: { sync?: JournalSync; groupCommitMs?: number; syncIntervalMs?: number };
+  log?: { level?: LogLevel };
+}
+
+/** What `api.bodyLimitBytes` must be; also used after the size string is parsed. */
+export const bodyLimitExpected = `a size of at least ${MinBodyLimitBytes} bytes (an integer or a string like "64MiB")`;
+/** What `api.publicUrl` must be; also used by the URL check the schema cannot express. */
+export const publicUrlExpected = 'an absolute http or https URL without query or fragment, or null';
+
+function section(properties: Record<string, SchemaObject>): SchemaObject {
+  return { type: 'object', description: 'an object', additionalProperties: false, properties };
+}
+
+function oneOf(values: readonly string[]): SchemaObject {
+  return { enum: values, description: `one of ${values.map((v) => `"${v}"`).join(', ')}` };
+}
+
+function integer(minimum: number, maximum: number): SchemaObject {
+  return { type: 'integer', minimum, maximum, description: `an integer from ${minimum} to ${maximum}` };
+}
+
+const path: SchemaObject = { type: 'string', minLength: 1, description: 'a non-empty path' };
+
+/** `node`: who this node is. `name: null` = the host name. */
+export const nodeSchema = section({
+  name: {
+    type: ['string', 'null'],
+    pattern: `^[A-Za-z0-9._-]{1,${MaxNodeNameLength}}$`,
+    description: `a name of 1 to ${MaxNodeNameLength} letters, digits, ".", "_" or "-", or null for the host name`,
+  },
+  role: oneOf(NodeRoles),
+});
+
+/** `api`: where the HTTP API listens and how it names itself. */
+export const apiSchema = section({
+  host: { type: 'string', minLength: 1, description: 'a non-empty host name or address' },
+  port: integer(0, 65535),
+  publicUrl: { type: ['string', 'null'], minLength: 1, description: publicUrlExpected },
+  bodyLimitBytes: { type: ['integer', 'string'], minimum: MinBodyLimitBytes, description: bodyLimitExpected },
+});
+
+/** `paths`: local data and the shared FileVault; relative to the configuration file's folder. */
+export const pathsSchema = section({ data: path, fileVault: path });
+
+/** `auth`: where hashed tokens live. `tokensFile: null` = `<paths.data>/tokens.json`. */
+export const authSchema = section({
+  tokensFile: { type: ['string', 'null'], minLength: 1, description: 'a non-empty path, or null' },
+});
+
+/** `journal`: durability against speed. */
+export const journalSchema = section({
+  sync: oneOf(JournalSyncModes),
+  groupCommitMs: integer(0, MaxGroupCommitMs),
+  syncIntervalMs: integer(MinSyncIntervalMs, MaxSyncIntervalMs),
+});
+
+/** `log`: how much the daemon says. */
+export const logSchema = section({ level: oneOf(LogLevels) });
+
+/** Every section, in the order an example file lists them. */
+export const sectionSchemas = {
+  node: nodeSchema,
+  api: apiSchema,
+  paths: pathsSchema,
+  auth: authSchema,
+  journal: journalSchema,
+  log: logSchema,
+} satisfies Record<keyof Omit<ConfigFile, '$comment'>, SchemaObject>;
+
+/** The whole file: the sections, and a top-level `$comment` for the operator's notes. */
+export const configSchema: SchemaObject = {
+  type: 'object',
+  description: 'a JSON object',
+  additionalProperties: false,
+  properties: { ...sectionSchemas, $comment: { type: 'string', description: 'a string' } },
+};

@@ -1,0 +1,363 @@
+import { expect } from 'chai';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../../src/errors.js';
+import {
+  DefaultApiHost,
+  DefaultApiPort,
+  DefaultBodyLimitBytes,
+  DefaultGroupCommitMs,
+  DefaultJournalSync,
+  DefaultLogLevel,
+  DefaultSyncIntervalMs,
+  loadConfig,
+  type Config,
+} from '../../src/config/index.js';
+import { configSchema, sectionSchemas } from '../../src/config/schema.js';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const defaultConfigFile = path.join(repoRoot, 'config', 'default.json');
+
+describe('loadConfig', () => {
+  let tmp: string;
+  /** Folder of the configuration file, so that it differs from both tmp and the cwd. */
+  let confDir: string;
+
+  beforeEach(async () => {
+    tmp = await realpath(await mkdtemp(path.join(tmpdir(), 'checkpointd-config-')));
+    confDir = path.join(tmp, 'etc');
+    await mkdir(confDir);
+  });
+
+  afterEach(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  async function writeConfig(content: unknown): Promise<string> {
+    const file = path.join(confDir, 'checkpointd.json');
+    await writeFile(file, typeof content === 'string' ? content : JSON.stringify(content, null, 2));
+    return file;
+  }
+
+  /** The ConfigError loading `file` throws; fails the test if it loads or throws anything else. */
+  async function loadError(file: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+    let config: Config;
+    try {
+      config = await loadConfig(file, env);
+    } catch (error) {
+      expect(error).to.be.instanceOf(ConfigError);
+      const message = (error as ConfigError).message;
+      expect(message, 'one line').not.to.include('\n');
+      expect(message).to.match(new RegExp(`^config ${escape(path.resolve(file))}: `));
+      return message;
+    }
+    expect.fail(`expected a ConfigError, got ${JSON.stringify(config)}`);
+  }
+
+  async function problemWith(content: unknown): Promise<string> {
+    const file = await writeConfig(content);
+    return (await loadError(file)).slice(`config ${file}: `.length);
+  }
+
+  it('fills every missing key from the defaults', async () => {
+    const file = await writeConfig({});
+    const config = await loadConfig(file, {});
+    expect(config).to.deep.equal({
+      file,
+      node: { name: hostname(), role: 'primary' },
+      api: { host: DefaultApiHost, port: DefaultApiPort, publicUrl: null, bodyLimitBytes: DefaultBodyLimitBytes },
+      paths: { data: path.join(confDir, 'data'), fileVault: path.join(confDir, 'FileVault') },
+      auth: { tokensFile: path.join(confDir, 'data', 'tokens.json') },
+      journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
+      log: { level: DefaultLogLevel },
+    } satisfies Config);
+  });
+
+  it('keeps every value the file sets', async () => {
+    const file = await writeConfig({
+      $comment: 'second node',
+      node: { name: 'node-b.example_1', role: 'secondary' },
+      api: { host: '0.0.0.0', port: 0, publicUrl: 'https://cp.example.com/base/', bodyLimitBytes: '2MiB' },
+      paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
+      auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
+      journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
+      log: { level: 'debug' },
+    });
+    const config = await loadConfig(file, {});
+    expect(config).to.deep.equal({
+      file,
+      node: { name: 'node-b.example_1', role: 'secondary' },
+      api: { host: '0.0.0.0', port: 0, publicUrl: 'https://cp.example.com/base', bodyLimitBytes: 2 * 1024 * 1024 },
+      paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
+      auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
+      journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
+      log: { level: 'debug' },
+    } satisfies Config);
+  });
+
+  it('resolves relative paths against the config file folder, not the current directory', async () => {
+    const file = await writeConfig({ paths: { data: 'd', fileVault: '../shared/vault' }, auth: { tokensFile: 'keys/t.json' } });
+    const config = await loadConfig(path.relative(process.cwd(), file), {});
+    expect(config.file).to.equal(file);
+    expect(config.paths).to.deep.equal({ data: path.join(confDir, 'd'), fileVault: path.join(tmp, 'shared', 'vault') });
+    expect(config.auth.tokensFile).to.equal(path.join(confDir, 'keys', 't.json'));
+  });
+
+  it('creates the data, FileVault and tokens folders when they are missing', async () => {
+    const file = await writeConfig({
+      paths: { data: 'a/b/data', fileVault: 'c/d/vault' },
+      auth: { tokensFile: 'e/f/tokens.json' },
+    });
+    await loadConfig(file, {});
+    for (const folder of ['a/b/data', 'c/d/vault', 'e/f']) {
+      expect((await stat(path.join(confDir, folder))).isDirectory(), folder).to.equal(true);
+    }
+    expect(existsSync(path.join(confDir, 'e/f/tokens.json')), 'the tokens file itself is not created').to.equal(false);
+  });
+
+  it('takes api.port from CHECKPOINTD_PORT over the file', async () => {
+    const file = await writeConfig({ api: { port: 9000 } });
+    expect((await loadConfig(file, { CHECKPOINTD_PORT: '9123' })).api.port).to.equal(9123);
+    expect((await loadConfig(file, { CHECKPOINTD_PORT: '0' })).api.port).to.equal(0);
+    expect((await loadConfig(file, { CHECKPOINTD_PORT: '' })).api.port, 'empty counts as unset').to.equal(9000);
+  });
+
+  it('refuses a CHECKPOINTD_PORT that is not an integer from 0 to 65535, naming it and its value', async () => {
+    const file = await writeConfig({});
+    for (const value of ['abc', '65536', '-1', '80.5', ' 80']) {
+      expect(await loadError(file, { CHECKPOINTD_PORT: value })).to.equal(
+        `config ${file}: environment variable CHECKPOINTD_PORT must be an integer from 0 to 65535, got ${JSON.stringify(value)}`,
+      );
+    }
+  });
+
+  it('takes paths.data from CHECKPOINTD_DATA, relative to the current directory, and the default tokens file follows it', async () => {
+    const file = await writeConfig({ paths: { data: 'from-file' } });
+    const cwd = process.cwd();
+    process.chdir(tmp);
+    try {
+      const config = await loadConfig(file, { CHECKPOINTD_DATA: 'env-data' });
+      expect(config.paths.data).to.equal(path.join(tmp, 'env-data'));
+      expect(config.auth.tokensFile).to.equal(path.join(tmp, 'env-data', 'tokens.json'));
+      expect((await stat(path.join(tmp, 'env-data'))).isDirectory()).to.equal(true);
+      expect(existsSync(path.join(confDir, 'from-file')), 'the file setting is not used').to.equal(false);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('keeps an explicit auth.tokensFile when CHECKPOINTD_DATA moves the data folder', async () => {
+    const file = await writeConfig({ auth: { tokensFile: 'private/tokens.json' } });
+    const config = await loadConfig(file, { CHECKPOINTD_DATA: path.join(tmp, 'elsewhere') });
+    expect(config.paths.data).to.equal(path.join(tmp, 'elsewhere'));
+    expect(config.auth.tokensFile).to.equal(path.join(confDir, 'private', 'tokens.json'));
+  });
+
+  it('takes paths.fileVault from CHECKPOINTD_VAULT', async () => {
+    const file = await writeConfig({ paths: { fileVault: 'from-file' } });
+    const config = await loadConfig(file, { CHECKPOINTD_VAULT: path.join(tmp, 'nfs', 'vault') });
+    expect(config.paths.fileVault).to.equal(path.join(tmp, 'nfs', 'vault'));
+    expect((await stat(config.paths.fileVault)).isDirectory()).to.equal(true);
+  });
+
+  it('names a misspelt nested key and the known keys of its section', async () => {
+    expect(await problemWith({ api: { prot: 8080 } })).to.equal(
+      'unknown key "api.prot"; known keys under "api": host, port, publicUrl, bodyLimitBytes',
+    );
+  });
+
+  it('names an unknown top-level key and the known top-level keys', async () => {
+    expect(await problemWith({ nodes: {} })).to.equal(
+      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, log, $comment',
+    );
+  });
+
+  it('allows "$comment" at the top level only', async () => {
+    const file = await writeConfig({ $comment: 'a note for the operator' });
+    await loadConfig(file, {});
+    expect(await problemWith({ log: { $comment: 'no' } })).to.equal('unknown key "log.$comment"; known keys under "log": level');
+  });
+
+  it('names the key and what it expects when a value has the wrong type or range', async () => {
+    const cases: [unknown, string][] = [
+      [{ api: { port: 'abc' } }, '"api.port" must be an integer from 0 to 65535, got "abc"'],
+      [{ api: { port: 65536 } }, '"api.port" must be an integer from 0 to 65535, got 65536'],
+      [{ api: { port: 80.5 } }, '"api.port" must be an integer from 0 to 65535, got 80.5'],
+      [{ api: { host: '' } }, '"api.host" must be a non-empty host name or address, got ""'],
+      [{ api: [1] }, '"api" must be an object, got [1]'],
+      [{ node: { name: 'two words' } }, '"node.name" must be a name of 1 to 64 letters, digits, ".", "_" or "-", or null for the host name, got "two words"'],
+      [{ node: { name: 'x'.repeat(65) } }, `"node.name" must be a name of 1 to 64 letters, digits, ".", "_" or "-", or null for the host name, got "${'x'.repeat(56)}...`],
+      [{ paths: { data: 7 } }, '"paths.data" must be a non-empty path, got 7'],
+      [{ auth: { tokensFile: false } }, '"auth.tokensFile" must be a non-empty path, or null, got false'],
+      [{ journal: { groupCommitMs: 1001 } }, '"journal.groupCommitMs" must be an integer from 0 to 1000, got 1001'],
+      [{ journal: { syncIntervalMs: 0 } }, '"journal.syncIntervalMs" must be an integer from 1 to 60000, got 0'],
+      [{ api: { bodyLimitBytes: true } }, '"api.bodyLimitBytes" must be a size of at least 1024 bytes (an integer or a string like "64MiB"), got true'],
+      [{ $comment: 5 }, '"$comment" must be a string, got 5'],
+    ];
+    for (const [content, expected] of cases) {
+      expect(await problemWith(content), JSON.stringify(content)).to.equal(expected);
+    }
+  });
+
+  it('lists the allowed values when an enum value is wrong', async () => {
+    expect(await problemWith({ journal: { sync: 'always' } })).to.equal(
+      '"journal.sync" must be one of "commit", "interval", got "always"',
+    );
+    expect(await problemWith({ node: { role: 'leader' } })).to.equal(
+      '"node.role" must be one of "primary", "secondary", got "leader"',
+    );
+    expect(await problemWith({ log: { level: 'verbose' } })).to.equal(
+      '"log.level" must be one of "error", "warn", "info", "debug", got "verbose"',
+    );
+  });
+
+  it('refuses a file whose top-level value is not an object', async () => {
+    expect(await problemWith('[1, 2]')).to.equal('must hold a JSON object at the top level, got an array');
+    expect(await problemWith('null')).to.equal('must hold a JSON object at the top level, got null');
+    expect(await problemWith('"api"')).to.equal('must hold a JSON object at the top level, got string "api"');
+  });
+
+  it('reads api.bodyLimitBytes as a size and refuses one under 1024 bytes', async () => {
+    const file = await writeConfig({ api: { bodyLimitBytes: '512 KiB' } });
+    expect((await loadConfig(file, {})).api.bodyLimitBytes).to.equal(512 * 1024);
+    expect(await problemWith({ api: { bodyLimitBytes: 1023 } })).to.equal(
+      '"api.bodyLimitBytes" must be a size of at least 1024 bytes (an integer or a string like "64MiB"), got 1023',
+    );
+    expect(await problemWith({ api: { bodyLimitBytes: '1000B' } })).to.equal(
+      '"api.bodyLimitBytes" must be a size of at least 1024 bytes (an integer or a string like "64MiB"), got "1000B"',
+    );
+    expect(await problemWith({ api: { bodyLimitBytes: 'lots' } })).to.equal(
+      '"api.bodyLimitBytes" must be a size in bytes: an integer or a string like "64MiB", "512 KiB" or "1GB", got "lots"',
+    );
+  });
+
+  it('accepts api.publicUrl as an absolute http(s) URL and removes the trailing slash', async () => {
+    for (const [given, expected] of [
+      ['http://127.0.0.1:8470/', 'http://127.0.0.1:8470'],
+      ['https://cp.example.com', 'https://cp.example.com'],
+      ['https://proxy.example.com/checkpointd/', 'https://proxy.example.com/checkpointd'],
+    ]) {
+      const file = await writeConfig({ api: { publicUrl: given } });
+      expect((await loadConfig(file, {})).api.publicUrl).to.equal(expected);
+    }
+  });
+
+  it('refuses an api.publicUrl that is relative, not http(s), or has a query or fragment', async () => {
+    for (const url of ['/api', 'cp.example.com', 'ftp://cp.example.com', 'https://cp.example.com/?a=1', 'https://cp.example.com/#top', '']) {
+      expect(await problemWith({ api: { publicUrl: url } }), url).to.equal(
+        `"api.publicUrl" must be an absolute http or https URL without query or fragment, or null, got ${JSON.stringify(url)}`,
+      );
+    }
+  });
+
+  it('reports invalid JSON with the line and column of the mistake', async () => {
+    expect(await problemWith('{\n  "api": {\n    "port": }\n}\n')).to.equal(
+      "not valid JSON (Unexpected token '}' at position 25, line 3 column 13)",
+    );
+    expect(await problemWith('{\n  "log": {"level": "info"},\n}')).to.equal(
+      'not valid JSON (Expected double-quoted property name at position 30, line 3 column 1)',
+    );
+  });
+
+  it('reports a truncated file at its end', async () => {
+    expect(await problemWith('{\n  "api": {"port": \n')).to.equal(
+      'not valid JSON (Unexpected end of JSON input at position 21, line 3 column 1)',
+    );
+    expect(await problemWith('{\n  "api": {\n')).to.equal(
+      "not valid JSON (Expected property name or '}' at position 13, line 3 column 1)",
+    );
+    expect(await problemWith('')).to.equal('not valid JSON (Unexpected end of JSON input at position 0, line 1 column 1)');
+  });
+
+  it('accepts a file that starts with a byte-order mark', async () => {
+    const file = await writeConfig('\uFEFF{"log": {"level": "warn"}}');
+    expect((await loadConfig(file, {})).log.level).to.equal('warn');
+  });
+
+  it('reports a missing file with the OS reason', async () => {
+    const file = path.join(confDir, 'missing.json');
+    expect(await loadError(file)).to.equal(`config ${file}: cannot read the file (ENOENT: no such file or directory)`);
+  });
+
+  it('names the key, the path and the OS reason when a folder cannot be created under a regular file (ENOTDIR)', async () => {
+    await writeFile(path.join(tmp, 'plain'), 'not a folder');
+    const file = await writeConfig({ paths: { data: '../plain/data' } });
+    expect(await loadError(file)).to.equal(
+      `config ${file}: "paths.data" folder ${path.join(tmp, 'plain', 'data')} cannot be created (ENOTDIR: not a directory)`,
+    );
+  });
+
+  it('names the key when a regular file stands where the FileVault folder should be', async () => {
+    await writeFile(path.join(tmp, 'vault'), 'not a folder');
+    const file = await writeConfig({ paths: { fileVault: '../vault' } });
+    expect(await loadError(file)).to.equal(
+      `config ${file}: "paths.fileVault" folder ${path.join(tmp, 'vault')} cannot be created (EEXIST: file already exists)`,
+    );
+  });
+
+  it('names the environment variable when the folder it gives cannot be created', async () => {
+    await writeFile(path.join(tmp, 'plain'), 'not a folder');
+    const file = await writeConfig({});
+    expect(await loadError(file, { CHECKPOINTD_DATA: path.join(tmp, 'plain', 'data') })).to.equal(
+      `config ${file}: "paths.data" (from CHECKPOINTD_DATA) folder ${path.join(tmp, 'plain', 'data')} cannot be created (ENOTDIR: not a directory)`,
+    );
+  });
+
+  it('refuses an auth.tokensFile that is a folder', async () => {
+    await mkdir(path.join(confDir, 'tokens'));
+    const file = await writeConfig({ auth: { tokensFile: 'tokens' } });
+    expect(await loadError(file)).to.equal(
+      `config ${file}: "auth.tokensFile" ${path.join(confDir, 'tokens')} is a folder, not a file (EISDIR)`,
+    );
+  });
+});
+
+describe('config/default.json', () => {
+  let tmp: string;
+
+  beforeEach(async () => {
+    tmp = await realpath(await mkdtemp(path.join(tmpdir(), 'checkpointd-default-config-')));
+  });
+
+  afterEach(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('loads cleanly as a standalone primary on 127.0.0.1:8470 with the documented defaults', async () => {
+    const varExisted = existsSync(path.join(repoRoot, 'var'));
+    const config = await loadConfig(defaultConfigFile, {
+      CHECKPOINTD_DATA: path.join(tmp, 'data'),
+      CHECKPOINTD_VAULT: path.join(tmp, 'FileVault'),
+    });
+    expect(config).to.deep.equal({
+      file: defaultConfigFile,
+      node: { name: hostname(), role: 'primary' },
+      api: { host: '127.0.0.1', port: 8470, publicUrl: null, bodyLimitBytes: DefaultBodyLimitBytes },
+      paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'FileVault') },
+      auth: { tokensFile: path.join(tmp, 'data', 'tokens.json') },
+      journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
+      log: { level: DefaultLogLevel },
+    } satisfies Config);
+    if (!varExisted) expect(existsSync(path.join(repoRoot, 'var')), 'no ./var created in the repository').to.equal(false);
+  });
+
+  it('keeps data and FileVault under ./var of the repository', async () => {
+    const raw = JSON.parse(await readFile(defaultConfigFile, 'utf8')) as { paths: Record<string, string> };
+    expect(raw.paths).to.deep.equal({ data: '../var/data', fileVault: '../var/FileVault' });
+  });
+
+  it('lists every key explicitly, so that it documents itself', async () => {
+    const raw = JSON.parse(await readFile(defaultConfigFile, 'utf8')) as Record<string, Record<string, unknown>>;
+    expect(Object.keys(raw)).to.have.members(Object.keys(configSchema.properties as object));
+    for (const [section, schema] of Object.entries(sectionSchemas)) {
+      expect(Object.keys(raw[section] ?? {}), section).to.have.members(Object.keys(schema.properties as object));
+    }
+  });
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
