@@ -1,0 +1,26 @@
+/** What every route needs from the running node. */
+import type { Config, NodeRole } from '../config/index.js';
+import type { Logger } from '../log/index.js';
+import type { Store } from '../store/index.js';
+import type { TokenStore } from './token-store.js';
+
+/** The running node as the API sees it. */
+export interface ApiContext {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  tokens: TokenStore;
+  /** The node's current role. */
+  role(): NodeRole;
+  /** False while starting or shutting down: health answers 503. */
+  serving(): boolean;
+  /** Base of every href: `api.publicUrl`, or where the server listens. */
+  publicUrl(): string;
+  /** When the daemon started (ISO 8601). */
+  startedAt: string;
+}
+
+/** `publicUrl` + `/api/` + the path segments, each percent-encoded. */
+export function href(ctx: ApiContext, ...segments: string[]): string {
+  return `${ctx.publicUrl()}/api/${segments.map(encodeURIComponent).join('/')}`;
+}

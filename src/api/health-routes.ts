@@ -1,0 +1,26 @@
+/**
+ * Health endpoints for load balancers and systemd, unauthenticated. As in
+ * Patroni's REST API, the status code is the answer; the body is a courtesy.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { ApiContext } from './context.js';
+
+function answer(reply: FastifyReply, ok: boolean, ctx: ApiContext): FastifyReply {
+  return reply
+    .code(ok ? 200 : 503)
+    .header('cache-control', 'no-store')
+    .send({ status: ok ? 'ok' : 'unavailable', role: ctx.role(), seq: ctx.store.state.seq });
+}
+
+/** Register /health, /liveness, /readiness, /primary and /standby (GET and HEAD). */
+export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  // The process is up and its event loop answers.
+  app.get('/liveness', async (_request, reply) => answer(reply, true, ctx));
+  // Serving requests (not starting, not shutting down).
+  app.get('/health', async (_request, reply) => answer(reply, ctx.serving(), ctx));
+  // Ready to take its role's traffic: a primary that can commit, or a secondary that has replayed.
+  app.get('/readiness', async (_request, reply) => answer(reply, ctx.serving() && (ctx.role() !== 'primary' || ctx.store.writable), ctx));
+  // 200 only where writes go.
+  app.get('/primary', async (_request, reply) => answer(reply, ctx.serving() && ctx.role() === 'primary' && ctx.store.writable, ctx));
+  app.get('/standby', async (_request, reply) => answer(reply, ctx.serving() && ctx.role() === 'secondary', ctx));
+}

@@ -1,0 +1,70 @@
+/**
+ * The HTTP server. Fastify was chosen for JSON-schema validation built in
+ * (ajv), its speed, and steady upkeep; see the README. Its own logger is off:
+ * requests are logged through winston, without headers, so no secret leaks.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { adminRoutes } from './admin-routes.js';
+import { ChallengeError } from './auth.js';
+import type { ApiContext } from './context.js';
+import { healthRoutes } from './health-routes.js';
+import { objectRoutes } from './object-routes.js';
+import { ProblemContentType, toProblem } from './problem.js';
+import { spaceRoutes } from './space-routes.js';
+import { templateRoutes } from './template-routes.js';
+
+/** Longest URL accepted (414 beyond). */
+const MaxUrlLength = 8192;
+
+/** Build the Fastify app with every route; the caller listens. */
+export function buildServer(ctx: ApiContext): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: ctx.config.api.bodyLimitBytes,
+    maxParamLength: 512,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    schemaErrorFormatter: (errors, dataVar) => {
+      const first = errors[0];
+      const where = `${dataVar}${first?.instancePath.replaceAll('/', '.') ?? ''}`;
+      const detail = first?.keyword === 'additionalProperties'
+        ? `${where} has an unknown property ${JSON.stringify((first.params as { additionalProperty?: string }).additionalProperty)}`
+        : `${where} ${first?.message ?? 'is invalid'}`;
+      return new Error(detail);
+    },
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url.length > MaxUrlLength) {
+      await reply.code(414).type(ProblemContentType).send(toProblem({ statusCode: 414, message: `the URL is longer than ${MaxUrlLength} characters` }).problem);
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const status = reply.statusCode;
+    const line = { method: request.method, path: request.url.split('?')[0], status, ms: Math.round(reply.elapsedTime), principal: request.principal?.name };
+    if (status >= 500) ctx.logger.error('request', line);
+    else if (status === 401 || status === 403) ctx.logger.warn('request refused', line);
+    else ctx.logger.debug('request', line);
+  });
+
+  app.setErrorHandler(async (err, request, reply) => {
+    const { problem, internal } = toProblem(err, request.url.split('?')[0]);
+    if (internal) ctx.logger.error('request failed', { method: request.method, path: problem.instance, err });
+    if (err instanceof ChallengeError) void reply.header('www-authenticate', err.challenge);
+    return reply.code(problem.status).type(ProblemContentType).send(problem);
+  });
+
+  app.setNotFoundHandler(async (request, reply) => {
+    const { problem } = toProblem({ statusCode: 404, message: `no route ${request.method} ${request.url.split('?')[0]}; see the README's API section` }, request.url.split('?')[0]);
+    return reply.code(404).type(ProblemContentType).send(problem);
+  });
+
+  healthRoutes(app, ctx);
+  templateRoutes(app, ctx);
+  spaceRoutes(app, ctx);
+  objectRoutes(app, ctx);
+  adminRoutes(app, ctx);
+  return app;
+}

@@ -1,0 +1,103 @@
+/**
+ * The daemon: wires configuration, logging, the FileVault, the store and the
+ * API together, and takes them down again in order. `checkpointd run` is a
+ * thin shell around it.
+ */
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildServer, TokenStore, type ApiContext } from '../api/index.js';
+import type { Config } from '../config/index.js';
+import type { Logger } from '../log/index.js';
+import { Store } from '../store/index.js';
+import { PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
+
+/** Name of the file the first admin token is written to, inside paths.data. */
+export const AdminTokenFile = 'admin.token';
+/** Longest a clean shutdown may take before the process exits anyway. */
+export const ShutdownTimeoutMs = 10_000;
+
+/** A running checkpointd. */
+export class Daemon {
+  private serving = false;
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: Config,
+    readonly logger: Logger,
+    readonly store: Store,
+    readonly tokens: TokenStore,
+    private readonly app: FastifyInstance,
+    private readonly lock: PidLock,
+    readonly url: string,
+  ) {}
+
+  /** Start: lock the data folder, recover the journal, listen. */
+  static async start(config: Config, logger: Logger): Promise<Daemon> {
+    const startedAt = new Date().toISOString();
+    const lock = await PidLock.acquire(path.join(config.paths.data, 'checkpointd.pid'));
+    try {
+      const vault = new VaultPaths(config.paths.fileVault);
+      await vault.ensure();
+      const tokens = await TokenStore.open(config.auth.tokensFile);
+      if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
+      const store = await Store.open({
+        journalDir: vault.journal,
+        sync: config.journal.sync,
+        groupCommitMs: config.journal.groupCommitMs,
+        syncIntervalMs: config.journal.syncIntervalMs,
+        logger,
+        readOnly: config.node.role !== 'primary',
+      });
+      let publicUrl = config.api.publicUrl ?? '';
+      let daemon: Daemon | undefined;
+      const ctx: ApiContext = {
+        config,
+        logger,
+        store,
+        tokens,
+        startedAt,
+        role: () => config.node.role,
+        serving: () => daemon?.serving ?? false,
+        publicUrl: () => publicUrl,
+      };
+      const app = buildServer(ctx);
+      try {
+        await app.listen({ host: config.api.host, port: config.api.port });
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
+      const address = app.server.address() as AddressInfo;
+      const local = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+      if (publicUrl === '') publicUrl = local;
+      daemon = new Daemon(config, logger, store, tokens, app, lock, local);
+      daemon.serving = true;
+      logger.info('listening', { url: local, port: address.port, publicUrl, role: config.node.role, seq: store.state.seq });
+      return daemon;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  /** Stop accepting, finish in-flight requests, flush the journal, release the lock. Idempotent. */
+  stop(reason: string): Promise<void> {
+    this.stopping ??= (async () => {
+      this.logger.info('shutting down', { reason });
+      this.serving = false;
+      await this.app.close();
+      await this.store.close();
+      await this.lock.release();
+      this.logger.info('stopped', { seq: this.store.state.seq });
+    })();
+    return this.stopping;
+  }
+}
+
+async function bootstrapAdminToken(config: Config, tokens: TokenStore, logger: Logger): Promise<void> {
+  const token = await tokens.create('admin', 'collection-admin');
+  const file = path.join(config.paths.data, AdminTokenFile);
+  await writeFileAtomic(file, token + '\n', 0o600);
+  logger.warn('created the first admin token; read it from the file, keep it safe, and delete the file once stored elsewhere', { file, tokensFile: config.auth.tokensFile });
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * The `checkpointd` command. Exit codes: 0 success; 1 failure at run time;
+ * 2 bad configuration or usage; 3 the journal is damaged in a way that needs
+ * an operator (see the README's runbook).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { BadRequestError, ConfigError, JournalCorruptError } from '../errors.js';
+import { Roles } from '../api/index.js';
+import { runCommand } from './run.js';
+import { tokenCreateCommand } from './token-create.js';
+
+/** Exit statuses, documented in the README. */
+export const ExitCode = { ok: 0, failure: 1, usage: 2, journalCorrupt: 3 } as const;
+
+const DefaultConfig = 'config/default.json';
+
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`checkpointd: ${message}\n`);
+  if (err instanceof ConfigError) process.exit(ExitCode.usage);
+  if (err instanceof JournalCorruptError) process.exit(ExitCode.journalCorrupt);
+  if (err instanceof BadRequestError) process.exit(ExitCode.usage);
+  process.exit(ExitCode.failure);
+}
+
+const program = new Command('checkpointd')
+  .description('Host-node daemon: journals commits to a shared FileVault, makes checkpoints, fails over.')
+  .exitOverride()
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('run the daemon in the foreground (systemd runs this)')
+  .option('-c, --config <file>', 'configuration file', DefaultConfig)
+  .action(async (options: { config: string }) => runCommand(options.config));
+
+const token = program.command('token').description('manage API tokens');
+token
+  .command('create')
+  .description('add a token to auth.tokensFile and print only the token on stdout')
+  .option('-c, --config <file>', 'configuration file', DefaultConfig)
+  .requiredOption('--name <name>', 'a name for the token (who or what uses it)')
+  .addOption(new Option('--role <role>', 'what the token may do').choices(Roles).makeOptionMandatory())
+  .action(async (options: { config: string; name: string; role: string }) => tokenCreateCommand(options));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? ExitCode.ok : ExitCode.usage);
+  fail(err);
+}

@@ -1,0 +1,10 @@
+/**
+ * The commit journal in `FileVault/journal/`: record framing, group commit
+ * with fsync, torn-tail recovery and replay. The on-disk format and the
+ * recovery rules are described at the top of record.ts.
+ */
+export { crc32c } from './crc32c.js';
+export { encodeRecord, type JournalRecord } from './record.js';
+export { journalFileName, listJournalFiles } from './journal-files.js';
+export { scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
+export { JournalWriter, type JournalStats, type JournalWriterOptions } from './journal-writer.js';

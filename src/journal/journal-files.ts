@@ -1,0 +1,65 @@
+/**
+ * Journal file names (`journal-<firstSeq>.log`), listing them in seq order,
+ * and fsyncing the folder after a file is created or cut.
+ */
+import { open, readdir } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Digits a journal file name's seq is zero-padded to. */
+const SeqDigits = 9;
+const NamePattern = /^journal-(\d+)\.log$/;
+
+/** A journal file and the seq of the first record it holds (or will hold). */
+export interface JournalFile {
+  path: string;
+  firstSeq: number;
+}
+
+/** The file name for a journal whose first record is `firstSeq`: `journal-000000001.log`. */
+export function journalFileName(firstSeq: number): string {
+  if (!Number.isSafeInteger(firstSeq) || firstSeq < 1) {
+    throw new RangeError(`journal file seq must be a positive integer, got ${firstSeq}`);
+  }
+  return `journal-${String(firstSeq).padStart(SeqDigits, '0')}.log`;
+}
+
+/** The firstSeq a journal file name stands for, or null when the name is not one `journalFileName` makes. */
+export function parseJournalFileName(name: string): number | null {
+  const digits = NamePattern.exec(name)?.[1];
+  if (digits === undefined) return null;
+  const seq = Number(digits);
+  // Only canonical names count, so two spellings of one seq can never both be journals.
+  return Number.isSafeInteger(seq) && seq >= 1 && journalFileName(seq) === name ? seq : null;
+}
+
+/** The journal files in `dir`, sorted by firstSeq; other files are ignored and a missing folder is empty. */
+export async function listJournalFiles(dir: string): Promise<JournalFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const files: JournalFile[] = [];
+  for (const name of names) {
+    const firstSeq = parseJournalFileName(name);
+    if (firstSeq !== null) files.push({ path: path.join(dir, name), firstSeq });
+  }
+  return files.sort((a, b) => a.firstSeq - b.firstSeq);
+}
+
+/** Makes a folder's entries (a created, renamed or cut file) durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (err) {
+    // Some network file systems refuse fsync on a folder; their server commits
+    // metadata synchronously anyway, so there is nothing more to do there.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EPERM') throw err;
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * Reading the journal back: start-up recovery (cut a torn tail, refuse damage
+ * in the middle) and replay. The rules are explained once, in record.ts.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { JournalCorruptError } from '../errors.js';
+import type { Logger } from '../log/index.js';
+import { listJournalFiles, type JournalFile } from './journal-files.js';
+import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
+
+/** Bytes read per call; memory stays at this or one frame, whichever is larger. */
+const ReadChunkBytes = 1024 * 1024;
+
+/** What {@link scanJournal} does and whom it tells. */
+export interface ScanOptions {
+  /** Deliver only records with a seq above this (default 0: all). */
+  fromSeq?: number;
+  /** Cut a torn tail off on disk (start-up); false leaves every file as it is (read-only replay, tailing). */
+  repair: boolean;
+  logger: Logger;
+  /** Called with each valid record past `fromSeq`, in seq order. */
+  onRecord?: (rec: JournalRecord) => void;
+}
+
+/** A torn tail found at the end of the last journal file. */
+export interface JournalCut {
+  file: string;
+  /** Where the last good record ends: the file's length after the cut. */
+  offset: number;
+  bytesCut: number;
+  reason: string;
+}
+
+/** What a scan found. */
+export interface ScanResult {
+  /** Seq of the last good record, 0 when there is none. */
+  lastSeq: number;
+  /** Epoch of the last good record, 0 when there is none. */
+  lastEpoch: number;
+  /** Journal files read. */
+  files: number;
+  /** Valid records read (delivered or not). */
+  records: number;
+  /** Bytes of valid frames read. */
+  bytes: number;
+  /** The torn tail found (and cut, with `repair`), or null. */
+  cut: JournalCut | null;
+}
+
+/** Reads every journal file in seq order, checking frames and seq continuity; see record.ts for the rules. */
+export async function scanJournal(dir: string, options: ScanOptions): Promise<ScanResult> {
+  const fromSeq = options.fromSeq ?? 0;
+  const files = await listJournalFiles(dir);
+  const result: ScanResult = { lastSeq: 0, lastEpoch: 0, files: 0, records: 0, bytes: 0, cut: null };
+  // The seq the next record must carry; unknown until the first file's name.
+  let expected: number | null = null;
+  for (const [index, file] of files.entries()) {
+    const laterFiles = files.length - index - 1;
+    if (expected !== null && file.firstSeq !== expected) {
+      const what =
+        file.firstSeq > expected
+          ? `it starts at seq ${file.firstSeq} but the journal before it ends at seq ${expected - 1}, so seqs ${expected}..${file.firstSeq - 1} are missing`
+          : `it starts at seq ${file.firstSeq} but the journal before it already reaches seq ${expected - 1}`;
+      throw corruption(file.path, 0, result.lastSeq, what, 0, laterFiles);
+    }
+    expected = await scanFile(file, laterFiles, fromSeq, options, result);
+    result.files++;
+  }
+  options.logger.debug('journal scanned', {
+    dir,
+    files: result.files,
+    records: result.records,
+    lastSeq: result.lastSeq,
+    cut: result.cut !== null,
+  });
+  return result;
+}
+
+/** Scans one file into `result`; returns the seq the next file must start with. */
+async function scanFile(
+  file: JournalFile,
+  laterFiles: number,
+  fromSeq: number,
+  options: ScanOptions,
+  result: ScanResult,
+): Promise<number> {
+  let expected = file.firstSeq;
+  let offset = 0;
+  let bad: { reason: string; size: number } | null = null;
+  const handle = await open(file.path, 'r');
+  try {
+    const reader = new ChunkReader(handle, (await handle.stat()).size);
+    while (offset < reader.size) {
+      const frame = await readFrameAt(reader, offset);
+      if (!frame.ok) {
+        const later = await findLaterFrame(reader, offset + 1, expected - 1);
+        if (later === null && laterFiles === 0) {
+          bad = { reason: frame.reason, size: reader.size };
+          break;
+        }
+        const follow = later === null ? 0 : await countFrames(reader, later);
+        throw corruption(file.path, offset, result.lastSeq, frame.reason, follow, laterFiles);
+      }
+      const { record } = frame;
+      if (record.seq !== expected) {
+        const what =
+          offset === 0
+            ? `its name says it starts at seq ${file.firstSeq} but its first record is seq ${record.seq}`
+            : `it holds seq ${record.seq} where seq ${expected} should follow`;
+        throw corruption(file.path, offset, result.lastSeq, what, await countFrames(reader, offset + frame.size), laterFiles);
+      }
+      if (record.seq > fromSeq) options.onRecord?.(record);
+      result.lastSeq = record.seq;
+      result.lastEpoch = record.epoch;
+      result.records++;
+      result.bytes += frame.size;
+      offset += frame.size;
+      expected++;
+    }
+  } finally {
+    await handle.close();
+  }
+  if (bad !== null) result.cut = await cutTornTail(file.path, offset, bad.size - offset, bad.reason, options);
+  return expected;
+}
+
+/** Handles a torn tail: cut it off (repair) or just report it. */
+async function cutTornTail(
+  file: string,
+  offset: number,
+  bytesCut: number,
+  reason: string,
+  options: ScanOptions,
+): Promise<JournalCut> {
+  if (options.repair) {
+    const handle = await open(file, 'r+');
+    try {
+      await handle.truncate(offset);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    options.logger.warn('journal torn tail cut off at the last good record', { file, offset, bytesCut, reason });
+  } else {
+    // Expected while tailing a journal that is being written; nothing is changed.
+    options.logger.debug('journal ends in an incomplete record; left as is', { file, offset, bytesCut, reason });
+  }
+  return { file, offset, bytesCut, reason };
+}
+
+/** The error that stops start-up: where, what, and what an operator can do. */
+function corruption(
+  file: string,
+  offset: number,
+  lastGoodSeq: number,
+  what: string,
+  followingRecords: number,
+  laterFiles: number,
+): JournalCorruptError {
+  const follow = [`${followingRecords} valid record(s) follow the damage in this file`];
+  if (laterFiles > 0) follow.push(`${laterFiles} later journal file(s) follow`);
+  const name = path.basename(file);
+  return new JournalCorruptError(
+    `journal file ${file} is damaged at byte offset ${offset}: ${what}. The last good seq is ${lastGoodSeq}; ` +
+      `${follow.join(' and ')}. Start-up stopped rather than drop acknowledged commits: restore ${name} from a copy, ` +
+      `or move ${name} and any later journal files aside to accept losing the commits they hold, then start again.`,
+    file,
+    offset,
+    lastGoodSeq,
+  );
+}
+
+type FrameAt = { ok: true; record: JournalRecord; size: number } | { ok: false; reason: string };
+
+/** Reads and checks the frame at `offset` (which must be before the end of the file). */
+async function readFrameAt(reader: ChunkReader, offset: number): Promise<FrameAt> {
+  const header = reader.cached(offset, FrameHeaderBytes) ?? (await reader.bytes(offset, FrameHeaderBytes));
+  if (header === null) {
+    return { ok: false, reason: `frame header cut short (${reader.size - offset} of ${FrameHeaderBytes} bytes)` };
+  }
+  const length = frameLength(header);
+  if (length === null) return { ok: false, reason: `invalid record length ${header.readUInt32LE(0)}` };
+  const size = FrameHeaderBytes + length;
+  const frame = reader.cached(offset, size) ?? (await reader.bytes(offset, size));
+  if (frame === null) return { ok: false, reason: `frame cut short (${reader.size - offset} of ${size} bytes)` };
+  const decoded = decodeFrame(frame);
+  return decoded.ok ? { ok: true, record: decoded.record, size } : decoded;
+}
+
+/**
+ * The first offset at or after `from` where a valid frame with a seq above
+ * `lastGoodSeq` starts, byte by byte; null when there is none. Such a frame
+ * means the bad one is damage in the middle, not a tail that never finished.
+ */
+async function findLaterFrame(reader: ChunkReader, from: number, lastGoodSeq: number): Promise<number | null> {
+  for (let p = from; p + FrameHeaderBytes < reader.size; p++) {
+    const header = reader.cached(p, FrameHeaderBytes) ?? (await reader.bytes(p, FrameHeaderBytes));
+    if (header === null) return null;
+    // Cheap checks first: most offsets announce an impossible length.
+    const length = frameLength(header);
+    if (length === null || p + FrameHeaderBytes + length > reader.size) continue;
+    const frame = await readFrameAt(reader, p);
+    if (frame.ok && frame.record.seq > lastGoodSeq) return p;
+  }
+  return null;
+}
+
+/** How many valid frames run back to back from `offset`, for the operator's message. */
+async function countFrames(reader: ChunkReader, offset: number): Promise<number> {
+  let count = 0;
+  while (offset < reader.size) {
+    const frame = await readFrameAt(reader, offset);
+    if (!frame.ok) break;
+    count++;
+    offset += frame.size;
+  }
+  return count;
+}
+
+/**
+ * A window over a file read in chunks, so a scan holds at most one chunk or
+ * one frame in memory however large the file.
+ */
+class ChunkReader {
+  private buf = Buffer.alloc(0);
+  /** File offset of buf[0]. */
+  private start = 0;
+  /** Valid bytes in buf. */
+  private length = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    readonly size: number,
+  ) {}
+
+  /** `n` bytes at `offset` if the window already holds them. */
+  cached(offset: number, n: number): Buffer | undefined {
+    if (offset < this.start || offset + n > this.start + this.length) return undefined;
+    return this.buf.subarray(offset - this.start, offset - this.start + n);
+  }
+
+  /** `n` bytes at `offset`, or null when the file ends first. Valid until the next call. */
+  async bytes(offset: number, n: number): Promise<Buffer | null> {
+    if (offset + n > this.size) return null;
+    const hit = this.cached(offset, n);
+    if (hit !== undefined) return hit;
+    const want = Math.min(Math.max(n, ReadChunkBytes), this.size - offset);
+    const next = this.buf.length >= want ? this.buf : Buffer.allocUnsafe(Math.max(want, ReadChunkBytes));
+    let have = 0;
+    if (offset >= this.start && offset < this.start + this.length) {
+      // Keep the bytes already read; copy() handles the overlap when next === buf.
+      have = this.start + this.length - offset;
+      this.buf.copy(next, 0, offset - this.start, this.length);
+    }
+    this.buf = next;
+    this.start = offset;
+    this.length = have;
+    while (this.length < want) {
+      const { bytesRead } = await this.handle.read(next, this.length, want - this.length, offset + this.length);
+      if (bytesRead === 0) throw new Error(`journal file shrank while it was read (expected ${this.size} bytes)`);
+      this.length += bytesRead;
+    }
+    return next.subarray(0, n);
+  }
+}

@@ -1,0 +1,446 @@
+/**
+ * The journal writer: appends commits to the newest journal file.
+ */
+import { constants } from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
+import { ConflictError, JournalWriteError } from '../errors.js';
+import type { Logger } from '../log/index.js';
+import { fsyncDir, journalFileName, listJournalFiles } from './journal-files.js';
+import { encodeRecord } from './record.js';
+
+/** How a {@link JournalWriter} writes, syncs and reports failure. */
+export interface JournalWriterOptions {
+  /** The journal folder (`FileVault/journal`); created when missing. */
+  dir: string;
+  /** Seq of the next record: the scanned journal's lastSeq + 1. */
+  nextSeq: number;
+  /** Epoch stamped on each record until {@link JournalWriter.setEpoch}. */
+  epoch: number;
+  /** `commit`: acknowledge after fdatasync; `interval`: after the write, fdatasync every `syncIntervalMs`. */
+  sync: 'commit' | 'interval';
+  /** Extra time a flush waits for company before writing; 0 = batches form while the previous fsync runs. */
+  groupCommitMs: number;
+  syncIntervalMs: number;
+  logger: Logger;
+  /**
+   * Called once per failed write or fdatasync, before any record is rejected,
+   * with the last acknowledged seq and the JournalWriteError (its `cause` is the OS error).
+   */
+  onFailure?: (lastDurableSeq: number, err: Error) => void;
+}
+
+/** Counters for status and metrics. */
+export interface JournalStats {
+  /** Path of the file being appended to. */
+  file: string;
+  /** Bytes in that file so far. */
+  fileBytes: number;
+  /** Bytes written by this writer, all files. */
+  bytesWritten: number;
+  /** Last seq handed out by append(). */
+  lastSeq: number;
+  /** Last seq known to be fsynced. */
+  lastDurableSeq: number;
+  fsyncs: number;
+  batches: number;
+}
+
+interface Pending {
+  seq: number;
+  frame: Buffer;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * Appends records with group commit. append() numbers a record and queues
+ * its frame at once; one flush at a time takes the whole queue, writes it with
+ * one write and (in `commit` mode) one fdatasync, then resolves the batch in
+ * seq order. Appends that arrive meanwhile form the next batch, so concurrent
+ * committers share fsyncs instead of queueing one each.
+ *
+ * When a write or fdatasync fails, nothing after the last acknowledged record
+ * may survive: onFailure hears first, every record not yet acknowledged is
+ * rejected, the next seq goes back to lastDurableSeq + 1, and the file is cut
+ * back to its acknowledged length (through a fresh handle if the old one is
+ * dead) so later appends continue cleanly. If the file cannot be cut back, or
+ * an `interval`-mode fsync fails (the kernel may have dropped the unsynced
+ * pages, so what is on disk is unknown), the writer refuses every later
+ * append; a restart recovers the journal's good prefix.
+ */
+export class JournalWriter {
+  private readonly options: JournalWriterOptions;
+  private handle: FileHandle;
+  private file: string;
+  private fileFirstSeq: number;
+  private nextSeq: number;
+  private epoch: number;
+  private queue: Pending[] = [];
+  /** Length of the current file as written: where the next batch goes. */
+  private fileBytes: number;
+  /** Last seq, and file length, whose `durable` promises have resolved. */
+  private ackedSeq: number;
+  private ackedBytes: number;
+  /** Last seq known fsynced. */
+  private syncedSeq: number;
+  private bytesWritten = 0;
+  private fsyncs = 0;
+  private batches = 0;
+  /** The running flush loop, if any. */
+  private flushing: Promise<void> | null = null;
+  /** Serialises every operation on the file (flush, interval sync, roll, close). */
+  private ioTail: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  /** Set when the writer can no longer append safely. */
+  private broken: JournalWriteError | null = null;
+
+  private constructor(options: JournalWriterOptions, handle: FileHandle, file: string, fileFirstSeq: number, size: number) {
+    this.options = options;
+    this.handle = handle;
+    this.file = file;
+    this.fileFirstSeq = fileFirstSeq;
+    this.nextSeq = options.nextSeq;
+    this.epoch = options.epoch;
+    this.fileBytes = size;
+    this.ackedBytes = size;
+    this.ackedSeq = options.nextSeq - 1;
+    this.syncedSeq = options.nextSeq - 1;
+    if (options.sync === 'interval') {
+      this.timer = setInterval(() => void this.syncTick(), options.syncIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Opens the newest journal file for appending, or creates `journalFileName(nextSeq)` when there is none. */
+  static async open(options: JournalWriterOptions): Promise<JournalWriter> {
+    if (!Number.isSafeInteger(options.nextSeq) || options.nextSeq < 1) {
+      throw new RangeError(`journal nextSeq must be a positive integer, got ${options.nextSeq}`);
+    }
+    checkEpoch(options.epoch);
+    const created = await mkdir(options.dir, { recursive: true });
+    if (created !== undefined) await fsyncDir(path.dirname(created));
+    const newest = (await listJournalFiles(options.dir)).at(-1);
+    let writer: JournalWriter;
+    if (newest === undefined) {
+      const file = path.join(options.dir, journalFileName(options.nextSeq));
+      const handle = await open(file, 'wx');
+      await fsyncDir(options.dir);
+      writer = new JournalWriter(options, handle, file, options.nextSeq, 0);
+    } else {
+      if (newest.firstSeq > options.nextSeq) {
+        throw new ConflictError(
+          `journal ${newest.path} starts at seq ${newest.firstSeq}, past the next seq ${options.nextSeq}; scan the journal and open the writer at its lastSeq + 1`,
+        );
+      }
+      const handle = await open(newest.path, constants.O_WRONLY);
+      const { size } = await handle.stat();
+      if (size === 0 && newest.firstSeq !== options.nextSeq) {
+        await handle.close();
+        throw new ConflictError(
+          `journal ${newest.path} is empty but named for seq ${newest.firstSeq}, not the next seq ${options.nextSeq}; scan the journal and open the writer at its lastSeq + 1`,
+        );
+      }
+      writer = new JournalWriter(options, handle, newest.path, newest.firstSeq, size);
+    }
+    options.logger.info('journal opened', { file: writer.file, nextSeq: options.nextSeq, sync: options.sync });
+    return writer;
+  }
+
+  /** Numbers `op` with the next seq (gap-free, at once) and queues it; `durable` resolves once it is acknowledged. */
+  append(op: unknown): { seq: number; durable: Promise<void> } {
+    if (this.closing !== null) throw new JournalWriteError(`journal ${this.file} is closed; the commit was not acknowledged`);
+    this.throwIfBroken();
+    const seq = this.nextSeq;
+    // Encode before taking the seq, so an op that cannot be written leaves no gap.
+    const frame = encodeRecord({ seq, epoch: this.epoch, op });
+    this.nextSeq = seq + 1;
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const durable = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // A caller may ignore `durable`: this keeps a failure from becoming an
+    // unhandled rejection, while `durable` itself still rejects for those who await it.
+    durable.catch(() => undefined);
+    this.queue.push({ seq, frame, resolve, reject });
+    this.flushing ??= this.flushLoop();
+    return { seq, durable };
+  }
+
+  /** Flushes and fsyncs the current file, then continues in a new file named for the next seq; returns its path. */
+  async roll(): Promise<string> {
+    if (this.closing !== null) throw new JournalWriteError(`journal ${this.file} is closed; cannot roll`);
+    return this.exclusive(async () => {
+      // Queued records already have their seqs: they belong to the current file.
+      await this.flushQueue();
+      await this.syncForHandOver();
+      const firstSeq = this.ackedSeq + 1;
+      if (this.fileBytes === 0 && this.fileFirstSeq === firstSeq) return this.file;
+      const file = path.join(this.options.dir, journalFileName(firstSeq));
+      try {
+        const handle = await open(file, 'wx');
+        const old = this.handle;
+        this.handle = handle;
+        this.file = file;
+        this.fileFirstSeq = firstSeq;
+        this.fileBytes = 0;
+        this.ackedBytes = 0;
+        await closeQuietly(old, this.options.logger);
+        await fsyncDir(this.options.dir);
+      } catch (err) {
+        throw new JournalWriteError(`journal roll to ${file} failed (${messageOf(err)})`, { cause: err });
+      }
+      this.options.logger.info('journal rolled', { file, firstSeq });
+      return file;
+    });
+  }
+
+  /** Records appended from now on carry `epoch`. */
+  setEpoch(epoch: number): void {
+    checkEpoch(epoch);
+    this.epoch = epoch;
+  }
+
+  /** Counters for status and metrics. */
+  get stats(): JournalStats {
+    return {
+      file: this.file,
+      fileBytes: this.fileBytes,
+      bytesWritten: this.bytesWritten,
+      lastSeq: this.nextSeq - 1,
+      lastDurableSeq: this.syncedSeq,
+      fsyncs: this.fsyncs,
+      batches: this.batches,
+    };
+  }
+
+  /** Writes and fsyncs what is queued, then closes the file; append() throws afterwards. */
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.closing ??= this.exclusive(async () => {
+      await this.flushQueue();
+      try {
+        // A writer broken earlier has already reported why; only a new failure is thrown here.
+        if (this.broken === null) await this.syncForHandOver();
+      } finally {
+        await closeQuietly(this.handle, this.options.logger);
+      }
+      this.options.logger.info('journal closed', { file: this.file, lastSeq: this.ackedSeq });
+    });
+    await this.closing;
+    await this.flushing;
+  }
+
+  /** Runs flushes back to back while records are queued. Never rejects. */
+  private async flushLoop(): Promise<void> {
+    try {
+      // Let appends made in the same turn of the event loop (or within groupCommitMs) join the first batch.
+      if (this.options.groupCommitMs > 0) await delay(this.options.groupCommitMs);
+      else await nextTurn();
+      while (this.queue.length > 0) await this.exclusive(() => this.flushQueue());
+    } catch (err) {
+      // flushQueue handles I/O errors itself; reaching here is a bug, so fail safe.
+      this.options.logger.error('journal flush failed unexpectedly', { file: this.file, error: messageOf(err) });
+      const error = new JournalWriteError(`journal flush of ${this.file} failed (${messageOf(err)}); the commit was not acknowledged`, {
+        cause: err,
+      });
+      for (const p of this.queue.splice(0)) p.reject(error);
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  /** Writes the queued batch at the end of the file, fsyncs it (commit mode) and resolves it. Caller holds the I/O lock. */
+  private async flushQueue(): Promise<void> {
+    const batch = this.queue.splice(0);
+    const last = batch.at(-1);
+    if (last === undefined) return;
+    if (this.broken !== null) {
+      // Records queued while the writer broke: refuse them like any other failure, onFailure first.
+      const error = new JournalWriteError(this.broken.message, { cause: this.broken });
+      this.notifyFailure(this.ackedSeq, error);
+      for (const p of batch) p.reject(error);
+      this.nextSeq = this.ackedSeq + 1;
+      return;
+    }
+    const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((p) => p.frame));
+    try {
+      await this.writeAt(data, this.fileBytes);
+    } catch (err) {
+      await this.fail('write', err, batch);
+      return;
+    }
+    this.fileBytes += data.length;
+    this.bytesWritten += data.length;
+    this.batches++;
+    if (this.options.sync === 'commit') {
+      try {
+        await this.handle.datasync();
+      } catch (err) {
+        await this.fail('fdatasync', err, batch);
+        return;
+      }
+      this.fsyncs++;
+      this.syncedSeq = last.seq;
+    }
+    this.ackedSeq = last.seq;
+    this.ackedBytes = this.fileBytes;
+    for (const p of batch) p.resolve();
+  }
+
+  /** Positional write of all of `data`, looping over short writes. */
+  private async writeAt(data: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+      if (bytesWritten === 0) throw new Error('write made no progress');
+      done += bytesWritten;
+    }
+  }
+
+  /** A failed write or fdatasync: tell, reject everything unacknowledged, rewind the seq, cut the file back. */
+  private async fail(op: string, cause: unknown, batch: Pending[]): Promise<void> {
+    const error = new JournalWriteError(
+      `journal ${op} to ${this.file} failed (${messageOf(cause)}); the commit was not acknowledged`,
+      { cause },
+    );
+    this.notifyFailure(this.ackedSeq, error);
+    const rejected = batch.concat(this.queue.splice(0));
+    for (const p of rejected) p.reject(error);
+    this.nextSeq = this.ackedSeq + 1;
+    this.options.logger.error('journal write failed; commits not acknowledged were rejected', {
+      file: this.file,
+      op,
+      error: messageOf(cause),
+      lastDurableSeq: this.ackedSeq,
+      rejected: rejected.length,
+    });
+    await this.cutBack();
+  }
+
+  /** Truncates the file to its acknowledged length so the next batch starts on a record boundary. */
+  private async cutBack(): Promise<void> {
+    const size = this.ackedBytes;
+    try {
+      await this.handle.truncate(size);
+      await this.handle.datasync();
+    } catch {
+      // The handle itself may be what failed (closed, stale on NFS): try once through a fresh one.
+      try {
+        await closeQuietly(this.handle, this.options.logger);
+        this.handle = await open(this.file, constants.O_WRONLY);
+        await this.handle.truncate(size);
+        await this.handle.datasync();
+      } catch (err) {
+        this.broken = new JournalWriteError(
+          `journal ${this.file} could not be cut back to its last acknowledged record (${messageOf(err)}); ` +
+            `commits are refused until the daemon restarts and recovers the journal`,
+          { cause: err },
+        );
+        this.options.logger.error('journal could not be cut back; refusing further commits', {
+          file: this.file,
+          bytes: size,
+          error: messageOf(err),
+        });
+        return;
+      }
+    }
+    this.fileBytes = size;
+    this.options.logger.error('journal cut back to its last acknowledged record', {
+      file: this.file,
+      bytes: size,
+      lastSeq: this.ackedSeq,
+    });
+  }
+
+  /** Before a roll or close: make every acknowledged record durable (only `interval` mode has any that are not). */
+  private async syncForHandOver(): Promise<void> {
+    this.throwIfBroken();
+    if (this.syncedSeq >= this.ackedSeq) return;
+    await this.syncNow();
+    this.throwIfBroken();
+  }
+
+  private throwIfBroken(): void {
+    if (this.broken !== null) throw new JournalWriteError(this.broken.message, { cause: this.broken });
+  }
+
+  /** The `interval`-mode timer: fsync what was written since the last one. Never rejects. */
+  private async syncTick(): Promise<void> {
+    try {
+      if (this.closing !== null || this.broken !== null || this.syncedSeq >= this.ackedSeq) return;
+      await this.exclusive(async () => {
+        if (this.closing === null && this.broken === null && this.syncedSeq < this.ackedSeq) await this.syncNow();
+      });
+    } catch (err) {
+      this.options.logger.error('journal interval sync failed unexpectedly', { file: this.file, error: messageOf(err) });
+    }
+  }
+
+  /** fdatasync of acknowledged but unsynced records; a failure breaks the writer. Caller holds the I/O lock. */
+  private async syncNow(): Promise<void> {
+    const seq = this.ackedSeq;
+    try {
+      await this.handle.datasync();
+    } catch (cause) {
+      // After a failed fsync the kernel may have dropped the dirty pages: what
+      // is on disk is unknown, so stop rather than stack commits on top of it.
+      this.broken = new JournalWriteError(
+        `journal fdatasync of ${this.file} failed (${messageOf(cause)}); commits after seq ${this.syncedSeq} may not be durable, ` +
+          `and commits are refused until the daemon restarts and recovers the journal`,
+        { cause },
+      );
+      this.notifyFailure(this.syncedSeq, this.broken);
+      for (const p of this.queue.splice(0)) p.reject(this.broken);
+      this.nextSeq = this.ackedSeq + 1;
+      this.options.logger.error('journal fdatasync failed; refusing further commits', {
+        file: this.file,
+        error: messageOf(cause),
+        lastDurableSeq: this.syncedSeq,
+      });
+      return;
+    }
+    this.fsyncs++;
+    this.syncedSeq = seq;
+  }
+
+  private notifyFailure(lastDurableSeq: number, error: JournalWriteError): void {
+    try {
+      this.options.onFailure?.(lastDurableSeq, error);
+    } catch (err) {
+      this.options.logger.error('journal onFailure callback threw', { file: this.file, error: messageOf(err) });
+    }
+  }
+
+  /** Runs `work` after every earlier file operation has finished. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.ioTail.then(work);
+    this.ioTail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+}
+
+function checkEpoch(epoch: number): void {
+  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`journal epoch must be a non-negative integer, got ${epoch}`);
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Closes a handle that may already be dead; a failure is only worth a warning. */
+async function closeQuietly(handle: FileHandle, logger: Logger): Promise<void> {
+  try {
+    await handle.close();
+  } catch (err) {
+    logger.warn('journal file close failed', { error: messageOf(err) });
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * A persistent map from string keys to values, kept in key order: a B+tree
+ * whose nodes are never changed once built. `set` and `delete` copy only the
+ * path from the root to one leaf (a few arrays of at most `MaxNodeEntries`),
+ * and every other node is shared with the previous version.
+ *
+ * Immutable.js (used for the rest of the state) has no sorted collection, and
+ * sorting a million keys when a checkpoint starts would block the event loop
+ * for a second; this tree hands out its entries in order, lazily, so a
+ * snapshot can be serialised a slice at a time while writes go on.
+ */
+
+/** Most entries in one node; a node past this splits in two. */
+const MaxNodeEntries = 64;
+/** Fewest entries in a node other than the root; a smaller one borrows from or merges with a sibling. */
+const MinNodeEntries = 16;
+
+interface Leaf<V> {
+  readonly leaf: true;
+  readonly keys: readonly string[];
+  readonly values: readonly V[];
+}
+
+/** `keys[i]` is the smallest key under `children[i]`. */
+interface Branch<V> {
+  readonly leaf: false;
+  readonly keys: readonly string[];
+  readonly children: readonly Node<V>[];
+}
+
+type Node<V> = Leaf<V> | Branch<V>;
+
+/** First index whose key is >= `key`. */
+function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((keys[mid] as string) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The child of a branch whose range holds `key`. */
+function childIndex(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((keys[mid] as string) <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo === 0 ? 0 : lo - 1;
+}
+
+function splice<T>(items: readonly T[], start: number, removed: number, ...inserted: T[]): T[] {
+  const copy = items.slice();
+  copy.splice(start, removed, ...inserted);
+  return copy;
+}
+
+function leaf<V>(keys: readonly string[], values: readonly V[]): Leaf<V> {
+  return { leaf: true, keys, values };
+}
+
+function branch<V>(children: readonly Node<V>[]): Branch<V> {
+  return { leaf: false, keys: children.map((c) => c.keys[0] as string), children };
+}
+
+/** `node` itself, or two halves of it when it has grown past the limit. */
+function splitIfFull<V>(node: Node<V>): Node<V>[] {
+  if (node.keys.length <= MaxNodeEntries) return [node];
+  return halves(node);
+}
+
+function halves<V>(node: Node<V>): Node<V>[] {
+  const half = Math.ceil(node.keys.length / 2);
+  if (node.leaf) {
+    return [leaf(node.keys.slice(0, half), node.values.slice(0, half)), leaf(node.keys.slice(half), node.values.slice(half))];
+  }
+  return [branch(node.children.slice(0, half)), branch(node.children.slice(half))];
+}
+
+/** Two neighbouring nodes of one level as one node, or as two balanced ones if one would be too big. */
+function rebalance<V>(left: Node<V>, right: Node<V>): Node<V>[] {
+  const joined: Node<V> =
+    left.leaf && right.leaf
+      ? leaf([...left.keys, ...right.keys], [...left.values, ...right.values])
+      : branch([...(left as Branch<V>).children, ...(right as Branch<V>).children]);
+  return splitIfFull(joined);
+}
+
+interface Change {
+  added: boolean;
+}
+
+/** The replacement for `node` (one or two nodes), or undefined when nothing changes. */
+function insert<V>(node: Node<V>, key: string, value: V, change: Change): Node<V>[] | undefined {
+  if (node.leaf) {
+    const i = lowerBound(node.keys, key);
+    if (node.keys[i] === key) {
+      if (node.values[i] === value) return undefined;
+      return [leaf(node.keys, splice(node.values, i, 1, value))];
+    }
+    change.added = true;
+    return splitIfFull(leaf(splice(node.keys, i, 0, key), splice(node.values, i, 0, value)));
+  }
+  const i = childIndex(node.keys, key);
+  const replaced = insert(node.children[i] as Node<V>, key, value, change);
+  if (replaced === undefined) return undefined;
+  return splitIfFull(branch(splice(node.children, i, 1, ...replaced)));
+}
+
+/** The replacement for `node` without `key` (possibly under-full), or undefined when `key` is absent. */
+function remove<V>(node: Node<V>, key: string): Node<V> | undefined {
+  if (node.leaf) {
+    const i = lowerBound(node.keys, key);
+    if (node.keys[i] !== key) return undefined;
+    return leaf(splice(node.keys, i, 1), splice(node.values, i, 1));
+  }
+  const i = childIndex(node.keys, key);
+  const child = remove(node.children[i] as Node<V>, key);
+  if (child === undefined) return undefined;
+  if (child.keys.length >= MinNodeEntries) return branch(splice(node.children, i, 1, child));
+  // Under-full: join with a neighbour (every non-root node has one, since a root branch has two or more children).
+  if (i + 1 < node.children.length) {
+    return branch(splice(node.children, i, 2, ...rebalance(child, node.children[i + 1] as Node<V>)));
+  }
+  return branch(splice(node.children, i - 1, 2, ...rebalance(node.children[i - 1] as Node<V>, child)));
+}
+
+function* walk<V>(node: Node<V>): Generator<[string, V], void, undefined> {
+  if (node.leaf) {
+    for (let i = 0; i < node.keys.length; i++) yield [node.keys[i] as string, node.values[i] as V];
+  } else {
+    for (const child of node.children) yield* walk(child);
+  }
+}
+
+/** Nodes of one level cut into balanced groups of at most `MaxNodeEntries`, each at least half full when there are several. */
+function groups<T>(items: readonly T[]): T[][] {
+  const count = Math.max(1, Math.ceil(items.length / MaxNodeEntries));
+  const out: T[][] = [];
+  for (let g = 0; g < count; g++) {
+    out.push(items.slice(Math.floor((g * items.length) / count), Math.floor(((g + 1) * items.length) / count)));
+  }
+  return out;
+}
+
+const EmptyRoot: Leaf<never> = leaf([], []);
+
+/** A persistent string-keyed map in key order (UTF-16 code unit order, as `<` compares strings). */
+export class SortedMap<V> {
+  private static readonly emptyMap = new SortedMap<never>(EmptyRoot, 0);
+
+  private constructor(
+    private readonly root: Node<V>,
+    /** Number of entries; O(1). */
+    readonly size: number,
+  ) {}
+
+  /** The empty map (one shared instance). */
+  static empty<V>(): SortedMap<V> {
+    return SortedMap.emptyMap;
+  }
+
+  /** A map built in O(n) from entries whose keys are strictly ascending; throws Error otherwise. */
+  static fromSorted<V>(entries: readonly (readonly [string, V])[]): SortedMap<V> {
+    if (entries.length === 0) return SortedMap.empty();
+    for (let i = 1; i < entries.length; i++) {
+      if (!((entries[i - 1] as readonly [string, V])[0] < (entries[i] as readonly [string, V])[0])) {
+        throw new Error(`fromSorted: keys must be strictly ascending (at index ${i})`);
+      }
+    }
+    let level: Node<V>[] = groups(entries).map((g) => leaf(g.map((e) => e[0]), g.map((e) => e[1])));
+    while (level.length > 1) level = groups(level).map((g) => branch(g));
+    return new SortedMap(level[0] as Node<V>, entries.length);
+  }
+
+  /** The value under `key`, or undefined. */
+  get(key: string): V | undefined {
+    let node = this.root;
+    while (!node.leaf) node = node.children[childIndex(node.keys, key)] as Node<V>;
+    const i = lowerBound(node.keys, key);
+    return node.keys[i] === key ? node.values[i] : undefined;
+  }
+
+  /** Whether `key` is present. */
+  has(key: string): boolean {
+    let node = this.root;
+    while (!node.leaf) node = node.children[childIndex(node.keys, key)] as Node<V>;
+    return node.keys[lowerBound(node.keys, key)] === key;
+  }
+
+  /** A map with `key` set to `value`; this same map when it already holds that very value. */
+  set(key: string, value: V): SortedMap<V> {
+    const change: Change = { added: false };
+    const replaced = insert(this.root, key, value, change);
+    if (replaced === undefined) return this;
+    const root = replaced.length === 1 ? (replaced[0] as Node<V>) : branch(replaced);
+    return new SortedMap(root, this.size + (change.added ? 1 : 0));
+  }
+
+  /** A map without `key`; this same map when `key` is absent. */
+  delete(key: string): SortedMap<V> {
+    let root = remove(this.root, key);
+    if (root === undefined) return this;
+    if (!root.leaf && root.children.length === 1) root = root.children[0] ?? root;
+    return new SortedMap(root, this.size - 1);
+  }
+
+  /** Entries in key order, produced lazily. */
+  entries(): IterableIterator<[string, V]> {
+    return walk(this.root);
+  }
+
+  /** Keys in order, produced lazily. */
+  *keys(): IterableIterator<string> {
+    for (const [key] of walk(this.root)) yield key;
+  }
+
+  /** Same as `entries()`. */
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return walk(this.root);
+  }
+
+  /** Checks the tree's shape (order, fill, separator keys, size); for tests. Throws Error on the first fault. */
+  assertValid(): void {
+    let count = 0;
+    let previous: string | undefined;
+    const visit = (node: Node<V>, depth: number, isRoot: boolean): number => {
+      if (!isRoot && node.keys.length < MinNodeEntries) throw new Error(`node at depth ${depth} has ${node.keys.length} entries`);
+      if (node.keys.length > MaxNodeEntries) throw new Error(`node at depth ${depth} has ${node.keys.length} entries`);
+      if (node.leaf) {
+        if (node.keys.length !== node.values.length) throw new Error('leaf keys and values differ in length');
+        for (const key of node.keys) {
+          if (previous !== undefined && !(previous < key)) throw new Error(`keys out of order: ${previous} then ${key}`);
+          previous = key;
+          count++;
+        }
+        return depth;
+      }
+      if (isRoot && node.children.length < 2) throw new Error('root branch has fewer than two children');
+      const depths = new Set<number>();
+      node.children.forEach((child, i) => {
+        if (child.keys[0] !== node.keys[i]) throw new Error(`separator ${i} at depth ${depth} is not its child's first key`);
+        depths.add(visit(child, depth + 1, false));
+      });
+      if (depths.size !== 1) throw new Error('leaves at different depths');
+      return [...depths][0] as number;
+    };
+    visit(this.root, 0, true);
+    if (count !== this.size) throw new Error(`size ${this.size} but ${count} entries`);
+  }
+}

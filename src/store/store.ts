@@ -1,0 +1,160 @@
+/**
+ * The store: the persistent in-memory state plus the journal that makes it
+ * durable. Two states are kept:
+ *
+ * - `head` includes every operation handed to the journal, acknowledged or not.
+ *   New operations are validated against it, so two concurrent creates of the
+ *   same space cannot both be journaled.
+ * - `visible` includes only operations whose journal record is durable. Reads
+ *   and snapshots use it, so nobody ever sees a commit that a crash could undo.
+ *
+ * A commit validates against `head` (a typed error changes nothing), appends to
+ * the journal (which hands out the next `seq`), and resolves once the record is
+ * fsynced and `visible` has moved past it. If the journal fails, `head` falls
+ * back to the last durable state and every unacknowledged commit is refused.
+ */
+import { JournalWriter, scanJournal, type JournalRecord, type JournalStats, type ScanResult } from '../journal/index.js';
+import type { JournalSync } from '../config/index.js';
+import { UnavailableError } from '../errors.js';
+import type { Logger } from '../log/index.js';
+import { isValidOp, type StoreOp } from './ops.js';
+import { StoreState } from './store-state.js';
+
+/** Options for {@link Store.open}. */
+export interface StoreOptions {
+  journalDir: string;
+  sync: JournalSync;
+  groupCommitMs: number;
+  syncIntervalMs: number;
+  logger: Logger;
+  /** Read the journal but never write it (a secondary). */
+  readOnly?: boolean;
+}
+
+/** What a commit returns once durable. */
+export interface CommitResult {
+  seq: number;
+  state: StoreState;
+}
+
+/** What start-up found in the journal. */
+export interface RecoveryInfo {
+  scan: ScanResult;
+  replayed: number;
+}
+
+/** The collection's data: state, journal, commit pipeline. */
+export class Store {
+  private head: StoreState;
+  private visibleState: StoreState;
+  // States appended but not yet durable, in seq order.
+  private pending: StoreState[] = [];
+  private lastDurable: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly writer: JournalWriter | null,
+    state: StoreState,
+    readonly recovery: RecoveryInfo,
+    private readonly logger: Logger,
+  ) {
+    this.head = state;
+    this.visibleState = state;
+  }
+
+  /** Recover the journal (cutting a torn tail), replay it, and open it for writing. */
+  static async open(options: StoreOptions): Promise<Store> {
+    const { logger } = options;
+    let state = StoreState.empty();
+    let replayed = 0;
+    const scan = await scanJournal(options.journalDir, {
+      repair: options.readOnly !== true,
+      logger,
+      onRecord: (record: JournalRecord) => {
+        state = replay(state, record);
+        replayed++;
+      },
+    });
+    logger.info('journal replayed', { records: replayed, lastSeq: scan.lastSeq, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
+    const recovery = { scan, replayed };
+    if (options.readOnly === true) return new Store(null, state, recovery, logger);
+    let created: Store | undefined;
+    const writer = await JournalWriter.open({
+      dir: options.journalDir,
+      nextSeq: scan.lastSeq + 1,
+      epoch: Math.max(scan.lastEpoch, 1),
+      sync: options.sync,
+      groupCommitMs: options.groupCommitMs,
+      syncIntervalMs: options.syncIntervalMs,
+      logger,
+      onFailure: (lastDurableSeq) => created?.rollBack(lastDurableSeq),
+    });
+    created = new Store(writer, state, recovery, logger);
+    return created;
+  }
+
+  /** The durable state: what reads see, and what a checkpoint serialises. O(1): it is an immutable value. */
+  get state(): StoreState {
+    return this.visibleState;
+  }
+
+  /** True when this store accepts commits. */
+  get writable(): boolean {
+    return this.writer !== null;
+  }
+
+  /** Journal figures for status. */
+  get journalStats(): JournalStats | null {
+    return this.writer?.stats ?? null;
+  }
+
+  /** Apply `op` durably. Throws a typed error (nothing changed) if `op` is invalid now. */
+  async commit(op: StoreOp): Promise<CommitResult> {
+    const writer = this.writer;
+    if (writer === null) throw new UnavailableError('this node does not accept writes (it is not the primary); send writes to the primary');
+    const seq = this.head.seq + 1;
+    const next = this.head.apply(op, seq);
+    if (next === this.head) {
+      // A no-op (reloading an identical template): nothing to journal, but answer only once what it repeats is durable.
+      await this.lastDurable;
+      return { seq: this.visibleState.seq, state: this.visibleState };
+    }
+    const appended = writer.append(op);
+    if (appended.seq !== seq) throw new Error(`journal seq ${appended.seq} does not follow state seq ${seq - 1}`);
+    this.head = next;
+    this.pending.push(next);
+    this.lastDurable = appended.durable.catch(() => undefined);
+    await appended.durable;
+    while (this.pending.length > 0 && this.pending[0]!.seq <= seq) this.visibleState = this.pending.shift()!;
+    return { seq, state: next };
+  }
+
+  // Called synchronously by the journal before it refuses the unacknowledged records.
+  private rollBack(lastDurableSeq: number): void {
+    while (this.pending.length > 0 && this.pending[0]!.seq <= lastDurableSeq) this.visibleState = this.pending.shift()!;
+    this.logger.error('journal write failed; commits after the last durable one were refused', { lastDurableSeq, refused: this.pending.length });
+    this.pending = [];
+    this.head = this.visibleState;
+  }
+
+  /** Roll the journal to a new file (a checkpoint's boundary). */
+  async rollJournal(): Promise<string> {
+    if (this.writer === null) throw new UnavailableError('this node does not write the journal');
+    return this.writer.roll();
+  }
+
+  /** Flush and close the journal. */
+  async close(): Promise<void> {
+    await this.writer?.close();
+  }
+}
+
+function replay(state: StoreState, record: JournalRecord): StoreState {
+  if (!isValidOp(record.op)) {
+    throw new Error(`journal record seq ${record.seq} holds an operation this version cannot read; refusing to start rather than skip it`);
+  }
+  try {
+    return state.apply(record.op, record.seq);
+  } catch (err) {
+    throw new Error(`journal record seq ${record.seq} does not apply to the replayed state (${(err as Error).message}); refusing to start rather than skip it`, { cause: err });
+  }
+}

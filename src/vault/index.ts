@@ -1,0 +1,3 @@
+export { fsyncDir, removeTempFiles, tempPathFor, TempPrefix, writeFileAtomic } from './atomic-file.js';
+export { PidLock } from './pid-lock.js';
+export { VaultPaths } from './vault-paths.js';

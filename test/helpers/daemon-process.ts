@@ -1,0 +1,163 @@
+/**
+ * A real checkpointd child process for integration tests: its own temporary
+ * folder (config, data, FileVault), a free loopback port, JSON log lines
+ * collected from stdout, and real signals (SIGKILL where a crash is the point).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait-for.js';
+
+/** The built CLI entry point (npm test builds before mocha runs). */
+export const CliPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
+
+/** A JSON log line. */
+export type LogLine = Record<string, unknown> & { level: string; message: string };
+
+/** An HTTP answer, body parsed when it is JSON. */
+export interface Answer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+  text: string;
+}
+
+/** Options for {@link DaemonProcess.start}. */
+export interface StartOptions {
+  /** Reuse this folder (a restart); a new temp folder otherwise. */
+  dir?: string;
+  /** Extra configuration merged over the test defaults. */
+  config?: Record<string, unknown>;
+  /** Extra environment. */
+  env?: Record<string, string>;
+  /** Where an earlier start wrote the admin token, when not in <dir>/data. */
+  tokenFile?: string;
+}
+
+/** Make a temp folder for a test. */
+export async function tempDir(prefix = 'cpd-it-'): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+/** A running (or exited) daemon. */
+export class DaemonProcess {
+  readonly lines: LogLine[] = [];
+  stdout = '';
+  stderr = '';
+  url = '';
+  token = '';
+  exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private exited: Promise<void>;
+
+  private constructor(readonly dir: string, readonly configFile: string, readonly child: ChildProcess) {
+    let partial = '';
+    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stdout += chunk;
+      partial += chunk;
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      for (const line of parts) {
+        if (line.trim() === '') continue;
+        try {
+          this.lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.lines.push({ level: 'raw', message: line });
+        }
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
+      this.exit = { code, signal };
+      resolve();
+    }));
+  }
+
+  /** Write the config, spawn `checkpointd run`, wait until it listens and read its admin token. */
+  static async start(options: StartOptions = {}): Promise<DaemonProcess> {
+    const dir = options.dir ?? (await tempDir());
+    const configFile = path.join(dir, 'config.json');
+    const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, log: { level: 'info' } }, options.config ?? {});
+    await fs.writeFile(configFile, JSON.stringify(config, null, 2));
+    const daemon = DaemonProcess.spawn(dir, configFile, options.env);
+    await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: 15_000 });
+    if (daemon.exit !== null) throw new Error(`daemon exited (${JSON.stringify(daemon.exit)}) before listening:\n${daemon.stderr}\n${daemon.stdout}`);
+    daemon.url = String(daemon.lines.find((l) => l.message === 'listening')!.url);
+    // The first start logs where it wrote the admin token; later starts find it where the first one put it.
+    const logged = daemon.lines.find((l) => typeof l.file === 'string' && String(l.file).endsWith('admin.token'));
+    const tokenFile = logged !== undefined ? String(logged.file) : (options.tokenFile ?? path.join(dir, 'data', 'admin.token'));
+    daemon.token = (await fs.readFile(tokenFile, 'utf8')).trim();
+    return daemon;
+  }
+
+  /** A free loopback port (for tests that must know the port before the daemon logs it). */
+  static async freePort(): Promise<number> {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+
+  /** Spawn without waiting (for start-up failures). */
+  static spawn(dir: string, configFile: string, env: Record<string, string> = {}): DaemonProcess {
+    const child = spawn(process.execPath, [CliPath, 'run', '--config', configFile], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    return new DaemonProcess(dir, configFile, child);
+  }
+
+  /** Resolves when the process has exited. */
+  async waitExit(): Promise<void> {
+    await this.exited;
+  }
+
+  /** Send `signal` and wait for the exit. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.exit === null) this.child.kill(signal);
+    await this.exited;
+  }
+
+  /** Start a new daemon on the same folder and configuration. */
+  async restart(): Promise<DaemonProcess> {
+    await this.kill('SIGTERM');
+    return DaemonProcess.start({ dir: this.dir, config: JSON.parse(await fs.readFile(this.configFile, 'utf8')) as Record<string, unknown> });
+  }
+
+  /** An HTTP request with the admin token unless `token` says otherwise (null = none). */
+  async request(method: string, urlPath: string, options: { body?: unknown; raw?: string; token?: string | null; headers?: Record<string, string> } = {}): Promise<Answer> {
+    const headers: Record<string, string> = { ...options.headers };
+    const token = options.token === undefined ? this.token : options.token;
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    let body: string | undefined = options.raw;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    if (options.raw !== undefined) headers['content-type'] ??= 'application/json';
+    const res = await fetch(this.url + urlPath, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, headers: res.headers, body: parsed, text };
+  }
+
+  /** Remove the folder (after the process has exited). */
+  async cleanup(): Promise<void> {
+    await this.kill('SIGKILL');
+    await fs.rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,203 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { CliPath, DaemonProcess } from '../helpers/daemon-process.js';
+
+const run = promisify(execFile);
+
+describe('data API (real daemon on loopback)', function () {
+  let d: DaemonProcess;
+  let member: string;
+
+  before(async function () {
+    d = await DaemonProcess.start({ config: { api: { bodyLimitBytes: 4096 } } });
+    member = (await run(process.execPath, [CliPath, 'token', 'create', '--config', d.configFile, '--name', 'alice', '--role', 'member'])).stdout.trim();
+  });
+  after(async function () {
+    await d.cleanup();
+  });
+
+  describe('templates and spaces', function () {
+    it('loads a template (201, Location) and lists it', async function () {
+      const res = await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['type'] } });
+      expect(res.status).to.equal(201);
+      expect(res.headers.get('location')).to.equal(`${d.url}/api/template/plm/1.0`);
+      expect(res.body).to.deep.equal({ href: `${d.url}/api/template/plm/1.0`, data: { name: 'plm', version: '1.0', indexes: ['type'] } });
+      const list = await d.request('GET', '/api/template');
+      expect(list.status).to.equal(200);
+      expect((list.body as { data: unknown[] }).data).to.have.length(1);
+    });
+
+    it('reloading an identical template is a no-op (200); different indexes conflict (409)', async function () {
+      const same = await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['type'] } });
+      expect(same.status).to.equal(200);
+      const different = await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['other'] } });
+      expect(different.status).to.equal(409);
+      expect(different.headers.get('content-type')).to.match(/^application\/problem\+json/);
+    });
+
+    it('creates a space from a template (201) and reads it back', async function () {
+      const res = await d.request('POST', '/api/space', { body: { id: 'test', template: { name: 'plm', version: '1.0' } } });
+      expect(res.status).to.equal(201);
+      expect(res.headers.get('location')).to.equal(`${d.url}/api/space/test`);
+      const space = await d.request('GET', '/api/space/test');
+      expect(space.status).to.equal(200);
+      expect((space.body as { data: { template: unknown } }).data.template).to.deep.equal({ name: 'plm', version: '1.0' });
+      const list = await d.request('GET', '/api/space');
+      expect((list.body as { data: { data: { id: string } }[] }).data.map((s) => s.data.id)).to.deep.equal(['test']);
+    });
+
+    it('refuses a space whose template is not loaded (404) and a duplicate id (409)', async function () {
+      expect((await d.request('POST', '/api/space', { body: { id: 'x', template: { name: 'nope', version: '1.0' } } })).status).to.equal(404);
+      expect((await d.request('POST', '/api/space', { body: { id: 'test', template: { name: 'plm', version: '1.0' } } })).status).to.equal(409);
+    });
+
+    it('upgrades a space to a newer loaded version and refuses an older one (409)', async function () {
+      await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.1', indexes: ['type', 'owner'] } });
+      await d.request('POST', '/api/space', { body: { id: 'upg', template: { name: 'plm', version: '1.0' } } });
+      const up = await d.request('PUT', '/api/space/upg/template', { body: { version: '1.1' } });
+      expect(up.status).to.equal(200);
+      expect((up.body as { data: { template: unknown } }).data.template).to.deep.equal({ name: 'plm', version: '1.1' });
+      const down = await d.request('PUT', '/api/space/upg/template', { body: { version: '1.0' } });
+      expect(down.status).to.equal(409);
+      expect((down.body as { detail: string }).detail).to.include('1.0').and.include('1.1');
+      expect((await d.request('PUT', '/api/space/upg/template', { body: { version: '9.9' } })).status).to.equal(404);
+    });
+  });
+
+  describe('objects, queries and transactions', function () {
+    it('puts an object (201 then 200) with its seq, and reads it back', async function () {
+      const first = await d.request('PUT', '/api/space/test/object/k1', { body: { type: 'Part', name: 'bolt' } });
+      expect(first.status).to.equal(201);
+      const { key, seq } = first.body as { key: string; seq: number };
+      expect(key).to.equal('k1');
+      expect(seq).to.be.a('number').greaterThan(0);
+      const second = await d.request('PUT', '/api/space/test/object/k1', { body: { type: 'Part', name: 'nut' } });
+      expect(second.status).to.equal(200);
+      expect((second.body as { seq: number }).seq).to.equal(seq + 1);
+      const got = await d.request('GET', '/api/space/test/object/k1');
+      expect(got.body).to.deep.equal({ href: `${d.url}/api/space/test/object/k1`, data: { type: 'Part', name: 'nut' } });
+    });
+
+    it('stores any JSON value, not only objects', async function () {
+      for (const [k, v] of [['s', 'text'], ['n', 42], ['a', [1, 2]], ['z', null]] as const) {
+        expect((await d.request('PUT', `/api/space/test/object/${k}`, { body: v })).status).to.equal(201);
+        expect(((await d.request('GET', `/api/space/test/object/${k}`)).body as { data: unknown }).data).to.deep.equal(v);
+      }
+    });
+
+    it('queries by an indexed field', async function () {
+      await d.request('PUT', '/api/space/test/object/k2', { body: { type: 'Doc' } });
+      await d.request('PUT', '/api/space/test/object/k3', { body: { type: 'Part' } });
+      const res = await d.request('GET', '/api/space/test/object?type=Part');
+      expect(res.status).to.equal(200);
+      expect(res.body).to.deep.equal({
+        href: `${d.url}/api/space/test/object?type=Part`,
+        data: [{ key: 'k1', data: { type: 'Part', name: 'nut' } }, { key: 'k3', data: { type: 'Part' } }],
+      });
+    });
+
+    it('refuses a query on a field the template does not index (400, naming the indexed ones)', async function () {
+      const res = await d.request('GET', '/api/space/test/object?name=bolt');
+      expect(res.status).to.equal(400);
+      expect((res.body as { detail: string }).detail).to.include('type');
+    });
+
+    it('deletes an object (then 404)', async function () {
+      expect((await d.request('DELETE', '/api/space/test/object/k2')).status).to.equal(200);
+      expect((await d.request('GET', '/api/space/test/object/k2')).status).to.equal(404);
+      expect((await d.request('DELETE', '/api/space/test/object/k2')).status).to.equal(404);
+    });
+
+    it('applies a transaction all together and returns its seq', async function () {
+      const res = await d.request('POST', '/api/space/test/transaction', { body: { ops: [{ op: 'put', key: 't1', value: { type: 'Part' } }, { op: 'put', key: 't2', value: 2 }, { op: 'delete', key: 'k3' }] } });
+      expect(res.status).to.equal(200);
+      expect((res.body as { seq: number }).seq).to.be.a('number');
+      expect((await d.request('GET', '/api/space/test/object/t1')).status).to.equal(200);
+      expect((await d.request('GET', '/api/space/test/object/k3')).status).to.equal(404);
+    });
+
+    it('applies nothing of a transaction that fails on its last op', async function () {
+      const res = await d.request('POST', '/api/space/test/transaction', { body: { ops: [{ op: 'put', key: 'n1', value: 1 }, { op: 'delete', key: 'missing' }] } });
+      expect(res.status).to.equal(409);
+      expect((await d.request('GET', '/api/space/test/object/n1')).status).to.equal(404);
+    });
+  });
+
+  describe('authentication and roles', function () {
+    it('answers 401 with WWW-Authenticate without a token, or with a bad one', async function () {
+      for (const token of [null, 'cpd_wrong-token-value', 'garbage']) {
+        const res = await d.request('GET', '/api/space', { token });
+        expect(res.status).to.equal(401);
+        expect(res.headers.get('www-authenticate')).to.match(/^Bearer realm="checkpointd"/);
+        expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+      }
+    });
+
+    it('lets a member read and write data but not create spaces or templates (403)', async function () {
+      expect((await d.request('PUT', '/api/space/test/object/m1', { body: { type: 'Part' }, token: member })).status).to.equal(201);
+      expect((await d.request('GET', '/api/space/test/object/m1', { token: member })).status).to.equal(200);
+      expect((await d.request('POST', '/api/space', { body: { id: 'm', template: { name: 'plm', version: '1.0' } }, token: member })).status).to.equal(403);
+      expect((await d.request('POST', '/api/template', { body: { name: 'x', version: '1' }, token: member })).status).to.equal(403);
+      expect((await d.request('GET', '/api/admin/status', { token: member })).status).to.equal(403);
+    });
+  });
+
+  describe('bad input', function () {
+    const badIds = ['..', 'a..b', '.hidden', 'x'.repeat(65), 'sp%20ace', 'tab%09', 'nul%00', 'a%2Fb', '%C3%A9t%C3%A9'];
+    for (const id of badIds) {
+      it(`refuses the space id ${JSON.stringify(decodeURIComponent(id))} (400)`, async function () {
+        const res = await d.request('GET', `/api/space/${id}`);
+        expect(res.status, res.text).to.equal(400);
+        expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+        expect((res.body as { detail: string }).detail).to.be.a('string').and.not.equal('');
+      });
+    }
+    for (const key of ['..', 'a..b', 'a%2Fb', 'k%0A', 'x'.repeat(257), 'sp%20c']) {
+      it(`refuses the object key ${JSON.stringify(decodeURIComponent(key)).slice(0, 30)} (400) and writes nothing`, async function () {
+        const before = ((await d.request('GET', '/api/admin/status')).body as { data: { seq: number } }).data.seq;
+        const res = await d.request('PUT', `/api/space/test/object/${key}`, { body: 1 });
+        expect(res.status, res.text).to.equal(400);
+        const after = ((await d.request('GET', '/api/admin/status')).body as { data: { seq: number } }).data.seq;
+        expect(after).to.equal(before);
+      });
+    }
+    it('refuses malformed JSON (400)', async function () {
+      const res = await d.request('PUT', '/api/space/test/object/j', { raw: '{"a":' });
+      expect(res.status).to.equal(400);
+      expect((res.body as { detail: string }).detail).to.include('JSON');
+    });
+    it('refuses a body over api.bodyLimitBytes (413)', async function () {
+      const res = await d.request('PUT', '/api/space/test/object/big', { body: { blob: 'x'.repeat(5000) } });
+      expect(res.status).to.equal(413);
+      expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+    });
+    it('refuses wrong types and unknown properties in bodies (400)', async function () {
+      expect((await d.request('POST', '/api/space', { body: { id: 5, template: { name: 'plm', version: '1.0' } } })).status).to.equal(400);
+      expect((await d.request('POST', '/api/template', { body: { name: 'plm', version: 1 } })).status).to.equal(400);
+      const extra = await d.request('POST', '/api/space', { body: { id: 'y', template: { name: 'plm', version: '1.0' }, colour: 'red' } });
+      expect(extra.status).to.equal(400);
+      expect((extra.body as { detail: string }).detail).to.include('colour');
+      expect((await d.request('POST', '/api/space/test/transaction', { body: { ops: [{ op: 'frob', key: 'a' }] } })).status).to.equal(400);
+    });
+    it('answers 404 problem+json for an unknown route and an unknown space', async function () {
+      const route = await d.request('GET', '/api/nope');
+      expect(route.status).to.equal(404);
+      expect(route.headers.get('content-type')).to.match(/^application\/problem\+json/);
+      expect((await d.request('GET', '/api/space/ghost/object/k')).status).to.equal(404);
+      expect((await d.request('PUT', '/api/space/ghost/object/k', { body: 1 })).status).to.equal(404);
+    });
+  });
+
+  describe('health', function () {
+    for (const p of ['/health', '/liveness', '/readiness', '/primary']) {
+      it(`answers 200 on GET and HEAD ${p} without a token`, async function () {
+        expect((await d.request('GET', p, { token: null })).status).to.equal(200);
+        expect((await d.request('HEAD', p, { token: null })).status).to.equal(200);
+      });
+    }
+    it('answers 503 on /standby on a primary', async function () {
+      expect((await d.request('GET', '/standby', { token: null })).status).to.equal(503);
+    });
+  });
+});

@@ -1,0 +1,94 @@
+import { expect } from 'chai';
+import { SortedMap } from '../../src/store/sorted-map.js';
+
+/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function sortedEntries(model: Map<string, number>): [string, number][] {
+  return [...model.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+describe('store sorted map', () => {
+  it('matches a plain Map through random sets and deletes, keeping order and shape', () => {
+    const next = random(42);
+    const model = new Map<string, number>();
+    let map = SortedMap.empty<number>();
+    for (let i = 0; i < 30_000; i++) {
+      const key = `k${Math.floor(next() * 3000)}`;
+      if (next() < 0.4) {
+        model.delete(key);
+        map = map.delete(key);
+      } else {
+        model.set(key, i);
+        map = map.set(key, i);
+      }
+      if (i % 5000 === 0) map.assertValid();
+    }
+    map.assertValid();
+    expect(map.size).to.equal(model.size);
+    expect([...map.entries()]).to.deep.equal(sortedEntries(model));
+    for (const [key, value] of model) expect(map.get(key)).to.equal(value);
+    expect(map.get('absent')).to.equal(undefined);
+    expect(map.has('absent')).to.equal(false);
+  });
+
+  it('shrinks back to empty when every key is deleted', () => {
+    let map = SortedMap.empty<number>();
+    for (let i = 0; i < 5000; i++) map = map.set(String(i).padStart(5, '0'), i);
+    for (let i = 0; i < 5000; i += 2) map = map.delete(String(i).padStart(5, '0'));
+    map.assertValid();
+    for (let i = 1; i < 5000; i += 2) map = map.delete(String(i).padStart(5, '0'));
+    map.assertValid();
+    expect(map.size).to.equal(0);
+    expect([...map]).to.deep.equal([]);
+  });
+
+  it('leaves every older version unchanged', () => {
+    const versions: SortedMap<number>[] = [SortedMap.empty()];
+    for (let i = 0; i < 2000; i++) {
+      const last = versions[versions.length - 1]!;
+      versions.push(i % 3 === 2 ? last.delete(`k${i - 1}`) : last.set(`k${i}`, i));
+    }
+    // Rebuild the expected content of each version from scratch and compare.
+    const model = new Map<string, number>();
+    versions.forEach((version, v) => {
+      if (v > 0) {
+        const i = v - 1;
+        if (i % 3 === 2) model.delete(`k${i - 1}`);
+        else model.set(`k${i}`, i);
+      }
+      expect(version.size).to.equal(model.size);
+      if (v % 250 === 0) expect([...version]).to.deep.equal(sortedEntries(model));
+    });
+  });
+
+  it('returns the same map for a no-op set or delete', () => {
+    const value = { a: 1 };
+    const map = SortedMap.empty<object>().set('a', value);
+    expect(map.set('a', value)).to.equal(map);
+    expect(map.set('a', { a: 1 })).not.to.equal(map);
+    expect(map.delete('b')).to.equal(map);
+  });
+
+  it('builds a valid tree from sorted entries and refuses unsorted ones', () => {
+    for (const n of [0, 1, 64, 65, 4097, 20_000]) {
+      const entries = Array.from({ length: n }, (_, i) => [`k${String(i).padStart(6, '0')}`, i] as const);
+      const map = SortedMap.fromSorted(entries);
+      map.assertValid();
+      expect(map.size).to.equal(n);
+      expect([...map.keys()]).to.deep.equal(entries.map(([k]) => k));
+      const changed = map.delete('k000000').set('zzz', -1);
+      changed.assertValid();
+    }
+    expect(() => SortedMap.fromSorted([['b', 1], ['a', 2]])).to.throw(Error, /ascending/);
+    expect(() => SortedMap.fromSorted([['a', 1], ['a', 2]])).to.throw(Error, /ascending/);
+  });
+});
