@@ -6,7 +6,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { BadRequestError, ConflictError } from '../errors.js';
+import { BadRequestError, ConfigError, ConflictError } from '../errors.js';
+import type { Logger } from '../log/index.js';
 import { TokenPrefix } from '../log/index.js';
 import { writeFileAtomic } from '../vault/index.js';
 
@@ -47,11 +48,11 @@ export class TokenStore {
   private mtimeMs = 0;
   private checkedAt = 0;
 
-  private constructor(readonly file: string) {}
+  private constructor(readonly file: string, private readonly logger?: Logger) {}
 
-  /** Open `file`; a missing file is an empty store (see {@link exists}). */
-  static async open(file: string): Promise<TokenStore> {
-    const store = new TokenStore(file);
+  /** Open `file`; a missing file is an empty store (see {@link exists}). A damaged file is a ConfigError. */
+  static async open(file: string, logger?: Logger): Promise<TokenStore> {
+    const store = new TokenStore(file, logger);
     await store.reload();
     return store;
   }
@@ -83,13 +84,13 @@ export class TokenStore {
     try {
       parsed = JSON.parse(text);
     } catch {
-      throw new BadRequestError(`tokens file ${this.file} is not valid JSON; restore it or remove it to start over with a new admin token`);
+      throw new ConfigError(`tokens file ${this.file} is not valid JSON; restore it, or remove it to start over with a new admin token`);
     }
     const tokens = (parsed as Partial<TokenFile> | null)?.tokens;
     if (!Array.isArray(tokens) || !tokens.every((t: Partial<TokenEntry>) => typeof t?.name === 'string' && isRole(t.role) && typeof t.hash === 'string' && t.hash.startsWith('sha256:'))) {
-      throw new BadRequestError(`tokens file ${this.file} is not in the expected shape {"version":1,"tokens":[{name, role, hash, created}]}`);
+      throw new ConfigError(`tokens file ${this.file} is not in the expected shape {"version":1,"tokens":[{name, role, hash, created}]}`);
     }
-    this.set(tokens as TokenEntry[], mtimeMs);
+    this.set(tokens, mtimeMs);
   }
 
   private set(entries: TokenEntry[], mtimeMs: number): void {
@@ -107,7 +108,13 @@ export class TokenStore {
     this.checkedAt = now;
     const stat = await fs.stat(this.file).catch(() => undefined);
     if ((stat?.mtimeMs ?? 0) === this.mtimeMs) return undefined;
-    await this.reload();
+    try {
+      await this.reload();
+    } catch (err) {
+      // A damaged file on disk must not lock everyone out: keep the tokens already known.
+      this.logger?.error('tokens file changed but cannot be read; keeping the tokens loaded before', { file: this.file, err });
+      return undefined;
+    }
     return this.lookup(token);
   }
 

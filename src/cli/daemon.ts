@@ -39,7 +39,7 @@ export class Daemon {
     try {
       const vault = new VaultPaths(config.paths.fileVault);
       await vault.ensure();
-      const tokens = await TokenStore.open(config.auth.tokensFile);
+      const tokens = await TokenStore.open(config.auth.tokensFile, logger);
       if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
       const store = await Store.open({
         journalDir: vault.journal,
@@ -50,7 +50,8 @@ export class Daemon {
         readOnly: config.node.role !== 'primary',
       });
       let publicUrl = config.api.publicUrl ?? '';
-      let daemon: Daemon | undefined;
+      // Health routes ask the daemon whether it serves; it exists only once the server listens.
+      const holder: { daemon?: Daemon } = {};
       const ctx: ApiContext = {
         config,
         logger,
@@ -58,7 +59,7 @@ export class Daemon {
         tokens,
         startedAt,
         role: () => config.node.role,
-        serving: () => daemon?.serving ?? false,
+        serving: () => holder.daemon?.serving ?? false,
         publicUrl: () => publicUrl,
       };
       const app = buildServer(ctx);
@@ -71,7 +72,8 @@ export class Daemon {
       const address = app.server.address() as AddressInfo;
       const local = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       if (publicUrl === '') publicUrl = local;
-      daemon = new Daemon(config, logger, store, tokens, app, lock, local);
+      const daemon = new Daemon(config, logger, store, tokens, app, lock, local);
+      holder.daemon = daemon;
       daemon.serving = true;
       logger.info('listening', { url: local, port: address.port, publicUrl, role: config.node.role, seq: store.state.seq });
       return daemon;

@@ -28,11 +28,13 @@ export function show(value: unknown): string {
     if (Array.isArray(value)) return 'an array';
     return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
   }
-  const chars = Array.from(value);
-  const cut = chars.length > ShownChars;
-  const text = cut ? chars.slice(0, ShownChars).join('') : value;
-  const quoted = JSON.stringify(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return cut ? `${quoted}... (${chars.length} characters)` : quoted;
+  // Cutting may split a surrogate pair; the escaping below shows the half as \uXXXX, which is harmless.
+  const cut = value.length > ShownChars;
+  const quoted = JSON.stringify(cut ? value.slice(0, ShownChars) : value).replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return cut ? `${quoted}... (${value.length} characters)` : quoted;
 }
 
 function checkId(what: string, value: unknown, example: string): string {

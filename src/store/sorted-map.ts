@@ -54,6 +54,28 @@ function childIndex(keys: readonly string[], key: string): number {
   return lo === 0 ? 0 : lo - 1;
 }
 
+// Copying helpers: hand-written loops, since slice-then-splice is twice as slow on the hot path.
+function insertAt<T>(items: readonly T[], i: number, item: T): T[] {
+  const out = new Array<T>(items.length + 1);
+  for (let j = 0; j < i; j++) out[j] = items[j] as T;
+  out[i] = item;
+  for (let j = i; j < items.length; j++) out[j + 1] = items[j] as T;
+  return out;
+}
+
+function replaceAt<T>(items: readonly T[], i: number, item: T): T[] {
+  const out = items.slice();
+  out[i] = item;
+  return out;
+}
+
+function removeAt<T>(items: readonly T[], i: number): T[] {
+  const out = new Array<T>(items.length - 1);
+  for (let j = 0; j < i; j++) out[j] = items[j] as T;
+  for (let j = i + 1; j < items.length; j++) out[j - 1] = items[j] as T;
+  return out;
+}
+
 function splice<T>(items: readonly T[], start: number, removed: number, ...inserted: T[]): T[] {
   const copy = items.slice();
   copy.splice(start, removed, ...inserted);
@@ -66,6 +88,13 @@ function leaf<V>(keys: readonly string[], values: readonly V[]): Leaf<V> {
 
 function branch<V>(children: readonly Node<V>[]): Branch<V> {
   return { leaf: false, keys: children.map((c) => c.keys[0] as string), children };
+}
+
+/** `node` with child `i` replaced by `child`, reusing the separator array when the child's first key is unchanged. */
+function withChild<V>(node: Branch<V>, i: number, child: Node<V>): Branch<V> {
+  const first = child.keys[0] as string;
+  const keys = node.keys[i] === first ? node.keys : replaceAt(node.keys, i, first);
+  return { leaf: false, keys, children: replaceAt(node.children, i, child) };
 }
 
 /** `node` itself, or two halves of it when it has grown past the limit. */
@@ -101,15 +130,22 @@ function insert<V>(node: Node<V>, key: string, value: V, change: Change): Node<V
     const i = lowerBound(node.keys, key);
     if (node.keys[i] === key) {
       if (node.values[i] === value) return undefined;
-      return [leaf(node.keys, splice(node.values, i, 1, value))];
+      return [leaf(node.keys, replaceAt(node.values, i, value))];
     }
     change.added = true;
-    return splitIfFull(leaf(splice(node.keys, i, 0, key), splice(node.values, i, 0, value)));
+    return splitIfFull(leaf(insertAt(node.keys, i, key), insertAt(node.values, i, value)));
   }
   const i = childIndex(node.keys, key);
   const replaced = insert(node.children[i] as Node<V>, key, value, change);
   if (replaced === undefined) return undefined;
-  return splitIfFull(branch(splice(node.children, i, 1, ...replaced)));
+  const [first, second] = replaced as [Node<V>, Node<V> | undefined];
+  const updated = withChild(node, i, first);
+  if (second === undefined) return [updated];
+  return splitIfFull({
+    leaf: false,
+    keys: insertAt(updated.keys, i + 1, second.keys[0] as string),
+    children: insertAt(updated.children, i + 1, second),
+  });
 }
 
 /** The replacement for `node` without `key` (possibly under-full), or undefined when `key` is absent. */
@@ -117,12 +153,12 @@ function remove<V>(node: Node<V>, key: string): Node<V> | undefined {
   if (node.leaf) {
     const i = lowerBound(node.keys, key);
     if (node.keys[i] !== key) return undefined;
-    return leaf(splice(node.keys, i, 1), splice(node.values, i, 1));
+    return leaf(removeAt(node.keys, i), removeAt(node.values, i));
   }
   const i = childIndex(node.keys, key);
   const child = remove(node.children[i] as Node<V>, key);
   if (child === undefined) return undefined;
-  if (child.keys.length >= MinNodeEntries) return branch(splice(node.children, i, 1, child));
+  if (child.keys.length >= MinNodeEntries) return withChild(node, i, child);
   // Under-full: join with a neighbour (every non-root node has one, since a root branch has two or more children).
   if (i + 1 < node.children.length) {
     return branch(splice(node.children, i, 2, ...rebalance(child, node.children[i + 1] as Node<V>)));

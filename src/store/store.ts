@@ -77,7 +77,8 @@ export class Store {
     logger.info('journal replayed', { records: replayed, lastSeq: scan.lastSeq, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
     const recovery = { scan, replayed };
     if (options.readOnly === true) return new Store(null, state, recovery, logger);
-    let created: Store | undefined;
+    // The journal reports failures to the store it feeds, which exists only once the writer does.
+    const holder: { store?: Store } = {};
     const writer = await JournalWriter.open({
       dir: options.journalDir,
       nextSeq: scan.lastSeq + 1,
@@ -86,10 +87,10 @@ export class Store {
       groupCommitMs: options.groupCommitMs,
       syncIntervalMs: options.syncIntervalMs,
       logger,
-      onFailure: (lastDurableSeq) => created?.rollBack(lastDurableSeq),
+      onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
     });
-    created = new Store(writer, state, recovery, logger);
-    return created;
+    holder.store = new Store(writer, state, recovery, logger);
+    return holder.store;
   }
 
   /** The durable state: what reads see, and what a checkpoint serialises. O(1): it is an immutable value. */

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +24,27 @@ export interface Answer {
   headers: Headers;
   body: unknown;
   text: string;
+}
+
+const agent = new http.Agent({ keepAlive: true });
+
+/** One HTTP request with the path sent verbatim (fetch would resolve `..` and `%2e%2e` itself). */
+export async function httpRequest(base: string, method: string, urlPath: string, headers: Record<string, string>, body?: string): Promise<{ status: number; headers: Headers; text: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: url.hostname, port: url.port, method, path: urlPath, headers, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(', ') : v);
+        resolve({ status: res.statusCode ?? 0, headers: h, text: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** Options for {@link DaemonProcess.start}. */
@@ -144,8 +166,8 @@ export class DaemonProcess {
       headers['content-type'] ??= 'application/json';
     }
     if (options.raw !== undefined) headers['content-type'] ??= 'application/json';
-    const res = await fetch(this.url + urlPath, { method, headers, body });
-    const text = await res.text();
+    const res = await httpRequest(this.url, method, urlPath, headers, body);
+    const text = res.text;
     let parsed: unknown = text;
     try {
       parsed = text === '' ? undefined : JSON.parse(text);

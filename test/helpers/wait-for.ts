@@ -12,7 +12,7 @@ export async function waitFor<T>(condition: () => T | Promise<T>, options: WaitO
   const deadline = Date.now() + (options.timeoutMs ?? 10_000);
   for (;;) {
     const value = await condition();
-    if (value !== undefined && value !== null && value !== false) return value as NonNullable<T>;
+    if (value !== undefined && value !== null && value !== false) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${options.what}`);
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 20));
   }

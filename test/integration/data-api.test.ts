@@ -144,17 +144,17 @@ describe('data API (real daemon on loopback)', function () {
   });
 
   describe('bad input', function () {
-    const badIds = ['..', 'a..b', '.hidden', 'x'.repeat(65), 'sp%20ace', 'tab%09', 'nul%00', 'a%2Fb', '%C3%A9t%C3%A9'];
+    const badIds = ['..', '%2E%2E', 'a..b', '.hidden', 'x'.repeat(65), 'sp%20ace', 'tab%09', 'nul%00', 'a%2Fb', '%C3%A9t%C3%A9'];
     for (const id of badIds) {
-      it(`refuses the space id ${JSON.stringify(decodeURIComponent(id))} (400)`, async function () {
+      it(`refuses the space id segment ${JSON.stringify(id).slice(0, 30)} (400)`, async function () {
         const res = await d.request('GET', `/api/space/${id}`);
         expect(res.status, res.text).to.equal(400);
         expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
         expect((res.body as { detail: string }).detail).to.be.a('string').and.not.equal('');
       });
     }
-    for (const key of ['..', 'a..b', 'a%2Fb', 'k%0A', 'x'.repeat(257), 'sp%20c']) {
-      it(`refuses the object key ${JSON.stringify(decodeURIComponent(key)).slice(0, 30)} (400) and writes nothing`, async function () {
+    for (const key of ['..', '%2E%2E', '.', '%2E', 'a..b', 'a%2Fb', 'k%0A', 'x'.repeat(257), 'sp%20c']) {
+      it(`refuses the object key segment ${JSON.stringify(key).slice(0, 30)} (400) and writes nothing`, async function () {
         const before = ((await d.request('GET', '/api/admin/status')).body as { data: { seq: number } }).data.seq;
         const res = await d.request('PUT', `/api/space/test/object/${key}`, { body: 1 });
         expect(res.status, res.text).to.equal(400);

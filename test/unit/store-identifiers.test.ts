@@ -40,7 +40,7 @@ describe('store identifiers', () => {
     it('says what was received, the rule and an example, safely escaped and cut short', () => {
       const message = refusal(() => validateSpaceId(`evil\n\u202e${'x'.repeat(500)}`));
       expect(message).to.include('space id "evil\\n\\u202e');
-      expect(message).to.include('(502 characters)');
+      expect(message).to.include('(506 characters)');
       expect(message).to.include('for example "plm-test"');
       expect(message).not.to.match(/[\n\u202e]/);
       expect(message.length).to.be.below(400);
