@@ -21,7 +21,7 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
   const app = Fastify({
     logger: false,
     bodyLimit: ctx.config.api.bodyLimitBytes,
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
@@ -43,9 +43,12 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
 
   app.addHook('onResponse', async (request, reply) => {
     const status = reply.statusCode;
+    const refused = status === 401 || status === 403;
+    // Successful requests log at debug; skip building the line at all when debug is off (the hot path).
+    if (status < 500 && !refused && !ctx.logger.isDebugEnabled()) return;
     const line = { method: request.method, path: request.url.split('?')[0], status, ms: Math.round(reply.elapsedTime), principal: request.principal?.name };
     if (status >= 500) ctx.logger.error('request', line);
-    else if (status === 401 || status === 403) ctx.logger.warn('request refused', line);
+    else if (refused) ctx.logger.warn('request refused', line);
     else ctx.logger.debug('request', line);
   });
 

@@ -116,14 +116,14 @@ export class Store {
     const next = this.head.apply(op, seq);
     if (next === this.head) {
       // A no-op (reloading an identical template): nothing to journal, but answer only once what it repeats is durable.
-      await this.lastDurable;
+      await this.lastDurable.catch(() => undefined);
       return { seq: this.visibleState.seq, state: this.visibleState };
     }
     const appended = writer.append(op);
     if (appended.seq !== seq) throw new Error(`journal seq ${appended.seq} does not follow state seq ${seq - 1}`);
     this.head = next;
     this.pending.push(next);
-    this.lastDurable = appended.durable.catch(() => undefined);
+    this.lastDurable = appended.durable;
     await appended.durable;
     while (this.pending.length > 0 && this.pending[0]!.seq <= seq) this.visibleState = this.pending.shift()!;
     return { seq, state: next };
