@@ -54,22 +54,43 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/** One write of queued records, in file order with the others in flight. */
+interface Batch {
+  records: Pending[];
+  position: number;
+  bytes: number;
+  /** undefined while the write runs, null once it succeeded, the error once it failed. */
+  outcome: Error | null | undefined;
+}
+
 /**
- * Appends records with group commit. append() numbers a record and queues
- * its frame at once; one flush at a time takes the whole queue, writes it with
- * one write (in `commit` mode durable on return: the file is open with
- * O_DSYNC, which is write + fdatasync in one system call), then resolves the batch in
- * seq order. Appends that arrive meanwhile form the next batch, so concurrent
- * committers share fsyncs instead of queueing one each.
+ * Most batch writes in flight at once. Two lanes let the next batch reach the
+ * disk while the committers of the last one do their work (answer clients,
+ * prepare the next commit), and the file system merges concurrent O_DSYNC
+ * writes into one journal commit.
+ */
+const MaxInflight = 2;
+
+/**
+ * Appends records with group commit. append() numbers a record and queues its
+ * frame at once. Queued records go out together in one write per batch (in
+ * `commit` mode durable on return: the file is open with O_DSYNC, which is
+ * write + fdatasync in one system call), with up to {@link MaxInflight} batches
+ * in flight, acknowledged strictly in file order. A batch leaves when a lane is
+ * free and either enough records wait (half the committers lately waiting at
+ * once, so that concurrent committers split into cohorts whose CPU work
+ * overlaps each other's I/O) or the current turn of the event loop has ended
+ * (or `groupCommitMs` has passed, which also turns the early start off).
  *
- * When a write or fdatasync fails, nothing after the last acknowledged record
- * may survive: onFailure hears first, every record not yet acknowledged is
- * rejected, the next seq goes back to lastDurableSeq + 1, and the file is cut
- * back to its acknowledged length (through a fresh handle if the old one is
- * dead) so later appends continue cleanly. If the file cannot be cut back, or
- * an `interval`-mode fsync fails (the kernel may have dropped the unsynced
- * pages, so what is on disk is unknown), the writer refuses every later
- * append; a restart recovers the journal's good prefix.
+ * When a write fails, nothing after the last acknowledged record may survive:
+ * no new write starts, the writes still in flight are awaited, onFailure hears
+ * first, every record not yet acknowledged is rejected, the next seq goes back
+ * to lastDurableSeq + 1, and the file is cut back to its acknowledged length
+ * (through a fresh handle if the old one is dead) so later appends continue
+ * cleanly. If the file cannot be cut back, or an `interval`-mode fsync fails
+ * (the kernel may have dropped the unsynced pages, so what is on disk is
+ * unknown), the writer refuses every later append; a restart recovers the
+ * journal's good prefix.
  */
 export class JournalWriter {
   private readonly options: JournalWriterOptions;
@@ -79,6 +100,17 @@ export class JournalWriter {
   private nextSeq: number;
   private epoch: number;
   private queue: Pending[] = [];
+  /** Batch writes started and not yet acknowledged, in file order. */
+  private inflight: Batch[] = [];
+  /** A wait for the end of the turn (or groupCommitMs) is scheduled. */
+  private gathering = false;
+  /** An exclusive operation (roll, close, interval sync) owns the file: no batch starts. */
+  private held = false;
+  /** A failed write is being handled: no batch starts until the file is cut back. */
+  private failing = false;
+  /** Moving estimate of how many committers wait at once; sets the early-start threshold. */
+  private concurrency = 1;
+  private drainWaiters: (() => void)[] = [];
   /** Length of the current file as written: where the next batch goes. */
   private fileBytes: number;
   /** Last seq, and file length, whose `durable` promises have resolved. */
@@ -89,8 +121,6 @@ export class JournalWriter {
   private bytesWritten = 0;
   private fsyncs = 0;
   private batches = 0;
-  /** The running flush loop, if any. */
-  private flushing: Promise<void> | null = null;
   /** Serialises every operation on the file (flush, interval sync, roll, close). */
   private ioTail: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -172,7 +202,7 @@ export class JournalWriter {
       settleFailed(err);
     };
     this.queue.push({ seq, frame, resolve, reject });
-    this.flushing ??= this.flushLoop();
+    this.pump();
     return { seq, durable };
   }
 
@@ -181,7 +211,7 @@ export class JournalWriter {
     if (this.closing !== null) throw new JournalWriteError(`journal ${this.file} is closed; cannot roll`);
     return this.exclusive(async () => {
       // Queued records already have their seqs: they belong to the current file.
-      (await this.flushQueue())?.();
+      await this.flushHeld();
       await this.syncForHandOver();
       const firstSeq = this.ackedSeq + 1;
       if (this.fileBytes === 0 && this.fileFirstSeq === firstSeq) return this.file;
@@ -228,7 +258,7 @@ export class JournalWriter {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.closing ??= this.exclusive(async () => {
-      (await this.flushQueue())?.();
+      await this.flushHeld();
       try {
         // A writer broken earlier has already reported why; only a new failure is thrown here.
         if (this.broken === null) await this.syncForHandOver();
@@ -238,77 +268,137 @@ export class JournalWriter {
       this.options.logger.info('journal closed', { file: this.file, lastSeq: this.ackedSeq });
     });
     await this.closing;
-    await this.flushing;
   }
 
-  /** Runs flushes back to back while records are queued. Never rejects. */
-  private async flushLoop(): Promise<void> {
-    try {
-      // Let appends made in the same turn of the event loop (or within groupCommitMs) join the first batch.
-      if (this.options.groupCommitMs > 0) await delay(this.options.groupCommitMs);
-      else await nextTurn();
-      // Pipelined: when a batch is durable, the next batch's write is queued on the I/O lock
-      // before the finished batch's committers are woken, so their work (answering their
-      // clients, preparing their next commit) overlaps the disk's work on the next batch.
-      let settle: (() => void) | null = null;
-      while (this.queue.length > 0) {
-        const flushed = this.exclusive(() => this.flushQueue());
-        const durable = settle;
-        settle = null;
-        durable?.();
-        settle = await flushed;
-      }
-      settle?.();
-    } catch (err) {
-      // flushQueue handles I/O errors itself; reaching here is a bug, so fail safe.
-      this.options.logger.error('journal flush failed unexpectedly', { file: this.file, error: messageOf(err) });
-      const error = new JournalWriteError(`journal flush of ${this.file} failed (${messageOf(err)}); the commit was not acknowledged`, {
-        cause: err,
-      });
-      for (const p of this.queue.splice(0)) p.reject(error);
-    } finally {
-      this.flushing = null;
+  /** Starts a batch now if enough records wait and a lane is free, or schedules one for the end of the turn. */
+  private pump(): void {
+    if (this.queue.length === 0 || this.held || this.failing) return;
+    if (this.options.groupCommitMs === 0 && this.queue.length >= Math.ceil(this.concurrency / MaxInflight)) {
+      this.flushNow();
+      return;
     }
+    if (this.gathering) return;
+    this.gathering = true;
+    const wait = this.options.groupCommitMs > 0 ? delay(this.options.groupCommitMs) : nextTurn();
+    void wait.then(() => {
+      this.gathering = false;
+      this.flushNow();
+    });
+  }
+
+  /** Starts a write of everything queued, unless the file is held, failing, or both lanes are busy. */
+  private flushNow(): void {
+    if (this.queue.length === 0 || this.held || this.failing) return;
+    if (this.broken !== null) {
+      this.refuseQueued();
+      return;
+    }
+    if (this.inflight.length < MaxInflight) this.dispatch();
+  }
+
+  /** Inside an exclusive operation: write everything queued and wait until it is acknowledged (or refused). */
+  private async flushHeld(): Promise<void> {
+    if (this.queue.length > 0) {
+      if (this.broken !== null) this.refuseQueued();
+      else this.dispatch();
+    }
+    await this.whenDrained();
+  }
+
+  /** Takes the whole queue as one batch and starts its write at the end of what is already in flight. */
+  private dispatch(): void {
+    const records = this.queue.splice(0);
+    const data = records.length === 1 ? records[0]!.frame : Buffer.concat(records.map((p) => p.frame));
+    const batch: Batch = { records, position: this.fileBytes, bytes: data.length, outcome: undefined };
+    this.fileBytes += data.length;
+    this.inflight.push(batch);
+    this.writeAt(data, batch.position).then(
+      () => {
+        batch.outcome = null;
+        this.completed(batch.records.length);
+      },
+      (err: unknown) => {
+        batch.outcome = err instanceof Error ? err : new Error(String(err));
+        this.completed(batch.records.length);
+      },
+    );
   }
 
   /**
-   * Writes the queued batch at the end of the file (durable on return in commit mode) and
-   * returns the function that resolves it, or null when it failed (and was rejected). Caller
-   * holds the I/O lock.
+   * A write finished. Acknowledges finished batches in file order; starts the
+   * next batch before waking the acknowledged committers (so their work overlaps
+   * its I/O); on a failure, waits for the other writes in flight and recovers.
    */
-  private async flushQueue(): Promise<(() => void) | null> {
-    const batch = this.queue.splice(0);
-    const last = batch.at(-1);
-    if (last === undefined) return null;
-    if (this.broken !== null) {
-      // Records queued while the writer broke: refuse them like any other failure, onFailure first.
-      const error = new JournalWriteError(this.broken.message, { cause: this.broken });
-      this.notifyFailure(this.ackedSeq, error);
-      for (const p of batch) p.reject(error);
-      this.nextSeq = this.ackedSeq + 1;
-      return null;
+  private completed(size: number): void {
+    const acknowledged: Pending[][] = [];
+    while (this.inflight[0]?.outcome === null) {
+      const batch = this.inflight.shift()!;
+      const last = batch.records.at(-1)!;
+      this.ackedSeq = last.seq;
+      this.ackedBytes = batch.position + batch.bytes;
+      this.bytesWritten += batch.bytes;
+      this.batches++;
+      if (this.options.sync === 'commit') {
+        // O_DSYNC: the write returned only once durable, as a write plus fdatasync would.
+        this.fsyncs++;
+        this.syncedSeq = last.seq;
+      }
+      acknowledged.push(batch.records);
     }
-    const data = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((p) => p.frame));
+    const waiting = this.queue.length + this.inflight.reduce((n, b) => n + b.records.length, 0);
+    this.concurrency += (size + waiting - this.concurrency) / 8;
+    if (this.inflight.some((b) => b.outcome instanceof Error)) this.failing = true;
+    if (this.failing) {
+      if (this.inflight.every((b) => b.outcome !== undefined)) void this.recover();
+    } else {
+      this.flushNow(); // these records waited through a whole write: no reason to wait longer
+    }
+    for (const records of acknowledged) for (const p of records) p.resolve();
+    this.notifyDrained();
+  }
+
+  /** After a failed write, once nothing is in flight: refuse what was not acknowledged and cut the file back. Never rejects. */
+  private async recover(): Promise<void> {
+    const cause = this.inflight.find((b) => b.outcome instanceof Error)?.outcome ?? new Error('unknown write failure');
+    const error = new JournalWriteError(`journal write to ${this.file} failed (${messageOf(cause)}); the commit was not acknowledged`, { cause });
+    this.notifyFailure(this.ackedSeq, error);
+    const rejected = this.inflight.splice(0).flatMap((b) => b.records).concat(this.queue.splice(0));
+    for (const p of rejected) p.reject(error);
+    this.nextSeq = this.ackedSeq + 1;
+    this.options.logger.error('journal write failed; commits not acknowledged were rejected', {
+      file: this.file,
+      error: messageOf(cause),
+      lastDurableSeq: this.ackedSeq,
+      rejected: rejected.length,
+    });
     try {
-      await this.writeAt(data, this.fileBytes);
-    } catch (err) {
-      await this.fail('write', err, batch);
-      return null;
+      await this.cutBack();
+    } finally {
+      this.failing = false;
+      this.notifyDrained();
+      this.pump();
     }
-    this.fileBytes += data.length;
-    this.bytesWritten += data.length;
-    this.batches++;
-    if (this.options.sync === 'commit') {
-      // The file is open with O_DSYNC: the write above returned only once durable, as a write
-      // plus fdatasync would, but in one system call and one trip through libuv's thread pool.
-      this.fsyncs++;
-      this.syncedSeq = last.seq;
-    }
-    this.ackedSeq = last.seq;
-    this.ackedBytes = this.fileBytes;
-    return () => {
-      for (const p of batch) p.resolve();
-    };
+  }
+
+  /** Refuses queued records because the writer is broken, onFailure first. */
+  private refuseQueued(): void {
+    const records = this.queue.splice(0);
+    if (records.length === 0 || this.broken === null) return;
+    const error = new JournalWriteError(this.broken.message, { cause: this.broken });
+    this.notifyFailure(this.ackedSeq, error);
+    for (const p of records) p.reject(error);
+    this.nextSeq = this.ackedSeq + 1;
+  }
+
+  /** Resolves once no write is in flight and no failure is being handled. */
+  private whenDrained(): Promise<void> {
+    if (this.inflight.length === 0 && !this.failing) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private notifyDrained(): void {
+    if (this.inflight.length > 0 || this.failing) return;
+    for (const wake of this.drainWaiters.splice(0)) wake();
   }
 
   /** Positional write of all of `data`, looping over short writes. */
@@ -319,26 +409,6 @@ export class JournalWriter {
       if (bytesWritten === 0) throw new Error('write made no progress');
       done += bytesWritten;
     }
-  }
-
-  /** A failed write or fdatasync: tell, reject everything unacknowledged, rewind the seq, cut the file back. */
-  private async fail(op: string, cause: unknown, batch: Pending[]): Promise<void> {
-    const error = new JournalWriteError(
-      `journal ${op} to ${this.file} failed (${messageOf(cause)}); the commit was not acknowledged`,
-      { cause },
-    );
-    this.notifyFailure(this.ackedSeq, error);
-    const rejected = batch.concat(this.queue.splice(0));
-    for (const p of rejected) p.reject(error);
-    this.nextSeq = this.ackedSeq + 1;
-    this.options.logger.error('journal write failed; commits not acknowledged were rejected', {
-      file: this.file,
-      op,
-      error: messageOf(cause),
-      lastDurableSeq: this.ackedSeq,
-      rejected: rejected.length,
-    });
-    await this.cutBack();
   }
 
   /** Truncates the file to its acknowledged length so the next batch starts on a record boundary. */
@@ -435,9 +505,18 @@ export class JournalWriter {
     }
   }
 
-  /** Runs `work` after every earlier file operation has finished. */
+  /** Runs `work` after every earlier file operation has finished, with no batch write in flight or starting. */
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.ioTail.then(work);
+    const run = this.ioTail.then(async () => {
+      this.held = true;
+      try {
+        await this.whenDrained();
+        return await work();
+      } finally {
+        this.held = false;
+        this.pump();
+      }
+    });
     this.ioTail = run.then(
       () => undefined,
       () => undefined,

@@ -286,6 +286,45 @@ describe('JournalWriter', function () {
       }
     });
 
+    it('with many committers and writes in flight, keeps exactly the acknowledged records, gap-free', async function () {
+      if (!existsSync('/proc/self/fd')) this.skip();
+      const unhandled = watchUnhandledRejections();
+      try {
+        const failures: number[] = [];
+        const writer = await JournalWriter.open(options(dir, { onFailure: (seq) => failures.push(seq) }));
+        const acked = new Set<string>();
+        let rejected = 0;
+        let stop = false;
+        const committers = Array.from({ length: 32 }, async (_, c) => {
+          for (let i = 0; !stop; i++) {
+            const id = `${c}-${i}`;
+            try {
+              await writer.append({ id }).durable;
+              acked.add(id);
+            } catch (err) {
+              expect(err).to.be.instanceOf(JournalWriteError);
+              rejected++;
+            }
+          }
+        });
+        await waitFor(() => acked.size >= 500, { what: '500 acknowledged records' });
+        closeSync(descriptorOf(writer.stats.file)); // every write still to come on this handle fails with EBADF
+        await waitFor(() => failures.length > 0 && acked.size >= 1000, { what: 'the failure, then 1000 acknowledged records' });
+        stop = true;
+        await Promise.all(committers);
+        await writer.close();
+
+        expect(rejected).to.be.greaterThan(0);
+        const records = await readBack(dir);
+        expect(records.map((r) => r.seq)).to.deep.equal(records.map((_, i) => i + 1));
+        expect(new Set(records.map((r) => (r.op as { id: string }).id))).to.deep.equal(acked);
+        await nextTurn();
+        expect(unhandled.reasons).to.deep.equal([]);
+      } finally {
+        unhandled.stop();
+      }
+    });
+
     it('refuses further commits when the file cannot be cut back', async function () {
       if (!existsSync('/dev/full')) this.skip();
       const unhandled = watchUnhandledRejections();
