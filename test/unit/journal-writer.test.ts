@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { closeSync, existsSync, promises as fs, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -13,6 +13,7 @@ import {
   type JournalWriterOptions,
 } from '../../src/journal/index.js';
 import { silentLogger } from '../../src/log/index.js';
+import { descriptorOf } from '../helpers/descriptor.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 function options(dir: string, overrides: Partial<JournalWriterOptions> = {}): JournalWriterOptions {
@@ -25,17 +26,6 @@ async function readBack(dir: string): Promise<JournalRecord[]> {
   return records;
 }
 
-/** The descriptor number this process holds open on `file`, found the way an operator would: /proc/self/fd. */
-function descriptorOf(file: string): number {
-  for (const name of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${name}`) === file) return Number(name);
-    } catch {
-      // The descriptor readdir itself used is gone by now.
-    }
-  }
-  throw new Error(`no open descriptor on ${file}`);
-}
 
 /** Collects unhandled rejections while a test runs. */
 function watchUnhandledRejections(): { reasons: unknown[]; stop: () => void } {

@@ -1,0 +1,97 @@
+import { expect } from 'chai';
+import { closeSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { JournalWriteError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log/index.js';
+import { descriptorOf } from '../helpers/descriptor.js';
+import { Store, type StoreOptions } from '../../src/store/index.js';
+
+
+describe('Store commit pipeline (real journal)', function () {
+  let dir: string;
+  let options: StoreOptions;
+
+  beforeEach(async function () {
+    dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-store-')));
+    options = { journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger: silentLogger() };
+  });
+  afterEach(async function () {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  async function seeded(): Promise<Store> {
+    const store = await Store.open(options);
+    await store.commit({ type: 'template.load', template: { name: 'plm', version: '1.0', indexes: ['type'] } });
+    await store.commit({ type: 'space.create', id: 's', template: { name: 'plm', version: '1.0' } });
+    return store;
+  }
+
+  it('answers a commit only once durable, and a reopened store replays it', async function () {
+    const store = await seeded();
+    const { seq } = await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: 'k', value: { type: 'Part' } }] });
+    expect(store.state.seq).to.equal(seq);
+    expect(store.state.getObject('s', 'k')).to.deep.equal({ type: 'Part' });
+    await store.close();
+    const reopened = await Store.open(options);
+    expect(reopened.state.getObject('s', 'k')).to.deep.equal({ type: 'Part' });
+    expect(reopened.recovery.replayed).to.equal(3);
+    await reopened.close();
+  });
+
+  it('refuses an invalid commit without journaling anything', async function () {
+    const store = await seeded();
+    const before = store.journalStats!.lastSeq;
+    try {
+      await store.commit({ type: 'space.create', id: 's', template: { name: 'plm', version: '1.0' } });
+      expect.fail('a duplicate space was accepted');
+    } catch (err) {
+      expect((err as { status?: number }).status).to.equal(409);
+    }
+    expect(store.journalStats!.lastSeq).to.equal(before);
+    await store.close();
+  });
+
+  it('validates concurrent commits against each other: two creates of one space, one wins', async function () {
+    const store = await seeded();
+    const results = await Promise.allSettled([
+      store.commit({ type: 'space.create', id: 'twin', template: { name: 'plm', version: '1.0' } }),
+      store.commit({ type: 'space.create', id: 'twin', template: { name: 'plm', version: '1.0' } }),
+    ]);
+    expect(results.map((r) => r.status).sort()).to.deep.equal(['fulfilled', 'rejected']);
+    await store.close();
+    const reopened = await Store.open(options);
+    expect(reopened.state.spaces().map((s) => s.id)).to.deep.equal(['s', 'twin']);
+    await reopened.close();
+  });
+
+  it('after a failed journal write, refuses the commit (503), falls back to the durable state, and goes on', async function () {
+    const store = await seeded();
+    await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: 'kept', value: 1 }] });
+    closeSync(descriptorOf(store.journalStats!.file)); // the next write fails for real (EBADF)
+    const failed = store.commit({ type: 'space.create', id: 'lost', template: { name: 'plm', version: '1.0' } });
+    const err = await failed.then(() => null, (e: unknown) => e);
+    expect(err).to.be.instanceOf(JournalWriteError);
+    expect((err as JournalWriteError).status).to.equal(503);
+    expect(store.state.space('lost')).to.equal(undefined);
+    // The refused create left no trace in the state new commits are validated against.
+    await store.commit({ type: 'space.create', id: 'lost', template: { name: 'plm', version: '1.0' } });
+    await store.close();
+    const reopened = await Store.open(options);
+    expect(reopened.state.getObject('s', 'kept')).to.equal(1);
+    expect(reopened.state.space('lost')).to.not.equal(undefined);
+    expect(reopened.state.seq).to.equal(4);
+    await reopened.close();
+  });
+
+  it('a read-only store replays the journal but refuses commits (503)', async function () {
+    const store = await seeded();
+    await store.close();
+    const ro = await Store.open({ ...options, readOnly: true });
+    expect(ro.writable).to.equal(false);
+    expect(ro.state.space('s')).to.not.equal(undefined);
+    const err = await ro.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: 'x', value: 1 }] }).then(() => null, (e: unknown) => e);
+    expect((err as { status?: number }).status).to.equal(503);
+    await ro.close();
+  });
+});
