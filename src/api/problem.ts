@@ -28,7 +28,7 @@ interface FastifyLikeError {
 const FastifyDetails: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'the request body is not valid JSON; send a JSON document with Content-Type: application/json',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'the request body is empty; send a JSON document',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported Content-Type; send application/json',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported Content-Type; send the body as JSON with Content-Type: application/json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'the Content-Length header does not match the body',
 };
 

@@ -3,12 +3,13 @@
  * (ajv), its speed, and steady upkeep; see the README. Its own logger is off:
  * requests are logged through winston, without headers, so no secret leaks.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminRoutes } from './admin-routes.js';
 import { ChallengeError } from './auth.js';
 import type { ApiContext } from './context.js';
 import { healthRoutes } from './health-routes.js';
 import { objectRoutes } from './object-routes.js';
+import { parseJsonBody } from './json-body.js';
 import { ProblemContentType, toProblem } from './problem.js';
 import { spaceRoutes } from './space-routes.js';
 import { templateRoutes } from './template-routes.js';
@@ -33,6 +34,19 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
         : `${where} ${first?.message ?? 'is invalid'}`;
       return new Error(detail);
     },
+    // Errors the router raises before any route runs (a bad percent-encoding): problem+json too.
+    frameworkErrors: (err, request, reply) => {
+      const path = request.url.split('?')[0];
+      const { problem } = toProblem(err, path);
+      void (reply as FastifyReply).code(problem.status).type(ProblemContentType).send(problem);
+    },
+  });
+
+  // JSON only (Fastify's text/plain parser would store any text): 415 for anything else.
+  // Our own JSON parser, so that a refusal says what was wrong and where.
+  app.removeContentTypeParser(['text/plain', 'application/json']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, parseJsonBody(body as string));
   });
 
   app.addHook('onRequest', async (request, reply) => {

@@ -167,6 +167,27 @@ describe('data API (real daemon on loopback)', function () {
       expect(res.status).to.equal(400);
       expect((res.body as { detail: string }).detail).to.include('JSON');
     });
+    it('refuses a body that is not JSON by its Content-Type (415), storing nothing', async function () {
+      const res = await d.request('PUT', '/api/space/test/object/plain', { raw: 'hello', headers: { 'content-type': 'text/plain' } });
+      expect(res.status).to.equal(415);
+      expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+      expect((await d.request('GET', '/api/space/test/object/plain')).status).to.equal(404);
+    });
+    it('refuses a __proto__ key, saying so (400)', async function () {
+      const res = await d.request('PUT', '/api/space/test/object/proto', { raw: '{"__proto__":{"admin":true}}' });
+      expect(res.status).to.equal(400);
+      expect((res.body as { detail: string }).detail).to.include('__proto__');
+    });
+    it('refuses values nested deeper than the limit (400)', async function () {
+      const res = await d.request('PUT', '/api/space/test/object/deep', { raw: '['.repeat(1500) + ']'.repeat(1500) });
+      expect(res.status).to.equal(400);
+      expect((res.body as { detail: string }).detail).to.include('nested');
+    });
+    it('answers a bad percent-encoding with problem+json (400)', async function () {
+      const res = await d.request('GET', '/api/space/%E0%A4%A/object');
+      expect(res.status).to.equal(400);
+      expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+    });
     it('refuses a body over api.bodyLimitBytes (413)', async function () {
       const res = await d.request('PUT', '/api/space/test/object/big', { body: { blob: 'x'.repeat(5000) } });
       expect(res.status).to.equal(413);
