@@ -6,7 +6,7 @@ import { href, type ApiContext } from './context.js';
 /** Register GET /api/admin/status. */
 export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const admin = requireRole(ctx.tokens, ['collection-admin']);
-  app.get('/api/admin/status', { preHandler: admin }, async () => {
+  app.get('/api/admin/status', { onRequest: admin }, async () => {
     const state = ctx.store.state;
     const { scan, replayed } = ctx.store.recovery;
     return {

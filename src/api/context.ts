@@ -1,4 +1,5 @@
 /** What every route needs from the running node. */
+import type { Checkpointer } from '../checkpoint/index.js';
 import type { Config, NodeRole } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/index.js';
@@ -10,6 +11,7 @@ export interface ApiContext {
   logger: Logger;
   store: Store;
   tokens: TokenStore;
+  checkpointer: Checkpointer;
   /** The node's current role. */
   role(): NodeRole;
   /** False while starting or shutting down: health answers 503. */

@@ -17,7 +17,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const anyone = requireRole(ctx.tokens, ['collection-admin', 'member']);
   const params = (p: ObjectParams): { id: string; key: string } => ({ id: validateSpaceId(p.id), key: validateObjectKey(p.key) });
 
-  app.put<{ Params: ObjectParams; Body: Json }>('/api/space/:id/object/:key', { preHandler: anyone }, async (request, reply) => {
+  app.put<{ Params: ObjectParams; Body: Json }>('/api/space/:id/object/:key', { onRequest: anyone }, async (request, reply) => {
     const { id, key } = params(request.params);
     if (request.body === undefined) throw new BadRequestError('the request body is empty; send the object as JSON with Content-Type: application/json');
     const existed = ctx.store.state.space(id) !== undefined && ctx.store.state.getObject(id, key) !== undefined;
@@ -25,7 +25,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return reply.code(existed ? 200 : 201).header('location', href(ctx, 'space', id, 'object', key)).send({ key, seq });
   });
 
-  app.get<{ Params: ObjectParams }>('/api/space/:id/object/:key', { preHandler: anyone }, async (request) => {
+  app.get<{ Params: ObjectParams }>('/api/space/:id/object/:key', { onRequest: anyone }, async (request) => {
     const { id, key } = params(request.params);
     const state = ctx.store.state;
     requireSpace(state, id);
@@ -34,7 +34,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { href: href(ctx, 'space', id, 'object', key), data: value };
   });
 
-  app.delete<{ Params: ObjectParams }>('/api/space/:id/object/:key', { preHandler: anyone }, async (request) => {
+  app.delete<{ Params: ObjectParams }>('/api/space/:id/object/:key', { onRequest: anyone }, async (request) => {
     const { id, key } = params(request.params);
     const state = ctx.store.state;
     requireSpace(state, id);
@@ -43,7 +43,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { key, seq };
   });
 
-  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/api/space/:id/object', { preHandler: anyone }, async (request) => {
+  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/api/space/:id/object', { onRequest: anyone }, async (request) => {
     const id = validateSpaceId(request.params.id);
     const filter: Record<string, string> = {};
     for (const [field, value] of Object.entries(request.query)) {
@@ -57,7 +57,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { href: href(ctx, 'space', id, 'object') + (query === '' ? '' : `?${query}`), data };
   });
 
-  app.post<{ Params: { id: string }; Body: { ops: TxOp[] } }>('/api/space/:id/transaction', { preHandler: anyone, schema: { body: TransactionBody } }, async (request) => {
+  app.post<{ Params: { id: string }; Body: { ops: TxOp[] } }>('/api/space/:id/transaction', { onRequest: anyone, schema: { body: TransactionBody } }, async (request) => {
     const id = validateSpaceId(request.params.id);
     const { seq } = await ctx.store.commit({ type: 'commit', space: id, ops: request.body.ops });
     return { seq };

@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminRoutes } from './admin-routes.js';
+import { checkpointRoutes } from './checkpoint-routes.js';
 import { ChallengeError } from './auth.js';
 import type { ApiContext } from './context.js';
 import { healthRoutes } from './health-routes.js';
@@ -83,5 +84,6 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
   spaceRoutes(app, ctx);
   objectRoutes(app, ctx);
   adminRoutes(app, ctx);
+  checkpointRoutes(app, ctx);
   return app;
 }

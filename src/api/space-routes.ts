@@ -22,24 +22,24 @@ export function spaceRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const admin = requireRole(ctx.tokens, ['collection-admin']);
   const anyone = requireRole(ctx.tokens, ['collection-admin', 'member']);
 
-  app.post<{ Body: { id: string; template: TemplateRef } }>('/api/space', { preHandler: admin, schema: { body: SpaceBody } }, async (request, reply) => {
+  app.post<{ Body: { id: string; template: TemplateRef } }>('/api/space', { onRequest: admin, schema: { body: SpaceBody } }, async (request, reply) => {
     const id = validateSpaceId(request.body.id);
     const { state } = await ctx.store.commit({ type: 'space.create', id, template: request.body.template });
     const body = resource(ctx, requireSpace(state, id));
     return reply.code(201).header('location', body.href).send(body);
   });
 
-  app.get('/api/space', { preHandler: anyone }, async () => ({
+  app.get('/api/space', { onRequest: anyone }, async () => ({
     href: href(ctx, 'space'),
     data: ctx.store.state.spaces().map((s) => resource(ctx, s)),
   }));
 
-  app.get<{ Params: { id: string } }>('/api/space/:id', { preHandler: anyone }, async (request) => {
+  app.get<{ Params: { id: string } }>('/api/space/:id', { onRequest: anyone }, async (request) => {
     const id = validateSpaceId(request.params.id);
     return resource(ctx, requireSpace(ctx.store.state, id));
   });
 
-  app.put<{ Params: { id: string }; Body: { version: string } }>('/api/space/:id/template', { preHandler: admin, schema: { body: UpgradeBody } }, async (request) => {
+  app.put<{ Params: { id: string }; Body: { version: string } }>('/api/space/:id/template', { onRequest: admin, schema: { body: UpgradeBody } }, async (request) => {
     const id = validateSpaceId(request.params.id);
     const { state } = await ctx.store.commit({ type: 'space.upgrade', id, version: request.body.version });
     return resource(ctx, requireSpace(state, id));

@@ -15,7 +15,7 @@ export function templateRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const admin = requireRole(ctx.tokens, ['collection-admin']);
   const anyone = requireRole(ctx.tokens, ['collection-admin', 'member']);
 
-  app.post<{ Body: { name: string; version: string; indexes?: string[] } }>('/api/template', { preHandler: admin, schema: { body: TemplateBody } }, async (request, reply) => {
+  app.post<{ Body: { name: string; version: string; indexes?: string[] } }>('/api/template', { onRequest: admin, schema: { body: TemplateBody } }, async (request, reply) => {
     const template: TemplateDef = { name: request.body.name, version: request.body.version, indexes: request.body.indexes ?? [] };
     const existed = ctx.store.state.template(template.name, template.version) !== undefined;
     const { state } = await ctx.store.commit({ type: 'template.load', template });
@@ -24,12 +24,12 @@ export function templateRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return reply.code(existed ? 200 : 201).header('location', body.href).send(body);
   });
 
-  app.get('/api/template', { preHandler: anyone }, async () => ({
+  app.get('/api/template', { onRequest: anyone }, async () => ({
     href: href(ctx, 'template'),
     data: ctx.store.state.templates().map((t) => resource(ctx, t)),
   }));
 
-  app.get<{ Params: { name: string; version: string } }>('/api/template/:name/:version', { preHandler: anyone }, async (request) => {
+  app.get<{ Params: { name: string; version: string } }>('/api/template/:name/:version', { onRequest: anyone }, async (request) => {
     const name = validateTemplateName(request.params.name);
     const version = validateVersion(request.params.version);
     const template = ctx.store.state.template(name, version);

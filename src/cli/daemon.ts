@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, TokenStore, type ApiContext } from '../api/index.js';
+import { Catalogue, Checkpointer, replayRestore } from '../checkpoint/index.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
@@ -41,6 +42,8 @@ export class Daemon {
       await vault.ensure();
       const tokens = await TokenStore.open(config.auth.tokensFile, logger);
       if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
+      const catalogue = new Catalogue(vault.checkpoint, logger);
+      await catalogue.init();
       const store = await Store.open({
         journalDir: vault.journal,
         sync: config.journal.sync,
@@ -48,7 +51,9 @@ export class Daemon {
         syncIntervalMs: config.journal.syncIntervalMs,
         logger,
         readOnly: config.node.role !== 'primary',
+        replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
       });
+      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression });
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
       const holder: { daemon?: Daemon } = {};
@@ -57,6 +62,7 @@ export class Daemon {
         logger,
         store,
         tokens,
+        checkpointer,
         startedAt,
         role: () => config.node.role,
         serving: () => holder.daemon?.serving ?? false,

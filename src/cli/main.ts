@@ -44,6 +44,28 @@ token
   .addOption(new Option('--role <role>', 'what the token may do').choices(Roles).makeOptionMandatory())
   .action(async (options: { config: string; name: string; role: string }) => tokenCreateCommand(options));
 
+program
+  .command('verify')
+  .description("check a checkpoint file: its structure, manifest, and every entry's size and SHA-256 (no daemon needed)")
+  .argument('<file>', 'checkpoint file (FileVault/checkpoint/Checkpoint-NNNNNNNNN)')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, options: { json?: boolean }) => {
+    const { verifyCommand } = await import('./verify.js');
+    if (!(await verifyCommand(file, options))) process.exitCode = ExitCode.failure;
+  });
+
+program
+  .command('export')
+  .description('write each space of a checkpoint as DIR/<spaceId>.ndjson, plus DIR/manifest.json, verifying it on the way (no daemon needed)')
+  .argument('<file>', 'checkpoint file')
+  .requiredOption('--out <dir>', 'folder to write into (created if missing)')
+  .option('--force', 'write into a folder that is not empty')
+  .option('--json', 'print the result as JSON')
+  .action(async (file: string, options: { out: string; force?: boolean; json?: boolean }) => {
+    const { exportCommand } = await import('./export.js');
+    await exportCommand(file, options);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

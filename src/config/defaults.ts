@@ -41,3 +41,5 @@ export const MaxGroupCommitMs = 1000;
 export const MinSyncIntervalMs = 1;
 /** Longest `journal.syncIntervalMs`: the most commits `interval` mode may lose on a crash. */
 export const MaxSyncIntervalMs = 60_000;
+/** Checkpoint compression until the benchmark says otherwise: fast deflate. */
+export const DefaultCheckpointCompression = 'deflate:1';

@@ -23,6 +23,7 @@ import {
   DefaultGroupCommitMs,
   DefaultJournalSync,
   DefaultLogLevel,
+  DefaultCheckpointCompression,
   DefaultNodeRole,
   DefaultSyncIntervalMs,
   DefaultTokensFileName,
@@ -52,7 +53,18 @@ export interface Config {
   paths: { data: string; fileVault: string };
   auth: { tokensFile: string };
   journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
+  checkpoint: { compression: CheckpointCompression };
   log: { level: LogLevel };
+}
+
+/** How checkpoint ZIP entries are compressed. */
+export type CheckpointCompression = { method: 'store' } | { method: 'deflate'; level: number };
+
+/** `"store"`, `"deflate"` (level 6) or `"deflate:N"` as a {@link CheckpointCompression}. */
+export function parseCompression(text: string): CheckpointCompression {
+  if (text === 'store') return { method: 'store' };
+  const level = text === 'deflate' ? 6 : Number(text.slice('deflate:'.length));
+  return { method: 'deflate', level };
 }
 
 /** Environment variable overriding `api.port`. */
@@ -148,6 +160,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
       groupCommitMs: raw.journal?.groupCommitMs ?? DefaultGroupCommitMs,
       syncIntervalMs: raw.journal?.syncIntervalMs ?? DefaultSyncIntervalMs,
     },
+    checkpoint: { compression: parseCompression(raw.checkpoint?.compression ?? DefaultCheckpointCompression) },
     log: { level: raw.log?.level ?? DefaultLogLevel },
   };
 }

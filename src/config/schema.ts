@@ -42,6 +42,7 @@ export interface ConfigFile {
   paths?: { data?: string; fileVault?: string };
   auth?: { tokensFile?: string | null };
   journal?: { sync?: JournalSync; groupCommitMs?: number; syncIntervalMs?: number };
+  checkpoint?: { compression?: string };
   log?: { level?: LogLevel };
 }
 
@@ -97,6 +98,15 @@ export const journalSchema = section({
   syncIntervalMs: integer(MinSyncIntervalMs, MaxSyncIntervalMs),
 });
 
+/** `checkpoint`: how checkpoint files are written. */
+export const checkpointSchema = section({
+  compression: {
+    type: 'string',
+    pattern: '^(store|deflate(:[1-9])?)$',
+    description: '"store", "deflate", or "deflate:1" to "deflate:9" (the level)',
+  },
+});
+
 /** `log`: how much the daemon says. */
 export const logSchema = section({ level: oneOf(LogLevels) });
 
@@ -107,6 +117,7 @@ export const sectionSchemas = {
   paths: pathsSchema,
   auth: authSchema,
   journal: journalSchema,
+  checkpoint: checkpointSchema,
   log: logSchema,
 } satisfies Record<keyof Omit<ConfigFile, '$comment'>, SchemaObject>;
 

@@ -19,8 +19,11 @@ export interface ScanOptions {
   /** Cut a torn tail off on disk (start-up); false leaves every file as it is (read-only replay, tailing). */
   repair: boolean;
   logger: Logger;
-  /** Called with each valid record past `fromSeq`, in seq order. */
-  onRecord?: (rec: JournalRecord) => void;
+  /**
+   * Called with each valid record past `fromSeq`, in seq order. It may return a
+   * promise (replaying a restore loads a checkpoint): the scan then waits for it.
+   */
+  onRecord?: (rec: JournalRecord) => unknown;
 }
 
 /** A torn tail found at the end of the last journal file. */
@@ -110,7 +113,10 @@ async function scanFile(
             : `it holds seq ${record.seq} where seq ${expected} should follow`;
         throw corruption(file.path, offset, result.lastSeq, what, await countFrames(reader, offset + frame.size), laterFiles);
       }
-      if (record.seq > fromSeq) options.onRecord?.(record);
+      if (record.seq > fromSeq) {
+        const pending = options.onRecord?.(record);
+        if (pending instanceof Promise) await pending;
+      }
       result.lastSeq = record.seq;
       result.lastEpoch = record.epoch;
       result.records++;

@@ -1,6 +1,7 @@
 /**
  * The store's public face: the embedded host database's state as a persistent
- * value, the operations that change it, and the rules for identifiers.
+ * value, the operations that change it, the rules for identifiers, and the
+ * store's files in a checkpoint (written from a snapshot, read back into spaces).
  */
 export {
   compareVersions,
@@ -11,8 +12,21 @@ export {
   validateVersion,
 } from './identifiers.js';
 export type { Json } from './json.js';
-export { isValidOp, type StoreOp, type TxOp } from './ops.js';
-export type { SpaceInfo } from './space.js';
+export { isValidOp, type RestoreOp, type StoreOp, type TxOp } from './ops.js';
+export type { SpaceData, SpaceInfo } from './space.js';
+export {
+  ArchiveChunkChars,
+  collectionArchiveFile,
+  CollectionFilePath,
+  indexFilePath,
+  parseCollectionFile,
+  SpaceBuilder,
+  spaceArchiveFiles,
+  storeFilePath,
+  type ArchiveFileSource,
+  type CollectionData,
+  type SpaceMeta,
+} from './checkpoint-files.js';
 export { StoreState } from './store-state.js';
 export type { TemplateDef, TemplateRef } from './template.js';
 export { Store, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';

@@ -11,14 +11,30 @@ import type { TemplateDef, TemplateRef } from './template.js';
 /** One change inside a commit. */
 export type TxOp = { op: 'put'; key: string; value: Json } | { op: 'delete'; key: string };
 
+/**
+ * A restore of checkpoint `checkpoint` (its ZIP's SHA-256, lowercase hex):
+ * `scope` `space` names the one space restored, `collection` every space the
+ * checkpoint holds. The content comes from the checkpoint, not the journal, so
+ * the Store applies it; `StoreState.apply` refuses it.
+ */
+export interface RestoreOp {
+  type: 'restore';
+  checkpoint: number;
+  sha256: string;
+  scope: 'space' | 'collection';
+  spaces: string[];
+}
+
 /** One journaled change to the store. */
 export type StoreOp =
   | { type: 'template.load'; template: TemplateDef }
   | { type: 'space.create'; id: string; template: TemplateRef }
   | { type: 'space.upgrade'; id: string; version: string }
-  | { type: 'commit'; space: string; ops: TxOp[] };
+  | { type: 'commit'; space: string; ops: TxOp[] }
+  | RestoreOp;
 
-const OpTypes = ['template.load', 'space.create', 'space.upgrade', 'commit'];
+const OpTypes = ['template.load', 'space.create', 'space.upgrade', 'commit', 'restore'];
+const Sha256Pattern = /^[0-9a-f]{64}$/;
 
 function requireObject(value: unknown, where: string): Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -80,6 +96,24 @@ export function checkOpShape(value: unknown): StoreOp {
         throw new BadRequestError(`ops must be an array of operations (for example [{"op":"put","key":"k1","value":{}}])`);
       }
       op.ops.forEach((txOp, i) => checkTxOpShape(txOp, `ops[${i}]`));
+      break;
+    }
+    case 'restore': {
+      if (!Number.isSafeInteger(op.checkpoint) || (op.checkpoint as number) < 1) {
+        throw new BadRequestError(`restore.checkpoint must be a checkpoint id (a positive integer), not ${show(op.checkpoint)}`);
+      }
+      if (typeof op.sha256 !== 'string' || !Sha256Pattern.test(op.sha256)) {
+        throw new BadRequestError(`restore.sha256 must be 64 lowercase hex digits, not ${show(op.sha256)}`);
+      }
+      if (op.scope !== 'space' && op.scope !== 'collection') {
+        throw new BadRequestError(`restore.scope is ${show(op.scope)}; it must be "space" or "collection"`);
+      }
+      if (!Array.isArray(op.spaces) || !op.spaces.every((s) => typeof s === 'string')) {
+        throw new BadRequestError(`restore.spaces must be an array of space ids`);
+      }
+      if (op.scope === 'space' && op.spaces.length !== 1) {
+        throw new BadRequestError(`a space-scope restore names exactly one space, not ${op.spaces.length}`);
+      }
       break;
     }
     default:

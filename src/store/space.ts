@@ -2,6 +2,13 @@
  * One space: its objects by key and an index per indexed field. A `Space` is a
  * value: every change returns a new one that shares all untouched structure
  * with the old, so an older `StoreState` keeps reading exactly what it held.
+ *
+ * Each object is kept as its JSON text, made once when it is put: a checkpoint
+ * writes the text as it is, a restore keeps it without parsing, a GET can
+ * answer with it, and a string takes less memory than the object graph it
+ * stands for. Index values are read from the parsed value the put carries; the
+ * old value's text is parsed only when a replace or delete must drop its index
+ * entries, and only if it can hold an indexed field at all.
  */
 import { Map as IMap } from 'immutable';
 import { BadRequestError, ConflictError } from '../errors.js';
@@ -24,9 +31,12 @@ export interface SpaceInfo {
 }
 
 /** Keys of the objects holding one indexed value, in key order so that query results need no sort. */
-type Postings = SortedMap<true>;
-/** Indexed value (as a string) → keys of the objects holding it, for one field. */
-type FieldIndex = IMap<string, Postings>;
+export type Postings = SortedMap<true>;
+/**
+ * Indexed value (as a string) → keys of the objects holding it, for one field;
+ * sorted by value so that a checkpoint writes an index without sorting it.
+ */
+export type FieldIndex = SortedMap<Postings>;
 
 const NoTerms: ReadonlySet<string> = new Set();
 
@@ -51,6 +61,21 @@ function termsOf(value: Json | undefined, field: string): ReadonlySet<string> {
   return t === undefined ? NoTerms : new Set([t]);
 }
 
+/**
+ * Whether stored `text` may hold `field` at its top level. Sound because
+ * JSON.stringify writes a member as `"field":` with no space, and a field name
+ * (an identifier) needs no escaping; it lets most texts go unparsed.
+ */
+function mayHold(text: string, field: string): boolean {
+  return text.includes(`"${field}":`);
+}
+
+/** The value stored as `text` (undefined = absent), parsed only if it may hold one of `fields`. */
+function parsedForIndex(text: string | undefined, fields: readonly string[]): Json | undefined {
+  if (text === undefined || !fields.some((f) => mayHold(text, f))) return undefined;
+  return JSON.parse(text) as Json;
+}
+
 /** `indexes` after the object at `key` changed from `before` to `after` (undefined = absent); only differing terms are touched. */
 function reindex(
   indexes: IMap<string, FieldIndex>,
@@ -64,11 +89,11 @@ function reindex(
     const old = termsOf(before, field);
     const next = termsOf(after, field);
     if (old.size === 0 && next.size === 0) continue;
-    let index = out.get(field) ?? IMap<string, Postings>();
+    let index = out.get(field) ?? SortedMap.empty<Postings>();
     for (const t of old) {
       if (next.has(t)) continue;
       const postings = (index.get(t) ?? SortedMap.empty<true>()).delete(key);
-      index = postings.size === 0 ? index.remove(t) : index.set(t, postings);
+      index = postings.size === 0 ? index.delete(t) : index.set(t, postings);
     }
     for (const t of next) {
       if (old.has(t)) continue;
@@ -79,19 +104,27 @@ function reindex(
   return out;
 }
 
+/** A posting list from keys in strictly ascending order (Error otherwise). */
+export function postingsOf(keys: readonly string[]): Postings {
+  return SortedMap.fromSortedKeys(keys, true as const);
+}
+
 /** A fresh index on `field` over every object, built in one pass (objects arrive in key order, so postings do too). */
-function buildIndex(objects: SortedMap<Json>, field: string): FieldIndex {
-  const keysByTerm = new Map<string, [string, true][]>();
-  for (const [key, value] of objects) {
-    for (const t of termsOf(value, field)) {
+function buildIndex(objects: SortedMap<string>, field: string): FieldIndex {
+  const keysByTerm = new Map<string, string[]>();
+  for (const [key, text] of objects) {
+    if (!mayHold(text, field)) continue;
+    for (const t of termsOf(JSON.parse(text) as Json, field)) {
       let keys = keysByTerm.get(t);
       if (keys === undefined) keysByTerm.set(t, (keys = []));
-      keys.push([key, true]);
+      keys.push(key);
     }
   }
-  return IMap<string, Postings>().withMutations((index) => {
-    for (const [t, keys] of keysByTerm) index.set(t, SortedMap.fromSorted(keys));
-  });
+  const terms = [...keysByTerm.keys()].sort();
+  return SortedMap.fromSortedArrays(
+    terms,
+    terms.map((t) => postingsOf(keysByTerm.get(t) as string[])),
+  );
 }
 
 /** A space's objects and indexes at one point in time. */
@@ -103,7 +136,9 @@ export class Space {
     readonly template: TemplateRef,
     /** Fields the template version indexes. */
     readonly indexFields: readonly string[],
-    private readonly objects: SortedMap<Json>,
+    /** Key → the object's JSON text. */
+    private readonly objects: SortedMap<string>,
+    /** Field → its index; a field with no indexed values may be absent. */
     private readonly indexes: IMap<string, FieldIndex>,
     /** Seq of the op that created the space. */
     readonly createdSeq: number,
@@ -116,19 +151,65 @@ export class Space {
     return new Space(id, templateRef(template), template.indexes, SortedMap.empty(), IMap(), seq, seq);
   }
 
+  /**
+   * A space from parts read back from a checkpoint: `objects` (key → JSON text)
+   * and an index for each field of `indexes`. The caller has checked them (see
+   * SpaceBuilder); nothing is recomputed.
+   */
+  static restore(
+    id: string,
+    template: TemplateDef,
+    objects: SortedMap<string>,
+    indexes: ReadonlyMap<string, FieldIndex>,
+    createdSeq: number,
+    updatedSeq: number,
+  ): Space {
+    const byField = IMap<string, FieldIndex>().withMutations((out) => {
+      for (const [field, index] of indexes) if (index.size > 0) out.set(field, index);
+    });
+    return new Space(id, templateRef(template), template.indexes, objects, byField, createdSeq, updatedSeq);
+  }
+
+  /** This space, put in place under `template` (same name, version and index fields) and last changed at `seq`. */
+  restoredAt(template: TemplateDef, seq: number): Space {
+    return new Space(this.id, templateRef(template), template.indexes, this.objects, this.indexes, this.createdSeq, seq);
+  }
+
   /** Number of objects; O(1). */
   get objectCount(): number {
     return this.objects.size;
   }
 
-  /** The object under `key`, or undefined. */
-  get(key: string): Json | undefined {
+  /** The JSON text of the object under `key`, or undefined. */
+  getText(key: string): string | undefined {
     return this.objects.get(key);
   }
 
-  /** All objects in key order, lazily. */
-  entries(): IterableIterator<[string, Json]> {
+  /** The object under `key`, parsed afresh (the caller may change it), or undefined. */
+  get(key: string): Json | undefined {
+    const text = this.objects.get(key);
+    return text === undefined ? undefined : (JSON.parse(text) as Json);
+  }
+
+  /** All objects as JSON text, in key order, lazily. */
+  entries(): IterableIterator<[string, string]> {
     return this.objects.entries();
+  }
+
+  /**
+   * One field's index, lazily: each distinct indexed value in ascending order
+   * (as `<` compares strings) with the keys holding it in key order.
+   * BadRequestError if the field is not indexed.
+   */
+  indexEntries(field: string): IterableIterator<[string, IterableIterator<string>]> {
+    this.requireIndexed(field);
+    return walkIndex(this.indexes.get(field), (postings) => postings.keys());
+  }
+
+  /** As `indexEntries`, with each value's keys in blocks of up to 64 (read-only arrays), for a writer that joins them. */
+  indexBlocks(field: string): IterableIterator<[string, IterableIterator<readonly string[]>]> {
+    this.requireIndexed(field);
+    return walkIndex(this.indexes.get(field), (postings) => postings.keyBlocks());
   }
 
   /**
@@ -147,24 +228,26 @@ export class Space {
         throw new BadRequestError(`ops[${i}]: ${(error as Error).message}`);
       }
     });
+    const fields = this.indexFields;
     let objects = this.objects;
     let indexes = this.indexes;
     ops.forEach((op, i) => {
       const before = objects.get(op.key);
       if (op.op === 'put') {
-        const next = objects.set(op.key, op.value);
+        // The value was checked to be JSON (ops.ts), so the text parses back to an equal value.
+        const next = objects.set(op.key, JSON.stringify(op.value));
         if (next === objects) return;
         objects = next;
-        indexes = reindex(indexes, this.indexFields, op.key, before, op.value);
+        if (fields.length > 0) indexes = reindex(indexes, fields, op.key, parsedForIndex(before, fields), op.value);
       } else {
-        if (!objects.has(op.key)) {
+        if (before === undefined) {
           throw new ConflictError(
             `ops[${i}] deletes ${show(op.key)}, which does not exist in space "${this.id}" at that point; ` +
               `nothing in the transaction was applied (leave the delete out, or put the object first)`,
           );
         }
         objects = objects.delete(op.key);
-        indexes = reindex(indexes, this.indexFields, op.key, before, undefined);
+        if (fields.length > 0) indexes = reindex(indexes, fields, op.key, parsedForIndex(before, fields), undefined);
       }
     });
     return new Space(this.id, this.template, this.indexFields, objects, indexes, this.createdSeq, seq);
@@ -174,36 +257,33 @@ export class Space {
   upgrade(template: TemplateDef, seq: number): Space {
     const indexes = IMap<string, FieldIndex>().withMutations((out) => {
       for (const field of template.indexes) {
-        out.set(field, this.indexFields.includes(field) ? (this.indexes.get(field) ?? IMap()) : buildIndex(this.objects, field));
+        const index = this.indexFields.includes(field) ? this.indexes.get(field) : buildIndex(this.objects, field);
+        if (index !== undefined && index.size > 0) out.set(field, index);
       }
     });
     return new Space(this.id, templateRef(template), template.indexes, this.objects, indexes, this.createdSeq, seq);
   }
 
   /**
-   * Objects whose indexed fields equal every value in `filter`, in key order;
-   * all objects for an empty filter. Uses the indexes: the smallest matching
-   * posting list is walked and checked against the others.
+   * Keys and JSON texts of the objects whose indexed fields equal every value
+   * in `filter`, in key order; all objects for an empty filter. Uses the
+   * indexes: the smallest matching posting list is walked and checked against
+   * the others.
    */
-  query(filter: Readonly<Record<string, string>>): { key: string; value: Json }[] {
+  query(filter: Readonly<Record<string, string>>): { key: string; text: string }[] {
     const conditions = Object.entries(filter);
-    if (conditions.length === 0) return Array.from(this.objects, ([key, value]) => ({ key, value }));
+    if (conditions.length === 0) return Array.from(this.objects, ([key, text]) => ({ key, text }));
     const lists: Postings[] = [];
     for (const [field, wanted] of conditions) {
-      if (!this.indexFields.includes(field)) {
-        const indexed = this.indexFields.length === 0 ? 'it indexes no fields' : `indexed fields: ${this.indexFields.join(', ')}`;
-        throw new BadRequestError(
-          `space "${this.id}" (template ${this.template.name} ${this.template.version}) cannot be queried by ${show(field)}: ${indexed}`,
-        );
-      }
+      this.requireIndexed(field);
       if (typeof wanted !== 'string') throw new BadRequestError(`query value for "${field}" must be one string, not ${show(wanted)}`);
       lists.push(this.indexes.get(field)?.get(wanted) ?? SortedMap.empty());
     }
     lists.sort((a, b) => a.size - b.size);
     const [smallest, ...others] = lists as [Postings, ...Postings[]];
-    const out: { key: string; value: Json }[] = [];
+    const out: { key: string; text: string }[] = [];
     for (const key of smallest.keys()) {
-      if (others.every((list) => list.has(key))) out.push({ key, value: this.objects.get(key) as Json });
+      if (others.every((list) => list.has(key))) out.push({ key, text: this.objects.get(key) as string });
     }
     return out;
   }
@@ -211,5 +291,46 @@ export class Space {
   /** A fresh description for callers (they may keep or change it freely). */
   info(): SpaceInfo {
     return { id: this.id, template: { ...this.template }, objectCount: this.objects.size, createdSeq: this.createdSeq, updatedSeq: this.updatedSeq };
+  }
+
+  private requireIndexed(field: string): void {
+    if (this.indexFields.includes(field)) return;
+    const indexed = this.indexFields.length === 0 ? 'it indexes no fields' : `indexed fields: ${this.indexFields.join(', ')}`;
+    throw new BadRequestError(
+      `space "${this.id}" (template ${this.template.name} ${this.template.version}) cannot be queried by ${show(field)}: ${indexed}`,
+    );
+  }
+}
+
+function* walkIndex<T>(index: FieldIndex | undefined, keysOf: (postings: Postings) => T): IterableIterator<[string, T]> {
+  if (index === undefined) return;
+  for (const [value, postings] of index) yield [value, keysOf(postings)];
+}
+
+/**
+ * A space rebuilt from a checkpoint (by SpaceBuilder), ready for
+ * `StoreState.withRestoredSpaces` or `StoreState.fromCollection`. Opaque to
+ * other components: they read its id, template and count.
+ */
+export class SpaceData {
+  /** Only the store makes these. */
+  constructor(
+    /** @internal The rebuilt space; only StoreState reads it. */
+    readonly space: Space,
+  ) {}
+
+  /** The space id. */
+  get id(): string {
+    return this.space.id;
+  }
+
+  /** The template version the space follows. */
+  get template(): TemplateRef {
+    return { ...this.space.template };
+  }
+
+  /** Number of objects. */
+  get objectCount(): number {
+    return this.space.objectCount;
   }
 }

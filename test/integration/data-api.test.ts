@@ -134,6 +134,12 @@ describe('data API (real daemon on loopback)', function () {
       }
     });
 
+    it('checks the token before it reads the body: no token and a malformed body is still 401', async function () {
+      const res = await d.request('POST', '/api/space', { raw: '{"id":', token: null });
+      expect(res.status).to.equal(401);
+      expect((await d.request('POST', '/api/space', { raw: '{"id":', token: member })).status).to.equal(403);
+    });
+
     it('lets a member read and write data but not create spaces or templates (403)', async function () {
       expect((await d.request('PUT', '/api/space/test/object/m1', { body: { type: 'Part' }, token: member })).status).to.equal(201);
       expect((await d.request('GET', '/api/space/test/object/m1', { token: member })).status).to.equal(200);

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../src/errors.js';
 import {
   DefaultApiHost,
+  DefaultCheckpointCompression,
+  parseCompression,
   DefaultApiPort,
   DefaultBodyLimitBytes,
   DefaultGroupCommitMs,
@@ -72,6 +74,7 @@ describe('loadConfig', () => {
       paths: { data: path.join(confDir, 'data'), fileVault: path.join(confDir, 'FileVault') },
       auth: { tokensFile: path.join(confDir, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
+      checkpoint: { compression: parseCompression(DefaultCheckpointCompression) },
       log: { level: DefaultLogLevel },
     } satisfies Config);
   });
@@ -84,6 +87,7 @@ describe('loadConfig', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
+      checkpoint: { compression: 'deflate:9' },
       log: { level: 'debug' },
     });
     const config = await loadConfig(file, {});
@@ -94,8 +98,18 @@ describe('loadConfig', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
+      checkpoint: { compression: { method: 'deflate', level: 9 } },
       log: { level: 'debug' },
     } satisfies Config);
+  });
+
+  it('reads checkpoint.compression as store or deflate with a level, and refuses anything else', async () => {
+    expect((await loadConfig(await writeConfig({ checkpoint: { compression: 'store' } }), {})).checkpoint.compression).to.deep.equal({ method: 'store' });
+    expect((await loadConfig(await writeConfig({ checkpoint: { compression: 'deflate' } }), {})).checkpoint.compression).to.deep.equal({ method: 'deflate', level: 6 });
+    expect((await loadConfig(await writeConfig({ checkpoint: { compression: 'deflate:1' } }), {})).checkpoint.compression).to.deep.equal({ method: 'deflate', level: 1 });
+    for (const bad of ['zstd', 'deflate:0', 'deflate:10', 7]) {
+      expect(await problemWith({ checkpoint: { compression: bad } })).to.include('"checkpoint.compression"');
+    }
   });
 
   it('resolves relative paths against the config file folder, not the current directory', async () => {
@@ -171,7 +185,7 @@ describe('loadConfig', () => {
 
   it('names an unknown top-level key and the known top-level keys', async () => {
     expect(await problemWith({ nodes: {} })).to.equal(
-      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, log, $comment',
+      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, checkpoint, log, $comment',
     );
   });
 
@@ -339,6 +353,7 @@ describe('config/default.json', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'FileVault') },
       auth: { tokensFile: path.join(tmp, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
+      checkpoint: { compression: parseCompression(DefaultCheckpointCompression) },
       log: { level: DefaultLogLevel },
     } satisfies Config);
     if (!varExisted) expect(existsSync(path.join(repoRoot, 'var')), 'no ./var created in the repository').to.equal(false);

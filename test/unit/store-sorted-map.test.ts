@@ -91,4 +91,47 @@ describe('store sorted map', () => {
     expect(() => SortedMap.fromSorted([['b', 1], ['a', 2]])).to.throw(Error, /ascending/);
     expect(() => SortedMap.fromSorted([['a', 1], ['a', 2]])).to.throw(Error, /ascending/);
   });
+
+  it('builds from parallel key and value arrays, or keys sharing one value, and refuses unsorted keys or unequal lengths', () => {
+    for (const n of [0, 1, 64, 65, 4097, 300_000]) {
+      const keys = Array.from({ length: n }, (_, i) => `k${String(i).padStart(6, '0')}`);
+      const map = SortedMap.fromSortedArrays(keys, keys.map((_, i) => i));
+      const set = SortedMap.fromSortedKeys(keys, true);
+      map.assertValid();
+      set.assertValid();
+      expect(map.size).to.equal(n);
+      expect(set.size).to.equal(n);
+      if (n > 0) {
+        expect(map.get(keys[n - 1]!)).to.equal(n - 1);
+        expect(set.get(keys[0]!)).to.equal(true);
+      }
+    }
+    expect(() => SortedMap.fromSortedArrays(['a', 'b'], [1])).to.throw(Error, /2 keys but 1 values/);
+    expect(() => SortedMap.fromSortedKeys(['b', 'a'], true)).to.throw(Error, /ascending/);
+  });
+
+  it('walks a deep tree in order: entries, keys and key blocks of at most 64', () => {
+    // Built by bulk and then by single sets and deletes, so the walk meets both kinds of node shapes.
+    const keys = Array.from({ length: 300_000 }, (_, i) => `k${String(i * 2).padStart(7, '0')}`);
+    let map = SortedMap.fromSortedKeys(keys, 0);
+    const model = new Map(keys.map((k) => [k, 0]));
+    for (let i = 0; i < 20_000; i++) {
+      const key = `k${String(((i * 7919) % 600_000) + (i % 2)).padStart(7, '0')}`;
+      if (i % 3 === 0) {
+        map = map.delete(key);
+        model.delete(key);
+      } else {
+        map = map.set(key, i);
+        model.set(key, i);
+      }
+    }
+    map.assertValid();
+    const expected = sortedEntries(model);
+    expect([...map.entries()]).to.deep.equal(expected);
+    expect([...map.keys()]).to.deep.equal(expected.map(([k]) => k));
+    const blocks = [...map.keyBlocks()];
+    expect(blocks.flat()).to.deep.equal(expected.map(([k]) => k));
+    expect(blocks.every((b) => b.length > 0 && b.length <= 64)).to.equal(true);
+    expect([...SortedMap.empty<number>().keyBlocks()].flat()).to.deep.equal([]);
+  });
 });

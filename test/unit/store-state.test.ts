@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js';
-import { StoreState, type Json, type StoreOp, type TemplateDef, type TxOp } from '../../src/store/index.js';
+import { isValidOp, StoreState, type Json, type StoreOp, type TemplateDef, type TxOp } from '../../src/store/index.js';
 
 /** Applies `ops` in order with consecutive seqs after `state.seq`. */
 function applyAll(state: StoreState, ...ops: StoreOp[]): StoreState {
@@ -196,11 +196,42 @@ describe('store state', () => {
       expect([...state.objects('test')]).to.deep.equal([['a', 1], ['b', 2], ['c', 3]]);
     });
 
-    it('stores the given value without copying or changing it', () => {
+    it('keeps a value as its JSON text: neither the given value nor a returned one is shared or changed', () => {
       const value = { type: 'Part', tags: ['x'] };
       const state = applyAll(withSpace(), commit('test', put('k', value)));
-      expect(state.getObject('test', 'k')).to.equal(value);
+      const read = state.getObject('test', 'k') as { tags: string[] };
+      expect(read).to.deep.equal(value);
+      expect(read).to.not.equal(value);
       expect(Object.isFrozen(value)).to.equal(false);
+      value.tags.push('changed by the caller');
+      read.tags.push('changed by a reader');
+      expect(state.getObject('test', 'k')).to.deep.equal({ type: 'Part', tags: ['x'] });
+    });
+
+    it('getObjectText returns the exact stored text: JSON.stringify of the value at apply time', () => {
+      const value = { b: 1, a: [true, null, 'é\u2028"'], n: -0, big: 1e21, 2: 'integer keys first' };
+      const state = applyAll(withSpace(), commit('test', put('k', value), put('s', 'just a string'), put('z', null)));
+      expect(state.getObjectText('test', 'k')).to.equal(JSON.stringify(value));
+      expect(state.getObjectText('test', 'k')).to.equal('{"2":"integer keys first","b":1,"a":[true,null,"é\u2028\\""],"n":0,"big":1e+21}');
+      expect(state.getObjectText('test', 's')).to.equal('"just a string"');
+      expect(state.getObjectText('test', 'z')).to.equal('null');
+      expect(state.getObjectText('test', 'missing')).to.equal(undefined);
+      expect(() => state.getObjectText('test', 'a/b')).to.throw(BadRequestError);
+      expect(() => state.getObjectText('nope', 'k')).to.throw(NotFoundError);
+    });
+
+    it('objectTexts hands out the stored texts in key order, objects the same values parsed', () => {
+      const state = applyAll(withSpace(), commit('test', put('b', { type: 'Doc' }), put('a', [1, 2]), put('c', 'x')));
+      expect([...state.objectTexts('test')]).to.deep.equal([['a', '[1,2]'], ['b', '{"type":"Doc"}'], ['c', '"x"']]);
+      expect([...state.objects('test')]).to.deep.equal([['a', [1, 2]], ['b', { type: 'Doc' }], ['c', 'x']]);
+      expect(() => state.objectTexts('nope')).to.throw(NotFoundError);
+    });
+
+    it('a put of the same text again changes no index and keeps the count', () => {
+      let state = applyAll(withSpace(), commit('test', put('a', { type: 'Part' })));
+      state = applyAll(state, commit('test', put('a', { type: 'Part' })));
+      expect(state.space('test')).to.include({ objectCount: 1, updatedSeq: 4 });
+      expect(keys(state.query('test', { type: 'Part' }))).to.deep.equal(['a']);
     });
 
     it('refuses values that are not JSON (400)', () => {
@@ -282,6 +313,22 @@ describe('store state', () => {
       expect(keys(state.query('test', { type: 'Tool' }))).to.deep.equal(['t1']);
     });
 
+    it('queryText returns the exact stored text of each match, in key order', () => {
+      const state = parts();
+      expect(state.queryText('test', { type: 'Doc' })).to.deep.equal([
+        { key: 'd1', text: '{"type":"Doc","owner":"ann"}' },
+        { key: 't1', text: '{"type":["Part","Doc","Part",3,null,{"x":1}],"owner":[false]}' },
+      ]);
+      expect(state.queryText('test', {}).map((r) => r.text)).to.include('"Part"').and.include('["type","Part"]');
+      expect(() => state.queryText('test', { colour: 'red' })).to.throw(BadRequestError, /type, owner/);
+    });
+
+    it('indexEntries lists each indexed value ascending with its keys in order', () => {
+      const listed = [...parts().indexEntries('test', 'type')].map(([value, keys]) => [value, [...keys]]);
+      expect(listed).to.deep.equal([['3', ['t1']], ['7', ['n1']], ['Doc', ['d1', 't1']], ['Part', ['p1', 'p3', 't1']]]);
+      expect(() => parts().indexEntries('test', 'colour')).to.throw(BadRequestError);
+    });
+
     it('refuses a field that is not indexed (400), naming the indexed fields', () => {
       const error = thrown(() => parts().query('test', { colour: 'red' }));
       expect(error).to.be.instanceOf(BadRequestError);
@@ -352,6 +399,20 @@ describe('store state', () => {
       expect(() => state.apply(create('x'), 2)).to.throw(Error, /seq 2/);
       expect(() => state.apply(create('x'), 1.5)).to.throw(Error);
       expect(state.apply(create('x'), 10).seq).to.equal(10);
+    });
+
+    it('accepts the shape of a restore op but leaves applying it to the Store (plain Error)', () => {
+      const restore: StoreOp = { type: 'restore', checkpoint: 3, sha256: 'ab'.repeat(32), scope: 'space', spaces: ['test'] };
+      expect(isValidOp(restore)).to.equal(true);
+      expect(isValidOp({ ...restore, scope: 'collection', spaces: ['a', 'b'] })).to.equal(true);
+      expect(isValidOp({ ...restore, sha256: 'AB'.repeat(32) })).to.equal(false);
+      expect(isValidOp({ ...restore, checkpoint: 0 })).to.equal(false);
+      expect(isValidOp({ ...restore, scope: 'all' })).to.equal(false);
+      expect(isValidOp({ ...restore, spaces: ['a', 'b'] })).to.equal(false);
+      expect(isValidOp({ ...restore, spaces: [1] })).to.equal(false);
+      const error = thrown(() => withSpace().apply(restore, 3));
+      expect(error.constructor).to.equal(Error);
+      expect(error.message).to.match(/restore ops are applied by the Store with the checkpoint's content/);
     });
 
     it('refuses an op of unknown shape (400)', () => {

@@ -1,0 +1,169 @@
+/**
+ * The checkpoint folder of the FileVault: which checkpoints exist, their
+ * manifests, the id sequence, and atomic publication.
+ *
+ * Ids come from `checkpoint/sequence` (the last id handed out) and are never
+ * reused, not even after the newest is deleted: the next id is one past the
+ * larger of the sequence and every id on disk (a file copied in from another
+ * installation counts too). A checkpoint is published by hard-linking its
+ * finished temp file to its final name, which fails rather than overwrite,
+ * then removing the temp name and fsyncing the folder.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ConflictError, NotFoundError } from '../errors.js';
+import type { Logger } from '../log/index.js';
+import { fsyncDir, removeTempFiles, writeFileAtomic } from '../vault/index.js';
+import { readManifest, type Manifest } from './archive/index.js';
+
+const NamePattern = /^Checkpoint-(\d{9,})$/;
+const SequenceFile = 'sequence';
+
+/** `Checkpoint-000000003`: nine digits, more past 999,999,999. */
+export function checkpointFileName(id: number): string {
+  return `Checkpoint-${String(id).padStart(9, '0')}`;
+}
+
+/** The id in a checkpoint file name, or null for any other name. */
+export function parseCheckpointFileName(name: string): number | null {
+  const match = NamePattern.exec(name);
+  if (match === null) return null;
+  const id = Number(match[1]);
+  return Number.isSafeInteger(id) && id > 0 ? id : null;
+}
+
+/** One published checkpoint. */
+export interface CatalogueEntry {
+  id: number;
+  file: string;
+  size: number;
+  sha256: string;
+  manifest: Manifest;
+}
+
+interface Cached {
+  key: string;
+  entry: CatalogueEntry;
+}
+
+/** SHA-256 of a whole file, streamed. */
+export async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The checkpoints in `FileVault/checkpoint`. */
+export class Catalogue {
+  private cache = new Map<number, Cached>();
+  /** Files that look like checkpoints but cannot be read, by id: why. */
+  readonly unreadable = new Map<number, string>();
+
+  constructor(readonly dir: string, private readonly logger: Logger) {}
+
+  /** Final path of checkpoint `id`. */
+  pathOf(id: number): string {
+    return path.join(this.dir, checkpointFileName(id));
+  }
+
+  /** Create the folder and remove temp files a crash left behind. */
+  async init(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const removed = await removeTempFiles(this.dir);
+    if (removed.length > 0) this.logger.warn('removed unfinished checkpoint temp files', { dir: this.dir, files: removed });
+  }
+
+  /** Every readable checkpoint, by id ascending. Unreadable ones are logged once and kept in {@link unreadable}. */
+  async list(): Promise<CatalogueEntry[]> {
+    const names = await fs.readdir(this.dir);
+    const ids = names.map(parseCheckpointFileName).filter((id): id is number => id !== null).sort((a, b) => a - b);
+    const present = new Set(ids);
+    for (const id of this.cache.keys()) if (!present.has(id)) this.cache.delete(id);
+    for (const id of this.unreadable.keys()) if (!present.has(id)) this.unreadable.delete(id);
+    const entries: CatalogueEntry[] = [];
+    for (const id of ids) {
+      const entry = await this.load(id).catch(() => null);
+      if (entry !== null) entries.push(entry);
+    }
+    return entries;
+  }
+
+  /** Checkpoint `id`, or NotFoundError. */
+  async get(id: number): Promise<CatalogueEntry> {
+    try {
+      return await this.load(id);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw err;
+      throw new NotFoundError(`checkpoint ${id} cannot be read (${(err as Error).message}); it is not usable`);
+    }
+  }
+
+  private async load(id: number): Promise<CatalogueEntry> {
+    const file = this.pathOf(id);
+    let stat;
+    try {
+      stat = await fs.stat(file);
+    } catch {
+      throw new NotFoundError(`checkpoint ${id} does not exist; GET /api/collection/checkpoint lists them`);
+    }
+    const key = `${stat.size}:${stat.mtimeMs}:${stat.ino}`;
+    const cached = this.cache.get(id);
+    if (cached?.key === key) return cached.entry;
+    try {
+      const manifest = await readManifest(file);
+      const entry: CatalogueEntry = { id, file, size: stat.size, sha256: await sha256OfFile(file), manifest };
+      this.cache.set(id, { key, entry });
+      this.unreadable.delete(id);
+      return entry;
+    } catch (err) {
+      const why = (err as Error).message;
+      if (this.unreadable.get(id) !== why) this.logger.warn('checkpoint file cannot be read; it is skipped', { id, file, error: why });
+      this.unreadable.set(id, why);
+      throw err;
+    }
+  }
+
+  /** Hand out the next id (never reused) and record it in the sequence file. */
+  async nextId(): Promise<number> {
+    const sequenceFile = path.join(this.dir, SequenceFile);
+    const text = await fs.readFile(sequenceFile, 'utf8').catch(() => '0');
+    const last = Number.parseInt(text.trim(), 10);
+    const onDisk = (await fs.readdir(this.dir)).map(parseCheckpointFileName).filter((id): id is number => id !== null);
+    const id = Math.max(Number.isSafeInteger(last) ? last : 0, ...onDisk, 0) + 1;
+    await writeFileAtomic(sequenceFile, `${id}\n`);
+    return id;
+  }
+
+  /** Publish the finished temp file `temp` as checkpoint `id`; never overwrites. */
+  async publish(temp: string, id: number, known: { size: number; sha256: string; manifest: Manifest }): Promise<CatalogueEntry> {
+    const file = this.pathOf(id);
+    try {
+      await fs.link(temp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ConflictError(`checkpoint file ${file} already exists; it was not overwritten`);
+      throw err;
+    } finally {
+      await fs.rm(temp, { force: true });
+    }
+    await fsyncDir(this.dir);
+    const stat = await fs.stat(file);
+    const entry: CatalogueEntry = { id, file, ...known };
+    this.cache.set(id, { key: `${stat.size}:${stat.mtimeMs}:${stat.ino}`, entry });
+    return entry;
+  }
+
+  /** Remove checkpoint `id` (NotFoundError if absent). */
+  async remove(id: number): Promise<void> {
+    const file = this.pathOf(id);
+    try {
+      await fs.unlink(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`checkpoint ${id} does not exist`);
+      throw err;
+    }
+    await fsyncDir(this.dir);
+    this.cache.delete(id);
+    this.unreadable.delete(id);
+  }
+}

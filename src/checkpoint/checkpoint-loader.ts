@@ -1,0 +1,119 @@
+/**
+ * From a checkpoint archive back to store state. Entries stream from the
+ * archive reader (which checks every byte against the manifest) into the
+ * store's SpaceBuilders, line by line; nothing is swapped in by this file —
+ * callers get a new state only if the whole archive verified.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import { BadRequestError, NotFoundError, UnprocessableError } from '../errors.js';
+import {
+  parseCollectionFile,
+  SpaceBuilder,
+  StoreState,
+  type CollectionData,
+  type SpaceData,
+  type TemplateDef,
+} from '../store/index.js';
+import { readCheckpointArchive, type Manifest, type ManifestSpace } from './archive/index.js';
+
+const EntryPath = /^space\/([A-Za-z0-9._-]+)\/(store|index)\/([A-Za-z0-9._-]+)\.ndjson$/;
+
+/** Calls `line` for each line of `data` (UTF-8, `\n`-separated; a last line without `\n` counts). */
+async function forEachLine(data: AsyncIterable<Buffer>, line: (text: string) => void): Promise<void> {
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  for await (const chunk of data) {
+    const text = rest + decoder.write(chunk);
+    let start = 0;
+    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      line(text.slice(start, end));
+      start = end + 1;
+    }
+    rest = text.slice(start);
+  }
+  rest += decoder.end();
+  if (rest !== '') line(rest);
+}
+
+async function readAll(data: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of data) chunks.push(chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** What to take from a checkpoint. */
+export interface LoadRequest {
+  /** The spaces to load; all of the checkpoint's when absent. */
+  spaces?: string[];
+  /** Also load the collection database (collection checkpoints only). */
+  collection: boolean;
+  /** Templates for spaces when the collection database is not loaded: the target's. */
+  templates?: (name: string, version: string) => TemplateDef | undefined;
+}
+
+/** What a checkpoint gave. */
+export interface Loaded {
+  manifest: Manifest;
+  collection: CollectionData | null;
+  spaces: SpaceData[];
+}
+
+/** Read and verify checkpoint `file`, building the requested spaces (and collection). Throws before returning anything on any mismatch. */
+export async function loadCheckpoint(file: string, manifest: Manifest, request: LoadRequest): Promise<Loaded> {
+  const wanted = new Set(request.spaces ?? manifest.spaces.map((s) => s.id));
+  const metas = new Map<string, ManifestSpace>(manifest.spaces.filter((s) => wanted.has(s.id)).map((s) => [s.id, s]));
+  for (const id of wanted) if (!metas.has(id)) throw new NotFoundError(`checkpoint ${manifest.id} does not cover space ${id}`);
+  if (request.collection && manifest.collection === null) throw new BadRequestError(`checkpoint ${manifest.id} is a space checkpoint: it holds no collection database`);
+
+  let collection: CollectionData | null = null;
+  const builders = new Map<string, SpaceBuilder>();
+  const templateOf = (space: ManifestSpace): TemplateDef => {
+    const { name, version } = space.template;
+    const template = collection !== null
+      ? collection.templates.find((t) => t.name === name && t.version === version)
+      : request.templates?.(name, version);
+    if (template === undefined) {
+      throw new UnprocessableError(`space ${space.id} in checkpoint ${manifest.id} uses template ${name} version ${version}, which is not loaded here; load that exact version first (POST /api/template)`);
+    }
+    return template;
+  };
+  const builderFor = (id: string): SpaceBuilder => {
+    let builder = builders.get(id);
+    if (builder === undefined) {
+      const space = metas.get(id)!;
+      builder = new SpaceBuilder({ id, template: space.template, objects: space.objects, createdSeq: space.createdSeq, updatedSeq: space.updatedSeq }, templateOf(space));
+      builders.set(id, builder);
+    }
+    return builder;
+  };
+
+  await readCheckpointArchive(file, {
+    file: async (entry, data) => {
+      if (entry.path === 'collection/collection.json') {
+        collection = parseCollectionFile(await readAll(data));
+        return;
+      }
+      const match = EntryPath.exec(entry.path);
+      if (match === null) throw new BadRequestError(`checkpoint ${manifest.id}: unexpected entry ${entry.path}`);
+      const [, id, kind, name] = match as unknown as [string, string, 'store' | 'index', string];
+      const builder = builderFor(id);
+      if (kind === 'store') await forEachLine(data, (line) => builder.storeLine(line));
+      else {
+        builder.indexFile(name); // an index file with no lines still counts as present
+        await forEachLine(data, (line) => builder.indexLine(name, line));
+      }
+    },
+  }, {
+    only: (p) => (p === 'collection/collection.json' ? request.collection : wanted.has(EntryPath.exec(p)?.[1] ?? '')),
+  });
+
+  // A space with no entries at all (cannot happen for a good archive, but never trust one).
+  for (const id of wanted) builderFor(id);
+  return { manifest, collection, spaces: [...builders.values()].map((b) => b.build()) };
+}
+
+/** A whole state from a collection checkpoint, at the checkpoint's seq. */
+export async function loadCollectionState(file: string, manifest: Manifest): Promise<StoreState> {
+  const loaded = await loadCheckpoint(file, manifest, { collection: true });
+  return StoreState.fromCollection(loaded.collection!, loaded.spaces, manifest.seq);
+}

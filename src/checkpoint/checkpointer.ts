@@ -1,0 +1,188 @@
+/**
+ * Creating, restoring and deleting checkpoints.
+ *
+ * One operation at a time: creates and restores queue on one lock and run in
+ * arrival order, never interleaved (a restore asked for while a create runs
+ * waits for it, and the other way round). Deletes take the lock too, so a
+ * checkpoint is never deleted while it is being read.
+ *
+ * Create: take the durable state (an immutable value: O(1), writers go on),
+ * hand out the next id, write the ZIP to a temp file, publish it atomically,
+ * and, for collection checkpoints, roll the journal so each file starts after
+ * a checkpoint.
+ *
+ * Restore: read the checkpoint and build the restored spaces off to the side
+ * while every byte is checked against the manifest (staged), then journal a
+ * restore record and swap the staged spaces in, in one commit. Any failure
+ * before the swap leaves the previous state serving.
+ */
+import { ConflictError, NotFoundError, UnprocessableError } from '../errors.js';
+import type { Logger } from '../log/index.js';
+import { collectionArchiveFile, spaceArchiveFiles, StoreState, type RestoreOp, type Store } from '../store/index.js';
+import { tempPathFor } from '../vault/index.js';
+import { writeCheckpointArchive, type CheckpointScope, type Compression } from './archive/index.js';
+import { checkpointFileName, type Catalogue, type CatalogueEntry } from './catalogue.js';
+import { loadCheckpoint } from './checkpoint-loader.js';
+import { checkpointTime } from './checkpoint-time.js';
+
+/** What to checkpoint. */
+export interface CreateRequest {
+  scope: CheckpointScope;
+  /** The space, for space scope. */
+  spaceId?: string;
+  description: string;
+  /** `manual`, `journal-threshold`, `event:<name>`, `schedule`, `promotion`, … */
+  trigger: string;
+}
+
+/** What a restore did. */
+export interface RestoreResult {
+  entry: CatalogueEntry;
+  scope: CheckpointScope;
+  spaces: string[];
+  seq: number;
+}
+
+/** Options for {@link Checkpointer}. */
+export interface CheckpointerOptions {
+  catalogue: Catalogue;
+  store: Store;
+  logger: Logger;
+  node: string;
+  compression: Compression;
+}
+
+/** Creates, restores and deletes checkpoints, one at a time. */
+export class Checkpointer {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: CheckpointerOptions) {}
+
+  /** Runs `work` after every earlier create, restore or delete. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(work);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Make a checkpoint; resolves once it is published. */
+  create(request: CreateRequest): Promise<CatalogueEntry> {
+    return this.exclusive(async () => {
+      const { store, catalogue, logger } = this.options;
+      const started = performance.now();
+      const state = store.state;
+      const infos = request.scope === 'collection' ? state.spaces() : [state.space(request.spaceId ?? '')];
+      if (infos.some((i) => i === undefined)) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);
+      const id = await catalogue.nextId();
+      logger.info('checkpoint started', { id, scope: request.scope, trigger: request.trigger, seq: state.seq });
+      const temp = tempPathFor(catalogue.dir, checkpointFileName(id));
+      const written = await writeCheckpointArchive(
+        temp,
+        { id, scope: request.scope, description: request.description, time: checkpointTime(), trigger: request.trigger, node: this.options.node, epoch: store.epoch, seq: state.seq },
+        request.scope === 'collection' ? collectionArchiveFile(state) : null,
+        infos.map((info) => ({
+          id: info!.id,
+          template: info!.template,
+          objects: info!.objectCount,
+          createdSeq: info!.createdSeq,
+          updatedSeq: info!.updatedSeq,
+          files: spaceArchiveFiles(state, info!.id),
+        })),
+        { compression: this.options.compression },
+      );
+      const entry = await catalogue.publish(temp, id, written);
+      if (request.scope === 'collection' && store.writable) await store.rollJournal();
+      logger.info('checkpoint created', {
+        id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms: Math.round(performance.now() - started),
+      });
+      return entry;
+    });
+  }
+
+  /**
+   * Restore checkpoint `id`: only `spaceId` when given, else what the checkpoint
+   * holds (a space checkpoint its spaces, a collection checkpoint everything).
+   */
+  restore(id: number, spaceId?: string): Promise<RestoreResult> {
+    return this.exclusive(async () => {
+      const { store, catalogue, logger } = this.options;
+      const started = performance.now();
+      const entry = await catalogue.get(id);
+      const { manifest } = entry;
+      logger.info('restore started', { id, space: spaceId });
+      if (spaceId !== undefined && !manifest.spaces.some((s) => s.id === spaceId)) {
+        throw new NotFoundError(`checkpoint ${id} does not cover space ${spaceId}`);
+      }
+      const whole = spaceId === undefined && manifest.scope === 'collection';
+      const spaces = spaceId !== undefined ? [spaceId] : manifest.spaces.map((s) => s.id);
+      if (!whole) checkTemplates(store.state, manifest.spaces.filter((s) => spaces.includes(s.id)), id);
+
+      const loaded = await loadCheckpoint(entry.file, manifest, {
+        collection: whole,
+        spaces,
+        templates: (name, version) => store.state.template(name, version),
+      });
+      const op: RestoreOp = { type: 'restore', checkpoint: id, sha256: entry.sha256, scope: whole ? 'collection' : 'space', spaces };
+      const { seq } = await store.commitRestore(op, (head, next) => {
+        if (whole) return StoreState.fromCollection(loaded.collection!, loaded.spaces, next);
+        // Checked again against the state the swap lands on: a space may have changed template meanwhile.
+        checkTemplates(head, manifest.spaces.filter((s) => spaces.includes(s.id)), id);
+        return head.withRestoredSpaces(loaded.spaces, next);
+      });
+      logger.info('checkpoint restored', { id, scope: op.scope, spaces, seq, ms: Math.round(performance.now() - started) });
+      return { entry, scope: op.scope, spaces, seq };
+    });
+  }
+
+  /** The checkpoints this service reads and writes. */
+  get catalogue(): Catalogue {
+    return this.options.catalogue;
+  }
+
+  /** Delete checkpoint `id`, unless the journal still needs it to rebuild a space (409). */
+  delete(id: number): Promise<void> {
+    return this.exclusive(async () => {
+      const { store, catalogue, logger } = this.options;
+      await catalogue.get(id);
+      const restoredAt = store.restoreReferences.get(id);
+      if (restoredAt !== undefined) {
+        throw new ConflictError(
+          `checkpoint ${id} cannot be deleted: the journal restores it at seq ${restoredAt}, so a restart needs it to rebuild the restored spaces; ` +
+            'it can go once the journal before a newer collection checkpoint is pruned',
+        );
+      }
+      await catalogue.remove(id);
+      logger.info('checkpoint deleted', { id });
+    });
+  }
+}
+
+function checkTemplates(state: StoreState, spaces: { id: string; template: { name: string; version: string } }[], id: number): void {
+  for (const space of spaces) {
+    const { name, version } = space.template;
+    if (state.template(name, version) === undefined) {
+      throw new UnprocessableError(`checkpoint ${id} holds space ${space.id} made from template ${name} version ${version}, which is not loaded here; load that exact version first (POST /api/template)`);
+    }
+    const current = state.space(space.id);
+    if (current !== undefined && (current.template.name !== name || current.template.version !== version)) {
+      throw new UnprocessableError(
+        `space ${space.id} here uses template ${current.template.name} version ${current.template.version}, but checkpoint ${id} holds it with ${name} version ${version}; the versions must be the same to restore`,
+      );
+    }
+  }
+}
+
+/** Replay of a journaled restore at start-up: the same swap, from the checkpoint the record names. */
+export async function replayRestore(catalogue: Catalogue, op: RestoreOp, state: StoreState, seq: number): Promise<StoreState> {
+  const entry = await catalogue.get(op.checkpoint);
+  if (entry.sha256 !== op.sha256) {
+    throw new UnprocessableError(`checkpoint ${op.checkpoint} is not the file that was restored (SHA-256 ${entry.sha256.slice(0, 12)}… instead of ${op.sha256.slice(0, 12)}…)`);
+  }
+  const whole = op.scope === 'collection';
+  const loaded = await loadCheckpoint(entry.file, entry.manifest, {
+    collection: whole,
+    spaces: op.spaces,
+    templates: (name, version) => state.template(name, version),
+  });
+  return whole ? StoreState.fromCollection(loaded.collection!, loaded.spaces, seq) : state.withRestoredSpaces(loaded.spaces, seq);
+}

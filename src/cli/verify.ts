@@ -1,0 +1,86 @@
+/** `checkpointd verify FILE`: check a checkpoint file end to end; needs no daemon and no configuration. */
+import cliProgress from 'cli-progress';
+import { promises as fs } from 'node:fs';
+import { verifyCheckpointArchive, type VerifyResult } from '../checkpoint/archive/index.js';
+import { NotFoundError } from '../errors.js';
+
+/** Options of `verify`. */
+export interface VerifyCommandOptions {
+  json?: boolean;
+}
+
+/** A byte progress bar on stderr, only when stderr is a terminal (never in pipes or logs). */
+export interface ByteProgress {
+  update(done: number, total: number): void;
+  stop(): void;
+}
+
+const MiB = 1024 * 1024;
+
+/** Start a progress bar labelled `label`, or a silent one when stderr is not a TTY. */
+export function byteProgress(label: string): ByteProgress {
+  if (process.stderr.isTTY !== true) return { update: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} MiB | ETA {eta_formatted}`, clearOnComplete: true, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update(done, total) {
+      const totalMiB = Math.max(1, Math.ceil(total / MiB));
+      if (!started) {
+        bar.start(totalMiB, 0);
+        started = true;
+      }
+      bar.setTotal(totalMiB);
+      bar.update(Math.min(totalMiB, Math.ceil(done / MiB)));
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}
+
+/** A size for people: bytes, KiB, MiB or GiB. */
+export function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The line printed when a checkpoint is refused: `FILE: entry E: problem`. */
+export function problemLine(file: string, problem: string, entry: string | null): string {
+  return `${file}: ${entry === null ? '' : `entry ${JSON.stringify(entry).slice(1, -1)}: `}${problem}`;
+}
+
+/** Verify `file`; print one summary line (or the JSON result); return whether it verified. */
+export async function verifyCommand(file: string, options: VerifyCommandOptions): Promise<boolean> {
+  const progress = byteProgress('verify');
+  let result: VerifyResult;
+  try {
+    result = await verifyCheckpointArchive(file, { onProgress: (done, total) => progress.update(done, total) });
+  } catch (err) {
+    if (!(err instanceof NotFoundError) && (err as NodeJS.ErrnoException).code === undefined) throw err;
+    result = { ok: false, problem: err instanceof NotFoundError ? 'no such file' : (err as Error).message, entry: null };
+  } finally {
+    progress.stop();
+  }
+  if (options.json === true) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  if (!result.ok) {
+    process.stderr.write(`checkpointd: ${problemLine(file, result.problem, result.entry)}\n`);
+    return false;
+  }
+  if (options.json !== true) {
+    const m = result.manifest;
+    const entries = 1 + (m.collection === null ? 0 : 1) + m.spaces.reduce((n, s) => n + s.files.length, 0);
+    const { size } = await fs.stat(file);
+    const spaces = `${m.spaces.length} space${m.spaces.length === 1 ? '' : 's'}`;
+    process.stdout.write(`${file}: ok: checkpoint ${m.id}, ${m.scope} scope, ${spaces}, seq ${m.seq}, ${entries} entries verified, ${formatBytes(size)}\n`);
+  }
+  return true;
+}

@@ -1,0 +1,208 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { CliPath, DaemonProcess } from '../helpers/daemon-process.js';
+
+const run = promisify(execFile);
+const TimePattern = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z$/;
+
+interface Resource {
+  href: string;
+  data: { description: string; time: string; id: number; scope: string; spaces: string[]; size: number; sha256: string; seq: number; trigger: string };
+  links: { rel: string; href: string; method: string }[];
+}
+
+async function seed(d: DaemonProcess, spaces: string[], objects = 20): Promise<void> {
+  await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['type'] } });
+  for (const id of spaces) {
+    expect((await d.request('POST', '/api/space', { body: { id, template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+    for (let i = 0; i < objects; i++) await d.request('PUT', `/api/space/${id}/object/k${i}`, { body: { type: i % 2 === 0 ? 'Part' : 'Doc', i, space: id } });
+  }
+}
+
+async function rawGet(d: DaemonProcess, urlPath: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: Buffer }> {
+  const url = new URL(d.url);
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: url.hostname, port: url.port, path: urlPath, headers: { authorization: `Bearer ${d.token}`, ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v);
+        resolve({ status: res.statusCode ?? 0, headers: h, body: Buffer.concat(chunks) });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('checkpoint API (real daemon on loopback)', function () {
+  this.timeout(60_000);
+  let d: DaemonProcess;
+  let member: string;
+
+  before(async function () {
+    d = await DaemonProcess.start({ config: { api: { publicUrl: 'https://fqdn' } } });
+    await seed(d, ['test', 'other']);
+    member = (await run(process.execPath, [CliPath, 'token', 'create', '--config', d.configFile, '--name', 'm', '--role', 'member'])).stdout.trim();
+  });
+  after(async function () {
+    await d.cleanup();
+  });
+
+  describe('create, list, get (the seed\'s shapes)', function () {
+    let created: Resource;
+
+    it('creates a space checkpoint: 201, Location, the seed\'s resource with hrefs from api.publicUrl', async function () {
+      const res = await d.request('POST', '/api/space/test/checkpoint', { body: { description: 'Checkpoint 1 description' } });
+      expect(res.status, res.text).to.equal(201);
+      created = res.body as Resource;
+      const self = `https://fqdn/api/collection/checkpoint/${created.data.id}`;
+      expect(res.headers.get('location')).to.equal(self);
+      expect(created.href).to.equal(self);
+      expect(created.data).to.include({ description: 'Checkpoint 1 description', scope: 'space', trigger: 'manual' });
+      expect(created.data.spaces).to.deep.equal(['test']);
+      expect(created.data.time).to.match(TimePattern);
+      expect(created.data.sha256).to.match(/^[0-9a-f]{64}$/);
+      expect(created.data.size).to.be.greaterThan(0);
+      expect(created.links).to.deep.equal([
+        { rel: 'restore', href: self, method: 'POST' },
+        { rel: 'delete', href: self, method: 'DELETE' },
+        { rel: 'download', href: `${self}/download`, method: 'GET' },
+      ]);
+      const file = path.join(d.dir, 'FileVault', 'checkpoint', `Checkpoint-${String(created.data.id).padStart(9, '0')}`);
+      expect((await fs.stat(file)).size).to.equal(created.data.size);
+    });
+
+    it('lists the space\'s checkpoints and gets one by id, on both routes', async function () {
+      const list = (await d.request('GET', '/api/space/test/checkpoint')).body as { href: string; data: Resource[] };
+      expect(list.href).to.equal('https://fqdn/api/space/test/checkpoint');
+      expect(list.data.map((r) => r.data.id)).to.include(created.data.id);
+      expect((await d.request('GET', `/api/space/test/checkpoint/${created.data.id}`)).body).to.deep.equal(created);
+      expect((await d.request('GET', `/api/collection/checkpoint/${created.data.id}`)).body).to.deep.equal(created);
+      const other = (await d.request('GET', '/api/space/other/checkpoint')).body as { data: Resource[] };
+      expect(other.data.map((r) => r.data.id)).to.not.include(created.data.id);
+    });
+
+    it('creates a collection checkpoint with every space (POST /api/admin/checkpoint) and lists all', async function () {
+      const res = await d.request('POST', '/api/admin/checkpoint', { body: { description: 'all' } });
+      expect(res.status).to.equal(201);
+      const all = res.body as Resource;
+      expect(all.data.scope).to.equal('collection');
+      expect(all.data.spaces).to.deep.equal(['other', 'test']);
+      const list = (await d.request('GET', '/api/collection/checkpoint')).body as { href: string; data: Resource[] };
+      expect(list.href).to.equal('https://fqdn/api/collection/checkpoint');
+      expect(list.data.map((r) => r.data.id)).to.deep.equal([created.data.id, all.data.id]);
+      expect((await d.request('GET', `/api/space/other/checkpoint/${all.data.id}`)).status).to.equal(200);
+    });
+
+    it('answers 404 for an unknown space or checkpoint, or one that does not cover the space', async function () {
+      expect((await d.request('GET', '/api/space/ghost/checkpoint')).status).to.equal(404);
+      expect((await d.request('POST', '/api/space/ghost/checkpoint', { body: {} })).status).to.equal(404);
+      expect((await d.request('GET', '/api/collection/checkpoint/999')).status).to.equal(404);
+      expect((await d.request('GET', `/api/space/other/checkpoint/${created.data.id}`)).status).to.equal(404);
+      expect((await d.request('GET', '/api/collection/checkpoint/abc')).status).to.equal(400);
+    });
+
+    it('lets only collection-admin tokens in (member 403, none 401)', async function () {
+      for (const [method, p] of [['GET', '/api/collection/checkpoint'], ['POST', '/api/admin/checkpoint'], ['GET', `/api/space/test/checkpoint/${created.data.id}/download`], ['DELETE', `/api/collection/checkpoint/${created.data.id}`]] as const) {
+        expect((await d.request(method, p, { token: member })).status, `${method} ${p}`).to.equal(403);
+        expect((await d.request(method, p, { token: null })).status, `${method} ${p}`).to.equal(401);
+      }
+    });
+  });
+
+  describe('download', function () {
+    let id: number;
+    let sha256: string;
+    let size: number;
+    before(async function () {
+      const r = (await d.request('POST', '/api/admin/checkpoint', { body: {} })).body as Resource;
+      ({ id, sha256, size } = r.data);
+    });
+
+    it('streams application/zip with Content-Length, Content-Disposition, a strong ETag and Accept-Ranges; unzip -t accepts it', async function () {
+      const res = await rawGet(d, `/api/collection/checkpoint/${id}/download`);
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('content-type')).to.equal('application/zip');
+      expect(Number(res.headers.get('content-length'))).to.equal(size);
+      expect(res.headers.get('content-disposition')).to.equal(`attachment; filename="Checkpoint-${String(id).padStart(9, '0')}"`);
+      expect(res.headers.get('etag')).to.equal(`"${sha256}"`);
+      expect(res.headers.get('accept-ranges')).to.equal('bytes');
+      expect(createHash('sha256').update(res.body).digest('hex')).to.equal(sha256);
+      const file = path.join(d.dir, 'downloaded.zip');
+      await fs.writeFile(file, res.body);
+      const { stdout } = await run('unzip', ['-t', file]);
+      expect(stdout).to.match(/No errors detected/);
+    });
+
+    it('resumes a broken download with Range (206) and the pieces make the whole file', async function () {
+      const cut = Math.floor(size / 3);
+      const first = await rawGet(d, `/api/space/test/checkpoint/${id}/download`, { range: `bytes=0-${cut - 1}` });
+      expect(first.status).to.equal(206);
+      expect(first.headers.get('content-range')).to.equal(`bytes 0-${cut - 1}/${size}`);
+      const rest = await rawGet(d, `/api/space/test/checkpoint/${id}/download`, { range: `bytes=${cut}-`, 'if-range': `"${sha256}"` });
+      expect(rest.status).to.equal(206);
+      expect(rest.headers.get('content-range')).to.equal(`bytes ${cut}-${size - 1}/${size}`);
+      expect(createHash('sha256').update(Buffer.concat([first.body, rest.body])).digest('hex')).to.equal(sha256);
+      const tail = await rawGet(d, `/api/collection/checkpoint/${id}/download`, { range: 'bytes=-10' });
+      expect(tail.status).to.equal(206);
+      expect(tail.body.length).to.equal(10);
+    });
+
+    it('answers 416 with Content-Range for a range it cannot serve, and 304 for a matching If-None-Match', async function () {
+      for (const range of [`bytes=${size}-`, 'bytes=5-2', 'bytes=abc', 'bytes=-0']) {
+        const res = await rawGet(d, `/api/collection/checkpoint/${id}/download`, { range });
+        expect(res.status, range).to.equal(416);
+        expect(res.headers.get('content-range')).to.equal(`bytes */${size}`);
+      }
+      expect((await rawGet(d, `/api/collection/checkpoint/${id}/download`, { 'if-none-match': `"${sha256}"` })).status).to.equal(304);
+      const stale = await rawGet(d, `/api/collection/checkpoint/${id}/download`, { range: 'bytes=0-9', 'if-range': '"other"' });
+      expect(stale.status).to.equal(200);
+      expect(stale.body.length).to.equal(size);
+    });
+  });
+
+  describe('ids and files', function () {
+    it('never reuses an id, also after deleting the newest (204, then 404)', async function () {
+      const a = ((await d.request('POST', '/api/admin/checkpoint', { body: {} })).body as Resource).data.id;
+      expect((await d.request('DELETE', `/api/collection/checkpoint/${a}`)).status).to.equal(204);
+      expect((await d.request('GET', `/api/collection/checkpoint/${a}`)).status).to.equal(404);
+      await fs.access(path.join(d.dir, 'FileVault', 'checkpoint', `Checkpoint-${String(a).padStart(9, '0')}`)).then(() => expect.fail('file still there'), () => undefined);
+      const b = ((await d.request('POST', '/api/admin/checkpoint', { body: {} })).body as Resource).data.id;
+      expect(b).to.equal(a + 1);
+    });
+
+    it('never lists temp files, and removes them at start-up', async function () {
+      const temp = path.join(d.dir, 'FileVault', 'checkpoint', '.tmp-Checkpoint-000000077-leftover');
+      await fs.writeFile(temp, 'half a checkpoint');
+      const list = (await d.request('GET', '/api/collection/checkpoint')).body as { data: Resource[] };
+      expect(list.data.map((r) => r.data.id)).to.not.include(77);
+      d = await d.restart();
+      await fs.access(temp).then(() => expect.fail('temp file survived start-up'), () => undefined);
+    });
+  });
+
+  describe('concurrency', function () {
+    it('runs simultaneous creates one after the other, never interleaved, and a restore waits its turn', async function () {
+      const before = d.lines.length;
+      const creates = Array.from({ length: 4 }, () => d.request('POST', '/api/admin/checkpoint', { body: {} }));
+      const first = (await creates[0]!).body as Resource;
+      const restore = d.request('POST', `/api/space/test/checkpoint/${first.data.id}`);
+      const results = await Promise.all([...creates, restore]);
+      expect(results.map((r) => r.status)).to.deep.equal([201, 201, 201, 201, 200]);
+      const events = d.lines.slice(before).filter((l) => /^(checkpoint started|checkpoint created|restore started|checkpoint restored)$/.test(l.message)).map((l) => l.message);
+      // Each start is followed by its own end before the next start.
+      for (let i = 0; i < events.length; i += 2) {
+        expect(events[i]).to.match(/started$/);
+        expect(events[i + 1]).to.match(/created|restored/);
+      }
+      expect(events).to.have.length(10);
+    });
+  });
+});
