@@ -3,6 +3,19 @@ import type { FastifyInstance } from 'fastify';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
 
+/** The checkpoints: how many, the newest, and the files that cannot be used (and why). */
+async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown>> {
+  const catalogue = ctx.checkpointer.catalogue;
+  const entries = await catalogue.list();
+  const newest = entries.at(-1);
+  return {
+    count: entries.length,
+    newest: newest === undefined ? null : { id: newest.id, scope: newest.manifest.scope, trigger: newest.manifest.trigger, time: newest.manifest.time, seq: newest.manifest.seq, size: newest.size },
+    unreadable: [...catalogue.unreadable].map(([id, problem]) => ({ id, problem })),
+    neededByJournal: [...ctx.store.restoreReferences.keys()],
+  };
+}
+
 /** Register GET /api/admin/status. */
 export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const admin = requireRole(ctx.tokens, ['collection-admin']);
@@ -18,6 +31,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
         templates: state.templates().length,
         journal: { sync: ctx.config.journal.sync, ...ctx.store.journalStats },
         recovery: { replayed, lastSeq: scan.lastSeq, tailCut: scan.cut },
+        checkpoints: await checkpointStatus(ctx),
       },
     };
   });

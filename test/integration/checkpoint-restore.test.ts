@@ -1,6 +1,8 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { loadCollectionState } from '../../src/checkpoint/index.js';
 import { readManifest } from '../../src/checkpoint/archive/index.js';
 import { scanJournal } from '../../src/journal/index.js';
@@ -118,6 +120,33 @@ describe('checkpoint restore (real daemons on loopback)', function () {
     expect(res.status).to.equal(409);
     expect((res.body as { detail: string }).detail).to.include('restore');
     await fs.access(checkpointFile(d.dir, cp.data.id));
+  });
+
+  it('reports foreign, truncated and bit-flipped checkpoint files, and never restores them', async function () {
+    const good = await checkpoint(d, '/api/admin/checkpoint');
+    const before = { test: await objects(d, 'test'), other: await objects(d, 'other') };
+    const folder = path.join(d.dir, 'FileVault', 'checkpoint');
+    // A foreign ZIP (Info-ZIP, no manifest) and a truncated copy of a good checkpoint, under checkpoint names.
+    await fs.writeFile(path.join(d.dir, 'note.txt'), 'not a checkpoint');
+    await promisify(execFile)('zip', ['-q', 'foreign.zip', 'note.txt'], { cwd: d.dir }); // zip insists on a .zip name
+    await fs.rename(path.join(d.dir, 'foreign.zip'), path.join(folder, 'Checkpoint-000000050'));
+    const bytes = await fs.readFile(checkpointFile(d.dir, good.data.id));
+    await fs.writeFile(path.join(folder, 'Checkpoint-000000051'), bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const flipped = Buffer.from(bytes);
+    flipped[Math.floor(bytes.length / 3)]! ^= 0x01;
+    await fs.writeFile(path.join(folder, 'Checkpoint-000000052'), flipped);
+
+    const list = (await d.request('GET', '/api/collection/checkpoint')).body as { data: Resource[] };
+    expect(list.data.map((r) => r.data.id)).to.not.include.members([50, 51]);
+    const status = (await d.request('GET', '/api/admin/status')).body as { data: { checkpoints: { unreadable: { id: number; problem: string }[] } } };
+    expect(status.data.checkpoints.unreadable.map((u) => u.id)).to.include.members([50, 51]);
+    expect(status.data.checkpoints.unreadable.find((u) => u.id === 50)!.problem).to.match(/manifest/i);
+    for (const id of [50, 51, 52]) {
+      const res = await d.request('POST', `/api/collection/checkpoint/${id}`);
+      expect(res.status, `restore of ${id}: ${res.text}`).to.be.oneOf([404, 422]);
+      expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+    }
+    expect({ test: await objects(d, 'test'), other: await objects(d, 'other') }).to.deep.equal(before);
   });
 
   it('the seed\'s Tip: a checkpoint file copied into another installation\'s FileVault is listed and restores there', async function () {
