@@ -2,9 +2,10 @@
  * `npm run bench -- NAME`: runs one benchmark (or all with no name). Each
  * prints its figures beside a reference measured in the same run.
  */
+import { checkpointBench } from './checkpoint.js';
 import { commitBench } from './commit.js';
 
-const benches: Record<string, () => Promise<void>> = { commit: commitBench };
+const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench };
 
 const name = process.argv[2];
 const chosen = name === undefined ? Object.keys(benches) : [name];

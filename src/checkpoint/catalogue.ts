@@ -54,13 +54,19 @@ export async function sha256OfFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** The checkpoints in `FileVault/checkpoint`. */
+/**
+ * The checkpoints in `FileVault/checkpoint`. A file's SHA-256 (its ETag) costs a
+ * full read, so the ones known are kept in `hashCacheFile` (node-local, in
+ * paths.data) under the file's size, mtime and inode: a restart does not
+ * re-read every checkpoint, and a file that changed is read again.
+ */
 export class Catalogue {
   private cache = new Map<number, Cached>();
+  private hashes = new Map<string, string>();
   /** Files that look like checkpoints but cannot be read, by id: why. */
   readonly unreadable = new Map<number, string>();
 
-  constructor(readonly dir: string, private readonly logger: Logger) {}
+  constructor(readonly dir: string, private readonly logger: Logger, private readonly hashCacheFile?: string) {}
 
   /** Final path of checkpoint `id`. */
   pathOf(id: number): string {
@@ -72,6 +78,26 @@ export class Catalogue {
     await fs.mkdir(this.dir, { recursive: true });
     const removed = await removeTempFiles(this.dir);
     if (removed.length > 0) this.logger.warn('removed unfinished checkpoint temp files', { dir: this.dir, files: removed });
+    if (this.hashCacheFile !== undefined) {
+      try {
+        const known = JSON.parse(await fs.readFile(this.hashCacheFile, 'utf8')) as Record<string, unknown>;
+        for (const [key, sha] of Object.entries(known)) if (typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha)) this.hashes.set(key, sha);
+      } catch {
+        // No cache yet, or unreadable: hashes are recomputed as needed.
+      }
+    }
+  }
+
+  private async rememberHash(key: string, sha256: string): Promise<void> {
+    this.hashes.set(key, sha256);
+    await this.saveHashes();
+  }
+
+  private async saveHashes(): Promise<void> {
+    if (this.hashCacheFile === undefined) return;
+    await writeFileAtomic(this.hashCacheFile, JSON.stringify(Object.fromEntries(this.hashes)) + '\n').catch((err: unknown) => {
+      this.logger.warn('cannot write the checkpoint hash cache; hashes will be recomputed after a restart', { file: this.hashCacheFile, error: (err as Error).message });
+    });
   }
 
   /** Every readable checkpoint, by id ascending. Unreadable ones are logged once and kept in {@link unreadable}. */
@@ -85,6 +111,13 @@ export class Catalogue {
     for (const id of ids) {
       const entry = await this.load(id).catch(() => null);
       if (entry !== null) entries.push(entry);
+    }
+    // Forget the hashes of files that are gone (a full pass has seen every file there is).
+    const live = new Set([...this.cache.values()].map((c) => c.key));
+    const stale = [...this.hashes.keys()].filter((k) => !live.has(k));
+    if (stale.length > 0) {
+      for (const k of stale) this.hashes.delete(k);
+      await this.saveHashes();
     }
     return entries;
   }
@@ -107,12 +140,20 @@ export class Catalogue {
     } catch {
       throw new NotFoundError(`checkpoint ${id} does not exist; GET /api/collection/checkpoint lists them`);
     }
-    const key = `${stat.size}:${stat.mtimeMs}:${stat.ino}`;
+    const key = `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`;
     const cached = this.cache.get(id);
     if (cached?.key === key) return cached.entry;
     try {
       const manifest = await readManifest(file);
-      const entry: CatalogueEntry = { id, file, size: stat.size, sha256: await sha256OfFile(file), manifest };
+      let sha256 = this.hashes.get(key);
+      if (sha256 === undefined) {
+        const started = performance.now();
+        sha256 = await sha256OfFile(file);
+        this.logger.debug('checkpoint file hashed', { id, bytes: stat.size, ms: Math.round(performance.now() - started) });
+        this.cache.set(id, { key, entry: { id, file, size: stat.size, sha256, manifest } });
+        await this.rememberHash(key, sha256);
+      }
+      const entry: CatalogueEntry = { id, file, size: stat.size, sha256, manifest };
       this.cache.set(id, { key, entry });
       this.unreadable.delete(id);
       return entry;
@@ -149,7 +190,9 @@ export class Catalogue {
     await fsyncDir(this.dir);
     const stat = await fs.stat(file);
     const entry: CatalogueEntry = { id, file, ...known };
-    this.cache.set(id, { key: `${stat.size}:${stat.mtimeMs}:${stat.ino}`, entry });
+    const key = `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`;
+    this.cache.set(id, { key, entry });
+    await this.rememberHash(key, known.sha256);
     return entry;
   }
 

@@ -15,6 +15,8 @@ import { PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
 
 /** Name of the file the first admin token is written to, inside paths.data. */
 export const AdminTokenFile = 'admin.token';
+/** Node-local cache of checkpoint files' SHA-256s, inside paths.data. */
+export const CheckpointHashCache = 'checkpoint-sha256.json';
 /** Longest a clean shutdown may take before the process exits anyway. */
 export const ShutdownTimeoutMs = 10_000;
 
@@ -42,7 +44,7 @@ export class Daemon {
       await vault.ensure();
       const tokens = await TokenStore.open(config.auth.tokensFile, logger);
       if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
-      const catalogue = new Catalogue(vault.checkpoint, logger);
+      const catalogue = new Catalogue(vault.checkpoint, logger, path.join(config.paths.data, CheckpointHashCache));
       await catalogue.init();
       const store = await Store.open({
         journalDir: vault.journal,

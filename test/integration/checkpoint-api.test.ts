@@ -188,6 +188,28 @@ describe('checkpoint API (real daemon on loopback)', function () {
     });
   });
 
+  describe('hash cache', function () {
+    it('keeps known checkpoint hashes across a restart instead of re-reading the files, and re-reads a changed one', async function () {
+      const e = await DaemonProcess.start({ config: { log: { level: 'debug' } } });
+      try {
+        await seed(e, ['s'], 5);
+        const id = ((await e.request('POST', '/api/admin/checkpoint', { body: {} })).body as Resource).data.id;
+        const restarted = await e.restart();
+        const list = (await restarted.request('GET', '/api/collection/checkpoint')).body as { data: Resource[] };
+        expect(list.data.map((r) => r.data.id)).to.deep.equal([id]);
+        expect(restarted.lines.filter((l) => l.message === 'checkpoint file hashed')).to.deep.equal([]);
+        const file = path.join(e.dir, 'FileVault', 'checkpoint', `Checkpoint-${String(id).padStart(9, '0')}`);
+        const later = new Date(Date.now() + 5000);
+        await fs.utimes(file, later, later);
+        await restarted.request('GET', '/api/collection/checkpoint');
+        expect(restarted.lines.filter((l) => l.message === 'checkpoint file hashed').map((l) => l.id)).to.deep.equal([id]);
+        await restarted.cleanup();
+      } finally {
+        await e.cleanup();
+      }
+    });
+  });
+
   describe('concurrency', function () {
     it('runs simultaneous creates one after the other, never interleaved, and a restore waits its turn', async function () {
       const before = d.lines.length;

@@ -1,0 +1,360 @@
+/**
+ * Checkpoint creation and restore throughput on about 1 GiB of objects in 4
+ * spaces, against Info-ZIP `zip -r` / `unzip` at the same compression on the
+ * same data written as files, and `cp -r` of those files; then the commit
+ * latency of 16 concurrent durable writers during a checkpoint against
+ * without one, and the longest event-loop stall while it runs.
+ *
+ * Everything runs in process on the real code: Store (journal.sync=commit) on
+ * a temporary FileVault, Catalogue and Checkpointer on its checkpoint folder.
+ * The data is generated from a seeded PRNG, so every run checkpoints the same
+ * bytes. BENCH_SCALE (default 1.0) scales the size: 0.05 for a quick run.
+ *
+ * Each tool runs right after our operation on the same warm data: our
+ * checkpoint serialises the in-memory state and restore reads the checkpoint
+ * just written (page cache); zip reads the extracted files (page cache) and
+ * unzip the archive zip just wrote (page cache). A checkpoint is fsynced before
+ * it is published and zip's output is not, so zip is also shown with an fsync
+ * of its archive, and `cp -r` with an fsync of the copy (the disk's write limit).
+ */
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
+import { readCheckpointArchive } from '../src/checkpoint/archive/index.js';
+import { Catalogue, Checkpointer, type CatalogueEntry, type Compression, type Manifest } from '../src/checkpoint/index.js';
+import { silentLogger } from '../src/log/index.js';
+import { Store, type Json } from '../src/store/index.js';
+import { VaultPaths } from '../src/vault/index.js';
+
+const Scale = Number(process.env.BENCH_SCALE ?? 1);
+const BaselineMs = Number(process.env.BENCH_MS ?? 3000);
+const TargetBytes = Scale * 1024 ** 3;
+const Spaces = ['s0', 's1', 's2', 's3'];
+const PutsPerLoad = 1000;
+const LoadsInFlight = 4;
+const Writers = 16;
+const WarmupMs = 500;
+const Settings: { name: string; compression: Compression; zipFlag: string }[] = [
+  { name: 'store', compression: { method: 'store' }, zipFlag: '-0' },
+  { name: 'deflate:1', compression: { method: 'deflate', level: 1 }, zipFlag: '-1' },
+  { name: 'deflate:6', compression: { method: 'deflate', level: 6 }, zipFlag: '-6' },
+];
+const MiB = 1024 * 1024;
+
+/** mulberry32: a small seeded PRNG, so that runs compare. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const Types = ['Part', 'Part', 'Part', 'Assembly', 'Document', 'Drawing', 'ChangeOrder', 'Material'];
+const States = ['draft', 'in-review', 'released', 'released', 'obsolete'];
+const Words = ['bracket', 'housing', 'shaft', 'flange', 'gasket', 'spring', 'bearing', 'cover', 'plate', 'bolt', 'washer', 'clip', 'valve', 'sensor', 'cable', 'frame'];
+const Materials = ['steel', 'aluminium', 'ABS', 'brass', 'PA66', 'stainless', 'copper', 'PTFE'];
+
+/** Key number `i` of a space, scrambled (an odd multiplier is a bijection mod 2^32) so that puts do not arrive in key order. */
+function keyOf(i: number): string {
+  return `P-${(Math.imul(i + 1, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** An object of about 200 bytes of JSON: strings, numbers, an array and a nested object. */
+function makeValue(rand: () => number, owners: number): Json {
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
+  const day = 1 + Math.floor(rand() * 28);
+  return {
+    type: pick(Types),
+    owner: `user-${String(Math.floor(rand() * owners)).padStart(6, '0')}`,
+    name: `${pick(Words)} ${pick(Words)} ${Math.floor(rand() * 1000)}`,
+    rev: `${String.fromCharCode(65 + Math.floor(rand() * 6))}.${Math.floor(rand() * 9)}`,
+    state: pick(States),
+    qty: Math.floor(rand() * 500),
+    mass: Math.round(rand() * 1e6) / 1000,
+    dims: { w: Math.round(rand() * 5000) / 10, h: Math.round(rand() * 5000) / 10, d: Math.round(rand() * 500) / 10, unit: 'mm' },
+    material: pick(Materials),
+    updated: `2026-${String(1 + Math.floor(rand() * 12)).padStart(2, '0')}-${String(day).padStart(2, '0')}T${String(Math.floor(rand() * 24)).padStart(2, '0')}:${String(Math.floor(rand() * 60)).padStart(2, '0')}:00Z`,
+  };
+}
+
+/** Bytes one object adds to a checkpoint: its store line, and its key in both index files (plus a share of an owner line). */
+function checkpointBytesOf(key: string, text: string): number {
+  return `{"key":"${key}","value":${text}}\n`.length + 2 * (key.length + 3) + 12;
+}
+
+function elapsed(since: number): string {
+  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
+}
+
+/** Load about TargetBytes of objects into the 4 spaces, in transactions of PutsPerLoad puts, a few in flight. */
+async function load(store: Store, started: number): Promise<number> {
+  await store.commit({ type: 'template.load', template: { name: 'plm', version: '1.0', indexes: ['type', 'owner'] } });
+  for (const id of Spaces) await store.commit({ type: 'space.create', id, template: { name: 'plm', version: '1.0' } });
+  // Size the spaces from a sample: the same generator, so the same mean.
+  const sample = prng(7);
+  let sampleBytes = 0;
+  for (let i = 0; i < 1000; i++) sampleBytes += checkpointBytesOf(keyOf(i), JSON.stringify(makeValue(sample, 1e6)));
+  const perSpace = Math.max(1000, Math.round(TargetBytes / (sampleBytes / 1000) / Spaces.length));
+  const owners = Math.max(10, Math.floor(perSpace / 4));
+  let objects = 0;
+  for (const [s, space] of Spaces.entries()) {
+    const rand = prng(1000 + s);
+    const queue: Promise<unknown>[] = [];
+    for (let from = 0; from < perSpace; from += PutsPerLoad) {
+      const ops = [];
+      for (let i = from; i < Math.min(from + PutsPerLoad, perSpace); i++) ops.push({ op: 'put' as const, key: keyOf(i), value: makeValue(rand, owners) });
+      queue.push(store.commit({ type: 'commit', space, ops }));
+      if (queue.length >= LoadsInFlight) await queue.shift();
+    }
+    await Promise.all(queue);
+    objects += perSpace;
+    console.log(`  loaded space ${space}: ${perSpace} objects (${elapsed(started)})`);
+  }
+  return objects;
+}
+
+/** Sum of the uncompressed sizes of the checkpoint's entries (manifest.json excluded). */
+function uncompressedBytes(manifest: Manifest): number {
+  let sum = manifest.collection?.size ?? 0;
+  for (const space of manifest.spaces) for (const f of space.files) sum += f.size;
+  return sum;
+}
+
+/** Every entry of the checkpoint as a file under `dir` (its path in the ZIP); the file paths. */
+async function extract(file: string, dir: string): Promise<string[]> {
+  const files: string[] = [];
+  await readCheckpointArchive(file, {
+    file: async (entry, data) => {
+      const target = path.join(dir, entry.path);
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      const handle = await fs.open(target, 'w');
+      try {
+        for await (const chunk of data) await handle.write(chunk);
+      } finally {
+        await handle.close();
+      }
+      files.push(target);
+    },
+  });
+  return files;
+}
+
+/** Run a command to its end; its wall time in seconds. */
+function timed(command: string, args: string[], cwd: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn(command, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (code === 0) resolve((performance.now() - start) / 1000);
+      else reject(new Error(`${command} ${args.join(' ')} ended with ${code ?? signal}`));
+    });
+  });
+}
+
+/** fsync each of `files`; the time in seconds. */
+async function fsyncAll(files: string[]): Promise<number> {
+  const start = performance.now();
+  for (const file of files) {
+    const handle = await fs.open(file, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+  return (performance.now() - start) / 1000;
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+}
+
+interface Throughput {
+  setting: string;
+  size: number;
+  create: number;
+  zip: number;
+  zipSync: number;
+  restore: number;
+  unzip: number;
+}
+
+interface Latency {
+  setting: string;
+  base: Stats;
+  during: Stats;
+  checkpointS: number;
+  stallBaseMs: number;
+  stallMs: number;
+}
+
+interface Stats {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+function stats(values: number[]): Stats {
+  const sorted = Float64Array.from(values).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
+}
+
+/**
+ * 16 writers, each committing one put at a time (durable before the next), for
+ * a warm-up and then while `during` runs; the latencies of the commits started
+ * inside that window, and the event loop's longest delay in it.
+ */
+async function commitLatencies(store: Store, round: number, during: () => Promise<unknown>): Promise<{ latencies: number[]; stallMs: number; seconds: number }> {
+  let running = true;
+  let from = Infinity;
+  let to = Infinity;
+  const latencies: number[] = [];
+  const rand = prng(99 + round);
+  const writers = Array.from({ length: Writers }, async (_, w) => {
+    for (let i = 0; running; i++) {
+      const op = { type: 'commit' as const, space: Spaces[w % Spaces.length]!, ops: [{ op: 'put' as const, key: `W-${round}-${w}-${i}`, value: makeValue(rand, 1000) }] };
+      const start = performance.now();
+      await store.commit(op);
+      if (start >= from && start < to) latencies.push(performance.now() - start);
+    }
+  });
+  try {
+    await delay(WarmupMs);
+    const monitor = monitorEventLoopDelay({ resolution: 5 });
+    from = performance.now();
+    monitor.enable();
+    await during();
+    to = performance.now();
+    monitor.disable();
+    return { latencies, stallMs: monitor.max / 1e6, seconds: (to - from) / 1000 };
+  } finally {
+    running = false;
+    await Promise.all(writers);
+  }
+}
+
+const mibps = (bytes: number, seconds: number) => bytes / MiB / seconds;
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const verdict = (ok: boolean) => (ok ? 'MET' : 'NOT MET');
+
+/** Print the checkpoint benchmark. */
+export async function checkpointBench(): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-bench-checkpoint-'));
+  const started = performance.now();
+  let store: Store | null = null;
+  try {
+    console.log(`checkpoint benchmark: scale ${Scale} (about ${fmt(TargetBytes / MiB)} MiB), folder ${dir} (${os.cpus().length} cores, node ${process.version})`);
+    const vault = new VaultPaths(path.join(dir, 'FileVault'));
+    await vault.ensure();
+    const logger = silentLogger();
+    store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+    const catalogue = new Catalogue(vault.checkpoint, logger);
+    await catalogue.init();
+    const checkpointer = (compression: Compression) => new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression });
+    const request = { scope: 'collection' as const, description: 'bench', trigger: 'manual' };
+
+    const loadStart = performance.now();
+    const objects = await load(store, started);
+    console.log(`loaded ${fmt(objects)} objects in ${Spaces.length} spaces in ${elapsed(loadStart)}; heap ${fmt(process.memoryUsage().heapUsed / MiB)} MiB`);
+
+    const work = path.join(dir, 'work');
+    const filesDir = path.join(work, 'files');
+    await fs.mkdir(work);
+    let bytes = 0;
+    let files: string[] = [];
+    let cpS = 0;
+    let cpSyncS = 0;
+    const results: Throughput[] = [];
+    for (const setting of Settings) {
+      const cp = checkpointer(setting.compression);
+      let t = performance.now();
+      const entry: CatalogueEntry = await cp.create(request);
+      const create = (performance.now() - t) / 1000;
+      if (bytes === 0) {
+        bytes = uncompressedBytes(entry.manifest);
+        files = await extract(entry.file, filesDir);
+        console.log(`checkpoint holds ${fmt(bytes / MiB)} MiB uncompressed in ${files.length} entries (besides manifest.json); extracted to ${filesDir}`);
+        cpS = await timed('cp', ['-r', 'files', 'copy'], work);
+        cpSyncS = await fsyncAll(await listFiles(path.join(work, 'copy')));
+        await fs.rm(path.join(work, 'copy'), { recursive: true });
+      }
+      const zip = await timed('zip', ['-r', '-q', '-X', setting.zipFlag, 'out.zip', 'files'], work);
+      const zipSync = zip + (await fsyncAll([path.join(work, 'out.zip')]));
+      t = performance.now();
+      await cp.restore(entry.id);
+      const restore = (performance.now() - t) / 1000;
+      const unzip = await timed('unzip', ['-q', '-o', 'out.zip', '-d', 'out'], work);
+      const zipSize = (await fs.stat(path.join(work, 'out.zip'))).size;
+      results.push({ setting: setting.name, size: entry.size, create, zip, zipSync, restore, unzip });
+      console.log(
+        `  ${setting.name}: create ${create.toFixed(2)} s, zip ${setting.zipFlag} ${zip.toFixed(2)} s (+fsync ${zipSync.toFixed(2)} s), ` +
+          `restore ${restore.toFixed(2)} s, unzip ${unzip.toFixed(2)} s; checkpoint ${fmt(entry.size / MiB)} MiB, zip ${fmt(zipSize / MiB)} MiB (${elapsed(started)})`,
+      );
+      await catalogue.remove(entry.id);
+      await fs.rm(path.join(work, 'out.zip'));
+      await fs.rm(path.join(work, 'out'), { recursive: true });
+    }
+
+    const latency: Latency[] = [];
+    for (const [round, setting] of Settings.entries()) {
+      const base = await commitLatencies(store, 2 * round, () => delay(BaselineMs));
+      let entry: CatalogueEntry | null = null;
+      const during = await commitLatencies(store, 2 * round + 1, async () => {
+        entry = await checkpointer(setting.compression).create(request);
+      });
+      if (entry !== null) await catalogue.remove((entry as CatalogueEntry).id);
+      latency.push({ setting: setting.name, base: stats(base.latencies), during: stats(during.latencies), checkpointS: during.seconds, stallBaseMs: base.stallMs, stallMs: during.stallMs });
+      console.log(`  latency with ${setting.name}: done (${elapsed(started)})`);
+    }
+
+    const rss = process.resourceUsage().maxRSS * 1024;
+    console.log(`\nuncompressed: ${fmt(bytes / MiB)} MiB (${fmt(objects)} objects, 4 spaces, indexes type + owner); throughput in MiB/s of uncompressed bytes`);
+    console.log(`reference cp -r of the files: ${fmt(mibps(bytes, cpS))} MiB/s; with fsync of the copy (the disk's write limit): ${fmt(mibps(bytes, cpS + cpSyncS))} MiB/s`);
+    console.log('\nsetting   | file MiB | create | zip   | x zip | zip+fsync | x zip+fsync | x cp+fsync | restore | unzip | x unzip');
+    console.log('--------- | -------- | ------ | ----- | ----- | --------- | ----------- | ---------- | ------- | ----- | -------');
+    for (const r of results) {
+      const create = mibps(bytes, r.create);
+      const restore = mibps(bytes, r.restore);
+      console.log(
+        `${r.setting.padEnd(9)} | ${fmt(r.size / MiB).padStart(8)} | ${fmt(create).padStart(6)} | ${fmt(mibps(bytes, r.zip)).padStart(5)} | ${(r.zip / r.create).toFixed(2).padStart(5)} | ` +
+          `${fmt(mibps(bytes, r.zipSync)).padStart(9)} | ${(r.zipSync / r.create).toFixed(2).padStart(11)} | ${((cpS + cpSyncS) / r.create).toFixed(2).padStart(10)} | ` +
+          `${fmt(restore).padStart(7)} | ${fmt(mibps(bytes, r.unzip)).padStart(5)} | ${(r.unzip / r.restore).toFixed(2).padStart(7)}`,
+      );
+    }
+    console.log(`\ncommit latency, ${Writers} writers, one durable put each (ms); baseline ${BaselineMs} ms without a checkpoint, then for the length of one collection checkpoint`);
+    console.log('setting   | checkpoint s | base p50 / p99 / max | during p50 / p99 / max | p99 ratio | loop stall base / during');
+    console.log('--------- | ------------ | -------------------- | ---------------------- | --------- | ------------------------');
+    for (const l of latency) {
+      const b = l.base;
+      const d = l.during;
+      console.log(
+        `${l.setting.padEnd(9)} | ${l.checkpointS.toFixed(2).padStart(12)} | ${`${b.p50.toFixed(1)} / ${b.p99.toFixed(1)} / ${b.max.toFixed(1)}`.padStart(20)} | ` +
+          `${`${d.p50.toFixed(1)} / ${d.p99.toFixed(1)} / ${d.max.toFixed(1)}`.padStart(22)} | ${(d.p99 / b.p99).toFixed(2).padStart(9)} | ${`${l.stallBaseMs.toFixed(0)} / ${l.stallMs.toFixed(0)} ms`.padStart(24)}`,
+      );
+    }
+    console.log(`\npeak RSS ${fmt(rss / MiB)} MiB; total ${elapsed(started)}`);
+
+    console.log('\ntargets:');
+    for (const r of results) {
+      console.log(`  ${r.setting}: creation >= zip ${Settings.find((s) => s.name === r.setting)!.zipFlag}: ${(r.zip / r.create).toFixed(2)}x ${verdict(r.create <= r.zip)} (against zip + fsync ${(r.zipSync / r.create).toFixed(2)}x); restore >= unzip: ${(r.unzip / r.restore).toFixed(2)}x ${verdict(r.restore <= r.unzip)}`);
+    }
+    for (const l of latency) {
+      const ratio = l.during.p99 / l.base.p99;
+      console.log(`  ${l.setting}: p99 commit latency during a checkpoint <= 2x baseline: ${ratio.toFixed(2)}x ${verdict(ratio <= 2)}; event-loop stall <= 50 ms (DESIGN.md): ${l.stallMs.toFixed(0)} ms ${verdict(l.stallMs <= 50)}`);
+    }
+  } finally {
+    await store?.close().catch(() => undefined);
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
