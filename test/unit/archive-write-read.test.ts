@@ -105,6 +105,27 @@ describe('checkpoint archive: writing and reading back', function () {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
+  it('keeps the event loop turning during a long pass (a timer ticks while 64 MiB is hashed and written)', async function () {
+    // A synchronous source iterated with for-await only yields to microtasks: without the
+    // writer's breathing, no timer could fire until the whole archive was written.
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    const big = source('space/s/store/objects.ndjson', Array.from({ length: 1024 }, () => chunk));
+    let ticks = 0;
+    let ticksBeforeFile = -1;
+    const target = path.join(dir, 'big');
+    const timer = setInterval(() => {
+      ticks++;
+      if (ticksBeforeFile < 0) void fs.access(target).then(() => (ticksBeforeFile = ticks), () => undefined);
+    }, 1);
+    try {
+      await writeCheckpointArchive(target, { ...header, scope: 'space' }, null, [{ id: 's', template: { name: 't', version: '1' }, objects: 1, createdSeq: 1, updatedSeq: 1, files: [big] }], { compression: { method: 'store' } });
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticksBeforeFile, 'timer ticks during the hashing pass, before the file is created').to.be.greaterThan(1);
+    expect(ticks).to.be.greaterThan(ticksBeforeFile);
+  });
+
   const modes: [string, Compression][] = [
     ['stored', { method: 'store' }],
     ['deflated at level 1', { method: 'deflate', level: 1 }],

@@ -9,6 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { CheckpointdError, ConflictError } from '../../errors.js';
+import { Breather } from './breather.js';
 import { CheckpointFormatError } from './checkpoint-format-error.js';
 import { ManifestEntry } from './entry-names.js';
 import { ManifestMaxBytes, checkManifest, type FileEntry, type Manifest, type ManifestHeader } from './manifest.js';
@@ -147,9 +148,11 @@ interface Hashed {
 /** First pass: size, CRC-32 and SHA-256 of one source. */
 async function hashSource(source: ArchiveFileSource, signal?: AbortSignal): Promise<Hashed> {
   const hash = createHash('sha256');
+  const breather = new Breather();
   let crc = 0;
   let size = 0;
   for await (const chunk of source.chunks()) {
+    await breather.breathe();
     signal?.throwIfAborted();
     const buf = toBuffer(chunk);
     hash.update(buf);
@@ -214,8 +217,10 @@ class EntryWriter {
     let seenCrc = 0;
     let seenSize = 0;
     const signal = this.signal;
+    const breather = new Breather();
     const checked = async function* (this: EntryWriter): AsyncGenerator<Buffer> {
       for await (const chunk of chunks()) {
+        await breather.breathe();
         signal?.throwIfAborted();
         const buf = toBuffer(chunk);
         if (buf.length === 0) continue;
