@@ -23,6 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { readCheckpointArchive } from '../src/checkpoint/archive/index.js';
 import { Catalogue, Checkpointer, type CatalogueEntry, type Compression, type Manifest } from '../src/checkpoint/index.js';
 import { silentLogger } from '../src/log/index.js';
@@ -195,6 +197,15 @@ interface Latency {
   checkpointS: number;
   stallBaseMs: number;
   stallMs: number;
+  slow: number[];
+}
+
+/** The commits started in one measured window: latency (ms) and start (fraction of the window). */
+interface Window {
+  latencies: number[];
+  starts: number[];
+  stallMs: number;
+  seconds: number;
 }
 
 interface Stats {
@@ -215,20 +226,25 @@ function stats(values: number[]): Stats {
  * a warm-up and then while `during` runs; the latencies of the commits started
  * inside that window, and the event loop's longest delay in it.
  */
-async function commitLatencies(store: Store, round: number, during: () => Promise<unknown>): Promise<{ latencies: number[]; stallMs: number; seconds: number }> {
+async function commitLatencies(store: Store, round: number, during: () => Promise<unknown>): Promise<Window> {
   let running = true;
   let from = Infinity;
   let to = Infinity;
   const latencies: number[] = [];
+  const starts: number[] = [];
   const rand = prng(99 + round);
   const writers = Array.from({ length: Writers }, async (_, w) => {
     for (let i = 0; running; i++) {
       const op = { type: 'commit' as const, space: Spaces[w % Spaces.length]!, ops: [{ op: 'put' as const, key: `W-${round}-${w}-${i}`, value: makeValue(rand, 1000) }] };
       const start = performance.now();
       await store.commit(op);
-      if (start >= from && start < to) latencies.push(performance.now() - start);
+      if (start >= from && start < to) {
+        latencies.push(performance.now() - start);
+        starts.push(start - from);
+      }
     }
   });
+  let stallMs = NaN;
   try {
     await delay(WarmupMs);
     const monitor = monitorEventLoopDelay({ resolution: 5 });
@@ -237,11 +253,30 @@ async function commitLatencies(store: Store, round: number, during: () => Promis
     await during();
     to = performance.now();
     monitor.disable();
-    return { latencies, stallMs: monitor.max / 1e6, seconds: (to - from) / 1000 };
+    stallMs = monitor.max / 1e6;
   } finally {
     running = false;
     await Promise.all(writers);
   }
+  return { latencies, starts: starts.map((s) => s / (to - from)), stallMs, seconds: (to - from) / 1000 };
+}
+
+/** How many of the window's commits took longer than `limit` ms, in each tenth of the window. */
+function slowByTenth(window: Window, limit: number): number[] {
+  const counts = new Array<number>(10).fill(0);
+  window.latencies.forEach((l, i) => {
+    if (l > limit) counts[Math.min(9, Math.floor(window.starts[i]! * 10))]!++;
+  });
+  return counts;
+}
+
+// A full collection between steps, so that no step pays for the garbage of the one before.
+v8.setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
+
+async function settle(): Promise<void> {
+  collectGarbage();
+  await delay(100);
 }
 
 const mibps = (bytes: number, seconds: number) => bytes / MiB / seconds;
@@ -268,6 +303,8 @@ export async function checkpointBench(): Promise<void> {
     const objects = await load(store, started);
     console.log(`loaded ${fmt(objects)} objects in ${Spaces.length} spaces in ${elapsed(loadStart)}; heap ${fmt(process.memoryUsage().heapUsed / MiB)} MiB`);
 
+    // Every creation measures the state the load built (commits in random key order), every
+    // restore the same file; a full GC before each timed step charges none of the last step's garbage to it.
     const work = path.join(dir, 'work');
     const filesDir = path.join(work, 'files');
     await fs.mkdir(work);
@@ -275,11 +312,12 @@ export async function checkpointBench(): Promise<void> {
     let files: string[] = [];
     let cpS = 0;
     let cpSyncS = 0;
-    const results: Throughput[] = [];
+    const created: { setting: (typeof Settings)[number]; entry: CatalogueEntry; create: number; zip: number; zipSync: number }[] = [];
     for (const setting of Settings) {
       const cp = checkpointer(setting.compression);
-      let t = performance.now();
-      const entry: CatalogueEntry = await cp.create(request);
+      await settle();
+      const t = performance.now();
+      const entry = await cp.create(request);
       const create = (performance.now() - t) / 1000;
       if (bytes === 0) {
         bytes = uncompressedBytes(entry.manifest);
@@ -289,32 +327,40 @@ export async function checkpointBench(): Promise<void> {
         cpSyncS = await fsyncAll(await listFiles(path.join(work, 'copy')));
         await fs.rm(path.join(work, 'copy'), { recursive: true });
       }
-      const zip = await timed('zip', ['-r', '-q', '-X', setting.zipFlag, 'out.zip', 'files'], work);
-      const zipSync = zip + (await fsyncAll([path.join(work, 'out.zip')]));
-      t = performance.now();
-      await cp.restore(entry.id);
+      const zipFile = `${setting.name.replace(':', '-')}.zip`;
+      const zip = await timed('zip', ['-r', '-q', '-X', setting.zipFlag, zipFile, 'files'], work);
+      const zipSync = zip + (await fsyncAll([path.join(work, zipFile)]));
+      created.push({ setting, entry, create, zip, zipSync });
+      console.log(`  ${setting.name}: create ${create.toFixed(2)} s, zip ${setting.zipFlag} ${zip.toFixed(2)} s (+fsync ${zipSync.toFixed(2)} s); checkpoint ${fmt(entry.size / MiB)} MiB (${elapsed(started)})`);
+    }
+    const results: Throughput[] = [];
+    for (const { setting, entry, create, zip, zipSync } of created) {
+      const zipFile = `${setting.name.replace(':', '-')}.zip`;
+      await settle();
+      const t = performance.now();
+      await checkpointer(setting.compression).restore(entry.id);
       const restore = (performance.now() - t) / 1000;
-      const unzip = await timed('unzip', ['-q', '-o', 'out.zip', '-d', 'out'], work);
-      const zipSize = (await fs.stat(path.join(work, 'out.zip'))).size;
+      const unzip = await timed('unzip', ['-q', '-o', zipFile, '-d', 'out'], work);
       results.push({ setting: setting.name, size: entry.size, create, zip, zipSync, restore, unzip });
-      console.log(
-        `  ${setting.name}: create ${create.toFixed(2)} s, zip ${setting.zipFlag} ${zip.toFixed(2)} s (+fsync ${zipSync.toFixed(2)} s), ` +
-          `restore ${restore.toFixed(2)} s, unzip ${unzip.toFixed(2)} s; checkpoint ${fmt(entry.size / MiB)} MiB, zip ${fmt(zipSize / MiB)} MiB (${elapsed(started)})`,
-      );
+      console.log(`  ${setting.name}: restore ${restore.toFixed(2)} s, unzip ${unzip.toFixed(2)} s (${elapsed(started)})`);
       await catalogue.remove(entry.id);
-      await fs.rm(path.join(work, 'out.zip'));
+      await fs.rm(path.join(work, zipFile));
       await fs.rm(path.join(work, 'out'), { recursive: true });
     }
 
     const latency: Latency[] = [];
     for (const [round, setting] of Settings.entries()) {
+      await settle();
       const base = await commitLatencies(store, 2 * round, () => delay(BaselineMs));
+      await settle();
       let entry: CatalogueEntry | null = null;
       const during = await commitLatencies(store, 2 * round + 1, async () => {
         entry = await checkpointer(setting.compression).create(request);
       });
       if (entry !== null) await catalogue.remove((entry as CatalogueEntry).id);
-      latency.push({ setting: setting.name, base: stats(base.latencies), during: stats(during.latencies), checkpointS: during.seconds, stallBaseMs: base.stallMs, stallMs: during.stallMs });
+      const baseStats = stats(base.latencies);
+      const slow = slowByTenth(during, 2 * baseStats.p99);
+      latency.push({ setting: setting.name, base: baseStats, during: stats(during.latencies), checkpointS: during.seconds, stallBaseMs: base.stallMs, stallMs: during.stallMs, slow });
       console.log(`  latency with ${setting.name}: done (${elapsed(started)})`);
     }
 
@@ -343,6 +389,7 @@ export async function checkpointBench(): Promise<void> {
           `${`${d.p50.toFixed(1)} / ${d.p99.toFixed(1)} / ${d.max.toFixed(1)}`.padStart(22)} | ${(d.p99 / b.p99).toFixed(2).padStart(9)} | ${`${l.stallBaseMs.toFixed(0)} / ${l.stallMs.toFixed(0)} ms`.padStart(24)}`,
       );
     }
+    console.log(`(commits slower than 2x the baseline p99 during the checkpoint, by tenth of its length: ${latency.map((l) => `${l.setting} [${l.slow.join(' ')}]`).join('; ')})`);
     console.log(`\npeak RSS ${fmt(rss / MiB)} MiB; total ${elapsed(started)}`);
 
     console.log('\ntargets:');
