@@ -8,37 +8,18 @@ import {
   spaceArchiveFiles,
   StoreState,
   type ArchiveFileSource,
-  type Json,
   type SpaceData,
   type SpaceMeta,
-  type StoreOp,
   type TemplateDef,
   type TxOp,
 } from '../../src/store/index.js';
+import { applyAll, commit, create, del, load, put, refusal } from '../helpers/store-ops.js';
 
-function applyAll(state: StoreState, ...ops: StoreOp[]): StoreState {
-  return ops.reduce((s, op) => s.apply(op, s.seq + 1), state);
-}
 
-function load(name: string, version: string, indexes: string[] = []): StoreOp {
-  return { type: 'template.load', template: { name, version, indexes } };
-}
 
-function create(id: string, name = 'plm', version = '1.0'): StoreOp {
-  return { type: 'space.create', id, template: { name, version } };
-}
 
-function commit(space: string, ...ops: TxOp[]): StoreOp {
-  return { type: 'commit', space, ops };
-}
 
-function put(key: string, value: Json): TxOp {
-  return { op: 'put', key, value };
-}
 
-function del(key: string): TxOp {
-  return { op: 'delete', key };
-}
 
 function textOf(file: ArchiveFileSource): string {
   return [...file.chunks()].join('');
@@ -377,15 +358,6 @@ describe('store checkpoint files', () => {
       return b;
     }
 
-    function refusal(fn: () => unknown): string {
-      try {
-        fn();
-      } catch (error) {
-        expect(error).to.be.instanceOf(BadRequestError);
-        return (error as Error).message;
-      }
-      throw new Error('expected a BadRequestError, none was thrown');
-    }
 
     it('keeps each value as the exact text the file holds, without parsing or re-encoding it', () => {
       const b = builder(2);

@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { BadRequestError } from '../../src/errors.js';
 import {
   compareVersions,
   isValidOp,
@@ -9,17 +8,8 @@ import {
   validateTemplateName,
   validateVersion,
 } from '../../src/store/index.js';
+import { refusal } from '../helpers/store-ops.js';
 
-/** The BadRequestError message `fn` throws. */
-function refusal(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).to.be.instanceOf(BadRequestError);
-    return (error as Error).message;
-  }
-  throw new Error('expected a BadRequestError, none was thrown');
-}
 
 describe('store identifiers', () => {
   describe('space ids and template names', () => {

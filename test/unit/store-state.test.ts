@@ -1,31 +1,13 @@
 import { expect } from 'chai';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js';
 import { isValidOp, StoreState, type Json, type StoreOp, type TemplateDef, type TxOp } from '../../src/store/index.js';
+import { applyAll, commit, create, del, load, put } from '../helpers/store-ops.js';
 
-/** Applies `ops` in order with consecutive seqs after `state.seq`. */
-function applyAll(state: StoreState, ...ops: StoreOp[]): StoreState {
-  return ops.reduce((s, op) => s.apply(op, s.seq + 1), state);
-}
 
-function load(name: string, version: string, indexes: string[] = []): StoreOp {
-  return { type: 'template.load', template: { name, version, indexes } };
-}
 
-function create(id: string, name = 'plm', version = '1.0'): StoreOp {
-  return { type: 'space.create', id, template: { name, version } };
-}
 
-function commit(space: string, ...ops: TxOp[]): StoreOp {
-  return { type: 'commit', space, ops };
-}
 
-function put(key: string, value: Json): TxOp {
-  return { op: 'put', key, value };
-}
 
-function del(key: string): TxOp {
-  return { op: 'delete', key };
-}
 
 /** A state with template plm 1.0 (indexes type, owner) and an empty space "test". */
 function withSpace(): StoreState {

@@ -67,21 +67,6 @@ export interface ManifestSpace {
   files: FileEntry[];
 }
 
-/** The content of manifest.json. */
-export interface Manifest {
-  format: 1;
-  id: number;
-  scope: CheckpointScope;
-  description: string;
-  time: string;
-  trigger: string;
-  node: string;
-  epoch: number;
-  seq: number;
-  collection: FileEntry | null;
-  spaces: ManifestSpace[];
-}
-
 /** The manifest fields the caller chooses (the rest come from the sources). */
 export interface ManifestHeader {
   id: number;
@@ -92,6 +77,13 @@ export interface ManifestHeader {
   node: string;
   epoch: number;
   seq: number;
+}
+
+/** The content of manifest.json. */
+export interface Manifest extends ManifestHeader {
+  format: 1;
+  collection: FileEntry | null;
+  spaces: ManifestSpace[];
 }
 
 /** ISO 8601 UTC with up to 9 fractional digits, as the API writes `time`. */
