@@ -10,10 +10,15 @@
  * The data is generated from a seeded PRNG, so every run checkpoints the same
  * bytes. BENCH_SCALE (default 1.0) scales the size: 0.05 for a quick run.
  *
+ * Order: the three creations first, all on the state the load built by
+ * commits; then the three restores; then the latency windows (on the state
+ * the last restore built). A full GC before each timed step, so that no step
+ * pays for the garbage of the one before.
+ *
  * Each tool runs right after our operation on the same warm data: our
  * checkpoint serialises the in-memory state and restore reads the checkpoint
  * just written (page cache); zip reads the extracted files (page cache) and
- * unzip the archive zip just wrote (page cache). A checkpoint is fsynced before
+ * unzip the archive zip wrote (page cache). A checkpoint is fsynced before
  * it is published and zip's output is not, so zip is also shown with an fsync
  * of its archive, and `cp -r` with an fsync of the copy (the disk's write limit).
  */
