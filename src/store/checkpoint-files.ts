@@ -22,23 +22,22 @@
  *   recomputed on restore; the reader trusts them after cheap checks (order,
  *   keys that exist) because the ZIP layer has verified every file's SHA-256.
  *
- * Chunks: every file is handed out as strings of about `ArchiveChunkChars`
- * characters, cut only between whole JSON tokens, so each chunk is well-formed
- * UTF-16 and encodes to UTF-8 on its own. One piece (a line of the store file,
- * or a long indexed value) is never cut, so a chunk can exceed the size by one
- * such piece.
+ * Pieces: every file is handed out as strings cut only between whole JSON
+ * tokens (whole lines of a leaf of the object map, the keys of a leaf of a
+ * posting list), so each piece is well-formed UTF-16 and encodes to UTF-8 on
+ * its own; the archive writer gathers them into large writes. The text of
+ * each leaf is kept with it (SortedMap.encodedLeaves), so a checkpoint
+ * encodes only what changed since the one before.
  */
 import { BadRequestError } from '../errors.js';
 import { show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
 import { postingsOf, Space, SpaceData, type FieldIndex, type Postings } from './space.js';
-import { SortedMap } from './sorted-map.js';
+import { SortedMap, type LeafEncoder } from './sorted-map.js';
 import type { StoreState } from './store-state.js';
 import { checkTemplate, type TemplateDef, type TemplateRef } from './template.js';
 
 /** Format version of collection.json. */
 export const CollectionFormat = 1;
-/** Target size of one chunk of an archive file, in UTF-16 code units (about 64 KiB of ASCII). */
-export const ArchiveChunkChars = 64 * 1024;
 /** Path of the collection database inside a checkpoint. */
 export const CollectionFilePath = 'collection/collection.json';
 
@@ -55,7 +54,7 @@ export function indexFilePath(spaceId: string, field: string): string {
 /** One file of a checkpoint: its path in the ZIP and its text. */
 export interface ArchiveFileSource {
   path: string;
-  /** The text in chunks of about ArchiveChunkChars; may be called again and yields identical text each time. */
+  /** The text in pieces (see above); may be called again and yields identical text each time. */
   chunks: () => Iterable<string>;
 }
 
@@ -72,19 +71,6 @@ export interface SpaceMeta {
 export interface CollectionData {
   templates: TemplateDef[];
   spaces: SpaceMeta[];
-}
-
-/** `pieces` joined into chunks of at least ArchiveChunkChars (the last one excepted); nothing for no text. */
-function* chunked(pieces: Iterable<string>): Generator<string, void, undefined> {
-  let chunk = '';
-  for (const piece of pieces) {
-    chunk += piece;
-    if (chunk.length >= ArchiveChunkChars) {
-      yield chunk;
-      chunk = '';
-    }
-  }
-  if (chunk.length > 0) yield chunk;
 }
 
 /** Keys are written unescaped; a key the identifier rules let through with a quote or backslash would corrupt the file. */
@@ -110,31 +96,52 @@ function* collectionPieces(state: StoreState): Generator<string, void, undefined
   yield ']}';
 }
 
+/**
+ * The object-file lines of one leaf of a space's object map. The leaf's values
+ * are then replaced by slices of the text made (equal strings), so that the
+ * leaf holds its objects' text once, in one place: the objects a commit stored
+ * one by one across the heap end up side by side, and the text is kept for
+ * the next checkpoint (SortedMap.encodedLeaves), which re-encodes only leaves
+ * changed since.
+ */
+const encodeStoreLeaf: LeafEncoder<string> = (keys, texts) => {
+  const lines = new Array<string>(keys.length);
+  for (let i = 0; i < keys.length; i++) lines[i] = `${KeyPrefix}${plainKey(keys[i] as string)}${ValueInfix}${texts[i] as string}}\n`;
+  const text = lines.join('');
+  let at = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const start = at + KeyPrefix.length + (keys[i] as string).length + ValueInfix.length;
+    const end = start + (texts[i] as string).length;
+    texts[i] = text.slice(start, end);
+    at = end + 2;
+  }
+  return text;
+};
+
+/** The keys of one leaf of a posting list, as an index line lists them: `k1","k2",...,"kn`. */
+const encodePostingsLeaf: LeafEncoder<true> = (keys) => {
+  for (const key of keys) plainKey(key);
+  return keys.join('","');
+};
+
 function* storePieces(state: StoreState, spaceId: string): Generator<string, void, undefined> {
-  for (const [key, text] of state.objectTexts(spaceId)) yield `{"key":"${plainKey(key)}","value":${text}}\n`;
+  yield* state.encodedObjects(spaceId, encodeStoreLeaf);
 }
 
 function* indexPieces(state: StoreState, spaceId: string, field: string): Generator<string, void, undefined> {
-  for (const [value, blocks] of state.indexKeyBlocks(spaceId, field)) {
-    // A value held by many objects makes a long line: hand it out in pieces, cut between keys.
-    let piece = `{"value":${JSON.stringify(value)},"keys":["`;
+  for (const [value, leaves] of state.encodedIndex(spaceId, field, encodePostingsLeaf)) {
     let first = true;
-    for (const block of blocks) {
-      for (const key of block) plainKey(key);
-      piece += first ? block.join('","') : `","${block.join('","')}`;
+    for (const keys of leaves) {
+      yield first ? `${IndexValuePrefix.slice(0, -1)}${JSON.stringify(value)}${IndexKeysInfix}${keys}` : `","${keys}`;
       first = false;
-      if (piece.length >= ArchiveChunkChars) {
-        yield piece;
-        piece = '';
-      }
     }
-    yield `${piece}"]}\n`;
+    yield `${IndexEnd}\n`;
   }
 }
 
 /** collection.json of `state` (a snapshot: it never changes, so every call of `chunks` yields the same text). */
 export function collectionArchiveFile(state: StoreState): ArchiveFileSource {
-  return { path: CollectionFilePath, chunks: () => chunked(collectionPieces(state)) };
+  return { path: CollectionFilePath, chunks: () => collectionPieces(state) };
 }
 
 /**
@@ -144,8 +151,8 @@ export function collectionArchiveFile(state: StoreState): ArchiveFileSource {
 export function spaceArchiveFiles(state: StoreState, spaceId: string): ArchiveFileSource[] {
   const fields = state.indexedFields(spaceId).sort();
   return [
-    { path: storeFilePath(spaceId), chunks: () => chunked(storePieces(state, spaceId)) },
-    ...fields.map((field) => ({ path: indexFilePath(spaceId, field), chunks: () => chunked(indexPieces(state, spaceId, field)) })),
+    { path: storeFilePath(spaceId), chunks: () => storePieces(state, spaceId) },
+    ...fields.map((field) => ({ path: indexFilePath(spaceId, field), chunks: () => indexPieces(state, spaceId, field) })),
   ];
 }
 

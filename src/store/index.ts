@@ -15,7 +15,6 @@ export type { Json } from './json.js';
 export { isValidOp, type RestoreOp, type StoreOp, type TxOp } from './ops.js';
 export type { SpaceData, SpaceInfo } from './space.js';
 export {
-  ArchiveChunkChars,
   collectionArchiveFile,
   CollectionFilePath,
   indexFilePath,

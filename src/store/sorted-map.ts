@@ -19,7 +19,18 @@ interface Leaf<V> {
   readonly leaf: true;
   readonly keys: readonly string[];
   readonly values: readonly V[];
+  /** The text `memoBy` made of this leaf (see `encodedLeaves`); the only field that changes after a leaf is built. */
+  memo: string | undefined;
+  memoBy: LeafEncoder<V> | undefined;
 }
+
+/**
+ * Turns one leaf's entries into text. It must depend on nothing but the keys
+ * and values, and may replace a value in `values` by an equal one (the same
+ * string, say, cut from the text it made, so that the leaf's memory is that
+ * one text); it must change nothing else.
+ */
+export type LeafEncoder<V> = (keys: readonly string[], values: V[]) => string;
 
 /** `keys[i]` is the smallest key under `children[i]`. */
 interface Branch<V> {
@@ -83,7 +94,7 @@ function splice<T>(items: readonly T[], start: number, removed: number, ...inser
 }
 
 function leaf<V>(keys: readonly string[], values: readonly V[]): Leaf<V> {
-  return { leaf: true, keys, values };
+  return { leaf: true, keys, values, memo: undefined, memoBy: undefined };
 }
 
 function branch<V>(children: readonly Node<V>[]): Branch<V> {
@@ -228,7 +239,8 @@ export class SortedMap<V> {
 
   /** The empty map (one shared instance). */
   static empty<V>(): SortedMap<V> {
-    return SortedMap.emptyMap;
+    // Holds no values, so it serves for every V (its leaf's memo is the empty text whatever the encoder).
+    return SortedMap.emptyMap as unknown as SortedMap<V>;
   }
 
   /** A map built in O(n) from entries whose keys are strictly ascending; throws Error otherwise. */
@@ -312,9 +324,21 @@ export class SortedMap<V> {
     return walkKeys(this.root);
   }
 
-  /** Keys in order, lazily, a node's worth (up to 64) at a time: for a writer that joins many keys. The arrays must not be changed. */
-  *keyBlocks(): IterableIterator<readonly string[]> {
-    for (const leaf of leaves(this.root)) yield leaf.keys;
+  /**
+   * Each leaf's text as `encode` makes it, in key order, lazily. A leaf's text
+   * is made once and kept with the leaf, which later versions of the map share
+   * until a change replaces it: calling this again after a few changes
+   * re-encodes only the leaves they touched. Pass the same function each time
+   * (a module-level one): a leaf keeps the text of the last encoder only.
+   */
+  *encodedLeaves(encode: LeafEncoder<V>): IterableIterator<string> {
+    for (const leaf of leaves(this.root)) {
+      if (leaf.memoBy !== encode || leaf.memo === undefined) {
+        leaf.memo = encode(leaf.keys, leaf.values as V[]);
+        leaf.memoBy = encode;
+      }
+      yield leaf.memo;
+    }
   }
 
   /** Same as `entries()`. */

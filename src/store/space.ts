@@ -15,7 +15,7 @@ import { BadRequestError, ConflictError } from '../errors.js';
 import { show, validateObjectKey } from './identifiers.js';
 import { isPlainObject, type Json } from './json.js';
 import type { TxOp } from './ops.js';
-import { SortedMap } from './sorted-map.js';
+import { SortedMap, type LeafEncoder } from './sorted-map.js';
 import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
 
 /** Most operations in one commit. */
@@ -206,10 +206,15 @@ export class Space {
     return walkIndex(this.indexes.get(field), (postings) => postings.keys());
   }
 
-  /** As `indexEntries`, with each value's keys in blocks of up to 64 (read-only arrays), for a writer that joins them. */
-  indexBlocks(field: string): IterableIterator<[string, IterableIterator<readonly string[]>]> {
+  /** The objects' text as `encode` makes it of each leaf of the object map, in key order (SortedMap.encodedLeaves: kept with each leaf). */
+  encodedObjects(encode: LeafEncoder<string>): IterableIterator<string> {
+    return this.objects.encodedLeaves(encode);
+  }
+
+  /** As `indexEntries`, with each value's keys as `encode` makes them of each leaf of its posting list (kept with each leaf). */
+  encodedIndex(field: string, encode: LeafEncoder<true>): IterableIterator<[string, IterableIterator<string>]> {
     this.requireIndexed(field);
-    return walkIndex(this.indexes.get(field), (postings) => postings.keyBlocks());
+    return walkIndex(this.indexes.get(field), (postings) => postings.encodedLeaves(encode));
   }
 
   /**

@@ -18,6 +18,7 @@ import type { Json } from './json.js';
 import { checkOpShape, type StoreOp } from './ops.js';
 import { Space, type SpaceData, type SpaceInfo } from './space.js';
 import { checkTemplate, sameIndexes, type TemplateDef, type TemplateRef } from './template.js';
+import type { LeafEncoder } from './sorted-map.js';
 
 /** Template name → version → definition (frozen). */
 type Templates = IMap<string, IMap<string, TemplateDef>>;
@@ -236,9 +237,14 @@ export class StoreState {
     return this.requireSpace(spaceId).indexEntries(field);
   }
 
-  /** As `indexEntries`, with each value's keys in blocks of up to 64 (read-only arrays): what a checkpoint writer joins. */
-  indexKeyBlocks(spaceId: string, field: string): IterableIterator<[string, IterableIterator<readonly string[]>]> {
-    return this.requireSpace(spaceId).indexBlocks(field);
+  /** A space's objects as text `encode` makes of a few at a time, kept with them (Space.encodedObjects); for a checkpoint writer. */
+  encodedObjects(spaceId: string, encode: LeafEncoder<string>): IterableIterator<string> {
+    return this.requireSpace(spaceId).encodedObjects(encode);
+  }
+
+  /** As `indexEntries`, with each value's keys as text `encode` makes of a few at a time, kept with them (Space.encodedIndex). */
+  encodedIndex(spaceId: string, field: string, encode: LeafEncoder<true>): IterableIterator<[string, IterableIterator<string>]> {
+    return this.requireSpace(spaceId).encodedIndex(field, encode);
   }
 
   /** The fields a space's template version indexes; NotFoundError for an unknown space. */

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { SortedMap } from '../../src/store/sorted-map.js';
+import { SortedMap, type LeafEncoder } from '../../src/store/sorted-map.js';
 
 /** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
 function random(seed: number): () => number {
@@ -129,9 +129,57 @@ describe('store sorted map', () => {
     const expected = sortedEntries(model);
     expect([...map.entries()]).to.deep.equal(expected);
     expect([...map.keys()]).to.deep.equal(expected.map(([k]) => k));
-    const blocks = [...map.keyBlocks()];
+    const blocks = [...map.encodedLeaves((keys) => keys.join(' '))].map((text) => text.split(' '));
     expect(blocks.flat()).to.deep.equal(expected.map(([k]) => k));
     expect(blocks.every((b) => b.length > 0 && b.length <= 64)).to.equal(true);
-    expect([...SortedMap.empty<number>().keyBlocks()].flat()).to.deep.equal([]);
+  });
+
+  describe('encodedLeaves', () => {
+    const fill = (n: number) => SortedMap.fromSortedArrays(Array.from({ length: n }, (_, i) => `k${String(i).padStart(6, '0')}`), Array.from({ length: n }, (_, i) => i));
+    function counting(): { encode: LeafEncoder<number>; calls: number } {
+      const counter = { calls: 0, encode: (keys: readonly string[], values: number[]) => {
+        counter.calls++;
+        return keys.map((k, i) => `${k}=${values[i]};`).join('');
+      } };
+      return counter;
+    }
+    const text = (map: SortedMap<number>) => [...map.entries()].map(([k, v]) => `${k}=${v};`).join('');
+
+    it('encodes each leaf once, and after a change only the leaves it replaced', () => {
+      const map = fill(10_000);
+      const counter = counting();
+      expect([...map.encodedLeaves(counter.encode)].join('')).to.equal(text(map));
+      const leaves = counter.calls;
+      expect(leaves).to.be.within(10_000 / 64, 10_000 / 16);
+      expect([...map.encodedLeaves(counter.encode)].join('')).to.equal(text(map));
+      expect(counter.calls).to.equal(leaves);
+      const changed = map.set('k000500', -1).delete('k009000').set('k004000x', 7);
+      expect([...changed.encodedLeaves(counter.encode)].join('')).to.equal(text(changed));
+      expect(counter.calls - leaves).to.be.within(3, 6);
+      // The old version still has its own texts.
+      expect([...map.encodedLeaves(counter.encode)].join('')).to.equal(text(map));
+    });
+
+    it('keeps one encoder\'s text per leaf: another encoder re-encodes', () => {
+      const map = fill(200);
+      const a = counting();
+      const b = counting();
+      [...map.encodedLeaves(a.encode)];
+      expect([...map.encodedLeaves(b.encode)].join('')).to.equal(text(map));
+      expect(b.calls).to.equal(a.calls);
+      expect([...SortedMap.empty<number>().encodedLeaves(a.encode)]).to.deep.equal(['']);
+    });
+
+    it('lets the encoder replace values by equal ones', () => {
+      const map = SortedMap.fromSortedArrays(['a', 'b'], ['x'.repeat(20), 'y'.repeat(20)]);
+      const texts = [...map.encodedLeaves((keys, values) => {
+        const joined = values.join('');
+        values[0] = joined.slice(0, 20);
+        values[1] = joined.slice(20);
+        return joined;
+      })];
+      expect(texts).to.deep.equal(['x'.repeat(20) + 'y'.repeat(20)]);
+      expect([...map.entries()]).to.deep.equal([['a', 'x'.repeat(20)], ['b', 'y'.repeat(20)]]);
+    });
   });
 });

@@ -1,9 +1,11 @@
 /**
- * Writes a checkpoint ZIP (format in manifest.ts) in two passes over the
- * sources: the first hashes each file for the manifest, which must come first;
- * the second streams the entries to disk, hashing the file on the way.
+ * Writes a checkpoint ZIP (format in manifest.ts) in one pass over the
+ * sources. The manifest must come first but lists every file's size and
+ * SHA-256, so its place is reserved at its longest possible length and filled
+ * at the end, padded with spaces; stored entries' headers are patched the same
+ * way. The whole file's SHA-256 is then read back from the page cache.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +23,7 @@ import {
   encodeDescriptor,
   encodeEndRecords,
   encodeLocalHeader,
+  localHeaderLength,
   needsZip64,
   needsZip64End,
   type DosTime,
@@ -29,13 +32,15 @@ import {
 } from './zip-records.js';
 
 /**
- * One file to put in the archive. `chunks()` must yield the same bytes each
- * time it is called (it is called twice), and a yielded Buffer must not be
- * changed afterwards (it may still be queued for the disk).
+ * One file to put in the archive. `chunks()` is called once; a yielded Buffer
+ * must not be changed afterwards (it may still be queued for the disk).
+ * `maxBytes`, when the source knows it, bounds the file's size: an entry known
+ * to stay under 4 GiB is written without zip64 records.
  */
 export interface ArchiveFileSource {
   path: string;
   chunks: () => Iterable<string | Buffer> | AsyncIterable<string | Buffer>;
+  maxBytes?: number;
 }
 
 /** One space to put in the archive, with its files (store files, then index files). */
@@ -64,7 +69,7 @@ export interface WriteResult {
 export interface WriteOptions {
   compression: Compression;
   signal?: AbortSignal;
-  /** Called as source bytes are written (second pass), with the running total; the manifest is not counted. */
+  /** Called as source bytes are written, with the running total; the manifest is not counted. */
   onProgress?: (bytes: number) => void;
   /** Use zip64 records for every entry and at the end even when small (tests of the zip64 paths). */
   forceZip64?: boolean;
@@ -75,18 +80,26 @@ export const CheckpointFileMode = 0o640;
 
 /** Bytes gathered before one write to disk. */
 const WriteBatchBytes = 1024 * 1024;
+/** Bytes of source text gathered before hashing and writing them (or handing them to the deflater). */
+const BatchBytes = 1024 * 1024;
+/** Strings shorter than this are joined before they are encoded. */
+const SmallPieceChars = 16 * 1024;
 /** Output chunk size of the deflater. */
 const DeflateChunkBytes = 256 * 1024;
+/** Bytes read at a time when hashing the finished file. */
+const HashReadBytes = 4 * 1024 * 1024;
+/** A size no file reaches: formats the manifest's longest possible text. */
+const WidestSize = Number.MAX_SAFE_INTEGER;
 
-/** Buffers small records into large writes, hashing every byte on its way to disk; one write in flight. */
-class HashingFileSink {
+/** Buffers small records into large writes, one write in flight; `patch` rewrites bytes already accepted once the rest is out. */
+class FileSink {
   /** Bytes accepted so far: the offset of the next record. */
   offset = 0;
-  private readonly hash: Hash = createHash('sha256');
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private written = 0;
   private inFlight: Promise<void> = Promise.resolve();
+  private readonly patches: { at: number; data: Buffer }[] = [];
 
   constructor(private readonly handle: FileHandle) {}
 
@@ -98,13 +111,23 @@ class HashingFileSink {
     if (this.pendingBytes >= WriteBatchBytes) await this.flush();
   }
 
+  /** Leave `length` bytes to be filled by `patch`. */
+  async reserve(length: number): Promise<void> {
+    await this.write(Buffer.alloc(length));
+  }
+
+  /** Replace bytes at `at` (already accepted) with `data` when the file is finished. */
+  patch(at: number, data: Buffer): void {
+    if (at + data.length > this.offset) throw new Error(`patch of ${data.length} bytes at ${at} runs past the ${this.offset} bytes written`);
+    this.patches.push({ at, data });
+  }
+
   /** Start writing what is pending, after the write in flight ends. */
   async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
     const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    this.hash.update(batch);
     const position = this.written;
     this.written += batch.length;
     await this.inFlight;
@@ -121,12 +144,26 @@ class HashingFileSink {
     }
   }
 
-  /** Write everything, fsync, and return the file's SHA-256. */
-  async finish(): Promise<string> {
+  /** Write everything and the patches, then fsync and hash the file (both at once: the hash reads from the page cache); its SHA-256. */
+  async finish(signal?: AbortSignal): Promise<string> {
     await this.flush();
     await this.inFlight;
-    await this.handle.sync();
-    return this.hash.digest('hex');
+    for (const { at, data } of this.patches) await this.writeAll(data, at);
+    const [, sha256] = await Promise.all([this.handle.sync(), this.hashFile(signal)]);
+    return sha256;
+  }
+
+  private async hashFile(signal?: AbortSignal): Promise<string> {
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(Math.min(HashReadBytes, Math.max(1, this.offset)));
+    for (let position = 0; position < this.offset; ) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await this.handle.read(buffer, 0, Math.min(buffer.length, this.offset - position), position);
+      if (bytesRead === 0) throw new CheckpointdError(`the checkpoint being written ends at byte ${position}, before the ${this.offset} bytes written to it`);
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+    return hash.digest('hex');
   }
 
   /** Wait for the write in flight, ignoring its failure (cleanup after an error). */
@@ -135,31 +172,89 @@ class HashingFileSink {
   }
 }
 
-function toBuffer(chunk: string | Buffer): Buffer {
-  return typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-}
+/**
+ * Gathers a source's pieces (strings are UTF-8 encoded straight into place)
+ * into buffers of about `BatchBytes`, so that hashing, CRC, the deflater and
+ * the disk each see a few large buffers rather than many small ones. Small
+ * strings are joined first (one encoding call for many), large ones and
+ * Buffers are copied in, a piece larger than a batch passes as it is.
+ */
+class Batcher {
+  /** Full batches, oldest first; the caller takes them. */
+  readonly ready: Buffer[] = [];
+  private batch = Buffer.allocUnsafeSlow(BatchBytes);
+  private used = 0;
+  private small = '';
 
-interface Hashed {
-  source: ArchiveFileSource;
-  entry: FileEntry;
-  crc: number;
-}
-
-/** First pass: size, CRC-32 and SHA-256 of one source. */
-async function hashSource(source: ArchiveFileSource, signal?: AbortSignal): Promise<Hashed> {
-  const hash = createHash('sha256');
-  const breather = new Breather();
-  let crc = 0;
-  let size = 0;
-  for await (const chunk of source.chunks()) {
-    await breather.breathe();
-    signal?.throwIfAborted();
-    const buf = toBuffer(chunk);
-    hash.update(buf);
-    crc = zlib.crc32(buf, crc);
-    size += buf.length;
+  add(piece: string | Buffer): void {
+    if (typeof piece === 'string') {
+      if (piece.length < SmallPieceChars) {
+        this.small += piece;
+        if (this.small.length >= SmallPieceChars) this.flushSmall();
+        return;
+      }
+      this.flushSmall();
+      this.putString(piece);
+      return;
+    }
+    this.flushSmall();
+    if (piece.length === 0) return;
+    if (this.used + piece.length > this.batch.length) this.emit();
+    if (piece.length > this.batch.length) {
+      this.ready.push(piece);
+      return;
+    }
+    piece.copy(this.batch, this.used);
+    this.used += piece.length;
   }
-  return { source, entry: { path: source.path, size, sha256: hash.digest('hex') }, crc };
+
+  /** Hand out what is left as the last batch. */
+  end(): void {
+    this.flushSmall();
+    this.emit();
+  }
+
+  private flushSmall(): void {
+    if (this.small.length === 0) return;
+    const text = this.small;
+    this.small = '';
+    this.putString(text);
+  }
+
+  private putString(text: string): void {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (this.used + bytes > this.batch.length) this.emit();
+    if (bytes > this.batch.length) {
+      this.ready.push(Buffer.from(text, 'utf8'));
+      return;
+    }
+    this.used += this.batch.write(text, this.used, 'utf8');
+  }
+
+  private emit(): void {
+    if (this.used === 0) return;
+    this.ready.push(this.batch.subarray(0, this.used));
+    this.batch = Buffer.allocUnsafeSlow(BatchBytes);
+    this.used = 0;
+  }
+}
+
+/** A source's pieces as batches (see Batcher); a synchronous source is read without an await per piece. */
+async function* batchesOf(chunks: Iterable<string | Buffer> | AsyncIterable<string | Buffer>): AsyncGenerator<Buffer> {
+  const batcher = new Batcher();
+  if (Symbol.iterator in chunks) {
+    for (const piece of chunks) {
+      batcher.add(piece);
+      while (batcher.ready.length > 0) yield batcher.ready.shift()!;
+    }
+  } else {
+    for await (const piece of chunks) {
+      batcher.add(piece);
+      while (batcher.ready.length > 0) yield batcher.ready.shift()!;
+    }
+  }
+  batcher.end();
+  yield* batcher.ready;
 }
 
 function draftManifest(header: ManifestHeader, collection: FileEntry | null, spaces: SpaceSource[], files: (s: SpaceSource, index: number) => FileEntry[]): Manifest {
@@ -185,12 +280,23 @@ function draftManifest(header: ManifestHeader, collection: FileEntry | null, spa
   };
 }
 
-/** Refuse, before any work, what the readers would refuse. */
-function checkSources(target: string, header: ManifestHeader, collection: ArchiveFileSource | null, spaces: SpaceSource[]): void {
-  const unhashed = (path: string): FileEntry => ({ path, size: 0, sha256: '0'.repeat(64) });
-  const draft = draftManifest(header, collection === null ? null : unhashed(collection.path), spaces, (s) => s.files.map((f) => unhashed(f.path)));
+function manifestText(manifest: Manifest): string {
+  return JSON.stringify(manifest, null, 2) + '\n';
+}
+
+/**
+ * Refuse, before any work, what the readers would refuse, and return the
+ * manifest's longest possible length in bytes: its text with every size at
+ * its widest (the SHA-256s have a fixed width).
+ */
+function checkSources(target: string, header: ManifestHeader, collection: ArchiveFileSource | null, spaces: SpaceSource[]): number {
+  const widest = (path: string): FileEntry => ({ path, size: WidestSize, sha256: 'f'.repeat(64) });
+  const draft = draftManifest(header, collection === null ? null : widest(collection.path), spaces, (s) => s.files.map((f) => widest(f.path)));
   const checked = checkManifest(draft);
   if (!checked.ok) throw new CheckpointFormatError(target, null, `cannot be written: ${checked.problem}`);
+  const length = Buffer.byteLength(manifestText(checked.manifest));
+  if (length > ManifestMaxBytes) throw new CheckpointFormatError(target, ManifestEntry, `could reach ${length} bytes, over the ${ManifestMaxBytes}-byte limit`);
+  return length;
 }
 
 /** Writes entries one after the other and remembers them for the central directory. */
@@ -199,7 +305,7 @@ class EntryWriter {
   private written = 0;
 
   constructor(
-    private readonly sink: HashingFileSink,
+    private readonly sink: FileSink,
     private readonly method: MethodCode,
     private readonly level: number,
     private readonly dos: DosTime,
@@ -208,29 +314,50 @@ class EntryWriter {
     private readonly onProgress?: (bytes: number) => void,
   ) {}
 
-  /** Write one entry whose size and CRC-32 are known from the first pass; `counted` entries report progress. */
-  async entry(name: string, size: number, crc: number, chunks: () => Iterable<string | Buffer> | AsyncIterable<string | Buffer>, counted = true): Promise<void> {
+  /**
+   * Reserve the manifest's place at offset 0: a stored entry of exactly
+   * `length` bytes, whose header and text are filled in by `fillManifest`.
+   */
+  async reserveManifest(length: number): Promise<void> {
+    const record: EntryRecord = { name: ManifestEntry, method: Method.store, crc: 0, size: length, compressedSize: length, offset: this.sink.offset, zip64: this.forceZip64, dos: this.dos };
+    if (record.offset !== 0) throw new Error('the manifest must be the first entry');
+    await this.sink.reserve(localHeaderLength(record) + length);
+    this.records.push(record);
+  }
+
+  /** Fill the reserved place with `text`, padded with spaces (JSON allows trailing white space) to its length. */
+  fillManifest(text: string): void {
+    const record = this.records[0]!;
+    const bytes = Buffer.alloc(record.size, 0x20);
+    const length = bytes.write(text, 'utf8');
+    if (length !== Buffer.byteLength(text)) throw new Error(`the manifest grew past the ${record.size} bytes reserved for it`);
+    record.crc = zlib.crc32(bytes);
+    this.sink.patch(0, Buffer.concat([encodeLocalHeader(record), bytes]));
+  }
+
+  /** Stream one source into an entry; its size and SHA-256 for the manifest. */
+  async entry(source: ArchiveFileSource): Promise<FileEntry> {
     const method = this.method;
-    const record: EntryRecord = { name, method, crc, size, compressedSize: method === Method.store ? size : 0, offset: this.sink.offset, zip64: this.forceZip64 || needsZip64(method, size), dos: this.dos };
+    const zip64 = this.forceZip64 || source.maxBytes === undefined || needsZip64(method, source.maxBytes);
+    const record: EntryRecord = { name: source.path, method, crc: 0, size: 0, compressedSize: 0, offset: this.sink.offset, zip64, dos: this.dos };
+    // A stored entry's header carries its CRC-32 and sizes: written now, patched when they are known.
     await this.sink.write(encodeLocalHeader(record));
     const start = this.sink.offset;
-    let seenCrc = 0;
-    let seenSize = 0;
+    const hash = createHash('sha256');
+    let crc = 0;
+    let size = 0;
     const signal = this.signal;
     const breather = new Breather();
     const checked = async function* (this: EntryWriter): AsyncGenerator<Buffer> {
-      for await (const chunk of chunks()) {
+      for await (const buf of batchesOf(source.chunks())) {
         await breather.breathe();
         signal?.throwIfAborted();
-        const buf = toBuffer(chunk);
-        if (buf.length === 0) continue;
-        seenCrc = zlib.crc32(buf, seenCrc);
-        seenSize += buf.length;
+        hash.update(buf);
+        crc = zlib.crc32(buf, crc);
+        size += buf.length;
         yield buf;
-        if (counted) {
-          this.written += buf.length;
-          this.onProgress?.(this.written);
-        }
+        this.written += buf.length;
+        this.onProgress?.(this.written);
       }
     }.bind(this);
     if (method === Method.store) {
@@ -243,13 +370,16 @@ class EntryWriter {
       };
       await (signal === undefined ? pipeline(checked, deflater, write) : pipeline(checked, deflater, write, { signal }));
     }
-    if (seenSize !== size || seenCrc !== crc) {
-      throw new CheckpointdError(`checkpoint source ${name} yielded different bytes on its second pass (${seenSize} bytes, first ${size}); sources must be deterministic`);
-    }
+    record.crc = crc;
+    record.size = size;
     record.compressedSize = this.sink.offset - start;
-    if (!record.zip64 && record.compressedSize >= Max32) throw new CheckpointdError(`entry ${name} deflated past its zip64 bound`);
+    if (!record.zip64 && (record.size >= Max32 || record.compressedSize >= Max32)) {
+      throw new CheckpointdError(`entry ${record.name} reached ${Math.max(record.size, record.compressedSize)} bytes, past the bound of ${source.maxBytes} its source gave`);
+    }
+    if (method === Method.store) this.sink.patch(record.offset, encodeLocalHeader(record));
     await this.sink.write(encodeDescriptor(record));
     this.records.push(record);
+    return { path: source.path, size, sha256: hash.digest('hex') };
   }
 
   /** Write the central directory and end records. */
@@ -263,10 +393,12 @@ class EntryWriter {
 }
 
 /**
- * Create `target` (O_EXCL) and write the checkpoint ZIP: manifest.json, the
- * collection file, then each space's files in order; fsync it. It neither
- * renames nor fsyncs the folder: the caller publishes. On any failure or abort
- * `target` is removed and the error rethrown.
+ * Create `target` (O_EXCL) and write the checkpoint ZIP in one pass over the
+ * sources: a place for manifest.json, the collection file, then each space's
+ * files in order, each hashed on its way out; then the manifest into its
+ * place; fsync; and the file's SHA-256, read back from the page cache. It
+ * neither renames nor fsyncs the folder: the caller publishes. On any failure
+ * or abort `target` is removed and the error rethrown.
  */
 export async function writeCheckpointArchive(
   target: string,
@@ -280,43 +412,34 @@ export async function writeCheckpointArchive(
     throw new CheckpointdError(`deflate level ${compression.level} is not an integer from 1 to 9`);
   }
   signal?.throwIfAborted();
-  checkSources(target, header, collection, spaces);
-
-  // First pass: the manifest needs every file's size and SHA-256.
-  const hashedCollection = collection === null ? null : await hashSource(collection, signal);
-  const hashedSpaces: Hashed[][] = [];
-  for (const s of spaces) {
-    const files: Hashed[] = [];
-    for (const f of s.files) files.push(await hashSource(f, signal));
-    hashedSpaces.push(files);
-  }
-  const manifest = draftManifest(header, hashedCollection?.entry ?? null, spaces, (_s, i) => hashedSpaces[i]!.map((h) => h.entry));
-  const checked = checkManifest(manifest);
-  if (!checked.ok) throw new CheckpointFormatError(target, null, `cannot be written: ${checked.problem}`);
-  const manifestBytes = Buffer.from(JSON.stringify(checked.manifest, null, 2) + '\n', 'utf8');
-  if (manifestBytes.length > ManifestMaxBytes) {
-    throw new CheckpointFormatError(target, ManifestEntry, `would be ${manifestBytes.length} bytes, over the ${ManifestMaxBytes}-byte limit`);
-  }
+  const manifestLength = checkSources(target, header, collection, spaces);
 
   let handle: FileHandle;
   try {
-    handle = await fs.open(target, 'wx', CheckpointFileMode);
+    handle = await fs.open(target, 'wx+', CheckpointFileMode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ConflictError(`${target} exists already; a checkpoint file is never overwritten`, { cause: err });
     throw err;
   }
-  const sink = new HashingFileSink(handle);
+  const sink = new FileSink(handle);
   try {
     const method = compression.method === 'store' ? Method.store : Method.deflate;
     const level = compression.method === 'deflate' ? compression.level : 0;
     const forceZip64 = options.forceZip64 === true;
     const entries = new EntryWriter(sink, method, level, dosTimeOf(header.time), forceZip64, signal, onProgress);
-    await entries.entry(ManifestEntry, manifestBytes.length, zlib.crc32(manifestBytes), () => [manifestBytes], false);
-    for (const h of [...(hashedCollection === null ? [] : [hashedCollection]), ...hashedSpaces.flat()]) {
-      await entries.entry(h.entry.path, h.entry.size, h.crc, h.source.chunks);
+    await entries.reserveManifest(manifestLength);
+    const collectionEntry = collection === null ? null : await entries.entry(collection);
+    const spaceEntries: FileEntry[][] = [];
+    for (const s of spaces) {
+      const files: FileEntry[] = [];
+      for (const f of s.files) files.push(await entries.entry(f));
+      spaceEntries.push(files);
     }
+    const checked = checkManifest(draftManifest(header, collectionEntry, spaces, (_s, i) => spaceEntries[i]!));
+    if (!checked.ok) throw new CheckpointFormatError(target, null, `cannot be written: ${checked.problem}`);
+    entries.fillManifest(manifestText(checked.manifest));
     await entries.finish(forceZip64);
-    const sha256 = await sink.finish();
+    const sha256 = await sink.finish(signal);
     await handle.close();
     return { manifest: checked.manifest, size: sink.offset, sha256 };
   } catch (err) {

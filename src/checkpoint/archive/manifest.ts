@@ -21,12 +21,15 @@
  *  - entries are contiguous from offset 0 (local header, data, data descriptor
  *    if deflated), then the central directory, the zip64 end records if used,
  *    and the end record: no comments, no gaps, nothing after;
- *  - stored entries carry CRC-32 and sizes in the local header; deflated ones
- *    set flag bit 3 and carry them in a signed data descriptor after the data,
- *    because the compressed size is known only once it is written;
+ *  - stored entries carry CRC-32 and sizes in the local header (the writer
+ *    fills them in once the entry is written); deflated ones set flag bit 3
+ *    and carry them in a signed data descriptor after the data;
+ *  - manifest.json is always stored, and may end in spaces: the writer
+ *    reserves its place at its longest possible length and fills it last;
  *  - every header says version 2.0 (4.5 with zip64), made by Unix, mode 0640,
  *    date and time the manifest's `time` (UTC, DOS format);
- *  - zip64: an entry that may reach 4 GiB has a zip64 extra field in its local
+ *  - zip64: an entry that may reach 4 GiB (any entry but the manifest whose
+ *    source cannot bound its size beforehand) has a zip64 extra field in its local
  *    header (both sizes) and 8-byte sizes in its data descriptor; a central
  *    directory record has a zip64 extra field holding exactly the values that
  *    do not fit in 32 bits; the zip64 end records appear when the directory's
