@@ -5,6 +5,7 @@
  * callers get a new state only if the whole archive verified.
  */
 import { StringDecoder } from 'node:string_decoder';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BadRequestError, NotFoundError, UnprocessableError } from '../errors.js';
 import {
   parseCollectionFile,
@@ -109,7 +110,13 @@ export async function loadCheckpoint(file: string, manifest: Manifest, request: 
 
   // A space with no entries at all (cannot happen for a good archive, but never trust one).
   for (const id of wanted) builderFor(id);
-  return { manifest, collection, spaces: [...builders.values()].map((b) => b.build()) };
+  // The index lines were resolved as they came; what is left is making the trees, a space per turn.
+  const spaces: SpaceData[] = [];
+  for (const builder of builders.values()) {
+    spaces.push(builder.build());
+    await nextTurn();
+  }
+  return { manifest, collection, spaces };
 }
 
 /** A whole state from a collection checkpoint, at the checkpoint's seq. */

@@ -129,14 +129,32 @@ function* storePieces(state: StoreState, spaceId: string): Generator<string, voi
 }
 
 function* indexPieces(state: StoreState, spaceId: string, field: string): Generator<string, void, undefined> {
-  for (const [value, leaves] of state.encodedIndex(spaceId, field, encodePostingsLeaf)) {
-    let first = true;
-    for (const keys of leaves) {
-      yield first ? `${IndexValuePrefix.slice(0, -1)}${JSON.stringify(value)}${IndexKeysInfix}${keys}` : `","${keys}`;
-      first = false;
+  let text = '';
+  for (const [values, postingLists] of state.indexLeaves(spaceId, field)) {
+    for (let i = 0; i < values.length; i++) {
+      const head = `${IndexValuePrefix.slice(0, -1)}${JSON.stringify(values[i])}${IndexKeysInfix}`;
+      const postings = postingLists[i] as Postings;
+      // Most values are held by a few objects: a posting list of one leaf, joined into the text without an iterator.
+      const single = postings.encodedSingleLeaf(encodePostingsLeaf);
+      if (single !== undefined) {
+        text += `${head}${single}${IndexEnd}\n`;
+        continue;
+      }
+      if (text.length > 0) yield text;
+      text = '';
+      let first = true;
+      for (const keys of postings.encodedLeaves(encodePostingsLeaf)) {
+        yield first ? head + keys : `","${keys}`;
+        first = false;
+      }
+      yield `${IndexEnd}\n`;
     }
-    yield `${IndexEnd}\n`;
+    if (text.length >= IndexTextChars) {
+      yield text;
+      text = '';
+    }
   }
+  if (text.length > 0) yield text;
 }
 
 /** collection.json of `state` (a snapshot: it never changes, so every call of `chunks` yields the same text). */
@@ -265,11 +283,24 @@ function closingQuote(line: string, from: number): number {
   return -1;
 }
 
+const NoKeys: string[] = [];
+
+/** Short index lines are joined into texts of about this many characters before they are handed out. */
+const IndexTextChars = 16 * 1024;
+
+/** An index line holding at least 1/DenseLineShare of the space's keys resolves them by search rather than by map. */
+const DenseLineShare = 16;
+
 /** One index file as read so far: values ascending and, for each, its keys. */
 interface IndexLines {
   values: string[];
-  /** Keys of each value, as cut from the line; replaced by the object file's strings at build(). */
+  /**
+   * Keys of each value: the object file's own strings once resolved, or as cut
+   * from the line while the object file is still being read (resolved at build()).
+   */
   keys: string[][];
+  /** The posting lists of the first lines, made as they are resolved (their `keys` entries are then dropped). */
+  postings: Postings[];
 }
 
 /**
@@ -289,6 +320,7 @@ export class SpaceBuilder {
   private keys: string[] = [];
   private texts: string[] = [];
   private readonly indexes = new Map<string, IndexLines>();
+  private keyPositions: Map<string, number> | null = null;
   private built = false;
 
   /** `template` is the definition of the template version `meta` names; BadRequestError if either is invalid or they differ. */
@@ -368,6 +400,8 @@ export class SpaceBuilder {
     }
     index.values.push(value);
     index.keys.push(keys);
+    // Once the whole object file is in, resolve each line as it comes: build() then has little left to do.
+    if (this.keys.length === this.meta.objects) this.resolve(field, index);
   }
 
   /**
@@ -379,12 +413,8 @@ export class SpaceBuilder {
     this.requireOpen();
     this.built = true;
     const { id, objects, createdSeq, updatedSeq } = this.meta;
-    const keys = this.keys;
-    const texts = this.texts;
-    this.keys = [];
-    this.texts = [];
-    if (keys.length !== objects) {
-      throw new BadRequestError(`${this.storePath} holds ${keys.length} objects, but space "${id}" is said to hold ${objects}`);
+    if (this.keys.length !== objects) {
+      throw new BadRequestError(`${this.storePath} holds ${this.keys.length} objects, but space "${id}" is said to hold ${objects}`);
     }
     const indexes = new Map<string, FieldIndex>();
     for (const field of this.template.indexes) {
@@ -392,24 +422,53 @@ export class SpaceBuilder {
       if (lines === undefined) {
         throw new BadRequestError(`${indexFilePath(id, field)} is missing: template ${this.template.name} ${this.template.version} indexes "${field}"`);
       }
-      const postings: Postings[] = lines.keys.map((list, line) => {
-        let from = 0;
-        for (let i = 0; i < list.length; i++) {
-          const key = list[i] as string;
-          const at = searchFrom(keys, key, from);
-          if (at < 0) throw new BadRequestError(`${indexFilePath(id, field)} line ${line + 1}: key ${show(key)} is not in ${this.storePath}`);
-          // The object file's own string, so the index shares it rather than keeping the line it was cut from.
-          list[i] = keys[at] as string;
-          from = at + 1;
-        }
-        return postingsOf(list);
-      });
-      lines.keys = [];
-      indexes.set(field, SortedMap.fromSortedArrays(lines.values, postings));
+      this.resolve(field, lines);
+      indexes.set(field, SortedMap.fromSortedArrays(lines.values, lines.postings));
     }
+    const keys = this.keys;
+    const texts = this.texts;
+    this.keys = [];
+    this.texts = [];
     this.indexes.clear();
+    this.keyPositions = null;
     const space = Space.restore(id, this.template, SortedMap.fromSortedArrays(keys, texts), indexes, createdSeq, updatedSeq);
     return new SpaceData(space);
+  }
+
+  /**
+   * Replace the keys of `lines` not yet resolved by the object file's own
+   * strings (so the index shares them rather than keeping the line each was cut
+   * from), checking each is there. A line holding many of the space's keys
+   * finds each next one a little ahead of the last (a galloping search); a
+   * line of a few is looked up in a map from key to position, made once.
+   */
+  private resolve(field: string, lines: IndexLines): void {
+    const keys = this.keys;
+    for (let line = lines.postings.length; line < lines.keys.length; line++) {
+      const list = lines.keys[line] as string[];
+      const dense = list.length * DenseLineShare >= keys.length;
+      let from = 0;
+      for (let i = 0; i < list.length; i++) {
+        const key = list[i] as string;
+        const at = dense ? searchFrom(keys, key, from) : (this.positions().get(key) ?? -1);
+        if (at < 0) {
+          throw new BadRequestError(`${indexFilePath(this.meta.id, field)} line ${line + 1}: key ${show(key)} is not in ${this.storePath}`);
+        }
+        list[i] = keys[at] as string;
+        from = at + 1;
+      }
+      lines.postings.push(postingsOf(list));
+      lines.keys[line] = NoKeys;
+    }
+  }
+
+  /** Key → position in the object file, made on first use. */
+  private positions(): Map<string, number> {
+    if (this.keyPositions === null) {
+      this.keyPositions = new Map();
+      for (let i = 0; i < this.keys.length; i++) this.keyPositions.set(this.keys[i] as string, i);
+    }
+    return this.keyPositions;
   }
 
   private startIndex(field: string): IndexLines {
@@ -419,7 +478,7 @@ export class SpaceBuilder {
           `does not index that field (it indexes ${this.template.indexes.length === 0 ? 'no fields' : this.template.indexes.join(', ')})`,
       );
     }
-    const lines: IndexLines = { values: [], keys: [] };
+    const lines: IndexLines = { values: [], keys: [], postings: [] };
     this.indexes.set(field, lines);
     return lines;
   }

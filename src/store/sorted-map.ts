@@ -324,6 +324,22 @@ export class SortedMap<V> {
     return walkKeys(this.root);
   }
 
+  /** The entries a leaf (up to 64) at a time, in key order, as the leaf's own key and value arrays, which must not be changed. */
+  *leafEntries(): IterableIterator<[readonly string[], readonly V[]]> {
+    for (const leaf of leaves(this.root)) yield [leaf.keys, leaf.values];
+  }
+
+  /** As `encodedLeaves` for a map of one leaf (at most 64 entries): its text, without an iterator; undefined for a larger map. */
+  encodedSingleLeaf(encode: LeafEncoder<V>): string | undefined {
+    const root = this.root;
+    if (!root.leaf) return undefined;
+    if (root.memoBy !== encode || root.memo === undefined) {
+      root.memo = encode(root.keys, root.values as V[]);
+      root.memoBy = encode;
+    }
+    return root.memo;
+  }
+
   /**
    * Each leaf's text as `encode` makes it, in key order, lazily. A leaf's text
    * is made once and kept with the leaf, which later versions of the map share

@@ -211,10 +211,10 @@ export class Space {
     return this.objects.encodedLeaves(encode);
   }
 
-  /** As `indexEntries`, with each value's keys as `encode` makes them of each leaf of its posting list (kept with each leaf). */
-  encodedIndex(field: string, encode: LeafEncoder<true>): IterableIterator<[string, IterableIterator<string>]> {
+  /** One field's index a leaf at a time: indexed values ascending and the posting list of each (read-only arrays, for a checkpoint writer). */
+  indexLeaves(field: string): IterableIterator<[readonly string[], readonly Postings[]]> {
     this.requireIndexed(field);
-    return walkIndex(this.indexes.get(field), (postings) => postings.encodedLeaves(encode));
+    return (this.indexes.get(field) ?? SortedMap.empty<Postings>()).leafEntries();
   }
 
   /**

@@ -16,7 +16,7 @@ import type { CollectionData } from './checkpoint-files.js';
 import { compareVersions, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
 import type { Json } from './json.js';
 import { checkOpShape, type StoreOp } from './ops.js';
-import { Space, type SpaceData, type SpaceInfo } from './space.js';
+import { Space, type Postings, type SpaceData, type SpaceInfo } from './space.js';
 import { checkTemplate, sameIndexes, type TemplateDef, type TemplateRef } from './template.js';
 import type { LeafEncoder } from './sorted-map.js';
 
@@ -242,9 +242,9 @@ export class StoreState {
     return this.requireSpace(spaceId).encodedObjects(encode);
   }
 
-  /** As `indexEntries`, with each value's keys as text `encode` makes of a few at a time, kept with them (Space.encodedIndex). */
-  encodedIndex(spaceId: string, field: string, encode: LeafEncoder<true>): IterableIterator<[string, IterableIterator<string>]> {
-    return this.requireSpace(spaceId).encodedIndex(field, encode);
+  /** One indexed field of a space a leaf at a time (Space.indexLeaves): what a checkpoint writer walks. */
+  indexLeaves(spaceId: string, field: string): IterableIterator<[readonly string[], readonly Postings[]]> {
+    return this.requireSpace(spaceId).indexLeaves(field);
   }
 
   /** The fields a space's template version indexes; NotFoundError for an unknown space. */

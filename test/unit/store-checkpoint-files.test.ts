@@ -424,10 +424,34 @@ describe('store checkpoint files', () => {
       expect(refusal(() => builder().indexFile('colour'))).to.match(/field "colour"/);
     });
 
-    it('refuses an index naming a key that is not in the store, naming the file and line', () => {
+    it('refuses an index naming a key that is not in the store, naming the file and line (at the line once the object file is in, else at build)', () => {
       const b = filled();
-      b.indexLine('owner', '{"value":"bob","keys":["a","zz"]}');
-      expect(refusal(() => b.build())).to.match(/space\/s\/index\/owner\.ndjson line 2: key "zz" is not in space\/s\/store\/objects\.ndjson/);
+      expect(refusal(() => b.indexLine('owner', '{"value":"bob","keys":["a","zz"]}'))).to.match(/space\/s\/index\/owner\.ndjson line 2: key "zz" is not in space\/s\/store\/objects\.ndjson/);
+      const early = builder();
+      early.indexLine('owner', '{"value":"ann","keys":["a","zz"]}');
+      for (const k of ['a', 'b', 'c']) early.storeLine(`{"key":"${k}","value":1}`);
+      early.indexFile('type');
+      expect(refusal(() => early.build())).to.match(/space\/s\/index\/owner\.ndjson line 1: key "zz" is not in space\/s\/store\/objects\.ndjson/);
+    });
+
+    it('resolves dense and sparse index lines alike, early or late', () => {
+      const keys = Array.from({ length: 200 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+      const make = () => new SpaceBuilder({ id: 's', template: { name: 'plm', version: '1.0' }, objects: keys.length, createdSeq: 1, updatedSeq: 1 }, { name: 'plm', version: '1.0', indexes: ['type', 'owner'] });
+      const typeLines = [`{"value":"Part","keys":["${keys.filter((_, i) => i % 3 !== 0).join('","')}"]}`, `{"value":"Tool","keys":["${keys.filter((_, i) => i % 3 === 0).join('","')}"]}`];
+      const ownerLines = keys.map((k, i) => `{"value":"o${String(i).padStart(3, '0')}","keys":["${k}"]}`);
+      const results = [true, false].map((storeFirst) => {
+        const b = make();
+        const store = () => keys.forEach((k, i) => b.storeLine(`{"key":"${k}","value":{"i":${i}}}`));
+        if (storeFirst) store();
+        typeLines.forEach((l) => b.indexLine('type', l));
+        ownerLines.forEach((l) => b.indexLine('owner', l));
+        if (!storeFirst) store();
+        const space = b.build();
+        return [...space.space.indexEntries('type')].map(([v, ks]) => [v, [...ks]]).concat([...space.space.indexEntries('owner')].map(([v, ks]) => [v, [...ks]]));
+      });
+      expect(results[0]).to.deep.equal(results[1]);
+      expect(results[0]![0]).to.deep.equal(['Part', keys.filter((_, i) => i % 3 !== 0)]);
+      expect(results[0]).to.have.length(2 + keys.length);
     });
 
     it('refuses a missing index file, naming the field', () => {

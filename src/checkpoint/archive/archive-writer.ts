@@ -239,18 +239,24 @@ class Batcher {
   }
 }
 
-/** A source's pieces as batches (see Batcher); a synchronous source is read without an await per piece. */
-async function* batchesOf(chunks: Iterable<string | Buffer> | AsyncIterable<string | Buffer>): AsyncGenerator<Buffer> {
+/**
+ * A source's pieces as batches (see Batcher). A synchronous source is read
+ * without an await per piece, yielding a turn between pieces whenever the
+ * breather says the turn is used up: a batch can take many pieces.
+ */
+async function* batchesOf(chunks: Iterable<string | Buffer> | AsyncIterable<string | Buffer>, breather: Breather): AsyncGenerator<Buffer> {
   const batcher = new Batcher();
   if (Symbol.iterator in chunks) {
     for (const piece of chunks) {
       batcher.add(piece);
       while (batcher.ready.length > 0) yield batcher.ready.shift()!;
+      if (breather.due()) await breather.rest();
     }
   } else {
     for await (const piece of chunks) {
       batcher.add(piece);
       while (batcher.ready.length > 0) yield batcher.ready.shift()!;
+      await breather.breathe();
     }
   }
   batcher.end();
@@ -349,7 +355,7 @@ class EntryWriter {
     const signal = this.signal;
     const breather = new Breather();
     const checked = async function* (this: EntryWriter): AsyncGenerator<Buffer> {
-      for await (const buf of batchesOf(source.chunks())) {
+      for await (const buf of batchesOf(source.chunks(), breather)) {
         await breather.breathe();
         signal?.throwIfAborted();
         hash.update(buf);

@@ -18,7 +18,16 @@ export class Breather {
 
   /** Call between units of work; resolves at once unless the turn is used up. */
   async breathe(): Promise<void> {
-    if (performance.now() - this.turnStarted < this.budgetMs) return;
+    if (this.due()) await this.rest();
+  }
+
+  /** Whether the turn is used up; for a loop that should not pay an `await` per unit when it is not. */
+  due(): boolean {
+    return performance.now() - this.turnStarted >= this.budgetMs;
+  }
+
+  /** Yield a whole turn now. */
+  async rest(): Promise<void> {
     await nextTurn();
     this.turnStarted = performance.now();
   }
