@@ -56,7 +56,8 @@ describe('checkpointd verify and export', function () {
   async function damage(): Promise<void> {
     const bytes = await fs.readFile(checkpoint);
     const name = Buffer.from('space/test/store/objects.ndjson');
-    const at = bytes.indexOf(name) + name.length + 200;
+    // The name is in the (stored) manifest first, then in the entry's local header.
+    const at = bytes.indexOf(name, bytes.indexOf(name) + 1) + name.length + 200;
     bytes[at] = bytes[at]! ^ 0x10;
     await fs.writeFile(checkpoint, bytes);
   }

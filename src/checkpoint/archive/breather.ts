@@ -8,7 +8,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /** How long a pass may hold the event loop before it yields a turn. */
-export const TurnBudgetMs = 10;
+export const TurnBudgetMs = 4;
 
 /** Yields to the event loop once the current turn has used up its budget. */
 export class Breather {
