@@ -132,7 +132,7 @@ function* indexPieces(state: StoreState, spaceId: string, field: string): Genera
   let text = '';
   for (const [values, postingLists] of state.indexLeaves(spaceId, field)) {
     for (let i = 0; i < values.length; i++) {
-      const head = `${IndexValuePrefix.slice(0, -1)}${JSON.stringify(values[i])}${IndexKeysInfix}`;
+      const head = `${IndexValueHead}${JSON.stringify(values[i])}${IndexKeysInfix}`;
       const postings = postingLists[i] as Postings;
       // Most values are held by a few objects: a posting list of one leaf, joined into the text without an iterator.
       const single = postings.encodedSingleLeaf(encodePostingsLeaf);
@@ -265,7 +265,8 @@ export function parseCollectionFile(text: string): CollectionData {
 
 const KeyPrefix = '{"key":"';
 const ValueInfix = '","value":';
-const IndexValuePrefix = '{"value":"';
+const IndexValueHead = '{"value":';
+const IndexValuePrefix = `${IndexValueHead}"`;
 const IndexKeysInfix = ',"keys":["';
 const IndexEnd = '"]}';
 /** Whether character code `c` can start a JSON value: { [ " - 0-9 t f n. */

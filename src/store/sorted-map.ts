@@ -215,6 +215,15 @@ function* walkKeys<V>(node: Node<V>): Generator<string, void, undefined> {
   for (const leaf of leaves(node)) yield* leaf.keys;
 }
 
+/** The text `encode` makes of `leaf`, made on first use and kept with the leaf. */
+function encoded<V>(leaf: Leaf<V>, encode: LeafEncoder<V>): string {
+  if (leaf.memoBy !== encode || leaf.memo === undefined) {
+    leaf.memo = encode(leaf.keys, leaf.values as V[]);
+    leaf.memoBy = encode;
+  }
+  return leaf.memo;
+}
+
 /** Nodes of one level cut into balanced groups of at most `MaxNodeEntries`, each at least half full when there are several. */
 function groups<T>(items: readonly T[]): T[][] {
   const count = Math.max(1, Math.ceil(items.length / MaxNodeEntries));
@@ -331,13 +340,7 @@ export class SortedMap<V> {
 
   /** As `encodedLeaves` for a map of one leaf (at most 64 entries): its text, without an iterator; undefined for a larger map. */
   encodedSingleLeaf(encode: LeafEncoder<V>): string | undefined {
-    const root = this.root;
-    if (!root.leaf) return undefined;
-    if (root.memoBy !== encode || root.memo === undefined) {
-      root.memo = encode(root.keys, root.values as V[]);
-      root.memoBy = encode;
-    }
-    return root.memo;
+    return this.root.leaf ? encoded(this.root, encode) : undefined;
   }
 
   /**
@@ -348,13 +351,7 @@ export class SortedMap<V> {
    * (a module-level one): a leaf keeps the text of the last encoder only.
    */
   *encodedLeaves(encode: LeafEncoder<V>): IterableIterator<string> {
-    for (const leaf of leaves(this.root)) {
-      if (leaf.memoBy !== encode || leaf.memo === undefined) {
-        leaf.memo = encode(leaf.keys, leaf.values as V[]);
-        leaf.memoBy = encode;
-      }
-      yield leaf.memo;
-    }
+    for (const leaf of leaves(this.root)) yield encoded(leaf, encode);
   }
 
   /** Same as `entries()`. */

@@ -16,7 +16,6 @@ import { CheckpointFormatError } from './checkpoint-format-error.js';
 import { ManifestEntry } from './entry-names.js';
 import { ManifestMaxBytes, checkManifest, type FileEntry, type Manifest, type ManifestHeader } from './manifest.js';
 import {
-  Max32,
   Method,
   dosTimeOf,
   encodeCentralRecord,
@@ -24,7 +23,6 @@ import {
   encodeEndRecords,
   encodeLocalHeader,
   localHeaderLength,
-  needsZip64,
   needsZip64End,
   type DosTime,
   type EntryRecord,
@@ -34,13 +32,10 @@ import {
 /**
  * One file to put in the archive. `chunks()` is called once; a yielded Buffer
  * must not be changed afterwards (it may still be queued for the disk).
- * `maxBytes`, when the source knows it, bounds the file's size: an entry known
- * to stay under 4 GiB is written without zip64 records.
  */
 export interface ArchiveFileSource {
   path: string;
   chunks: () => Iterable<string | Buffer> | AsyncIterable<string | Buffer>;
-  maxBytes?: number;
 }
 
 /** One space to put in the archive, with its files (store files, then index files). */
@@ -344,8 +339,8 @@ class EntryWriter {
   /** Stream one source into an entry; its size and SHA-256 for the manifest. */
   async entry(source: ArchiveFileSource): Promise<FileEntry> {
     const method = this.method;
-    const zip64 = this.forceZip64 || source.maxBytes === undefined || needsZip64(method, source.maxBytes);
-    const record: EntryRecord = { name: source.path, method, crc: 0, size: 0, compressedSize: 0, offset: this.sink.offset, zip64, dos: this.dos };
+    // Its size is unknown until it is written, so it may reach 4 GiB: zip64 fields, always.
+    const record: EntryRecord = { name: source.path, method, crc: 0, size: 0, compressedSize: 0, offset: this.sink.offset, zip64: true, dos: this.dos };
     // A stored entry's header carries its CRC-32 and sizes: written now, patched when they are known.
     await this.sink.write(encodeLocalHeader(record));
     const start = this.sink.offset;
@@ -379,9 +374,6 @@ class EntryWriter {
     record.crc = crc;
     record.size = size;
     record.compressedSize = this.sink.offset - start;
-    if (!record.zip64 && (record.size >= Max32 || record.compressedSize >= Max32)) {
-      throw new CheckpointdError(`entry ${record.name} reached ${Math.max(record.size, record.compressedSize)} bytes, past the bound of ${source.maxBytes} its source gave`);
-    }
     if (method === Method.store) this.sink.patch(record.offset, encodeLocalHeader(record));
     await this.sink.write(encodeDescriptor(record));
     this.records.push(record);

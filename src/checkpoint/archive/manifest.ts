@@ -28,8 +28,8 @@
  *    reserves its place at its longest possible length and fills it last;
  *  - every header says version 2.0 (4.5 with zip64), made by Unix, mode 0640,
  *    date and time the manifest's `time` (UTC, DOS format);
- *  - zip64: an entry that may reach 4 GiB (any entry but the manifest whose
- *    source cannot bound its size beforehand) has a zip64 extra field in its local
+ *  - zip64: every entry but the manifest (its size is unknown when its header
+ *    is written, so it may reach 4 GiB) has a zip64 extra field in its local
  *    header (both sizes) and 8-byte sizes in its data descriptor; a central
  *    directory record has a zip64 extra field holding exactly the values that
  *    do not fit in 32 bits; the zip64 end records appear when the directory's

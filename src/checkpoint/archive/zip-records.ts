@@ -66,16 +66,6 @@ export function dosTimeOf(time: string): DosTime {
   return { date: ((t.year - 1980) << 9) | (t.month << 5) | t.day, time: (t.hour << 11) | (t.minute << 5) | (Math.min(t.second, 59) >> 1) };
 }
 
-/**
- * Whether an entry of `size` bytes needs zip64 in its local header: when it, or
- * its deflated form at worst (zlib's most generous bound, rounded up), may not
- * fit in 32 bits. The compressed size is unknown when the header is written.
- */
-export function needsZip64(method: MethodCode, size: number): boolean {
-  const worst = method === Method.store ? size : size + Math.ceil(size / 8) + Math.ceil(size / 64) + 1024;
-  return worst >= Max32;
-}
-
 function versionNeeded(e: EntryRecord): number {
   return e.zip64 || e.offset >= Max32 ? VersionNeededZip64 : VersionNeeded;
 }
