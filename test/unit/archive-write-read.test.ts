@@ -105,25 +105,35 @@ describe('checkpoint archive: writing and reading back', function () {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
-  it('keeps the event loop turning during a long pass (a timer ticks while 64 MiB is hashed and written)', async function () {
-    // A synchronous source iterated with for-await only yields to microtasks: without the
-    // writer's breathing, no timer could fire until the whole archive was written.
-    const chunk = Buffer.alloc(64 * 1024, 0x61);
-    const big = source('space/s/store/objects.ndjson', Array.from({ length: 1024 }, () => chunk));
+  it('keeps the event loop turning while a source encodes (a timer ticks between its pieces)', async function () {
+    // A synchronous source whose pieces each cost CPU but are too small to fill a batch, so the
+    // writer reaches no I/O while reading them: only its breathing lets a timer fire meanwhile.
+    const busy = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
     let ticks = 0;
-    let ticksBeforeFile = -1;
-    const target = path.join(dir, 'big');
-    const timer = setInterval(() => {
-      ticks++;
-      if (ticksBeforeFile < 0) void fs.access(target).then(() => (ticksBeforeFile = ticks), () => undefined);
-    }, 1);
+    let ticksAtFirstPiece = -1;
+    let ticksAtLastPiece = -1;
+    const slow: ArchiveFileSource = {
+      path: 'space/s/store/objects.ndjson',
+      chunks: function* () {
+        ticksAtFirstPiece = ticks;
+        for (let i = 0; i < 60; i++) {
+          busy(2);
+          yield `{"key":"k${i}","value":1}\n`;
+        }
+        ticksAtLastPiece = ticks;
+      },
+    };
+    const timer = setInterval(() => ticks++, 1);
     try {
-      await writeCheckpointArchive(target, { ...header, scope: 'space' }, null, [{ id: 's', template: { name: 't', version: '1' }, objects: 1, createdSeq: 1, updatedSeq: 1, files: [big] }], { compression: { method: 'store' } });
+      await writeCheckpointArchive(path.join(dir, 'slow'), { ...header, scope: 'space' }, null, [{ id: 's', template: { name: 't', version: '1' }, objects: 1, createdSeq: 1, updatedSeq: 1, files: [slow] }], { compression: { method: 'store' } });
     } finally {
       clearInterval(timer);
     }
-    expect(ticksBeforeFile, 'timer ticks during the hashing pass, before the file is created').to.be.greaterThan(1);
-    expect(ticks).to.be.greaterThan(ticksBeforeFile);
+    expect(ticksAtFirstPiece, 'the source was read').to.be.at.least(0);
+    expect(ticksAtLastPiece - ticksAtFirstPiece, 'timer ticks while the source is read').to.be.greaterThan(1);
   });
 
   const modes: [string, Compression][] = [
