@@ -38,7 +38,7 @@ import { readCheckpointArchive } from '../src/checkpoint/archive/index.js';
 import { Catalogue, Checkpointer, type CatalogueEntry, type Compression, type Manifest } from '../src/checkpoint/index.js';
 import { silentLogger } from '../src/log/index.js';
 import { Store, type Json } from '../src/store/index.js';
-import { VaultPaths } from '../src/vault/index.js';
+import { installationId, VaultPaths } from '../src/vault/index.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
 const BaselineMs = Number(process.env.BENCH_MS ?? 3000);
@@ -327,7 +327,8 @@ export async function checkpointBench(): Promise<void> {
     store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
-    const checkpointer = (compression: Compression) => new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression });
+    const installation = await installationId(vault.root);
+    const checkpointer = (compression: Compression) => new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation });
     const request = { scope: 'collection' as const, description: 'bench', trigger: 'manual' };
 
     const loadStart = performance.now();

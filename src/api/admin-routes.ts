@@ -11,8 +11,10 @@ async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown
   return {
     count: entries.length,
     newest: newest === undefined ? null : { id: newest.id, scope: newest.manifest.scope, trigger: newest.manifest.trigger, time: newest.manifest.time, seq: newest.manifest.seq, size: newest.size },
-    unreadable: [...catalogue.unreadable].map(([id, problem]) => ({ id, problem })),
+    unreadable: [...catalogue.unreadable, ...catalogue.damaged].map(([id, problem]) => ({ id, problem })),
     neededByJournal: [...ctx.store.restoreReferences.keys()],
+    automatic: ctx.auto?.status() ?? null,
+    retention: { keepLast: ctx.config.checkpoint.retention.keepLast, keepWithinMs: ctx.config.checkpoint.retention.keepWithinMs },
   };
 }
 
@@ -30,7 +32,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
         spaces: state.spaces().length,
         templates: state.templates().length,
         journal: { sync: ctx.config.journal.sync, ...ctx.store.journalStats },
-        recovery: { replayed, lastSeq: scan.lastSeq, tailCut: scan.cut },
+        recovery: { startCheckpointSeq: ctx.store.recovery.baseSeq, replayed, lastSeq: scan.lastSeq, tailCut: scan.cut },
         checkpoints: await checkpointStatus(ctx),
       },
     };

@@ -65,6 +65,8 @@ export class Catalogue {
   private hashes = new Map<string, string>();
   /** Files that look like checkpoints but cannot be read, by id: why. */
   readonly unreadable = new Map<number, string>();
+  /** Checkpoints whose manifest reads but whose content failed to verify when loaded, by id: why. */
+  readonly damaged = new Map<number, string>();
 
   constructor(readonly dir: string, private readonly logger: Logger, private readonly hashCacheFile?: string) {}
 
@@ -107,6 +109,7 @@ export class Catalogue {
     const present = new Set(ids);
     for (const id of this.cache.keys()) if (!present.has(id)) this.cache.delete(id);
     for (const id of this.unreadable.keys()) if (!present.has(id)) this.unreadable.delete(id);
+    for (const id of this.damaged.keys()) if (!present.has(id)) this.damaged.delete(id);
     const entries: CatalogueEntry[] = [];
     for (const id of ids) {
       const entry = await this.load(id).catch(() => null);

@@ -24,6 +24,7 @@ import { writeCheckpointArchive, type CheckpointScope, type Compression } from '
 import { checkpointFileName, type Catalogue, type CatalogueEntry } from './catalogue.js';
 import { loadCheckpoint } from './checkpoint-loader.js';
 import { checkpointTime } from './checkpoint-time.js';
+import { isOwnCollection, planRetention, type RetentionPolicy } from './retention.js';
 
 /** What to checkpoint. */
 export interface CreateRequest {
@@ -50,11 +51,24 @@ export interface CheckpointerOptions {
   logger: Logger;
   node: string;
   compression: Compression;
+  /** The FileVault's installation id, written into every manifest. */
+  installation: string;
+}
+
+/** What a retention pass removed. */
+export interface RetentionResult {
+  removed: number[];
+  journalFilesRemoved: number;
+  /** The journal is kept after this seq. */
+  journalNeededAfter: number;
 }
 
 /** Creates, restores and deletes checkpoints, one at a time. */
 export class Checkpointer {
   private tail: Promise<unknown> = Promise.resolve();
+  /** How long the checkpoints this process made took, by id. */
+  private readonly durations = new Map<number, number>();
+  private readonly created = new Set<(entry: CatalogueEntry) => void>();
 
   constructor(private readonly options: CheckpointerOptions) {}
 
@@ -78,7 +92,17 @@ export class Checkpointer {
       const temp = tempPathFor(catalogue.dir, checkpointFileName(id));
       const written = await writeCheckpointArchive(
         temp,
-        { id, scope: request.scope, description: request.description, time: checkpointTime(), trigger: request.trigger, node: this.options.node, epoch: store.epoch, seq: state.seq },
+        {
+          id,
+          scope: request.scope,
+          description: request.description,
+          time: checkpointTime(),
+          trigger: request.trigger,
+          node: this.options.node,
+          epoch: store.epoch,
+          seq: state.seq,
+          installation: this.options.installation,
+        },
         request.scope === 'collection' ? collectionArchiveFile(state) : null,
         infos.map((info) => ({
           id: info!.id,
@@ -92,9 +116,10 @@ export class Checkpointer {
       );
       const entry = await catalogue.publish(temp, id, written);
       if (request.scope === 'collection' && store.writable) await store.rollJournal();
-      logger.info('checkpoint created', {
-        id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms: Math.round(performance.now() - started),
-      });
+      const ms = Math.round(performance.now() - started);
+      this.durations.set(id, ms);
+      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms });
+      for (const listener of this.created) listener(entry);
       return entry;
     });
   }
@@ -134,6 +159,55 @@ export class Checkpointer {
     });
   }
 
+  /** Call `listener` with each checkpoint this service publishes from now on. */
+  onCreated(listener: (entry: CatalogueEntry) => void): void {
+    this.created.add(listener);
+  }
+
+  /** Milliseconds checkpoint `id` took to make, when this process made it. */
+  durationOf(id: number): number | null {
+    return this.durations.get(id) ?? null;
+  }
+
+  /** The installation id this service writes into manifests. */
+  get installation(): string {
+    return this.options.installation;
+  }
+
+  /**
+   * Remove the automatic collection checkpoints `policy` no longer keeps, then
+   * the journal files no retained checkpoint needs (retention.ts has the rules).
+   */
+  applyRetention(policy: RetentionPolicy): Promise<RetentionResult> {
+    return this.exclusive(async () => {
+      const { store, catalogue, logger } = this.options;
+      const entries = await catalogue.list();
+      const plan = planRetention(entries, policy, this.options.installation, new Set(store.restoreReferences.keys()), Date.now());
+      for (const entry of plan.remove) {
+        await catalogue.remove(entry.id);
+        this.durations.delete(entry.id);
+        logger.info('checkpoint pruned', { id: entry.id, trigger: entry.manifest.trigger, time: entry.manifest.time, seq: entry.manifest.seq });
+      }
+      const pruned = plan.journalNeededAfter > 0 && store.writable ? await store.pruneJournal(plan.journalNeededAfter) : [];
+      return { removed: plan.remove.map((e) => e.id), journalFilesRemoved: pruned.length, journalNeededAfter: plan.journalNeededAfter };
+    });
+  }
+
+  /** 409 when the journal no longer starts at seq 1 and, without `id`, no checkpoint of this installation is left to replay it on. */
+  private async checkNotLastBase(id: number): Promise<void> {
+    const { store, catalogue } = this.options;
+    const firstSeq = (await store.journalFiles())[0]?.firstSeq ?? 1;
+    if (firstSeq <= 1) return;
+    const entries = await catalogue.list();
+    const bases = entries.filter((e) => isOwnCollection(e, this.options.installation) && e.manifest.seq + 1 >= firstSeq);
+    if (bases.length === 1 && bases[0]!.id === id) {
+      throw new ConflictError(
+        `checkpoint ${id} cannot be deleted: the journal now starts at seq ${firstSeq} (older records were pruned behind checkpoints), and it is the only checkpoint a restart can start from; ` +
+          'make a newer collection checkpoint first (POST /api/admin/checkpoint)',
+      );
+    }
+  }
+
   /** The checkpoints this service reads and writes. */
   get catalogue(): Catalogue {
     return this.options.catalogue;
@@ -151,7 +225,9 @@ export class Checkpointer {
             'it can go once the journal before a newer collection checkpoint is pruned',
         );
       }
+      await this.checkNotLastBase(id);
       await catalogue.remove(id);
+      this.durations.delete(id);
       logger.info('checkpoint deleted', { id });
     });
   }

@@ -7,18 +7,24 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, TokenStore, type ApiContext } from '../api/index.js';
-import { Catalogue, Checkpointer, replayRestore } from '../checkpoint/index.js';
+import { Catalogue, Checkpointer, loadStartBase, replayRestore } from '../checkpoint/index.js';
 import type { Config } from '../config/index.js';
+import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
-import { PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
+import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
+import { installationId, PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
 
 /** Name of the file the first admin token is written to, inside paths.data. */
 export const AdminTokenFile = 'admin.token';
 /** Node-local cache of checkpoint files' SHA-256s, inside paths.data. */
 export const CheckpointHashCache = 'checkpoint-sha256.json';
-/** Longest a clean shutdown may take before the process exits anyway. */
-export const ShutdownTimeoutMs = 10_000;
+/**
+ * Longest a clean shutdown may take before the process exits anyway: in-flight
+ * requests, then the clean-shutdown checkpoint. systemd's TimeoutStopSec must
+ * be longer.
+ */
+export const ShutdownTimeoutMs = 60_000;
 
 /** A running checkpointd. */
 export class Daemon {
@@ -30,6 +36,7 @@ export class Daemon {
     readonly logger: Logger,
     readonly store: Store,
     readonly tokens: TokenStore,
+    readonly auto: AutoCheckpointer | null,
     private readonly app: FastifyInstance,
     private readonly lock: PidLock,
     readonly url: string,
@@ -44,8 +51,11 @@ export class Daemon {
       await vault.ensure();
       const tokens = await TokenStore.open(config.auth.tokensFile, logger);
       if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
+      const installation = await installationId(vault.root);
       const catalogue = new Catalogue(vault.checkpoint, logger, path.join(config.paths.data, CheckpointHashCache));
       await catalogue.init();
+      const journalFirstSeq = (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null;
+      const base = await loadStartBase(catalogue, installation, journalFirstSeq, logger);
       const store = await Store.open({
         journalDir: vault.journal,
         sync: config.journal.sync,
@@ -54,8 +64,10 @@ export class Daemon {
         logger,
         readOnly: config.node.role !== 'primary',
         replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
+        ...(base === null ? {} : { base: base.state }),
       });
-      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression });
+      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, installation });
+      const auto = store.writable ? new AutoCheckpointer({ checkpointer, store, config: config.checkpoint, journalDir: vault.journal, logger }) : null;
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
       const holder: { daemon?: Daemon } = {};
@@ -65,6 +77,7 @@ export class Daemon {
         store,
         tokens,
         checkpointer,
+        auto,
         startedAt,
         role: () => config.node.role,
         serving: () => holder.daemon?.serving ?? false,
@@ -73,17 +86,25 @@ export class Daemon {
       const app = buildServer(ctx);
       try {
         await app.listen({ host: config.api.host, port: config.api.port });
+        await auto?.start();
       } catch (err) {
+        await auto?.stop();
+        await app.close();
         await store.close();
         throw err;
       }
       const address = app.server.address() as AddressInfo;
       const local = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       if (publicUrl === '') publicUrl = local;
-      const daemon = new Daemon(config, logger, store, tokens, app, lock, local);
+      const daemon = new Daemon(config, logger, store, tokens, auto, app, lock, local);
       holder.daemon = daemon;
       daemon.serving = true;
-      logger.info('listening', { url: local, port: address.port, publicUrl, role: config.node.role, seq: store.state.seq });
+      logger.info('listening', { url: local, port: address.port, publicUrl, role: config.node.role, seq: store.state.seq, startCheckpoint: base?.entry.id ?? null });
+      const crash = lock.tookOverStale ? 'no clean-shutdown mark (stale pid lock)' : store.recovery.scan.cut !== null ? 'torn journal tail' : null;
+      if (crash !== null) {
+        logger.warn('the last run did not end cleanly', { evidence: crash });
+        auto?.event('crash-recovery');
+      }
       return daemon;
     } catch (err) {
       await lock.release();
@@ -97,6 +118,7 @@ export class Daemon {
       this.logger.info('shutting down', { reason });
       this.serving = false;
       await this.app.close();
+      await this.auto?.stop(this.config.checkpoint.events['clean-shutdown'] ? eventTrigger('clean-shutdown') : undefined);
       await this.store.close();
       await this.lock.release();
       this.logger.info('stopped', { seq: this.store.state.seq });

@@ -43,3 +43,19 @@ export const MinSyncIntervalMs = 1;
 export const MaxSyncIntervalMs = 60_000;
 /** Checkpoint compression until the benchmark says otherwise: fast deflate. */
 export const DefaultCheckpointCompression = 'deflate:1';
+/** Journal bytes since the newest collection checkpoint that make the next one (`checkpoint.journalThreshold`). */
+export const DefaultJournalThreshold = '256MiB';
+/** Smallest `checkpoint.journalThreshold`: below this every few commits would start a full checkpoint. */
+export const MinJournalThresholdBytes = 4096;
+/** How often chokidar polls the journal folder when `checkpoint.watch.usePolling` is on. */
+export const DefaultWatchIntervalMs = 1000;
+/** Triggers within this many milliseconds make one checkpoint. */
+export const DefaultCoalesceMs = 1000;
+/** Longest `checkpoint.coalesceMs`. */
+export const MaxCoalesceMs = 3_600_000;
+/** Automatic collection checkpoints kept by count (`checkpoint.retention.keepLast`). */
+export const DefaultKeepLast = 7;
+/** First wait before retrying a failed automatic checkpoint; doubles up to the maximum. */
+export const DefaultRetryMinMs = 1000;
+/** Longest wait between retries of a failed automatic checkpoint. */
+export const DefaultRetryMaxMs = 300_000;

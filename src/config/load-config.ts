@@ -24,17 +24,28 @@ import {
   DefaultJournalSync,
   DefaultLogLevel,
   DefaultCheckpointCompression,
+  DefaultCoalesceMs,
+  DefaultJournalThreshold,
+  DefaultKeepLast,
+  DefaultRetryMaxMs,
+  DefaultRetryMinMs,
+  DefaultWatchIntervalMs,
+  MinJournalThresholdBytes,
   DefaultNodeRole,
   DefaultSyncIntervalMs,
   DefaultTokensFileName,
   MaxNodeNameLength,
   MinBodyLimitBytes,
 } from './defaults.js';
+import { validate as validateCron, validateDetailed as validateCronDetailed } from 'node-cron';
+import { parseDuration } from './duration.js';
 import { describeJsonError } from './json-error.js';
 import { mustBe, osReason, showValue } from './messages.js';
 import {
   bodyLimitExpected,
   publicUrlExpected,
+  CheckpointEvents,
+  type CheckpointEvent,
   type ConfigFile,
   type JournalSync,
   type LogLevel,
@@ -53,8 +64,23 @@ export interface Config {
   paths: { data: string; fileVault: string };
   auth: { tokensFile: string };
   journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
-  checkpoint: { compression: CheckpointCompression };
+  checkpoint: CheckpointConfig;
   log: { level: LogLevel };
+}
+
+/** `checkpoint`: file format, automatic triggers, retention. */
+export interface CheckpointConfig {
+  compression: CheckpointCompression;
+  /** Journal bytes since the newest collection checkpoint that make the next one; null = no threshold. */
+  journalThreshold: number | null;
+  watch: { usePolling: boolean; intervalMs: number };
+  /** The system events that make a checkpoint. */
+  events: Record<CheckpointEvent, boolean>;
+  /** Cron expression (node-cron, seconds field allowed), or null. */
+  schedule: string | null;
+  coalesceMs: number;
+  retention: { keepLast: number; keepWithinMs: number | null };
+  retry: { minMs: number; maxMs: number };
 }
 
 /** How checkpoint ZIP entries are compressed. */
@@ -160,8 +186,55 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
       groupCommitMs: raw.journal?.groupCommitMs ?? DefaultGroupCommitMs,
       syncIntervalMs: raw.journal?.syncIntervalMs ?? DefaultSyncIntervalMs,
     },
-    checkpoint: { compression: parseCompression(raw.checkpoint?.compression ?? DefaultCheckpointCompression) },
+    checkpoint: resolveCheckpoint(raw.checkpoint ?? {}, fail),
     log: { level: raw.log?.level ?? DefaultLogLevel },
+  };
+}
+
+function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (reason: string) => ConfigError): CheckpointConfig {
+  const rethrow = (error: unknown): never => {
+    throw fail(error instanceof ConfigError ? error.message : String(error));
+  };
+  const thresholdSetting = raw.journalThreshold === undefined ? DefaultJournalThreshold : raw.journalThreshold;
+  let journalThreshold: number | null = null;
+  if (thresholdSetting !== null) {
+    try {
+      journalThreshold = parseSize(thresholdSetting, 'checkpoint.journalThreshold');
+    } catch (error) {
+      rethrow(error);
+    }
+    if (journalThreshold! < MinJournalThresholdBytes) {
+      throw fail(mustBe('checkpoint.journalThreshold', `a size of at least ${MinJournalThresholdBytes} bytes, or null for none`, thresholdSetting));
+    }
+  }
+  const schedule = raw.schedule ?? null;
+  if (schedule !== null && !validateCron(schedule)) {
+    const why = validateCronDetailed(schedule).errors.map((e) => e.message).join('; ');
+    throw fail(
+      `"checkpoint.schedule" must be a cron expression like "0 0 3 * * *" (seconds minutes hours day-of-month month day-of-week; the seconds field may be left out), got ${showValue(schedule)}` +
+        (why === '' ? '' : ` (${why})`),
+    );
+  }
+  let keepWithinMs: number | null = null;
+  const keepWithin = raw.retention?.keepWithin ?? null;
+  if (keepWithin !== null) {
+    try {
+      keepWithinMs = parseDuration(keepWithin, 'checkpoint.retention.keepWithin');
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+  const retry = { minMs: raw.retry?.minMs ?? DefaultRetryMinMs, maxMs: raw.retry?.maxMs ?? DefaultRetryMaxMs };
+  if (retry.maxMs < retry.minMs) throw fail(`"checkpoint.retry.maxMs" (${retry.maxMs}) must not be below "checkpoint.retry.minMs" (${retry.minMs})`);
+  return {
+    compression: parseCompression(raw.compression ?? DefaultCheckpointCompression),
+    journalThreshold,
+    watch: { usePolling: raw.watch?.usePolling ?? false, intervalMs: raw.watch?.intervalMs ?? DefaultWatchIntervalMs },
+    events: Object.fromEntries(CheckpointEvents.map((event) => [event, raw.events?.[event] ?? true])) as Record<CheckpointEvent, boolean>,
+    schedule,
+    coalesceMs: raw.coalesceMs ?? DefaultCoalesceMs,
+    retention: { keepLast: raw.retention?.keepLast ?? DefaultKeepLast, keepWithinMs },
+    retry,
   };
 }
 

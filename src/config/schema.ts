@@ -12,6 +12,7 @@
  */
 import type { SchemaObject } from 'ajv';
 import {
+  MaxCoalesceMs,
   MaxGroupCommitMs,
   MaxNodeNameLength,
   MaxSyncIntervalMs,
@@ -29,6 +30,14 @@ export const JournalSyncModes = ['commit', 'interval'] as const;
 /** The journal's fsync mode. */
 export type JournalSync = (typeof JournalSyncModes)[number];
 
+/**
+ * System events that make an automatic collection checkpoint (trigger
+ * `event:<name>`), each switchable in `checkpoint.events`.
+ */
+export const CheckpointEvents = ['space-created', 'space-upgraded', 'template-loaded', 'restore-done', 'promotion', 'clean-shutdown', 'crash-recovery'] as const;
+/** One of {@link CheckpointEvents}. */
+export type CheckpointEvent = (typeof CheckpointEvents)[number];
+
 /** Log levels, most severe first. */
 export const LogLevels = ['error', 'warn', 'info', 'debug'] as const;
 /** A log level. */
@@ -42,7 +51,16 @@ export interface ConfigFile {
   paths?: { data?: string; fileVault?: string };
   auth?: { tokensFile?: string | null };
   journal?: { sync?: JournalSync; groupCommitMs?: number; syncIntervalMs?: number };
-  checkpoint?: { compression?: string };
+  checkpoint?: {
+    compression?: string;
+    journalThreshold?: number | string | null;
+    watch?: { usePolling?: boolean; intervalMs?: number };
+    events?: Partial<Record<CheckpointEvent, boolean>>;
+    schedule?: string | null;
+    coalesceMs?: number;
+    retention?: { keepLast?: number; keepWithin?: string | number | null };
+    retry?: { minMs?: number; maxMs?: number };
+  };
   log?: { level?: LogLevel };
 }
 
@@ -98,13 +116,25 @@ export const journalSchema = section({
   syncIntervalMs: integer(MinSyncIntervalMs, MaxSyncIntervalMs),
 });
 
-/** `checkpoint`: how checkpoint files are written. */
+const flag: SchemaObject = { type: 'boolean', description: 'true or false' };
+
+/** `checkpoint`: how checkpoint files are written, and when they are made and pruned automatically. */
 export const checkpointSchema = section({
   compression: {
     type: 'string',
     pattern: '^(store|deflate(:[1-9])?)$',
     description: '"store", "deflate", or "deflate:1" to "deflate:9" (the level)',
   },
+  journalThreshold: { type: ['integer', 'string', 'null'], minimum: 0, description: 'a size (an integer or a string like "256MiB"), or null for none' },
+  watch: section({ usePolling: flag, intervalMs: integer(10, 60_000) }),
+  events: section(Object.fromEntries(CheckpointEvents.map((event) => [event, flag]))),
+  schedule: { type: ['string', 'null'], minLength: 1, description: 'a cron expression (seconds field allowed), or null for none' },
+  coalesceMs: integer(0, MaxCoalesceMs),
+  retention: section({
+    keepLast: integer(1, 1_000_000),
+    keepWithin: { type: ['string', 'integer', 'null'], minimum: 0, description: 'a duration like "7d", or null' },
+  }),
+  retry: section({ minMs: integer(10, 3_600_000), maxMs: integer(10, 86_400_000) }),
 });
 
 /** `log`: how much the daemon says. */

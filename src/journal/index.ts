@@ -5,6 +5,6 @@
  */
 export { crc32c } from './crc32c.js';
 export { encodeRecord, type JournalRecord } from './record.js';
-export { journalFileName, listJournalFiles } from './journal-files.js';
+export { journalFileName, listJournalFiles, parseJournalFileName, pruneJournalFiles, type JournalFile } from './journal-files.js';
 export { scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
 export { JournalWriter, type JournalStats, type JournalWriterOptions } from './journal-writer.js';

@@ -2,7 +2,7 @@
  * Journal file names (`journal-<firstSeq>.log`), listing them in seq order,
  * and fsyncing the folder after a file is created or cut.
  */
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** Digits a journal file name's seq is zero-padded to. */
@@ -62,4 +62,20 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Remove the journal files whose every record has a seq of at most `uptoSeq`
+ * (the next file starts at or before `uptoSeq + 1`); the newest file always
+ * stays. Returns the removed files, oldest first.
+ */
+export async function pruneJournalFiles(dir: string, uptoSeq: number): Promise<JournalFile[]> {
+  const files = await listJournalFiles(dir);
+  const removed: JournalFile[] = [];
+  for (let i = 0; i + 1 < files.length && files[i + 1]!.firstSeq <= uptoSeq + 1; i++) {
+    await unlink(files[i]!.path);
+    removed.push(files[i]!);
+  }
+  if (removed.length > 0) await fsyncDir(dir);
+  return removed;
 }

@@ -28,4 +28,4 @@ export {
 } from './checkpoint-files.js';
 export { StoreState } from './store-state.js';
 export type { TemplateDef, TemplateRef } from './template.js';
-export { Store, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';
+export { Store, type CommitListener, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';

@@ -13,7 +13,16 @@
  * fsynced and `visible` has moved past it. If the journal fails, `head` falls
  * back to the last durable state and every unacknowledged commit is refused.
  */
-import { JournalWriter, scanJournal, type JournalRecord, type JournalStats, type ScanResult } from '../journal/index.js';
+import {
+  JournalWriter,
+  listJournalFiles,
+  pruneJournalFiles,
+  scanJournal,
+  type JournalFile,
+  type JournalRecord,
+  type JournalStats,
+  type ScanResult,
+} from '../journal/index.js';
 import type { JournalSync } from '../config/index.js';
 import { UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
@@ -34,7 +43,16 @@ export interface StoreOptions {
    * state after it. Without one, a journal holding a restore cannot be replayed.
    */
   replayRestore?: (op: RestoreOp, state: StoreState, seq: number) => Promise<StoreState>;
+  /**
+   * The state to start from instead of the empty one: a collection checkpoint
+   * loaded at its seq. Only journal records after it are applied; the journal
+   * must reach back to it.
+   */
+  base?: StoreState;
 }
+
+/** Called after each durable commit, in seq order. */
+export type CommitListener = (op: StoreOp, seq: number) => void;
 
 /** What a commit returns once durable. */
 export interface CommitResult {
@@ -46,6 +64,8 @@ export interface CommitResult {
 export interface RecoveryInfo {
   scan: ScanResult;
   replayed: number;
+  /** The seq of the state replay started from (0: the empty state). */
+  baseSeq: number;
 }
 
 /** The collection's data: state, journal, commit pipeline. */
@@ -57,8 +77,10 @@ export class Store {
   private lastDurable: Promise<unknown> = Promise.resolve();
   /** Checkpoints that journaled restores load on replay: id -> seq of the latest such restore. */
   private readonly restoreRefs = new Map<number, number>();
+  private readonly listeners = new Set<CommitListener>();
 
   private constructor(
+    private readonly journalDir: string,
     private readonly writer: JournalWriter | null,
     state: StoreState,
     readonly recovery: RecoveryInfo,
@@ -75,17 +97,22 @@ export class Store {
   /** Recover the journal (cutting a torn tail), replay it, and open it for writing. */
   static async open(options: StoreOptions): Promise<Store> {
     const { logger } = options;
-    let state = StoreState.empty();
+    let state = options.base ?? StoreState.empty();
+    const baseSeq = state.seq;
+    const files = await listJournalFiles(options.journalDir);
+    checkJournalReachesBack(files, baseSeq);
     let replayed = 0;
     const restoreRefs = new Map<number, number>();
     const scan = await scanJournal(options.journalDir, {
       repair: options.readOnly !== true,
       logger,
       onRecord: (record: JournalRecord) => {
-        replayed++;
         const op = record.op as StoreOp;
+        // Restores before the base still name checkpoints a fallback to an older base would load.
+        if (isValidOp(op) && op.type === 'restore') restoreRefs.set(op.checkpoint, record.seq);
+        if (record.seq <= baseSeq) return undefined;
+        replayed++;
         if (isValidOp(op) && op.type === 'restore') {
-          restoreRefs.set(op.checkpoint, record.seq);
           return replayRestore(options, op, state, record.seq).then((next) => {
             state = next;
           });
@@ -94,10 +121,16 @@ export class Store {
         return undefined;
       },
     });
-    logger.info('journal replayed', { records: replayed, lastSeq: scan.lastSeq, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
-    const recovery = { scan, replayed };
+    if (scan.lastSeq < baseSeq) {
+      throw new Error(
+        `the journal ends at seq ${scan.lastSeq} but the checkpoint to start from is at seq ${baseSeq}: journal files are missing from ${options.journalDir}; ` +
+          'put them back (from a backup of the FileVault) and start again',
+      );
+    }
+    logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: scan.lastSeq, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
+    const recovery = { scan, replayed, baseSeq };
     const epoch = Math.max(scan.lastEpoch, 1);
-    if (options.readOnly === true) return new Store(null, state, recovery, logger, epoch, restoreRefs);
+    if (options.readOnly === true) return new Store(options.journalDir, null, state, recovery, logger, epoch, restoreRefs);
     // The journal reports failures to the store it feeds, which exists only once the writer does.
     const holder: { store?: Store } = {};
     const writer = await JournalWriter.open({
@@ -110,7 +143,7 @@ export class Store {
       logger,
       onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
     });
-    holder.store = new Store(writer, state, recovery, logger, epoch, restoreRefs);
+    holder.store = new Store(options.journalDir, writer, state, recovery, logger, epoch, restoreRefs);
     return holder.store;
   }
 
@@ -167,7 +200,38 @@ export class Store {
     this.lastDurable = appended.durable;
     await appended.durable;
     while (this.pending.length > 0 && this.pending[0]!.seq <= seq) this.visibleState = this.pending.shift()!;
+    for (const listener of this.listeners) {
+      try {
+        listener(op, seq);
+      } catch (err) {
+        this.logger.error('a commit listener failed', { seq, error: (err as Error).message });
+      }
+    }
     return { seq, state: next };
+  }
+
+  /** Call `listener` after each durable commit from now on; returns the unsubscribe function. */
+  onCommit(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The journal files, oldest first. */
+  journalFiles(): Promise<JournalFile[]> {
+    return listJournalFiles(this.journalDir);
+  }
+
+  /**
+   * Remove the journal files that hold nothing past `uptoSeq` (every retained
+   * checkpoint is at or after it), and forget the restores in that stretch:
+   * no retained start-up base replays them.
+   */
+  async pruneJournal(uptoSeq: number): Promise<JournalFile[]> {
+    if (this.writer === null) throw new UnavailableError('this node does not write the journal');
+    const removed = await pruneJournalFiles(this.journalDir, uptoSeq);
+    for (const [id, seq] of this.restoreRefs) if (seq <= uptoSeq) this.restoreRefs.delete(id);
+    if (removed.length > 0) this.logger.info('journal pruned', { uptoSeq, files: removed.map((f) => f.path) });
+    return removed;
   }
 
   // Called synchronously by the journal before it refuses the unacknowledged records.
@@ -187,6 +251,22 @@ export class Store {
   /** Flush and close the journal. */
   async close(): Promise<void> {
     await this.writer?.close();
+  }
+}
+
+function checkJournalReachesBack(files: JournalFile[], baseSeq: number): void {
+  const first = files[0];
+  if (first === undefined) {
+    if (baseSeq > 0) throw new Error(`the journal folder holds no journal, but the checkpoint to start from is at seq ${baseSeq}; the journal after it is missing`);
+    return;
+  }
+  if (first.firstSeq > baseSeq + 1) {
+    throw new Error(
+      baseSeq === 0
+        ? `the journal starts at seq ${first.firstSeq}: the records before it were pruned behind a checkpoint, and no valid collection checkpoint of this installation is there to start from; ` +
+            'put the newest collection checkpoint back into FileVault/checkpoint and start again'
+        : `the journal starts at seq ${first.firstSeq}, after the checkpoint to start from (seq ${baseSeq}): seqs ${baseSeq + 1}..${first.firstSeq - 1} are missing`,
+    );
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * One daemon per data folder: a lock file created with O_EXCL holding the
  * owner's pid. A lock whose pid no longer runs is stale (the owner crashed)
- * and is taken over.
+ * and is taken over. A clean shutdown removes the file, so a stale lock is
+ * also the daemon's "no clean-shutdown mark": the last run crashed.
  */
 import { promises as fs } from 'node:fs';
 import { ConflictError } from '../errors.js';
@@ -17,14 +18,19 @@ function isRunning(pid: number): boolean {
 
 /** A held lock; release it on shutdown. */
 export class PidLock {
-  private constructor(readonly file: string) {}
+  private constructor(
+    readonly file: string,
+    /** True when a stale lock was taken over: the previous owner did not shut down cleanly. */
+    readonly tookOverStale: boolean,
+  ) {}
 
   /** Take the lock at `file` or throw ConflictError naming the running owner. */
   static async acquire(file: string): Promise<PidLock> {
+    let stale = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
-        return new PidLock(file);
+        return new PidLock(file, stale);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
@@ -33,6 +39,7 @@ export class PidLock {
         throw new ConflictError(`another checkpointd (pid ${owner}) is using this data folder (${file}); stop it first or give this one its own paths.data`);
       }
       await fs.rm(file, { force: true });
+      stale = true;
     }
     throw new ConflictError(`could not take the lock ${file}; another process keeps recreating it`);
   }

@@ -59,6 +59,15 @@ export interface StartOptions {
   tokenFile?: string;
 }
 
+/**
+ * Automatic checkpoints off: tests that count checkpoints or ids see only the
+ * ones they make. The automatic-checkpoint tests switch on what they test.
+ */
+export const QuietCheckpoints = {
+  journalThreshold: null,
+  events: { 'space-created': false, 'space-upgraded': false, 'template-loaded': false, 'restore-done': false, promotion: false, 'clean-shutdown': false, 'crash-recovery': false },
+};
+
 /** Make a temp folder for a test. */
 export async function tempDir(prefix = 'cpd-it-'): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), prefix));
@@ -110,7 +119,7 @@ export class DaemonProcess {
   static async start(options: StartOptions = {}): Promise<DaemonProcess> {
     const dir = options.dir ?? (await tempDir());
     const configFile = path.join(dir, 'config.json');
-    const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, log: { level: 'info' } }, options.config ?? {});
+    const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, checkpoint: QuietCheckpoints, log: { level: 'info' } }, options.config ?? {});
     await fs.writeFile(configFile, JSON.stringify(config, null, 2));
     const daemon = DaemonProcess.spawn(dir, configFile, options.env);
     await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: 15_000 });

@@ -21,6 +21,26 @@ import {
 import { configSchema, sectionSchemas } from '../../src/config/schema.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The checkpoint section a file that sets nothing gets. */
+const defaultCheckpoint: Config['checkpoint'] = {
+  compression: parseCompression(DefaultCheckpointCompression),
+  journalThreshold: 256 * 1024 * 1024,
+  watch: { usePolling: false, intervalMs: 1000 },
+  events: {
+    'space-created': true,
+    'space-upgraded': true,
+    'template-loaded': true,
+    'restore-done': true,
+    promotion: true,
+    'clean-shutdown': true,
+    'crash-recovery': true,
+  },
+  schedule: null,
+  coalesceMs: 1000,
+  retention: { keepLast: 7, keepWithinMs: null },
+  retry: { minMs: 1000, maxMs: 300_000 },
+};
 const defaultConfigFile = path.join(repoRoot, 'config', 'default.json');
 
 describe('loadConfig', () => {
@@ -74,7 +94,7 @@ describe('loadConfig', () => {
       paths: { data: path.join(confDir, 'data'), fileVault: path.join(confDir, 'FileVault') },
       auth: { tokensFile: path.join(confDir, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
-      checkpoint: { compression: parseCompression(DefaultCheckpointCompression) },
+      checkpoint: defaultCheckpoint,
       log: { level: DefaultLogLevel },
     } satisfies Config);
   });
@@ -87,7 +107,16 @@ describe('loadConfig', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
-      checkpoint: { compression: 'deflate:9' },
+      checkpoint: {
+        compression: 'deflate:9',
+        journalThreshold: '64MiB',
+        watch: { usePolling: true, intervalMs: 500 },
+        events: { 'clean-shutdown': false, promotion: false },
+        schedule: '0 30 2 * * *',
+        coalesceMs: 250,
+        retention: { keepLast: 3, keepWithin: '1d12h' },
+        retry: { minMs: 100, maxMs: 2000 },
+      },
       log: { level: 'debug' },
     });
     const config = await loadConfig(file, {});
@@ -98,9 +127,36 @@ describe('loadConfig', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
-      checkpoint: { compression: { method: 'deflate', level: 9 } },
+      checkpoint: {
+        compression: { method: 'deflate', level: 9 },
+        journalThreshold: 64 * 1024 * 1024,
+        watch: { usePolling: true, intervalMs: 500 },
+        events: { ...defaultCheckpoint.events, 'clean-shutdown': false, promotion: false },
+        schedule: '0 30 2 * * *',
+        coalesceMs: 250,
+        retention: { keepLast: 3, keepWithinMs: 36 * 3_600_000 },
+        retry: { minMs: 100, maxMs: 2000 },
+      },
       log: { level: 'debug' },
     } satisfies Config);
+  });
+
+  it('reads the automatic-checkpoint settings and refuses bad ones with the key named', async () => {
+    const checkpoint = async (section: unknown): Promise<Config['checkpoint']> => (await loadConfig(await writeConfig({ checkpoint: section }), {})).checkpoint;
+    expect((await checkpoint({ journalThreshold: null })).journalThreshold).to.equal(null);
+    expect((await checkpoint({ journalThreshold: 8192 })).journalThreshold).to.equal(8192);
+    expect((await checkpoint({ schedule: '*/5 * * * * *' })).schedule).to.equal('*/5 * * * * *');
+    expect((await checkpoint({ retention: { keepWithin: '2w' } })).retention.keepWithinMs).to.equal(14 * 86_400_000);
+    expect(await problemWith({ checkpoint: { journalThreshold: '10 parsecs' } })).to.include('"checkpoint.journalThreshold" must be a size');
+    expect(await problemWith({ checkpoint: { journalThreshold: 100 } })).to.include('"checkpoint.journalThreshold" must be a size of at least 4096 bytes');
+    const cron = await problemWith({ checkpoint: { schedule: '61 * * * *' } });
+    expect(cron).to.match(/^"checkpoint\.schedule" must be a cron expression like "0 0 3 \* \* \*".*got "61 \* \* \* \*"/);
+    expect(await problemWith({ checkpoint: { schedule: 'every day' } })).to.include('"checkpoint.schedule" must be a cron expression');
+    expect(await problemWith({ checkpoint: { retention: { keepWithin: 'a week' } } })).to.include('"checkpoint.retention.keepWithin" must be a duration');
+    expect(await problemWith({ checkpoint: { retention: { keepLast: 0 } } })).to.include('"checkpoint.retention.keepLast" must be an integer from 1');
+    expect(await problemWith({ checkpoint: { events: { 'space-deleted': true } } })).to.include('unknown key "checkpoint.events.space-deleted"; known keys under "checkpoint.events": space-created');
+    expect(await problemWith({ checkpoint: { events: { promotion: 'yes' } } })).to.include('"checkpoint.events.promotion" must be true or false');
+    expect(await problemWith({ checkpoint: { retry: { minMs: 5000, maxMs: 1000 } } })).to.include('"checkpoint.retry.maxMs" (1000) must not be below "checkpoint.retry.minMs" (5000)');
   });
 
   it('reads checkpoint.compression as store or deflate with a level, and refuses anything else', async () => {
@@ -353,7 +409,7 @@ describe('config/default.json', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'FileVault') },
       auth: { tokensFile: path.join(tmp, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
-      checkpoint: { compression: parseCompression(DefaultCheckpointCompression) },
+      checkpoint: defaultCheckpoint,
       log: { level: DefaultLogLevel },
     } satisfies Config);
     if (!varExisted) expect(existsSync(path.join(repoRoot, 'var')), 'no ./var created in the repository').to.equal(false);

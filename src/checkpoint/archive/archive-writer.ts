@@ -269,6 +269,7 @@ function draftManifest(header: ManifestHeader, collection: FileEntry | null, spa
     node: header.node,
     epoch: header.epoch,
     seq: header.seq,
+    ...(header.installation === undefined ? {} : { installation: header.installation }),
     collection,
     spaces: spaces.map((s, i) => ({
       id: s.id,

@@ -10,7 +10,8 @@
  *   space/<id>/index/<file>       then its index files
  *
  * The manifest carries the header (id, scope, description, time, trigger, node,
- * epoch, seq: the catalogue lists checkpoints from it alone) and every other
+ * epoch, seq, and the FileVault's installation id when known: the catalogue
+ * lists checkpoints from it alone) and every other
  * entry's path, size and SHA-256, in archive order. Space ids and file names
  * are `[A-Za-z0-9._-]`, so an entry name can never climb out of a folder.
  *
@@ -80,6 +81,8 @@ export interface ManifestHeader {
   node: string;
   epoch: number;
   seq: number;
+  /** The FileVault's installation id (vault/installation.ts); absent in files written before it existed. */
+  installation?: string;
 }
 
 /** The content of manifest.json. */
@@ -111,14 +114,21 @@ export function manifestTimeFields(time: string): { year: number; month: number;
 
 class ShapeError extends Error {}
 
+const InstallationPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function installation(value: unknown): string {
+  if (typeof value !== 'string' || !InstallationPattern.test(value)) fail('installation', 'is not an installation id (a lowercase UUID)');
+  return value;
+}
+
 function fail(where: string, what: string): never {
   throw new ShapeError(`manifest field ${where} ${what}`);
 }
 
-function object(value: unknown, where: string, keys: readonly string[]): Record<string, unknown> {
+function object(value: unknown, where: string, keys: readonly string[], optional: readonly string[] = []): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(where, 'is not an object');
   const record = value as Record<string, unknown>;
-  for (const key of Object.keys(record)) if (!keys.includes(key)) fail(`${where}.${key}`, 'is not part of format 1');
+  for (const key of Object.keys(record)) if (!keys.includes(key) && !optional.includes(key)) fail(`${where}.${key}`, 'is not part of format 1');
   for (const key of keys) if (!Object.hasOwn(record, key)) fail(`${where}.${key}`, 'is missing');
   return record;
 }
@@ -175,7 +185,7 @@ function space(value: unknown, where: string): ManifestSpace {
  */
 export function checkManifest(value: unknown): { ok: true; manifest: Manifest } | { ok: false; problem: string } {
   try {
-    const r = object(value, 'manifest', ['format', 'id', 'scope', 'description', 'time', 'trigger', 'node', 'epoch', 'seq', 'collection', 'spaces']);
+    const r = object(value, 'manifest', ['format', 'id', 'scope', 'description', 'time', 'trigger', 'node', 'epoch', 'seq', 'collection', 'spaces'], ['installation']);
     if (r.format !== ManifestFormat) fail('format', `is ${JSON.stringify(r.format)}, not ${ManifestFormat} (written by a newer checkpointd?)`);
     const id = count(r.id, 'id', MaxCheckpointId);
     if (id === 0) fail('id', 'is 0; ids start at 1');
@@ -211,6 +221,7 @@ export function checkManifest(value: unknown): { ok: true; manifest: Manifest } 
       node: string(r.node, 'node'),
       epoch: count(r.epoch, 'epoch'),
       seq: count(r.seq, 'seq'),
+      ...(r.installation === undefined ? {} : { installation: installation(r.installation) }),
       collection,
       spaces,
     };

@@ -1,0 +1,43 @@
+/**
+ * Where a node's start-up begins (DESIGN.md "Consistency and durability"): the
+ * newest collection checkpoint of this installation that verifies and that
+ * the journal reaches back to. One that does not verify is logged, reported
+ * in status (the catalogue's `unreadable`), and the next older one is tried,
+ * with a longer replay. No base at all means replaying the journal from seq 1,
+ * which the store refuses if the journal was pruned.
+ */
+import type { Logger } from '../log/index.js';
+import type { StoreState } from '../store/index.js';
+import type { Catalogue, CatalogueEntry } from './catalogue.js';
+import { loadCollectionState } from './checkpoint-loader.js';
+import { isOwnCollection } from './retention.js';
+
+/** The checkpoint start-up loaded, and its state. */
+export interface StartBase {
+  entry: CatalogueEntry;
+  state: StoreState;
+}
+
+/**
+ * Load the start-up base: the newest of this installation's collection
+ * checkpoints whose seq is at least `journalFirstSeq - 1` (null: no journal)
+ * and which verifies; null when there is none.
+ */
+export async function loadStartBase(catalogue: Catalogue, installation: string, journalFirstSeq: number | null, logger: Logger): Promise<StartBase | null> {
+  const candidates = (await catalogue.list())
+    .filter((e) => isOwnCollection(e, installation) && (journalFirstSeq === null || e.manifest.seq + 1 >= journalFirstSeq))
+    .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
+  for (const entry of candidates) {
+    const started = performance.now();
+    try {
+      const state = await loadCollectionState(entry.file, entry.manifest);
+      logger.info('start-up checkpoint loaded', { id: entry.id, seq: entry.manifest.seq, bytes: entry.size, ms: Math.round(performance.now() - started) });
+      return { entry, state };
+    } catch (err) {
+      const problem = `does not verify: ${(err as Error).message}`;
+      catalogue.damaged.set(entry.id, problem);
+      logger.error('start-up checkpoint skipped; trying the next older one with a longer journal replay', { id: entry.id, file: entry.file, error: (err as Error).message });
+    }
+  }
+  return null;
+}

@@ -1,0 +1,75 @@
+/**
+ * Watches the journal folder with chokidar and knows each journal file's
+ * size, so "journal bytes since the newest collection checkpoint" costs no
+ * I/O. File events do not arrive from network file systems (NFS, SMB): there
+ * `usePolling` makes chokidar stat the files every `intervalMs` instead.
+ *
+ * The journal rolls to a new file at each collection checkpoint, named for its
+ * first seq, so the bytes since a checkpoint at seq S are the sizes of the
+ * files that begin after S. (Commits made while that checkpoint was being
+ * written sit in the file before the roll and are not counted: they are a
+ * checkpoint's duration of writes, not a threshold's.)
+ */
+import path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import type { Stats } from 'node:fs';
+import { parseJournalFileName } from '../journal/index.js';
+import type { Logger } from '../log/index.js';
+
+/** Options for {@link JournalWatcher.start}. */
+export interface JournalWatcherOptions {
+  dir: string;
+  usePolling: boolean;
+  intervalMs: number;
+  logger: Logger;
+  /** Called after a journal file appeared, grew or went. */
+  onChange: () => void;
+}
+
+/** The journal files' sizes, kept current by chokidar. */
+export class JournalWatcher {
+  /** Size by first seq. */
+  private readonly sizes = new Map<number, number>();
+
+  private constructor(private readonly watcher: FSWatcher) {}
+
+  /** Start watching; resolves once the existing files are known. */
+  static async start(options: JournalWatcherOptions): Promise<JournalWatcher> {
+    const watcher = watch(options.dir, {
+      usePolling: options.usePolling,
+      interval: options.intervalMs,
+      alwaysStat: true,
+      depth: 0,
+      ignoreInitial: false,
+      ignored: (file: string) => file !== options.dir && parseJournalFileName(path.basename(file)) === null,
+    });
+    const self = new JournalWatcher(watcher);
+    const seen = (file: string, stats?: Stats): void => {
+      const firstSeq = parseJournalFileName(path.basename(file));
+      if (firstSeq === null || stats === undefined) return;
+      self.sizes.set(firstSeq, stats.size);
+      options.onChange();
+    };
+    watcher.on('add', seen);
+    watcher.on('change', seen);
+    watcher.on('unlink', (file) => {
+      const firstSeq = parseJournalFileName(path.basename(file));
+      if (firstSeq !== null && self.sizes.delete(firstSeq)) options.onChange();
+    });
+    watcher.on('error', (err) => options.logger.warn('journal watcher error; the journal threshold may be noticed late', { dir: options.dir, error: (err as Error).message }));
+    await new Promise<void>((resolve) => watcher.once('ready', resolve));
+    return self;
+  }
+
+  /** Bytes in the journal files that begin after seq `seq`. */
+  bytesAfter(seq: number): number {
+    let bytes = 0;
+    for (const [firstSeq, size] of this.sizes) if (firstSeq > seq) bytes += size;
+    return bytes;
+  }
+
+  /** Stop watching. */
+  close(): Promise<void> {
+    return this.watcher.close();
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * Automatic checkpoints in-process, on a real store, journal, checkpointer and
+ * FileVault in a temp folder: coalescing, retention and journal pruning,
+ * starting from a checkpoint, and a disk-full fault injected at the
+ * file-system layer (node:fs), for machines where no small file system can be
+ * mounted (test/integration/auto-checkpoint.test.ts mounts a real one).
+ */
+import { expect } from 'chai';
+import { promises as fs } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { Catalogue, Checkpointer, loadStartBase, planRetention, type CatalogueEntry } from '../../src/checkpoint/index.js';
+import type { CheckpointConfig } from '../../src/config/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { Store } from '../../src/store/index.js';
+import { AutoCheckpointer } from '../../src/triggers/index.js';
+import { installationId, VaultPaths } from '../../src/vault/index.js';
+import { commit, create, load, put } from '../helpers/store-ops.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const quiet: CheckpointConfig = {
+  compression: { method: 'store' },
+  journalThreshold: null,
+  watch: { usePolling: false, intervalMs: 1000 },
+  events: { 'space-created': false, 'space-upgraded': false, 'template-loaded': false, 'restore-done': false, promotion: false, 'clean-shutdown': false, 'crash-recovery': false },
+  schedule: null,
+  coalesceMs: 50,
+  retention: { keepLast: 100, keepWithinMs: null },
+  retry: { minMs: 20, maxMs: 80 },
+};
+
+interface Rig {
+  vault: VaultPaths;
+  store: Store;
+  catalogue: Catalogue;
+  checkpointer: Checkpointer;
+  auto: AutoCheckpointer;
+  installation: string;
+}
+
+async function rig(root: string, config: Partial<CheckpointConfig> = {}): Promise<Rig> {
+  const logger = silentLogger();
+  const vault = new VaultPaths(root);
+  await vault.ensure();
+  const installation = await installationId(vault.root);
+  const catalogue = new Catalogue(vault.checkpoint, logger);
+  await catalogue.init();
+  const journalFirstSeq = (await fs.readdir(vault.journal)).length > 0 ? Number(/\d+/.exec((await fs.readdir(vault.journal)).sort()[0]!)![0]) : null;
+  const base = await loadStartBase(catalogue, installation, journalFirstSeq, logger);
+  const store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, ...(base === null ? {} : { base: base.state }) });
+  const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'unit', compression: { method: 'store' }, installation });
+  const auto = new AutoCheckpointer({ checkpointer, store, config: { ...quiet, ...config }, journalDir: vault.journal, logger });
+  await auto.start();
+  return { vault, store, catalogue, checkpointer, auto, installation };
+}
+
+async function close(r: Rig): Promise<void> {
+  await r.auto.stop();
+  await r.store.close();
+}
+
+async function seed(store: Store, objects = 20): Promise<void> {
+  await store.commit(load('plm', '1.0', ['kind']));
+  await store.commit(create('s1'));
+  for (let from = 0; from < objects; from += 500) {
+    const puts = Array.from({ length: Math.min(500, objects - from) }, (_, i) => put(`k${from + i}`, { kind: 'part', n: from + i, text: 'x'.repeat(200) }));
+    await store.commit(commit('s1', ...puts));
+  }
+}
+
+const triggers = (entries: CatalogueEntry[]): string[] => entries.map((e) => e.manifest.trigger);
+
+describe('automatic checkpoints (in-process)', function () {
+  this.timeout(20_000);
+  let root: string;
+  beforeEach(async () => {
+    root = await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-auto-'));
+  });
+  afterEach(async () => {
+    await fs.rm(root, { recursive: true, force: true });
+  });
+
+  it('turns a burst of 100 triggers into one checkpoint, and triggers during it into exactly one more', async () => {
+    const r = await rig(root, { coalesceMs: 100 });
+    try {
+      await seed(r.store, 20_000);
+      for (let i = 0; i < 100; i++) r.auto.fire(i % 2 === 0 ? 'schedule' : 'event:space-created');
+      await waitFor(() => r.auto.status().state === 'running', { what: 'the coalesced checkpoint to start', intervalMs: 1 });
+      // While it runs: another burst books exactly one more.
+      for (let i = 0; i < 100; i++) r.auto.fire('journal-threshold');
+      expect(r.auto.status().state, 'the burst arrived while the first checkpoint ran').to.equal('running');
+      await r.store.commit(commit('s1', put('during', { kind: 'late' })));
+      await waitFor(async () => (await r.catalogue.list()).length === 2 && r.auto.status().state === 'idle', { what: 'the second checkpoint' });
+      const entries = await r.catalogue.list();
+      expect(triggers(entries)).to.deep.equal(['schedule', 'journal-threshold']);
+      expect(entries[0]!.manifest.description).to.equal('automatic (schedule, event:space-created)');
+      expect(entries[1]!.manifest.seq).to.equal(r.store.state.seq);
+    } finally {
+      await close(r);
+    }
+  });
+
+  it('lets a manual checkpoint wait its turn and return its own', async () => {
+    const r = await rig(root, { coalesceMs: 0 });
+    try {
+      await seed(r.store);
+      r.auto.fire('schedule');
+      // Once the coalescing wait is over, the automatic checkpoint holds (or has held) the checkpointer's lock.
+      await waitFor(() => r.auto.status().state !== 'waiting', { what: 'the automatic checkpoint to start', intervalMs: 1 });
+      const manual = await r.checkpointer.create({ scope: 'collection', trigger: 'manual', description: 'by hand' });
+      expect(manual.manifest.trigger).to.equal('manual');
+      expect(triggers(await r.catalogue.list())).to.deep.equal(['schedule', 'manual']);
+    } finally {
+      await close(r);
+    }
+  });
+
+  it('skips an automatic checkpoint when nothing changed since the newest one', async () => {
+    const r = await rig(root, { coalesceMs: 0 });
+    try {
+      await seed(r.store);
+      await r.checkpointer.create({ scope: 'collection', trigger: 'manual', description: '' });
+      r.auto.fire('schedule');
+      await waitFor(() => r.auto.status().state === 'idle', { what: 'the trigger to be handled' });
+      expect(triggers(await r.catalogue.list())).to.deep.equal(['manual']);
+    } finally {
+      await close(r);
+    }
+  });
+
+  it('prunes automatic checkpoints past keepLast and the journal before the oldest kept, and starts again from a checkpoint', async () => {
+    const r = await rig(root, { coalesceMs: 0, retention: { keepLast: 2, keepWithinMs: null } });
+    let expected;
+    try {
+      await seed(r.store);
+      const space = await r.checkpointer.create({ scope: 'space', spaceId: 's1', trigger: 'manual', description: 'space by hand' });
+      for (let round = 0; round < 5; round++) {
+        await r.store.commit(commit('s1', put(`round${round}`, { kind: 'round', round })));
+        const before = (await r.catalogue.list()).length;
+        r.auto.fire('schedule');
+        await waitFor(async () => r.auto.status().state === 'idle' && (await r.catalogue.list()).some((e) => e.manifest.seq === r.store.state.seq), { what: `round ${round}'s checkpoint` });
+        expect((await r.catalogue.list()).length).to.be.at.most(Math.max(before + 1, 3));
+      }
+      const entries = await r.catalogue.list();
+      expect(entries.map((e) => e.id)).to.include(space.id);
+      const automatic = entries.filter((e) => e.manifest.trigger === 'schedule');
+      expect(automatic).to.have.length(2);
+      const oldestKept = Math.min(...automatic.map((e) => e.manifest.seq));
+      const journal = await r.store.journalFiles();
+      expect(journal[0]!.firstSeq, 'journal before the oldest kept checkpoint is gone').to.be.above(1);
+      expect(journal[0]!.firstSeq).to.be.at.most(oldestKept + 1);
+      // The newest base cannot go by hand: nothing else reaches the pruned journal... unless another kept one does.
+      await r.checkpointer.delete(automatic[1]!.id);
+      let refusal = '';
+      await r.checkpointer.delete(automatic[0]!.id).catch((err: Error) => (refusal = err.message));
+      expect(refusal).to.include('the only checkpoint a restart can start from');
+      await r.store.commit(commit('s1', put('after', { kind: 'after' })));
+      expected = r.store.state;
+    } finally {
+      await close(r);
+    }
+    const again = await rig(root);
+    try {
+      expect(again.store.recovery.baseSeq).to.be.above(0);
+      expect(again.store.state.seq).to.equal(expected.seq);
+      expect(again.store.state.space('s1')!.objectCount).to.equal(expected.space('s1')!.objectCount);
+      expect(again.store.state.getObject('s1', 'after')).to.deep.equal({ kind: 'after' });
+    } finally {
+      await close(again);
+    }
+  });
+
+  it('refuses to start when the journal was pruned and no checkpoint of this installation covers it', async () => {
+    const r = await rig(root, { coalesceMs: 0, retention: { keepLast: 1, keepWithinMs: null } });
+    try {
+      await seed(r.store);
+      for (let round = 0; round < 2; round++) {
+        await r.store.commit(commit('s1', put(`r${round}`, { kind: 'r' })));
+        r.auto.fire('schedule');
+        await waitFor(async () => (await r.catalogue.list()).some((e) => e.manifest.seq === r.store.state.seq), { what: 'a checkpoint' });
+        await waitFor(() => r.auto.status().state === 'idle', { what: 'retention' });
+      }
+    } finally {
+      await close(r);
+    }
+    for (const name of await fs.readdir(path.join(root, 'checkpoint'))) if (name.startsWith('Checkpoint-')) await fs.rm(path.join(root, 'checkpoint', name));
+    let error = '';
+    await rig(root).catch((err: Error) => (error = err.message));
+    expect(error).to.match(/the journal starts at seq \d+: the records before it were pruned behind a checkpoint, and no valid collection checkpoint of this installation/);
+  });
+
+  it('survives a disk-full fault (injected at node:fs, ENOSPC): temp file gone, earlier checkpoints kept, retried with backoff, shown in status', async () => {
+    const r = await rig(root, { coalesceMs: 0, retry: { minMs: 30, maxMs: 120 } });
+    const realOpen = fs.open;
+    let full = true;
+    try {
+      await seed(r.store, 50);
+      const first = await r.checkpointer.create({ scope: 'collection', trigger: 'manual', description: 'before the disk filled' });
+      await r.store.commit(commit('s1', put('more', { kind: 'more' })));
+      // Every write to a checkpoint temp file fails with ENOSPC while `full` holds, as a full disk would.
+      fs.open = (async (...args: Parameters<typeof fs.open>) => {
+        const handle = await realOpen(...args);
+        if (!String(args[0]).includes(`${path.sep}checkpoint${path.sep}.tmp-Checkpoint-`)) return handle;
+        const write = handle.write.bind(handle) as (...a: unknown[]) => Promise<unknown>;
+        (handle as unknown as { write: unknown }).write = async (...a: unknown[]) => {
+          if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+          return write(...a);
+        };
+        return handle;
+      });
+      syncBuiltinESMExports();
+      r.auto.fire('schedule');
+      await waitFor(() => (r.auto.status().lastFailure?.attempts ?? 0) >= 3, { what: 'three failed attempts' });
+      const failure = r.auto.status().lastFailure!;
+      expect(failure.error).to.include('ENOSPC');
+      expect(failure.triggers).to.deep.equal(['schedule']);
+      expect(Date.parse(failure.retryAt)).to.be.above(Date.parse(failure.time));
+      const names = await fs.readdir(r.vault.checkpoint);
+      expect(names.filter((n) => n.startsWith('.tmp-')), 'no temp file left').to.have.length(0);
+      expect((await r.catalogue.list()).map((e) => e.id)).to.deep.equal([first.id]);
+      full = false;
+      await waitFor(async () => r.auto.status().lastFailure === null && (await r.catalogue.list()).length === 2, { what: 'the retry to succeed once space is back' });
+      expect((await r.catalogue.list())[1]!.manifest.seq).to.equal(r.store.state.seq);
+    } finally {
+      fs.open = realOpen;
+      syncBuiltinESMExports();
+      await close(r);
+    }
+  });
+});
+
+describe('retention plan', () => {
+  const installation = '00000000-0000-4000-8000-000000000001';
+  const day = 86_400_000;
+  const now = Date.parse('2026-11-24T12:00:00Z');
+  const entry = (id: number, trigger: string, ageDays: number, scope: 'collection' | 'space' = 'collection', own = true): CatalogueEntry =>
+    ({
+      id,
+      file: `Checkpoint-${id}`,
+      size: 1,
+      sha256: '0'.repeat(64),
+      manifest: { id, scope, trigger, seq: id * 10, time: new Date(now - ageDays * day).toISOString(), ...(own ? { installation } : {}) },
+    }) as unknown as CatalogueEntry;
+
+  it('keeps the newest keepLast automatic ones, manual, space and foreign ones, and says where the journal must start', () => {
+    const entries = [entry(1, 'manual', 9), entry(2, 'schedule', 8), entry(3, 'journal-threshold', 7), entry(4, 'manual', 6, 'space'), entry(5, 'schedule', 5, 'collection', false), entry(6, 'schedule', 4), entry(7, 'schedule', 3)];
+    const plan = planRetention(entries, { keepLast: 2, keepWithinMs: null }, installation, new Set(), now);
+    expect(plan.remove.map((e) => e.id)).to.deep.equal([2, 3]);
+    expect(plan.journalNeededAfter, 'the manual collection checkpoint 1 is kept, so the journal reaches back to it').to.equal(10);
+    const withoutManual = planRetention(entries.filter((e) => e.id !== 1), { keepLast: 2, keepWithinMs: null }, installation, new Set(), now);
+    expect(withoutManual.journalNeededAfter).to.equal(60);
+  });
+
+  it('keeps anything younger than keepWithin, and anything a journaled restore needs', () => {
+    const entries = [entry(1, 'schedule', 10), entry(2, 'schedule', 6), entry(3, 'schedule', 2), entry(4, 'schedule', 1)];
+    expect(planRetention(entries, { keepLast: 1, keepWithinMs: 7 * day }, installation, new Set(), now).remove.map((e) => e.id)).to.deep.equal([1]);
+    expect(planRetention(entries, { keepLast: 1, keepWithinMs: null }, installation, new Set([2]), now).remove.map((e) => e.id)).to.deep.equal([1, 3]);
+  });
+
+  it('never removes the newest collection checkpoint, even past keepLast with a manual one newer', () => {
+    const entries = [entry(1, 'schedule', 3), entry(2, 'schedule', 2), entry(3, 'manual', 1)];
+    const plan = planRetention(entries, { keepLast: 1, keepWithinMs: null }, installation, new Set(), now);
+    expect(plan.remove.map((e) => e.id)).to.deep.equal([1]);
+    expect(plan.journalNeededAfter).to.equal(20);
+  });
+});
