@@ -2,10 +2,11 @@
  * `npm run bench -- NAME`: runs one benchmark (or all with no name). Each
  * prints its figures beside a reference measured in the same run.
  */
+import { autoBench } from './auto.js';
 import { checkpointBench } from './checkpoint.js';
 import { commitBench } from './commit.js';
 
-const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench };
+const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench };
 
 const name = process.argv[2];
 const chosen = name === undefined ? Object.keys(benches) : [name];

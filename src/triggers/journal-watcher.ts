@@ -9,12 +9,20 @@
  * files that begin after S. (Commits made while that checkpoint was being
  * written sit in the file before the roll and are not counted: they are a
  * checkpoint's duration of writes, not a threshold's.)
+ *
+ * chokidar drops file events that follow an emitted one within 5 ms, with no
+ * trailing event, so a burst of appends can end with the file's last size
+ * never reported. Each event therefore also books one stat of that file
+ * shortly after, which sees whatever the dropped events would have said.
  */
+import { promises as fs, type Stats } from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import type { Stats } from 'node:fs';
 import { parseJournalFileName } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
+
+/** Delay of the stat that follows a file event (longer than chokidar's 5 ms throttle). */
+const TrailingStatMs = 25;
 
 /** Options for {@link JournalWatcher.start}. */
 export interface JournalWatcherOptions {
@@ -30,6 +38,9 @@ export interface JournalWatcherOptions {
 export class JournalWatcher {
   /** Size by first seq. */
   private readonly sizes = new Map<number, number>();
+  /** Trailing stats booked, by file. */
+  private readonly rechecks = new Map<string, NodeJS.Timeout>();
+  private closed = false;
 
   private constructor(private readonly watcher: FSWatcher) {}
 
@@ -49,6 +60,17 @@ export class JournalWatcher {
       if (firstSeq === null || stats === undefined) return;
       self.sizes.set(firstSeq, stats.size);
       options.onChange();
+      if (!self.rechecks.has(file) && !self.closed) {
+        self.rechecks.set(file, setTimeout(() => {
+          self.rechecks.delete(file);
+          fs.stat(file).then((now) => {
+            if (!self.closed && self.sizes.has(firstSeq) && now.size !== self.sizes.get(firstSeq)) {
+              self.sizes.set(firstSeq, now.size);
+              options.onChange();
+            }
+          }, () => undefined);
+        }, TrailingStatMs));
+      }
     };
     watcher.on('add', seen);
     watcher.on('change', seen);
@@ -70,6 +92,9 @@ export class JournalWatcher {
 
   /** Stop watching. */
   close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.rechecks.values()) clearTimeout(timer);
+    this.rechecks.clear();
     return this.watcher.close();
   }
 }
