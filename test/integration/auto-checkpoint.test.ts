@@ -225,7 +225,7 @@ describe('automatic checkpoints (real daemons on loopback)', function () {
       const errors = d.lines.filter((l) => l.message === 'automatic checkpoint failed; earlier checkpoints are kept, retrying');
       expect(errors.length).to.be.at.least(2);
       expect(errors[0]!.level).to.equal('error');
-      expect(errors[1]!.retryInMs as number).to.be.above(errors[0]!.retryInMs as number);
+      expect(errors[1]!.retryInMs).to.be.above(errors[0]!.retryInMs as number);
       // Space comes back: the next retry succeeds and status clears the failure.
       await run('mount', ['-o', 'remount,size=16m', checkpointDir]);
       await waitFor(async () => (await auto(d)).lastFailure === null && (await checkpoints(d)).length === 2, { what: 'the retry to succeed', timeoutMs: 20_000 });
