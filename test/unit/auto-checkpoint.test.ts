@@ -228,6 +228,26 @@ describe('automatic checkpoints (in-process)', function () {
       await close(r);
     }
   });
+
+  it('survives the FileVault going away (checkpoint folder removed) and resumes when it is back', async () => {
+    const r = await rig(root, { coalesceMs: 0, retry: { minMs: 30, maxMs: 60 } });
+    try {
+      await seed(r.store, 50);
+      const first = await r.checkpointer.create({ scope: 'collection', trigger: 'manual', description: '' });
+      await r.store.commit(commit('s1', put('more', { kind: 'more' })));
+      const away = `${r.vault.checkpoint}.away`;
+      await fs.rename(r.vault.checkpoint, away);
+      r.auto.fire('schedule');
+      await waitFor(() => (r.auto.status().lastFailure?.attempts ?? 0) >= 2, { what: 'two failed attempts' });
+      expect(r.auto.status().lastFailure!.error).to.include('ENOENT');
+      expect(r.auto.status().state).to.equal('retrying');
+      await fs.rename(away, r.vault.checkpoint);
+      await waitFor(async () => r.auto.status().lastFailure === null && (await r.catalogue.list()).length === 2, { what: 'the retry to succeed' });
+      expect((await r.catalogue.list()).map((e) => e.id)[0]).to.equal(first.id);
+    } finally {
+      await close(r);
+    }
+  });
 });
 
 describe('retention plan', () => {
