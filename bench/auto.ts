@@ -6,7 +6,7 @@
  *
  * Everything runs in process on the real code: Store (journal.sync=commit) on
  * a temporary FileVault, Catalogue, Checkpointer (deflate:1, the default) and
- * AutoCheckpointer with its chokidar journal watcher (inotify, no polling);
+ * AutoCheckpointer with its chokidar journal watcher, by file events (inotify) or by polling (the default, every 500 ms), per setting;
  * every system-event trigger off, no schedule, retention keepLast 2.
  *
  * Data: 200,000 objects of about 300 bytes of JSON in 4 spaces (template
@@ -24,7 +24,9 @@
  * Phases: the reference (auto off) for half a phase, then one phase per
  * setting (threshold, coalesceMs), then the reference again for half a phase;
  * the two reference halves are pooled so that drift during the run shows in
- * neither side alone. Before each setting a collection checkpoint made by
+ * neither side alone. The first setting, "watcher only", is an
+ * AutoCheckpointer whose threshold is never reached: what the chokidar
+ * watcher costs, apart from what the checkpoints cost. Before each setting a collection checkpoint made by
  * hand (trigger `bench-base`) resets the count and rolls the journal, and a
  * fresh AutoCheckpointer is started on it. When a phase's window ends, the
  * writers keep going until a checkpoint booked or running inside it is
@@ -44,7 +46,7 @@
  *   (b) start: when `Checkpointer.create` is called (after `coalesceMs`);
  *   (c) publish: in the `Checkpointer.onCreated` listener, which runs right
  *       after the checkpoint is published and the journal rolled (the bytes
- *       since the roll, a few hundred at most, are counted too): bytes past
+ *       since the roll, a batch or two of commits, are counted too): bytes past
  *       the threshold there add the coalescing wait and the checkpoint's own
  *       duration.
  * Overshoot = those bytes minus the threshold, shown in MiB and as a fraction
@@ -90,12 +92,16 @@ const Compression = { method: 'deflate', level: 1 } as const;
  * the journal rate times (coalesceMs + the checkpoint's duration), whatever
  * the threshold, so a small threshold is the hard case for its fraction.
  */
-const Settings: { threshold: number | null; coalesceMs: number; phases: number }[] = [
-  { threshold: null, coalesceMs: 1000, phases: 0.5 },
-  { threshold: 8, coalesceMs: 0, phases: 1 },
-  { threshold: 8, coalesceMs: 1000, phases: 1 },
-  { threshold: 32, coalesceMs: 1000, phases: 3 },
+const Settings: { threshold: number | null; coalesceMs: number; phases: number; polling: boolean }[] = [
+  { threshold: null, coalesceMs: 1000, phases: 0.5, polling: false },
+  { threshold: null, coalesceMs: 1000, phases: 0.5, polling: true },
+  { threshold: 8, coalesceMs: 0, phases: 1, polling: false },
+  { threshold: 8, coalesceMs: 0, phases: 1, polling: true },
+  { threshold: 8, coalesceMs: 1000, phases: 1, polling: true },
+  { threshold: 32, coalesceMs: 1000, phases: 3, polling: true },
 ];
+/** chokidar's polling period when a setting polls (the product's default). */
+const PollMs = 500;
 /** The threshold of the watcher-only phase: never reached. */
 const Unreachable = 2 ** 50;
 
@@ -305,11 +311,11 @@ async function settle(): Promise<void> {
   await delay(200);
 }
 
-function config(threshold: number | null, coalesceMs: number): CheckpointConfig {
+function config(threshold: number | null, coalesceMs: number, polling: boolean): CheckpointConfig {
   return {
     compression: Compression,
     journalThreshold: threshold,
-    watch: { usePolling: false, intervalMs: 1000 },
+    watch: { usePolling: polling, intervalMs: PollMs },
     events: Object.fromEntries(CheckpointEvents.map((e) => [e, false])) as CheckpointConfig['events'],
     schedule: null,
     coalesceMs,
@@ -340,15 +346,16 @@ async function referencePhase(rig: Rig, seed: number, ms: number): Promise<Windo
 }
 
 /** One setting: a checkpoint by hand, then the load with an AutoCheckpointer on it. */
-async function autoPhase(rig: Rig, seed: number, ms: number, thresholdMiB: number | null, coalesceMs: number): Promise<PhaseResult> {
+async function autoPhase(rig: Rig, seed: number, ms: number, thresholdMiB: number | null, coalesceMs: number, polling: boolean): Promise<PhaseResult> {
   const { store, vault, catalogue, installation, logger } = rig;
   const threshold = thresholdMiB === null ? Unreachable : Math.round(thresholdMiB * Scale * MiB);
-  const name = thresholdMiB === null ? 'watcher only' : `${fmt(thresholdMiB * Scale, Number.isInteger(thresholdMiB * Scale) ? 0 : 1)} MiB, coalesce ${coalesceMs} ms`;
+  const mode = polling ? `polling ${PollMs} ms` : 'file events';
+  const name = thresholdMiB === null ? `watcher only, ${mode}` : `${fmt(thresholdMiB * Scale, Number.isInteger(thresholdMiB * Scale) ? 0 : 1)} MiB, coalesce ${coalesceMs} ms, ${mode}`;
   const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'bench', compression: Compression, installation });
   await settle();
   const baseStart = store.journalStats!.bytesWritten;
   let prev = { entry: await checkpointer.create(baseRequest), bytesAtSnapshot: baseStart };
-  const auto = new AutoCheckpointer({ checkpointer, store, config: config(threshold, coalesceMs), journalDir: vault.journal, logger });
+  const auto = new AutoCheckpointer({ checkpointer, store, config: config(threshold, coalesceMs, polling), journalDir: vault.journal, logger });
 
   // Instrumentation: the three moments of each cycle (see the file comment).
   const cycles: Cycle[] = [];
@@ -451,7 +458,7 @@ export async function autoBench(): Promise<void> {
     const results: PhaseResult[] = [];
     for (const [i, s] of Settings.entries()) {
       t = performance.now();
-      const r = await autoPhase(rig, 10 + i, PhaseMs * s.phases, s.threshold, s.coalesceMs);
+      const r = await autoPhase(rig, 10 + i, PhaseMs * s.phases, s.threshold, s.coalesceMs, s.polling);
       results.push(r);
       console.log(`  ${r.name}: ${r.cycles.length} automatic checkpoints, ${fmt(rate(r.window))} commits/s, p99 ${stats(r.window.latencies).p99.toFixed(1)} ms, tail ${fmt(r.tailMs / 1000, 1)} s (${elapsed(started)})`);
     }
@@ -468,8 +475,8 @@ export async function autoBench(): Promise<void> {
       `(halves: p99 ${stats(ref1.latencies).p99.toFixed(1)} and ${stats(ref2.latencies).p99.toFixed(1)} ms), longest loop stall ${refStall.toFixed(0)} ms, CPU ${refCores.toFixed(2)} cores`);
 
     console.log('\novershoot past the threshold: journal bytes since the previous checkpoint\'s roll, from fs.stat, minus the threshold; min / median / max');
-    console.log('setting                   | ckpts | at notice MiB        | at notice %        | at publish MiB          | at publish %          | replay at publish x thr | ckpt s (med / max) | trigger->publish s');
-    console.log('------------------------- | ----- | -------------------- | ------------------ | ----------------------- | --------------------- | ----------------------- | ------------------ | ------------------');
+    console.log('setting                   | ckpts | at notice MiB        | at notice %        | at start % (med) | at publish MiB          | at publish %          | replay at publish x thr | ckpt s (med / max) | trigger->publish s');
+    console.log('------------------------- | ----- | -------------------- | ------------------ | ---------------- | ----------------------- | --------------------- | ----------------------- | ------------------ | ------------------');
     for (const r of results.filter((x) => x.threshold !== Unreachable)) {
       const c = r.cycles;
       const notice = c.map((x) => x.noticeBytes - r.threshold);
@@ -478,6 +485,7 @@ export async function autoBench(): Promise<void> {
       const toPublish = c.map((x) => (x.publishAt - x.fireAt) / 1000);
       console.log(
         `${r.name.padEnd(25)} | ${String(c.length).padStart(5)} | ${spread(notice, mib).padStart(20)} | ${spread(notice.map((b) => (100 * b) / r.threshold), (v) => fmt(v, 1)).padStart(18)} | ` +
+          `${fmt(median(c.map((x) => (100 * (x.startBytes - r.threshold)) / r.threshold)), 1).padStart(16)} | ` +
           `${spread(publish, mib).padStart(23)} | ${spread(publish.map((b) => (100 * b) / r.threshold), (v) => fmt(v, 0)).padStart(21)} | ` +
           `${fmt(median(c.map((x) => x.replayBytes / r.threshold)), 2).padStart(23)} | ${`${fmt(median(durations), 2)} / ${fmt(Math.max(...durations), 2)}`.padStart(18)} | ${spread(toPublish, (v) => fmt(v, 2)).padStart(18)}`,
       );
@@ -488,8 +496,8 @@ export async function autoBench(): Promise<void> {
       results.filter((r) => r.threshold !== Unreachable).map((r) => `${r.name} ${pct(median(r.cycles.map((x) => x.watcherBytes - r.threshold)), r.threshold)}`).join('; ') + ')');
 
     console.log(`\ncommit latency (ms), ${Writers} writers, one durable put each; reference p50 / p99 / max ${ms3(ref)}`);
-    console.log('setting                   | commits/s (x ref) | p50 / p99 / max      | p99 x ref | p50 x ref | during checkpoints p50 / p99 / max | share of time checkpointing | loop stall ref / auto | CPU cores ref / auto');
-    console.log('------------------------- | ----------------- | -------------------- | --------- | --------- | ---------------------------------- | --------------------------- | --------------------- | --------------------');
+    console.log('setting                   | commits/s (x ref) | p50 / p99 / max      | p99 x ref | p50 x ref | during checkpoints p50 / p99 / max | during p99 x ref | share of time checkpointing | loop stall ref / auto | CPU cores ref / auto');
+    console.log('------------------------- | ----------------- | -------------------- | --------- | --------- | ---------------------------------- | ---------------- | --------------------------- | --------------------- | --------------------');
     for (const r of results) {
       const w = r.window;
       const s = stats(w.latencies);
@@ -498,7 +506,7 @@ export async function autoBench(): Promise<void> {
       const busy = intervals.reduce((sum, [a, b]) => sum + Math.max(0, Math.min(b, w.to) - Math.max(a, w.from)), 0) / (w.to - w.from);
       console.log(
         `${r.name.padEnd(25)} | ${`${fmt(rate(w))} (${(rate(w) / refRate).toFixed(2)})`.padStart(17)} | ${ms3(s).padStart(20)} | ${(s.p99 / ref.p99).toFixed(2).padStart(9)} | ${(s.p50 / ref.p50).toFixed(2).padStart(9)} | ` +
-          `${(during.n === 0 ? '-' : ms3(during)).padStart(34)} | ${`${fmt(100 * busy, 0)}%`.padStart(27)} | ${`${refStall.toFixed(0)} / ${w.stallMs.toFixed(0)} ms`.padStart(21)} | ${`${refCores.toFixed(2)} / ${w.cores.toFixed(2)}`.padStart(20)}`,
+          `${(during.n === 0 ? '-' : ms3(during)).padStart(34)} | ${(during.n === 0 ? '-' : (during.p99 / ref.p99).toFixed(2)).padStart(16)} | ${`${fmt(100 * busy, 0)}%`.padStart(27)} | ${`${refStall.toFixed(0)} / ${w.stallMs.toFixed(0)} ms`.padStart(21)} | ${`${refCores.toFixed(2)} / ${w.cores.toFixed(2)}`.padStart(20)}`,
       );
     }
     for (const r of results.filter((x) => x.threshold !== Unreachable)) {

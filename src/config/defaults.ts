@@ -48,7 +48,7 @@ export const DefaultJournalThreshold = '256MiB';
 /** Smallest `checkpoint.journalThreshold`: below this every few commits would start a full checkpoint. */
 export const MinJournalThresholdBytes = 4096;
 /** How often chokidar polls the journal folder when `checkpoint.watch.usePolling` is on. */
-export const DefaultWatchIntervalMs = 1000;
+export const DefaultWatchIntervalMs = 500;
 /** Triggers within this many milliseconds make one checkpoint. */
 export const DefaultCoalesceMs = 1000;
 /** Longest `checkpoint.coalesceMs`. */

@@ -229,7 +229,7 @@ function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (re
   return {
     compression: parseCompression(raw.compression ?? DefaultCheckpointCompression),
     journalThreshold,
-    watch: { usePolling: raw.watch?.usePolling ?? false, intervalMs: raw.watch?.intervalMs ?? DefaultWatchIntervalMs },
+    watch: { usePolling: raw.watch?.usePolling ?? true, intervalMs: raw.watch?.intervalMs ?? DefaultWatchIntervalMs },
     events: Object.fromEntries(CheckpointEvents.map((event) => [event, raw.events?.[event] ?? true])) as Record<CheckpointEvent, boolean>,
     schedule,
     coalesceMs: raw.coalesceMs ?? DefaultCoalesceMs,

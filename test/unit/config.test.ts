@@ -26,7 +26,7 @@ const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const defaultCheckpoint: Config['checkpoint'] = {
   compression: parseCompression(DefaultCheckpointCompression),
   journalThreshold: 256 * 1024 * 1024,
-  watch: { usePolling: false, intervalMs: 1000 },
+  watch: { usePolling: true, intervalMs: 500 },
   events: {
     'space-created': true,
     'space-upgraded': true,
@@ -110,7 +110,7 @@ describe('loadConfig', () => {
       checkpoint: {
         compression: 'deflate:9',
         journalThreshold: '64MiB',
-        watch: { usePolling: true, intervalMs: 500 },
+        watch: { usePolling: false, intervalMs: 250 },
         events: { 'clean-shutdown': false, promotion: false },
         schedule: '0 30 2 * * *',
         coalesceMs: 250,
@@ -130,7 +130,7 @@ describe('loadConfig', () => {
       checkpoint: {
         compression: { method: 'deflate', level: 9 },
         journalThreshold: 64 * 1024 * 1024,
-        watch: { usePolling: true, intervalMs: 500 },
+        watch: { usePolling: false, intervalMs: 250 },
         events: { ...defaultCheckpoint.events, 'clean-shutdown': false, promotion: false },
         schedule: '0 30 2 * * *',
         coalesceMs: 250,
