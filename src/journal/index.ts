@@ -8,3 +8,4 @@ export { encodeRecord, type JournalRecord } from './record.js';
 export { journalFileName, listJournalFiles, parseJournalFileName, pruneJournalFiles, type JournalFile } from './journal-files.js';
 export { scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
 export { JournalWriter, type JournalStats, type JournalWriterOptions } from './journal-writer.js';
+export { JournalTail, type TailResult } from './journal-tail.js';

@@ -14,6 +14,7 @@
  * back to the last durable state and every unacknowledged commit is refused.
  */
 import {
+  JournalTail,
   JournalWriter,
   listJournalFiles,
   pruneJournalFiles,
@@ -24,7 +25,7 @@ import {
   type ScanResult,
 } from '../journal/index.js';
 import type { JournalSync } from '../config/index.js';
-import { UnavailableError } from '../errors.js';
+import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { isValidOp, type RestoreOp, type StoreOp } from './ops.js';
 import { StoreState } from './store-state.js';
@@ -78,17 +79,25 @@ export class Store {
   /** Checkpoints that journaled restores load on replay: id -> seq of the latest such restore. */
   private readonly restoreRefs = new Map<number, number>();
   private readonly listeners = new Set<CommitListener>();
+  /** Why this node must not acknowledge commits now (a lost or lapsing lease), or null. */
+  private fence: () => string | null = () => null;
+
+  /** A follower's position in the journal (null once it writes). */
+  private tail: JournalTail | null;
+  /** Serialises catch-up and promotion. */
+  private following: Promise<unknown> = Promise.resolve();
 
   private constructor(
-    private readonly journalDir: string,
-    private readonly writer: JournalWriter | null,
+    private readonly options: StoreOptions,
+    private writer: JournalWriter | null,
     state: StoreState,
     readonly recovery: RecoveryInfo,
     private readonly logger: Logger,
-    /** Epoch stamped on the records this store writes. */
-    readonly epoch: number,
+    /** Epoch stamped on the records this store writes (the journal's last epoch while following). */
+    private epochValue: number,
     restoreRefs: Map<number, number>,
   ) {
+    this.tail = writer === null ? new JournalTail(options.journalDir, state.seq + 1) : null;
     this.head = state;
     this.visibleState = state;
     for (const [id, seq] of restoreRefs) this.restoreRefs.set(id, seq);
@@ -130,7 +139,7 @@ export class Store {
     logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: scan.lastSeq, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
     const recovery = { scan, replayed, baseSeq };
     const epoch = Math.max(scan.lastEpoch, 1);
-    if (options.readOnly === true) return new Store(options.journalDir, null, state, recovery, logger, epoch, restoreRefs);
+    if (options.readOnly === true) return new Store(options, null, state, recovery, logger, epoch, restoreRefs);
     // The journal reports failures to the store it feeds, which exists only once the writer does.
     const holder: { store?: Store } = {};
     const writer = await JournalWriter.open({
@@ -143,7 +152,7 @@ export class Store {
       logger,
       onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
     });
-    holder.store = new Store(options.journalDir, writer, state, recovery, logger, epoch, restoreRefs);
+    holder.store = new Store(options, writer, state, recovery, logger, epoch, restoreRefs);
     return holder.store;
   }
 
@@ -186,6 +195,7 @@ export class Store {
   private async commitWith(op: StoreOp, build: (head: StoreState, seq: number) => StoreState): Promise<CommitResult> {
     const writer = this.writer;
     if (writer === null) throw new UnavailableError('this node does not accept writes (it is not the primary); send writes to the primary');
+    this.throwIfFenced('refused');
     const seq = this.head.seq + 1;
     const next = build(this.head, seq);
     if (next === this.head) {
@@ -200,6 +210,8 @@ export class Store {
     this.lastDurable = appended.durable;
     await appended.durable;
     while (this.pending.length > 0 && this.pending[0]!.seq <= seq) this.visibleState = this.pending.shift()!;
+    // Fenced while the record was being written: it is in the journal, but this node may no longer say so.
+    this.throwIfFenced('written to the journal but not acknowledged');
     for (const listener of this.listeners) {
       try {
         listener(op, seq);
@@ -210,6 +222,20 @@ export class Store {
     return { seq, state: next };
   }
 
+  /**
+   * Install the fence: `reason` is asked before every commit and again before
+   * every acknowledgement, and a non-null answer refuses it (503). The primary's
+   * lease sets it, so a node whose lease may have lapsed never acknowledges.
+   */
+  setFence(reason: () => string | null): void {
+    this.fence = reason;
+  }
+
+  private throwIfFenced(what: string): void {
+    const reason = this.fence();
+    if (reason !== null) throw new UnavailableError(`this node is fenced (${reason}); the commit was ${what}; retry on the primary`);
+  }
+
   /** Call `listener` after each durable commit from now on; returns the unsubscribe function. */
   onCommit(listener: CommitListener): () => void {
     this.listeners.add(listener);
@@ -218,7 +244,82 @@ export class Store {
 
   /** The journal files, oldest first. */
   journalFiles(): Promise<JournalFile[]> {
-    return listJournalFiles(this.journalDir);
+    return listJournalFiles(this.options.journalDir);
+  }
+
+  /** Epoch stamped on the records this store writes. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  /**
+   * A follower (read-only store) applies the journal records written since
+   * its last call, as the primary writes them: a warm standby. Returns how
+   * many it applied, or the gap when the records it needs were pruned (it
+   * must then start again from a newer checkpoint).
+   */
+  catchUp(): Promise<{ applied: number; gap: { wanted: number; firstAvailable: number } | null }> {
+    const run = this.following.then(async () => {
+      if (this.tail === null) return { applied: 0, gap: null };
+      const { records, gap } = await this.tail.poll((record) => this.follow(record));
+      return { applied: records, gap };
+    });
+    this.following = run.catch(() => undefined);
+    return run;
+  }
+
+  private follow(record: JournalRecord): Promise<void> | undefined {
+    const op = record.op as StoreOp;
+    const done = (next: StoreState): void => {
+      this.head = next;
+      this.visibleState = next;
+      this.epochValue = Math.max(this.epochValue, record.epoch);
+    };
+    if (isValidOp(op) && op.type === 'restore') {
+      this.restoreRefs.set(op.checkpoint, record.seq);
+      return replayRestore(this.options, op, this.visibleState, record.seq).then(done);
+    }
+    done(replay(this.visibleState, record));
+    return undefined;
+  }
+
+  /**
+   * Become the journal's writer at `epoch` (a promotion): apply what is left
+   * of the journal, cut a torn tail the old primary left at its last good
+   * record, and open a new journal file for the new epoch. The caller has
+   * claimed the epoch, so no other node writes any more.
+   */
+  promote(epoch: number): Promise<void> {
+    const run = this.following.then(async () => {
+      if (this.writer !== null) throw new ConflictError('this store already writes the journal');
+      const { options, logger } = this;
+      const fromSeq = this.visibleState.seq;
+      const scan = await scanJournal(options.journalDir, {
+        repair: true,
+        logger,
+        fromSeq,
+        onRecord: (record: JournalRecord) => this.follow(record),
+      });
+      const holder: { store?: Store } = { store: this };
+      const writer = await JournalWriter.open({
+        dir: options.journalDir,
+        nextSeq: scan.lastSeq + 1,
+        epoch,
+        sync: options.sync,
+        groupCommitMs: options.groupCommitMs,
+        syncIntervalMs: options.syncIntervalMs,
+        logger,
+        onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
+      });
+      // A new file for the new epoch (an empty newest file is reused).
+      await writer.roll();
+      this.writer = writer;
+      this.tail = null;
+      this.epochValue = epoch;
+      logger.info('journal taken over', { epoch, sealedSeq: scan.lastSeq, applied: scan.lastSeq - fromSeq, tailCut: scan.cut });
+    });
+    this.following = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -228,7 +329,7 @@ export class Store {
    */
   async pruneJournal(uptoSeq: number): Promise<JournalFile[]> {
     if (this.writer === null) throw new UnavailableError('this node does not write the journal');
-    const removed = await pruneJournalFiles(this.journalDir, uptoSeq);
+    const removed = await pruneJournalFiles(this.options.journalDir, uptoSeq);
     for (const [id, seq] of this.restoreRefs) if (seq <= uptoSeq) this.restoreRefs.delete(id);
     if (removed.length > 0) this.logger.info('journal pruned', { uptoSeq, files: removed.map((f) => f.path) });
     return removed;

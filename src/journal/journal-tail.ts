@@ -1,0 +1,127 @@
+/**
+ * Following a journal that another node writes (a secondary's warm standby):
+ * each poll delivers the records past the last one delivered, in seq order,
+ * and remembers where it stopped. It never changes a file.
+ *
+ * A frame that is incomplete or does not verify at the end of the newest file
+ * is a write in progress: the poll stops before it and the next one tries
+ * again. Past such a frame in an older file, the next file is followed when it
+ * starts at the expected seq (a primary that died mid-write left that tail,
+ * and its successor's journal begins where the good records end). A gap — the
+ * file the next seq is in has been pruned — is reported, not skipped: the
+ * follower must load a newer checkpoint instead.
+ */
+import { open } from 'node:fs/promises';
+import { listJournalFiles, type JournalFile } from './journal-files.js';
+import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
+
+/** Bytes read per call. */
+const ReadChunkBytes = 1024 * 1024;
+
+/** What one poll found. */
+export interface TailResult {
+  /** Records delivered. */
+  records: number;
+  /** The seq wanted next is in no file any more (pruned): the first seq the journal still has, else null. */
+  gap: { wanted: number; firstAvailable: number } | null;
+}
+
+/** Reads new journal records as they appear. */
+export class JournalTail {
+  /** Where the last poll stopped: the file, the offset of the next frame. */
+  private at: { file: JournalFile; offset: number } | null = null;
+
+  /** Follow `dir` from seq `nextSeq` on. */
+  constructor(
+    private readonly dir: string,
+    private next: number,
+  ) {}
+
+  /** The seq the next delivered record will carry. */
+  get nextSeq(): number {
+    return this.next;
+  }
+
+  /** Start again from `nextSeq` (after loading a checkpoint past a gap, say). */
+  reset(nextSeq: number): void {
+    this.next = nextSeq;
+    this.at = null;
+  }
+
+  /** Deliver every complete record past the last one; `onRecord` may return a promise, which is awaited. */
+  async poll(onRecord: (record: JournalRecord) => unknown): Promise<TailResult> {
+    const files = await listJournalFiles(this.dir);
+    let records = 0;
+    for (;;) {
+      const index = this.fileIndex(files);
+      if (index === -1) {
+        const first = files[0];
+        const gap = first !== undefined && first.firstSeq > this.next ? { wanted: this.next, firstAvailable: first.firstSeq } : null;
+        return { records, gap };
+      }
+      const file = files[index]!;
+      if (this.at?.file.path !== file.path) this.at = { file, offset: 0 };
+      await this.readFile(this.at, async (record) => {
+        records++;
+        this.next = record.seq + 1;
+        const pending = onRecord(record);
+        if (pending instanceof Promise) await pending;
+      });
+      const later = files[index + 1];
+      // Move on only when the next file starts exactly where this one's good records end.
+      if (later !== undefined && later.firstSeq === this.next) {
+        this.at = { file: later, offset: 0 };
+        continue;
+      }
+      return { records, gap: null };
+    }
+  }
+
+  /** The newest file that can hold seq `next`, or -1. */
+  private fileIndex(files: JournalFile[]): number {
+    let found = -1;
+    for (const [i, f] of files.entries()) if (f.firstSeq <= this.next) found = i;
+    return found;
+  }
+
+  /**
+   * Reads frames from `at.offset` to the end of the file or the first
+   * incomplete or bad frame, delivering the one carrying `next` each time.
+   */
+  private async readFile(at: { file: JournalFile; offset: number }, deliver: (record: JournalRecord) => Promise<void>): Promise<void> {
+    const handle = await open(at.file.path, 'r');
+    try {
+      const { size } = await handle.stat();
+      let buf = Buffer.alloc(0);
+      let bufStart = at.offset;
+      while (at.offset < size) {
+        const need = async (n: number): Promise<Buffer | null> => {
+          if (at.offset + n > size) return null;
+          if (at.offset - bufStart + n > buf.length) {
+            const want = Math.min(Math.max(n, ReadChunkBytes), size - at.offset);
+            buf = Buffer.allocUnsafe(want);
+            const { bytesRead } = await handle.read(buf, 0, want, at.offset);
+            buf = buf.subarray(0, bytesRead);
+            bufStart = at.offset;
+            if (bytesRead < n) return null;
+          }
+          return buf.subarray(at.offset - bufStart, at.offset - bufStart + n);
+        };
+        const header = await need(FrameHeaderBytes);
+        if (header === null) return;
+        const length = frameLength(header);
+        if (length === null) return;
+        const frame = await need(FrameHeaderBytes + length);
+        if (frame === null) return;
+        const decoded = decodeFrame(Buffer.from(frame));
+        if (!decoded.ok) return;
+        const { record } = decoded;
+        if (record.seq > this.next) return; // not the seq that must follow: stop, never skip
+        at.offset += FrameHeaderBytes + length;
+        if (record.seq === this.next) await deliver(record);
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+}

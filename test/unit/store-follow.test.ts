@@ -1,0 +1,109 @@
+/**
+ * A follower store (a secondary's warm standby) on a real journal written by a
+ * primary store in the same folder: catch-up, a torn tail, a gap after
+ * pruning, promotion to writer at a new epoch, and the fence that stops a
+ * primary from acknowledging.
+ */
+import { expect } from 'chai';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { UnavailableError } from '../../src/errors.js';
+import { scanJournal, type JournalRecord } from '../../src/journal/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { Store, type StoreOptions } from '../../src/store/index.js';
+import { commit, create, load, put } from '../helpers/store-ops.js';
+
+describe('Store following a journal, promotion and fencing (real journal)', function () {
+  let dir: string;
+  let options: StoreOptions;
+
+  beforeEach(async () => {
+    dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-follow-')));
+    options = { journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger: silentLogger() };
+  });
+  afterEach(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  async function primary(): Promise<Store> {
+    const store = await Store.open(options);
+    await store.commit(load('plm', '1.0', ['kind']));
+    await store.commit(create('s'));
+    return store;
+  }
+
+  it('applies what the primary writes, call after call, and ends at the same state', async () => {
+    const p = await primary();
+    const f = await Store.open({ ...options, readOnly: true });
+    expect(f.state.seq).to.equal(2);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20; i++) await p.commit(commit('s', put(`r${round}-${i}`, { kind: 'Part', round, i })));
+      const { applied, gap } = await f.catchUp();
+      expect(applied).to.equal(20);
+      expect(gap).to.equal(null);
+      expect(f.state.seq).to.equal(p.state.seq);
+    }
+    await p.rollJournal();
+    await p.commit(commit('s', put('after-roll', { kind: 'Doc' })));
+    expect((await f.catchUp()).applied, 'follows into the next file').to.equal(1);
+    expect(f.state.getObject('s', 'after-roll')).to.deep.equal({ kind: 'Doc' });
+    expect(f.state.query('s', { kind: 'Part' }).length).to.equal(60);
+    await p.close();
+  });
+
+  it('stops before a half-written record, and promotion cuts it and writes a new file at the new epoch', async () => {
+    const p = await primary();
+    await p.commit(commit('s', put('a', { kind: 'Part' })));
+    const file = (await p.journalFiles()).at(-1)!.path;
+    await p.close();
+    // The old primary died mid-write: half a frame at the end.
+    await fs.appendFile(file, Buffer.from([40, 0, 0, 0, 1, 2, 3, 4, 5]));
+    const f = await Store.open({ ...options, readOnly: true });
+    expect((await f.catchUp()).applied).to.equal(0);
+    expect(f.state.seq).to.equal(3);
+    await f.promote(2);
+    expect(f.writable).to.equal(true);
+    expect(f.epoch).to.equal(2);
+    const { seq } = await f.commit(commit('s', put('b', { kind: 'Doc' })));
+    expect(seq).to.equal(4);
+    const files = await f.journalFiles();
+    expect(path.basename(files.at(-1)!.path)).to.equal('journal-000000004.log');
+    await f.close();
+    const records: JournalRecord[] = [];
+    const scan = await scanJournal(options.journalDir, { repair: false, logger: silentLogger(), onRecord: (r) => records.push(r) });
+    expect(scan.cut, 'the torn tail was cut at promotion').to.equal(null);
+    expect(records.map((r) => [r.seq, r.epoch])).to.deep.equal([[1, 1], [2, 1], [3, 1], [4, 2]]);
+  });
+
+  it('reports a gap when the journal it needs was pruned', async () => {
+    const p = await primary();
+    const f = await Store.open({ ...options, readOnly: true });
+    await p.commit(commit('s', put('a', { kind: 'Part' })));
+    await p.rollJournal();
+    await p.commit(commit('s', put('b', { kind: 'Part' })));
+    await p.pruneJournal(3);
+    const { applied, gap } = await f.catchUp();
+    expect(applied).to.equal(0);
+    expect(gap).to.deep.equal({ wanted: 3, firstAvailable: 4 });
+    await p.close();
+  });
+
+  it('refuses commits while fenced, and does not acknowledge one fenced during its write', async () => {
+    const p = await primary();
+    let fence: string | null = 'lease renewal failed for 4100 ms';
+    p.setFence(() => fence);
+    let refused: unknown;
+    await p.commit(commit('s', put('x', { kind: 'Part' }))).catch((err: unknown) => (refused = err));
+    expect(refused).to.be.instanceOf(UnavailableError);
+    expect((refused as Error).message).to.include('this node is fenced (lease renewal failed for 4100 ms); the commit was refused');
+    expect(p.state.seq).to.equal(2);
+    fence = null;
+    const during = p.commit(commit('s', put('y', { kind: 'Part' })));
+    fence = 'a higher epoch 3 holds the lease';
+    let late: unknown;
+    await during.catch((err: unknown) => (late = err));
+    expect((late as Error).message).to.include('written to the journal but not acknowledged');
+    await p.close();
+  });
+});
