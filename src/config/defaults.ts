@@ -59,3 +59,15 @@ export const DefaultKeepLast = 7;
 export const DefaultRetryMinMs = 1000;
 /** Longest wait between retries of a failed automatic checkpoint. */
 export const DefaultRetryMaxMs = 300_000;
+/** How often the primary sends a heartbeat over WebSocket. */
+export const DefaultHeartbeatMs = 500;
+/** A secondary counts the primary's heartbeat as gone after this long without one. */
+export const DefaultHeartbeatTimeoutMs = 2000;
+/** A lease not renewed for this long (on the watcher's own clock) is expired. */
+export const DefaultLeaseTtlMs = 5000;
+/** How often the primary renews its lease. */
+export const DefaultRenewMs = 1000;
+/** The primary stops acknowledging this long before its lease could expire anywhere. */
+export const DefaultSafetyMarginMs = 1000;
+/** Name of the cluster token file inside FileVault/failover when `failover.clusterTokenFile` is not set. */
+export const DefaultClusterTokenFileName = 'cluster.token';

@@ -1,5 +1,5 @@
 /** Configuration: load and validate the daemon's settings. The only door into `src/config/`. */
-export { loadConfig, parseCompression, DataEnv, PortEnv, VaultEnv, type CheckpointCompression, type CheckpointConfig, type Config } from './load-config.js';
+export { loadConfig, parseCompression, DataEnv, PortEnv, VaultEnv, type CheckpointCompression, type CheckpointConfig, type Config, type FailoverConfig } from './load-config.js';
 export { parseSize } from './size.js';
 export { parseDuration } from './duration.js';
 export { CheckpointEvents, type CheckpointEvent, type JournalSync, type LogLevel, type NodeRole } from './schema.js';

@@ -24,7 +24,13 @@ import {
   DefaultJournalSync,
   DefaultLogLevel,
   DefaultCheckpointCompression,
+  DefaultClusterTokenFileName,
   DefaultCoalesceMs,
+  DefaultHeartbeatMs,
+  DefaultHeartbeatTimeoutMs,
+  DefaultLeaseTtlMs,
+  DefaultRenewMs,
+  DefaultSafetyMarginMs,
   DefaultJournalThreshold,
   DefaultKeepLast,
   DefaultRetryMaxMs,
@@ -65,7 +71,21 @@ export interface Config {
   auth: { tokensFile: string };
   journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
   checkpoint: CheckpointConfig;
+  failover: FailoverConfig;
   log: { level: LogLevel };
+}
+
+/** `failover`: timing, the cluster token, the role-change hook. */
+export interface FailoverConfig {
+  /** Shared secret secondaries present on the heartbeat WebSocket. */
+  clusterTokenFile: string;
+  heartbeatMs: number;
+  heartbeatTimeoutMs: number;
+  leaseTtlMs: number;
+  renewMs: number;
+  safetyMarginMs: number;
+  /** Run with the new role and epoch after each role change, or null. */
+  onRoleChange: string | null;
 }
 
 /** `checkpoint`: file format, automatic triggers, retention. */
@@ -187,8 +207,27 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
       syncIntervalMs: raw.journal?.syncIntervalMs ?? DefaultSyncIntervalMs,
     },
     checkpoint: resolveCheckpoint(raw.checkpoint ?? {}, fail),
+    failover: resolveFailover(raw.failover ?? {}, configFolder, vaultFolder, fail),
     log: { level: raw.log?.level ?? DefaultLogLevel },
   };
+}
+
+function resolveFailover(raw: NonNullable<ConfigFile['failover']>, configFolder: string, vaultFolder: string, fail: (reason: string) => ConfigError): FailoverConfig {
+  const f: FailoverConfig = {
+    clusterTokenFile: raw.clusterTokenFile == null ? path.join(vaultFolder, 'failover', DefaultClusterTokenFileName) : path.resolve(configFolder, raw.clusterTokenFile),
+    heartbeatMs: raw.heartbeatMs ?? DefaultHeartbeatMs,
+    heartbeatTimeoutMs: raw.heartbeatTimeoutMs ?? DefaultHeartbeatTimeoutMs,
+    leaseTtlMs: raw.leaseTtlMs ?? DefaultLeaseTtlMs,
+    renewMs: raw.renewMs ?? DefaultRenewMs,
+    safetyMarginMs: raw.safetyMarginMs ?? DefaultSafetyMarginMs,
+    onRoleChange: raw.onRoleChange ?? null,
+  };
+  // The rules that keep two primaries from ever serving at once, and a live primary from being replaced.
+  if (f.heartbeatTimeoutMs <= f.heartbeatMs) throw fail(`"failover.heartbeatTimeoutMs" (${f.heartbeatTimeoutMs}) must be longer than "failover.heartbeatMs" (${f.heartbeatMs})`);
+  if (f.renewMs + f.safetyMarginMs >= f.leaseTtlMs) {
+    throw fail(`"failover.renewMs" (${f.renewMs}) plus "failover.safetyMarginMs" (${f.safetyMarginMs}) must be shorter than "failover.leaseTtlMs" (${f.leaseTtlMs}), or a healthy primary would fence itself between renewals`);
+  }
+  return f;
 }
 
 function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (reason: string) => ConfigError): CheckpointConfig {

@@ -61,6 +61,15 @@ export interface ConfigFile {
     retention?: { keepLast?: number; keepWithin?: string | number | null };
     retry?: { minMs?: number; maxMs?: number };
   };
+  failover?: {
+    clusterTokenFile?: string | null;
+    heartbeatMs?: number;
+    heartbeatTimeoutMs?: number;
+    leaseTtlMs?: number;
+    renewMs?: number;
+    safetyMarginMs?: number;
+    onRoleChange?: string | null;
+  };
   log?: { level?: LogLevel };
 }
 
@@ -137,6 +146,17 @@ export const checkpointSchema = section({
   retry: section({ minMs: integer(10, 3_600_000), maxMs: integer(10, 86_400_000) }),
 });
 
+/** `failover`: heartbeat, lease and promotion timing, the cluster token, the role-change hook. */
+export const failoverSchema = section({
+  clusterTokenFile: { type: ['string', 'null'], minLength: 1, description: 'a non-empty path, or null' },
+  heartbeatMs: integer(50, 60_000),
+  heartbeatTimeoutMs: integer(100, 600_000),
+  leaseTtlMs: integer(200, 600_000),
+  renewMs: integer(50, 60_000),
+  safetyMarginMs: integer(0, 600_000),
+  onRoleChange: { type: ['string', 'null'], minLength: 1, description: 'a command, or null' },
+});
+
 /** `log`: how much the daemon says. */
 export const logSchema = section({ level: oneOf(LogLevels) });
 
@@ -148,6 +168,7 @@ export const sectionSchemas = {
   auth: authSchema,
   journal: journalSchema,
   checkpoint: checkpointSchema,
+  failover: failoverSchema,
   log: logSchema,
 } satisfies Record<keyof Omit<ConfigFile, '$comment'>, SchemaObject>;
 

@@ -22,6 +22,17 @@ import { configSchema, sectionSchemas } from '../../src/config/schema.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
+/** The failover section a file that sets nothing gets, for a FileVault at `vault`. */
+const defaultFailover = (vault: string): Config['failover'] => ({
+  clusterTokenFile: path.join(vault, 'failover', 'cluster.token'),
+  heartbeatMs: 500,
+  heartbeatTimeoutMs: 2000,
+  leaseTtlMs: 5000,
+  renewMs: 1000,
+  safetyMarginMs: 1000,
+  onRoleChange: null,
+});
+
 /** The checkpoint section a file that sets nothing gets. */
 const defaultCheckpoint: Config['checkpoint'] = {
   compression: parseCompression(DefaultCheckpointCompression),
@@ -95,6 +106,7 @@ describe('loadConfig', () => {
       auth: { tokensFile: path.join(confDir, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
       checkpoint: defaultCheckpoint,
+      failover: defaultFailover(path.join(confDir, 'FileVault')),
       log: { level: DefaultLogLevel },
     } satisfies Config);
   });
@@ -117,6 +129,7 @@ describe('loadConfig', () => {
         retention: { keepLast: 3, keepWithin: '1d12h' },
         retry: { minMs: 100, maxMs: 2000 },
       },
+      failover: { clusterTokenFile: '../shared/cluster.token', heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move' },
       log: { level: 'debug' },
     });
     const config = await loadConfig(file, {});
@@ -137,6 +150,7 @@ describe('loadConfig', () => {
         retention: { keepLast: 3, keepWithinMs: 36 * 3_600_000 },
         retry: { minMs: 100, maxMs: 2000 },
       },
+      failover: { clusterTokenFile: path.join(path.dirname(confDir), 'shared', 'cluster.token'), heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move' },
       log: { level: 'debug' },
     } satisfies Config);
   });
@@ -157,6 +171,12 @@ describe('loadConfig', () => {
     expect(await problemWith({ checkpoint: { events: { 'space-deleted': true } } })).to.include('unknown key "checkpoint.events.space-deleted"; known keys under "checkpoint.events": space-created');
     expect(await problemWith({ checkpoint: { events: { promotion: 'yes' } } })).to.include('"checkpoint.events.promotion" must be true or false');
     expect(await problemWith({ checkpoint: { retry: { minMs: 5000, maxMs: 1000 } } })).to.include('"checkpoint.retry.maxMs" (1000) must not be below "checkpoint.retry.minMs" (5000)');
+  });
+
+  it('refuses failover timings that could fence a healthy primary or promote past a live one', async () => {
+    expect(await problemWith({ failover: { heartbeatMs: 1000, heartbeatTimeoutMs: 1000 } })).to.include('"failover.heartbeatTimeoutMs" (1000) must be longer than "failover.heartbeatMs" (1000)');
+    expect(await problemWith({ failover: { renewMs: 3000, safetyMarginMs: 2000, leaseTtlMs: 5000 } })).to.include('must be shorter than "failover.leaseTtlMs" (5000)');
+    expect(await problemWith({ failover: { leaseTtlMs: 'long' } })).to.include('"failover.leaseTtlMs" must be an integer');
   });
 
   it('reads checkpoint.compression as store or deflate with a level, and refuses anything else', async () => {
@@ -241,7 +261,7 @@ describe('loadConfig', () => {
 
   it('names an unknown top-level key and the known top-level keys', async () => {
     expect(await problemWith({ nodes: {} })).to.equal(
-      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, checkpoint, log, $comment',
+      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, checkpoint, failover, log, $comment',
     );
   });
 
@@ -410,6 +430,7 @@ describe('config/default.json', () => {
       auth: { tokensFile: path.join(tmp, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
       checkpoint: defaultCheckpoint,
+      failover: defaultFailover(path.join(tmp, 'FileVault')),
       log: { level: DefaultLogLevel },
     } satisfies Config);
     if (!varExisted) expect(existsSync(path.join(repoRoot, 'var')), 'no ./var created in the repository').to.equal(false);
