@@ -1,0 +1,247 @@
+/**
+ * The heartbeat channel (DESIGN.md "Failover"): the primary serves WebSocket
+ * `/api/failover` and sends every connected secondary a heartbeat every
+ * `heartbeatMs` (epoch, seq, newest checkpoint id); each secondary answers
+ * with the seq it has applied, which is its lag. Secondaries present the
+ * cluster token; a wrong or missing one is refused (401) and logged.
+ *
+ * A secondary connects to the URL the lease names and reconnects with backoff
+ * whenever the connection drops or the lease names another holder. It only
+ * remembers when it last heard a heartbeat, on its own monotonic clock; what
+ * silence means is the failover manager's decision, together with the lease.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { Logger } from '../log/index.js';
+
+/** The path of the heartbeat WebSocket. */
+export const HeartbeatPath = '/api/failover';
+
+/** What the primary sends. */
+export interface Heartbeat {
+  type: 'heartbeat';
+  node: string;
+  epoch: number;
+  seq: number;
+  checkpoint: number | null;
+}
+
+/** What a secondary answers. */
+export interface HeartbeatAck {
+  type: 'ack';
+  node: string;
+  epoch: number;
+  seq: number;
+}
+
+/** A connected secondary as the primary sees it. */
+export interface StandbyInfo {
+  node: string;
+  appliedSeq: number;
+  /** Records the standby is behind the primary's seq at its last answer. */
+  lag: number;
+  /** Milliseconds since its last answer. */
+  lastAckAgoMs: number;
+  address: string;
+}
+
+/** A WebSocket message as text, whatever form `ws` handed it over in. */
+function textOf(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data as ArrayBuffer).toString('utf8');
+}
+
+function sameToken(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+/** Options for {@link HeartbeatServer}. */
+export interface HeartbeatServerOptions {
+  server: Server;
+  token: () => string;
+  heartbeatMs: number;
+  logger: Logger;
+  /** The beat to send now (null: send none, this node is not the primary). */
+  beat: () => Heartbeat | null;
+}
+
+/** The primary's end: accepts secondaries and beats. */
+export class HeartbeatServer {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  private readonly standbys = new Map<WebSocket, { node: string; appliedSeq: number; lastAck: number; address: string; seqAtAck: number }>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+  constructor(private readonly options: HeartbeatServerOptions) {
+    this.onUpgrade = (req, socket, head) => this.upgrade(req, socket, head);
+    options.server.on('upgrade', this.onUpgrade);
+    this.timer = setInterval(() => this.send(), options.heartbeatMs);
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const address = req.socket.remoteAddress ?? 'unknown';
+    if (new URL(req.url ?? '/', 'http://x').pathname !== HeartbeatPath) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const auth = req.headers.authorization ?? '';
+    const presented = auth.startsWith('Bearer ') ? auth.slice('Bearer '.length) : '';
+    if (presented === '' || !sameToken(presented, this.options.token())) {
+      this.options.logger.warn('refused a failover connection: wrong or missing cluster token', { address });
+      socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.standbys.set(ws, { node: 'unknown', appliedSeq: 0, lastAck: performance.now(), address, seqAtAck: 0 });
+      ws.on('message', (data) => this.ack(ws, textOf(data)));
+      ws.on('close', () => this.standbys.delete(ws));
+      ws.on('error', () => this.standbys.delete(ws));
+      this.send(ws);
+    });
+  }
+
+  private ack(ws: WebSocket, text: string): void {
+    let msg: Partial<HeartbeatAck>;
+    try {
+      msg = JSON.parse(text) as Partial<HeartbeatAck>;
+    } catch {
+      return;
+    }
+    const entry = this.standbys.get(ws);
+    if (entry === undefined || msg.type !== 'ack' || typeof msg.seq !== 'number' || typeof msg.node !== 'string') return;
+    entry.node = msg.node;
+    entry.appliedSeq = msg.seq;
+    entry.lastAck = performance.now();
+    entry.seqAtAck = this.options.beat()?.seq ?? msg.seq;
+  }
+
+  private send(only?: WebSocket): void {
+    const beat = this.options.beat();
+    if (beat === null) return;
+    const text = JSON.stringify(beat);
+    for (const ws of only === undefined ? this.standbys.keys() : [only]) if (ws.readyState === WebSocket.OPEN) ws.send(text);
+  }
+
+  /** The connected secondaries and their lag. */
+  standbyInfo(): StandbyInfo[] {
+    const now = performance.now();
+    return [...this.standbys.values()].map((s) => ({
+      node: s.node,
+      appliedSeq: s.appliedSeq,
+      lag: Math.max(0, s.seqAtAck - s.appliedSeq),
+      lastAckAgoMs: Math.round(now - s.lastAck),
+      address: s.address,
+    }));
+  }
+
+  /** Stop beating and drop every connection. */
+  close(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.options.server.off('upgrade', this.onUpgrade);
+    for (const ws of this.standbys.keys()) ws.terminate();
+    this.standbys.clear();
+    this.wss.close();
+  }
+}
+
+/** Options for {@link HeartbeatClient}. */
+export interface HeartbeatClientOptions {
+  node: string;
+  token: () => string;
+  logger: Logger;
+  /** Called with each heartbeat; returns the seq and epoch this node has applied, which it answers. */
+  onBeat: (beat: Heartbeat) => Promise<{ seq: number; epoch: number }>;
+}
+
+/** Longest wait between reconnection attempts. */
+const MaxReconnectMs = 2000;
+
+/** The secondary's end: stays connected to the primary the lease names. */
+export class HeartbeatClient {
+  private ws: WebSocket | null = null;
+  private url: string | null = null;
+  private lastBeat: number;
+  private backoffMs = 100;
+  private retry: NodeJS.Timeout | null = null;
+  private closed = false;
+  private refusedLogged = false;
+  /** The last heartbeat received. */
+  last: Heartbeat | null = null;
+
+  constructor(private readonly options: HeartbeatClientOptions) {
+    this.lastBeat = performance.now();
+  }
+
+  /** Milliseconds since the last heartbeat (or since this client started). */
+  silentForMs(): number {
+    return performance.now() - this.lastBeat;
+  }
+
+  /** Connect to the primary at `baseUrl` (its API base); a new URL drops the old connection. */
+  target(baseUrl: string | null): void {
+    if (this.closed || baseUrl === this.url) return;
+    this.url = baseUrl;
+    this.backoffMs = 100;
+    this.ws?.terminate();
+    this.ws = null;
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.retry = null;
+    if (baseUrl !== null) this.connect();
+  }
+
+  private connect(): void {
+    if (this.closed || this.url === null) return;
+    const url = `${this.url.replace(/^http/, 'ws')}${HeartbeatPath}`;
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token()}` }, handshakeTimeout: 2000 });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.backoffMs = 100;
+      this.refusedLogged = false;
+      this.options.logger.info('heartbeat connected', { url });
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      if (res.statusCode === 401 && !this.refusedLogged) {
+        this.refusedLogged = true;
+        this.options.logger.error('the primary refused the cluster token; check failover.clusterTokenFile on both nodes', { url });
+      }
+      ws.terminate();
+    });
+    ws.on('message', (data) => {
+      let beat: Heartbeat;
+      try {
+        beat = JSON.parse(textOf(data)) as Heartbeat;
+      } catch {
+        return;
+      }
+      if (beat.type !== 'heartbeat') return;
+      this.lastBeat = performance.now();
+      this.last = beat;
+      this.options.onBeat(beat).then(
+        ({ seq, epoch }) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ack', node: this.options.node, seq, epoch } satisfies HeartbeatAck));
+        },
+        (err: unknown) => this.options.logger.warn('applying the journal after a heartbeat failed', { error: (err as Error).message }),
+      );
+    });
+    ws.on('error', () => undefined);
+    ws.on('close', () => {
+      if (this.ws !== ws || this.closed) return;
+      this.ws = null;
+      this.retry = setTimeout(() => this.connect(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, MaxReconnectMs);
+    });
+  }
+
+  /** Disconnect for good. */
+  close(): void {
+    this.closed = true;
+    if (this.retry !== null) clearTimeout(this.retry);
+    this.ws?.terminate();
+    this.ws = null;
+  }
+}
