@@ -13,7 +13,7 @@ async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown
     newest: newest === undefined ? null : { id: newest.id, scope: newest.manifest.scope, trigger: newest.manifest.trigger, time: newest.manifest.time, seq: newest.manifest.seq, size: newest.size },
     unreadable: [...catalogue.unreadable, ...catalogue.damaged].map(([id, problem]) => ({ id, problem })),
     neededByJournal: [...ctx.store.restoreReferences.keys()],
-    automatic: ctx.auto?.status() ?? null,
+    automatic: ctx.auto()?.status() ?? null,
     retention: { keepLast: ctx.config.checkpoint.retention.keepLast, keepWithinMs: ctx.config.checkpoint.retention.keepWithinMs },
   };
 }
@@ -34,6 +34,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
         journal: { sync: ctx.config.journal.sync, ...ctx.store.journalStats },
         recovery: { startCheckpointSeq: ctx.store.recovery.baseSeq, replayed, lastSeq: scan.lastSeq, tailCut: scan.cut },
         checkpoints: await checkpointStatus(ctx),
+        failover: ctx.failover(),
       },
     };
   });

@@ -3,6 +3,7 @@ import type { Checkpointer } from '../checkpoint/index.js';
 import type { Config, NodeRole } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/index.js';
+import type { FailoverStatus } from '../failover/index.js';
 import type { AutoCheckpointer } from '../triggers/index.js';
 import type { TokenStore } from './token-store.js';
 
@@ -14,7 +15,9 @@ export interface ApiContext {
   tokens: TokenStore;
   checkpointer: Checkpointer;
   /** Automatic checkpoints (null where this node does not write: a secondary). */
-  auto: AutoCheckpointer | null;
+  auto(): AutoCheckpointer | null;
+  /** The failover role machine's view (null while starting). */
+  failover(): FailoverStatus | null;
   /** The node's current role. */
   role(): NodeRole;
   /** False while starting or shutting down: health answers 503. */

@@ -12,6 +12,7 @@ import type { Config } from '../config/index.js';
 import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
+import { FailoverManager } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
 import { installationId, PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
 
@@ -36,13 +37,19 @@ export class Daemon {
     readonly logger: Logger,
     readonly store: Store,
     readonly tokens: TokenStore,
-    readonly auto: AutoCheckpointer | null,
+    private readonly autoHolder: { auto: AutoCheckpointer | null },
+    readonly failover: FailoverManager,
     private readonly app: FastifyInstance,
     private readonly lock: PidLock,
     readonly url: string,
   ) {}
 
-  /** Start: lock the data folder, recover the journal, listen. */
+  /** Automatic checkpoints, while this node is the primary. */
+  get auto(): AutoCheckpointer | null {
+    return this.autoHolder.auto;
+  }
+
+  /** Start: lock the data folder, recover the journal, listen, take the configured role. */
   static async start(config: Config, logger: Logger): Promise<Daemon> {
     const startedAt = new Date().toISOString();
     const lock = await PidLock.acquire(path.join(config.paths.data, 'checkpointd.pid'));
@@ -62,12 +69,13 @@ export class Daemon {
         groupCommitMs: config.journal.groupCommitMs,
         syncIntervalMs: config.journal.syncIntervalMs,
         logger,
-        readOnly: config.node.role !== 'primary',
+        // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
+        readOnly: true,
         replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
         ...(base === null ? {} : { base: base.state }),
       });
       const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, installation });
-      const auto = store.writable ? new AutoCheckpointer({ checkpointer, store, config: config.checkpoint, journalDir: vault.journal, logger }) : null;
+      const autoHolder: { auto: AutoCheckpointer | null } = { auto: null };
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
       const holder: { daemon?: Daemon } = {};
@@ -77,35 +85,53 @@ export class Daemon {
         store,
         tokens,
         checkpointer,
-        auto,
+        auto: () => autoHolder.auto,
+        failover: () => holder.daemon?.failover.status() ?? null,
         startedAt,
-        role: () => config.node.role,
+        role: () => (holder.daemon?.failover.role === 'primary' ? 'primary' : 'secondary'),
         serving: () => holder.daemon?.serving ?? false,
         publicUrl: () => publicUrl,
       };
       const app = buildServer(ctx);
+      const crash = lock.tookOverStale ? 'no clean-shutdown mark (stale pid lock)' : store.recovery.scan.cut !== null ? 'torn journal tail' : null;
+      if (crash !== null) logger.warn('the last run did not end cleanly', { evidence: crash });
+      const failover = new FailoverManager({
+        node: config.node.name,
+        configuredRole: config.node.role,
+        config: config.failover,
+        dir: vault.failover,
+        store,
+        server: app.server,
+        url: () => publicUrl,
+        logger,
+        newestCheckpoint: () => autoHolder.auto?.status().newest?.id ?? null,
+        onPrimary: async (_epoch, promoted) => {
+          const auto = new AutoCheckpointer({ checkpointer, store, config: config.checkpoint, journalDir: vault.journal, logger });
+          await auto.start();
+          autoHolder.auto = auto;
+          if (promoted) auto.event('promotion');
+          else if (crash !== null) auto.event('crash-recovery');
+        },
+      });
       try {
         await app.listen({ host: config.api.host, port: config.api.port });
-        await auto?.start();
+        const address = app.server.address() as AddressInfo;
+        const local = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+        if (publicUrl === '') publicUrl = local;
+        const daemon = new Daemon(config, logger, store, tokens, autoHolder, failover, app, lock, local);
+        holder.daemon = daemon;
+        await failover.start();
+        daemon.serving = true;
+        logger.info('listening', { url: local, port: address.port, publicUrl, role: failover.role, epoch: failover.epoch, seq: store.state.seq, startCheckpoint: base?.entry.id ?? null });
+        return daemon;
       } catch (err) {
-        await auto?.stop();
+        failover.stop();
+        await autoHolder.auto?.stop();
         await app.close();
         await store.close();
+        await failover.release();
         throw err;
       }
-      const address = app.server.address() as AddressInfo;
-      const local = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-      if (publicUrl === '') publicUrl = local;
-      const daemon = new Daemon(config, logger, store, tokens, auto, app, lock, local);
-      holder.daemon = daemon;
-      daemon.serving = true;
-      logger.info('listening', { url: local, port: address.port, publicUrl, role: config.node.role, seq: store.state.seq, startCheckpoint: base?.entry.id ?? null });
-      const crash = lock.tookOverStale ? 'no clean-shutdown mark (stale pid lock)' : store.recovery.scan.cut !== null ? 'torn journal tail' : null;
-      if (crash !== null) {
-        logger.warn('the last run did not end cleanly', { evidence: crash });
-        auto?.event('crash-recovery');
-      }
-      return daemon;
     } catch (err) {
       await lock.release();
       throw err;
@@ -117,9 +143,11 @@ export class Daemon {
     this.stopping ??= (async () => {
       this.logger.info('shutting down', { reason });
       this.serving = false;
+      this.failover.stop();
       await this.app.close();
-      await this.auto?.stop(this.config.checkpoint.events['clean-shutdown'] ? eventTrigger('clean-shutdown') : undefined);
+      await this.autoHolder.auto?.stop(this.config.checkpoint.events['clean-shutdown'] ? eventTrigger('clean-shutdown') : undefined);
       await this.store.close();
+      await this.failover.release();
       await this.lock.release();
       this.logger.info('stopped', { seq: this.store.state.seq });
     })();

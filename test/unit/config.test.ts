@@ -19,6 +19,7 @@ import {
   type Config,
 } from '../../src/config/index.js';
 import { configSchema, sectionSchemas } from '../../src/config/schema.js';
+import { validateConfigFile } from '../../src/config/validate-file.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -453,3 +454,20 @@ describe('config/default.json', () => {
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('config/primary.example.json and config/secondary.example.json', () => {
+  const read = async (name: string): Promise<Record<string, Record<string, unknown>>> =>
+    JSON.parse(await readFile(path.join(repoRoot, 'config', `${name}.example.json`), 'utf8')) as Record<string, Record<string, unknown>>;
+
+  it('are valid configuration files that differ only in the node, its address and the comment', async () => {
+    const primary = await read('primary');
+    const secondary = await read('secondary');
+    for (const file of [primary, secondary]) expect(validateConfigFile(file)).to.deep.include({ ok: true });
+    expect(primary.node).to.deep.equal({ name: 'node-a', role: 'primary' });
+    expect(secondary.node).to.deep.equal({ name: 'node-b', role: 'secondary' });
+    const strip = (f: Record<string, Record<string, unknown>>): unknown => ({ ...f, $comment: null, node: null, api: { ...f.api, publicUrl: null } });
+    expect(strip(primary)).to.deep.equal(strip(secondary));
+    expect(primary.paths!.fileVault, 'one shared FileVault').to.equal(secondary.paths!.fileVault);
+    expect(primary.auth!.tokensFile, 'one shared tokens file, on the FileVault').to.match(/^\/mnt\/filevault\//);
+  });
+});

@@ -1,0 +1,294 @@
+/**
+ * The node's role (DESIGN.md "Failover"): which node is the primary, and the
+ * moment a secondary takes over.
+ *
+ * - Every start claims a new epoch before writing: `epoch-N` is created with
+ *   O_EXCL, so among nodes racing for it exactly one wins, and the others
+ *   follow. A configured primary that finds the lease held (not released) by
+ *   another node starts as a secondary instead: that node may still serve.
+ * - Primary: takes the journal (Store.promote: the old tail sealed at its last
+ *   good record, a new file for the epoch), holds the lease (LeaseHolder), and
+ *   installs the store's fence: no commit is acknowledged once the lease may
+ *   have lapsed or a higher epoch took it. It beats over WebSocket.
+ * - Secondary: follows the journal (warm standby: on every heartbeat and every
+ *   `FollowMs`), connects to the primary the lease names, and promotes only when
+ *   both channels say the primary is gone: no heartbeat for
+ *   `heartbeatTimeoutMs` and the lease unchanged for `leaseTtlMs`, both on its
+ *   own monotonic clock; or at once when the lease says released.
+ * - A primary that loses its lease is fenced for good (503 on writes and on
+ *   /primary); it comes back as a secondary on its next start.
+ */
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import type { FailoverConfig, NodeRole } from '../config/index.js';
+import type { Logger } from '../log/index.js';
+import type { Store } from '../store/index.js';
+import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
+import { HeartbeatClient, HeartbeatServer, type StandbyInfo } from './heartbeat.js';
+import { LeaseHolder, LeaseWatcher, readLease, type Lease } from './lease.js';
+
+/** How often a secondary checks the two channels and applies the journal without a heartbeat. */
+const TickMs = 100;
+/** How often a secondary applies the journal even without a heartbeat. */
+const FollowMs = 500;
+
+/** What this node is now. */
+export type Role = 'primary' | 'secondary' | 'fenced';
+
+/** Options for {@link FailoverManager}. */
+export interface FailoverManagerOptions {
+  node: string;
+  configuredRole: NodeRole;
+  config: FailoverConfig;
+  /** `FileVault/failover`. */
+  dir: string;
+  store: Store;
+  server: Server;
+  /** This node's API base URL, written into the lease. */
+  url: () => string;
+  logger: Logger;
+  /** Newest checkpoint id, for heartbeats. */
+  newestCheckpoint: () => number | null;
+  /** Called once this node serves as primary (`promoted`: it took over from another). */
+  onPrimary: (epoch: number, promoted: boolean) => Promise<void>;
+}
+
+/** What status shows. */
+export interface FailoverStatus {
+  role: Role;
+  epoch: number;
+  paused: boolean;
+  lease: Lease | null;
+  /** Primary: its standbys. */
+  standbys: StandbyInfo[];
+  /** Secondary: since the last heartbeat, and since the lease last changed. */
+  heartbeatSilentMs: number | null;
+  leaseUnchangedMs: number | null;
+  fencedBecause: string | null;
+}
+
+/** Reads the cluster token, making one (0600) when the file does not exist yet. */
+export async function clusterToken(file: string): Promise<string> {
+  try {
+    return (await fs.readFile(file, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, `cpdc_${randomBytes(32).toString('base64url')}\n`, { flag: 'wx', mode: 0o600 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+  return (await fs.readFile(file, 'utf8')).trim();
+}
+
+/** Runs the role state machine of one node. */
+export class FailoverManager {
+  private roleValue: Role = 'secondary';
+  private epochValue = 0;
+  private token = '';
+  private hub: HeartbeatServer | null = null;
+  private holder: LeaseHolder | null = null;
+  private watcher: LeaseWatcher | null = null;
+  private client: HeartbeatClient | null = null;
+  private tick: NodeJS.Timeout | null = null;
+  private lastFollow = 0;
+  private promoting = false;
+  private stopped = false;
+  private fencedBecause: string | null = null;
+  /** Promotion off (maintenance). */
+  paused = false;
+
+  constructor(private readonly options: FailoverManagerOptions) {}
+
+  /** This node's role now. */
+  get role(): Role {
+    return this.roleValue;
+  }
+
+  /** This node's epoch (the journal's, while following). */
+  get epoch(): number {
+    return this.roleValue === 'secondary' ? this.options.store.epoch : this.epochValue;
+  }
+
+  /** Take the configured role: claim the next epoch as primary, or follow. */
+  async start(): Promise<void> {
+    const { options } = this;
+    this.token = await clusterToken(options.config.clusterTokenFile);
+    this.hub = new HeartbeatServer({
+      server: options.server,
+      token: () => this.token,
+      heartbeatMs: options.config.heartbeatMs,
+      logger: options.logger,
+      beat: () =>
+        this.roleValue === 'primary'
+          ? { type: 'heartbeat', node: options.node, epoch: this.epochValue, seq: options.store.state.seq, checkpoint: options.newestCheckpoint() }
+          : null,
+    });
+    if (options.configuredRole === 'primary') {
+      const lease = await readLease(options.dir).catch(() => null);
+      if (lease !== null && !lease.released && lease.holder !== options.node) {
+        options.logger.warn('configured as primary, but the lease is held by another node; following it (this node takes over if that one is gone)', { holder: lease.holder, epoch: lease.epoch });
+      } else if (await this.claimNext('start as primary')) {
+        return;
+      }
+    }
+    await this.follow();
+  }
+
+  /** Claim the next epoch and serve as primary; false when another node claimed it first. */
+  private async claimNext(why: string): Promise<boolean> {
+    const { options } = this;
+    const top = await highestEpoch(options.dir);
+    const epoch = top + 1;
+    const won = await claimEpoch(options.dir, { epoch, node: options.node, sealedSeq: options.store.state.seq, time: new Date().toISOString() });
+    if (!won) {
+      const claim = await readEpochClaim(options.dir, epoch);
+      options.logger.info('another node claimed the next epoch first; following it', { epoch, by: claim?.node ?? 'unknown' });
+      return false;
+    }
+    options.logger.info('epoch claimed', { epoch, why, seq: options.store.state.seq });
+    await this.becomePrimary(epoch, options.configuredRole !== 'primary' || why !== 'start as primary');
+    return true;
+  }
+
+  private async becomePrimary(epoch: number, promoted: boolean): Promise<void> {
+    const { options } = this;
+    this.stopFollowing();
+    const started = performance.now();
+    await options.store.promote(epoch);
+    const holder = new LeaseHolder({
+      dir: options.dir,
+      node: options.node,
+      url: options.url(),
+      epoch,
+      renewMs: options.config.renewMs,
+      ttlMs: options.config.leaseTtlMs,
+      safetyMarginMs: options.config.safetyMarginMs,
+      logger: options.logger,
+    });
+    holder.onLost((reason) => this.fence(reason));
+    await holder.start();
+    this.holder = holder;
+    options.store.setFence(() => (holder.valid() ? null : (holder.lostReason ?? 'the lease was not renewed in time')));
+    this.epochValue = epoch;
+    this.roleValue = 'primary';
+    options.logger.info(promoted ? 'promoted to primary' : 'serving as primary', { epoch, seq: options.store.state.seq, ms: Math.round(performance.now() - started) });
+    this.roleChanged();
+    await options.onPrimary(epoch, promoted);
+  }
+
+  private fence(reason: string): void {
+    if (this.roleValue !== 'primary') return;
+    this.roleValue = 'fenced';
+    this.fencedBecause = reason;
+    this.options.logger.error('lease lost: this node no longer acknowledges commits; restart it to rejoin as a secondary', { reason, epoch: this.epochValue });
+    this.roleChanged();
+  }
+
+  private async follow(): Promise<void> {
+    const { options } = this;
+    this.roleValue = 'secondary';
+    this.watcher = new LeaseWatcher({ dir: options.dir, pollMs: Math.min(250, Math.max(25, Math.floor(options.config.renewMs / 2))), logger: options.logger });
+    await this.watcher.start();
+    this.client = new HeartbeatClient({
+      node: options.node,
+      token: () => this.token,
+      logger: options.logger,
+      onBeat: async () => {
+        await this.catchUp();
+        return { seq: options.store.state.seq, epoch: options.store.epoch };
+      },
+    });
+    options.logger.info('following the primary', { lease: this.watcher.current()?.holder ?? null, seq: options.store.state.seq });
+    this.tick = setInterval(() => this.check(), TickMs);
+    this.roleChanged();
+  }
+
+  private async catchUp(): Promise<void> {
+    this.lastFollow = performance.now();
+    const { gap } = await this.options.store.catchUp();
+    if (gap !== null) {
+      this.options.logger.error('the journal this node needs was pruned before it read it; restart it to load the newest checkpoint', gap);
+    }
+  }
+
+  private check(): void {
+    const { watcher, client, options } = this;
+    if (watcher === null || client === null || this.promoting || this.stopped) return;
+    const lease = watcher.current();
+    client.target(lease !== null && lease.holder !== options.node && !lease.released ? lease.url : null);
+    if (performance.now() - this.lastFollow >= FollowMs) {
+      this.catchUp().catch((err: unknown) => options.logger.warn('following the journal failed', { error: (err as Error).message }));
+    }
+    if (this.paused) return;
+    const silent = client.silentForMs() >= options.config.heartbeatTimeoutMs;
+    const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs;
+    const released = watcher.released();
+    if (!(released || (silent && stale))) return;
+    this.promoting = true;
+    options.logger.warn('the primary is gone; promoting', {
+      released,
+      heartbeatSilentMs: Math.round(client.silentForMs()),
+      leaseUnchangedMs: Math.round(watcher.unchangedForMs()),
+      holder: lease?.holder ?? null,
+    });
+    this.catchUp()
+      .then(() => this.claimNext(released ? 'the primary released the lease' : 'heartbeat and lease both silent'))
+      .catch((err: unknown) => options.logger.error('promotion failed; still following', { error: (err as Error).message }))
+      .finally(() => {
+        this.promoting = false;
+      });
+  }
+
+  private stopFollowing(): void {
+    if (this.tick !== null) clearInterval(this.tick);
+    this.tick = null;
+    this.watcher?.stop();
+    this.watcher = null;
+    this.client?.close();
+    this.client = null;
+  }
+
+  private roleChanged(): void {
+    const command = this.options.config.onRoleChange;
+    if (command === null) return;
+    const role = this.roleValue;
+    const child = spawn(command, [role, String(this.epoch)], { stdio: 'ignore', env: { ...process.env, CHECKPOINTD_ROLE: role, CHECKPOINTD_EPOCH: String(this.epoch) } });
+    child.on('error', (err) => this.options.logger.error('failover.onRoleChange could not run', { command, error: err.message }));
+    child.on('exit', (code) => {
+      if (code !== 0) this.options.logger.warn('failover.onRoleChange exited with an error', { command, role, code });
+    });
+  }
+
+  /** Status for `GET /api/admin/status`. */
+  status(): FailoverStatus {
+    return {
+      role: this.roleValue,
+      epoch: this.epoch,
+      paused: this.paused,
+      lease: this.watcher?.current() ?? null,
+      standbys: this.hub?.standbyInfo() ?? [],
+      heartbeatSilentMs: this.client === null ? null : Math.round(this.client.silentForMs()),
+      leaseUnchangedMs: this.watcher === null ? null : Math.round(this.watcher.unchangedForMs()),
+      fencedBecause: this.fencedBecause,
+    };
+  }
+
+  /** Stop following and beating (first step of a shutdown). */
+  stop(): void {
+    this.stopped = true;
+    this.stopFollowing();
+    this.hub?.close();
+  }
+
+  /** A primary releases its lease, so a secondary takes over at once. Call after the journal is closed. */
+  async release(): Promise<void> {
+    if (this.holder !== null && this.roleValue === 'primary') {
+      await this.holder.release().catch((err: unknown) => this.options.logger.warn('could not release the lease; a secondary takes over after leaseTtlMs', { error: (err as Error).message }));
+    }
+    this.holder?.stop();
+  }
+}
