@@ -40,6 +40,8 @@ export interface CatalogueEntry {
   size: number;
   sha256: string;
   manifest: Manifest;
+  /** When the file was last written (ms since the epoch, from its mtime): when its writer finished it. */
+  writtenAt: number;
 }
 
 interface Cached {
@@ -153,10 +155,10 @@ export class Catalogue {
         const started = performance.now();
         sha256 = await sha256OfFile(file);
         this.logger.debug('checkpoint file hashed', { id, bytes: stat.size, ms: Math.round(performance.now() - started) });
-        this.cache.set(id, { key, entry: { id, file, size: stat.size, sha256, manifest } });
+        this.cache.set(id, { key, entry: { id, file, size: stat.size, sha256, manifest, writtenAt: stat.mtimeMs } });
         await this.rememberHash(key, sha256);
       }
-      const entry: CatalogueEntry = { id, file, size: stat.size, sha256, manifest };
+      const entry: CatalogueEntry = { id, file, size: stat.size, sha256, manifest, writtenAt: stat.mtimeMs };
       this.cache.set(id, { key, entry });
       this.unreadable.delete(id);
       return entry;
@@ -192,7 +194,7 @@ export class Catalogue {
     }
     await fsyncDir(this.dir);
     const stat = await fs.stat(file);
-    const entry: CatalogueEntry = { id, file, ...known };
+    const entry: CatalogueEntry = { id, file, ...known, writtenAt: stat.mtimeMs };
     const key = `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`;
     this.cache.set(id, { key, entry });
     await this.rememberHash(key, known.sha256);

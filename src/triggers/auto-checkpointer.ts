@@ -69,7 +69,7 @@ export interface AutoFailure {
 
 /** What `GET /api/admin/status` shows of automatic checkpoints. */
 export interface AutoStatus {
-  newest: { id: number; trigger: string; time: string; durationMs: number | null; size: number; seq: number } | null;
+  newest: { id: number; trigger: string; time: string; durationMs: number; size: number; seq: number } | null;
   journalBytesSince: number | null;
   journalThreshold: number | null;
   schedule: string | null;
@@ -242,7 +242,18 @@ export class AutoCheckpointer {
     else if (this.retrying) state = 'retrying';
     else if (this.waiting !== null) state = 'waiting';
     return {
-      newest: n === null ? null : { id: n.id, trigger: n.manifest.trigger, time: n.manifest.time, durationMs: checkpointer.durationOf(n.id), size: n.size, seq: n.manifest.seq },
+      newest:
+        n === null
+          ? null
+          : {
+              id: n.id,
+              trigger: n.manifest.trigger,
+              time: n.manifest.time,
+              // Made by an earlier run: from its start (the manifest's time) to when its file was finished.
+              durationMs: checkpointer.durationOf(n.id) ?? Math.max(0, Math.round(n.writtenAt - Date.parse(n.manifest.time))),
+              size: n.size,
+              seq: n.manifest.seq,
+            },
       journalBytesSince: this.journalBytesSince,
       journalThreshold: config.journalThreshold,
       schedule: config.schedule,

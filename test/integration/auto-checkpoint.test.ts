@@ -21,7 +21,7 @@ interface Item {
 }
 
 interface AutoStatus {
-  newest: { id: number; trigger: string; time: string; durationMs: number | null; size: number; seq: number } | null;
+  newest: { id: number; trigger: string; time: string; durationMs: number; size: number; seq: number } | null;
   journalBytesSince: number | null;
   journalThreshold: number | null;
   schedule: string | null;
@@ -137,7 +137,9 @@ describe('automatic checkpoints (real daemons on loopback)', function () {
     const again = await start({ events: { ...QuietCheckpoints.events, 'clean-shutdown': true } }, d.dir);
     const list = await checkpoints(again);
     expect(list.map((c) => c.trigger)).to.deep.equal(['event:clean-shutdown']);
-    expect((await auto(again)).newest!.trigger).to.equal('event:clean-shutdown');
+    const newest = (await auto(again)).newest!;
+    expect(newest.trigger).to.equal('event:clean-shutdown');
+    expect(newest.durationMs, 'made by the previous run: from its manifest time to its file time').to.be.a('number').and.at.least(0).and.below(60_000);
     const status = (await again.request('GET', '/api/admin/status')).body as { data: { recovery: { startCheckpointSeq: number; replayed: number } } };
     expect(status.data.recovery.startCheckpointSeq, 'start-up began at the shutdown checkpoint').to.equal(list[0]!.seq);
     expect(status.data.recovery.replayed).to.equal(0);

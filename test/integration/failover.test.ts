@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { DaemonProcess, QuietCheckpoints, tempDir } from '../helpers/daemon-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /** Short timings so a test fails over in about a second; the rules between them are the production ones. */
@@ -26,6 +26,7 @@ async function pair(): Promise<Pair> {
     paths: { data: 'data', fileVault: path.join(root, 'FileVault') },
     auth: { tokensFile: path.join(root, 'shared', 'tokens.json') },
     failover: fastFailover,
+    checkpoint: { events: { ...QuietCheckpoints.events, promotion: true }, coalesceMs: 0 },
   };
   await fs.mkdir(path.join(root, 'a'));
   await fs.mkdir(path.join(root, 'b'));
@@ -100,6 +101,11 @@ describe('failover (real daemons sharing a FileVault)', function () {
       const s = await status(secondary);
       expect(s.failover.role).to.equal('primary');
       expect(s.failover.epoch).to.equal(2);
+      // Promotion is a system event: the new primary makes a collection checkpoint, named for it.
+      await waitFor(async () => {
+        const list = (await secondary.request('GET', '/api/collection/checkpoint')).body as { data: { data: { trigger: string; seq: number } }[] };
+        return list.data.some((c) => c.data.trigger === 'event:promotion');
+      }, { what: 'the promotion checkpoint' });
     });
   }
 });
