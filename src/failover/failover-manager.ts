@@ -96,6 +96,10 @@ export class FailoverManager {
   private tick: NodeJS.Timeout | null = null;
   private lastFollow = 0;
   private promoting = false;
+  /** After losing a claim to another node: no new attempt before this (monotonic ms), while that node takes the lease. */
+  private retryNotBefore = 0;
+  /** The epoch this node last lost a claim for. */
+  private lostEpoch = 0;
   private stopped = false;
   private fencedBecause: string | null = null;
   /** Promotion off (maintenance). */
@@ -116,6 +120,12 @@ export class FailoverManager {
   /** Take the configured role: claim the next epoch as primary, or follow. */
   async start(): Promise<void> {
     const { options } = this;
+    // Nothing is acknowledged unless this node is the primary with a valid lease (a store that took the
+    // journal but failed to take the lease, say, stays fenced).
+    options.store.setFence(() => {
+      if (this.roleValue === 'primary' && this.holder !== null && this.holder.valid()) return null;
+      return this.fencedBecause ?? this.holder?.lostReason ?? 'this node does not hold the lease';
+    });
     this.token = await clusterToken(options.config.clusterTokenFile);
     this.hub = new HeartbeatServer({
       server: options.server,
@@ -138,19 +148,35 @@ export class FailoverManager {
     await this.follow();
   }
 
-  /** Claim the next epoch and serve as primary; false when another node claimed it first. */
-  private async claimNext(why: string): Promise<boolean> {
+  /**
+   * Claim `epoch` (default: the one after the highest claimed) and serve as
+   * primary; false when another node claimed it first. A secondary names the
+   * epoch after the one in the lease it saw go quiet, so the claim is a
+   * compare-and-swap: if another node promoted meanwhile, the claim fails,
+   * even if this node has not read the new lease yet.
+   */
+  private async claimNext(why: string, wanted?: number): Promise<boolean> {
     const { options } = this;
-    const top = await highestEpoch(options.dir);
-    const epoch = top + 1;
+    const epoch = wanted ?? (await highestEpoch(options.dir)) + 1;
     const won = await claimEpoch(options.dir, { epoch, node: options.node, sealedSeq: options.store.state.seq, time: new Date().toISOString() });
     if (!won) {
       const claim = await readEpochClaim(options.dir, epoch);
+      // The winner needs a moment to take the journal and the lease: do not race it for the epoch after.
+      this.retryNotBefore = performance.now() + options.config.leaseTtlMs;
+      this.lostEpoch = epoch;
       options.logger.info('another node claimed the next epoch first; following it', { epoch, by: claim?.node ?? 'unknown' });
       return false;
     }
     options.logger.info('epoch claimed', { epoch, why, seq: options.store.state.seq });
-    await this.becomePrimary(epoch, options.configuredRole !== 'primary' || why !== 'start as primary');
+    try {
+      await this.becomePrimary(epoch, options.configuredRole !== 'primary' || why !== 'start as primary');
+    } catch (err) {
+      // The journal may already be ours: this node can neither serve nor follow any more.
+      this.roleValue = 'fenced';
+      this.fencedBecause = `taking over epoch ${epoch} failed (${(err as Error).message})`;
+      options.logger.error('promotion failed after the epoch was claimed; this node is fenced, restart it to rejoin as a secondary', { epoch, error: (err as Error).message });
+      this.roleChanged();
+    }
     return true;
   }
 
@@ -172,7 +198,6 @@ export class FailoverManager {
     holder.onLost((reason) => this.fence(reason));
     await holder.start();
     this.holder = holder;
-    options.store.setFence(() => (holder.valid() ? null : (holder.lostReason ?? 'the lease was not renewed in time')));
     this.epochValue = epoch;
     this.roleValue = 'primary';
     options.logger.info(promoted ? 'promoted to primary' : 'serving as primary', { epoch, seq: options.store.state.seq, ms: Math.round(performance.now() - started) });
@@ -223,7 +248,7 @@ export class FailoverManager {
     if (performance.now() - this.lastFollow >= FollowMs) {
       this.catchUp().catch((err: unknown) => options.logger.warn('following the journal failed', { error: (err as Error).message }));
     }
-    if (this.paused) return;
+    if (this.paused || performance.now() < this.retryNotBefore) return;
     const silent = client.silentForMs() >= options.config.heartbeatTimeoutMs;
     const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs;
     const released = watcher.released();
@@ -235,8 +260,12 @@ export class FailoverManager {
       leaseUnchangedMs: Math.round(watcher.unchangedForMs()),
       holder: lease?.holder ?? null,
     });
+    // The epoch after the quiet lease's: a claim that fails if anyone took over meanwhile. If that very
+    // epoch was lost before and the lease still has not moved, its claimant died before taking the
+    // lease: go past every claim instead.
+    const next = lease !== null && lease.epoch + 1 !== this.lostEpoch ? lease.epoch + 1 : undefined;
     this.catchUp()
-      .then(() => this.claimNext(released ? 'the primary released the lease' : 'heartbeat and lease both silent'))
+      .then(() => this.claimNext(released ? 'the primary released the lease' : 'heartbeat and lease both silent', next))
       .catch((err: unknown) => options.logger.error('promotion failed; still following', { error: (err as Error).message }))
       .finally(() => {
         this.promoting = false;

@@ -20,19 +20,34 @@ interface Pair {
   secondary: DaemonProcess;
 }
 
-async function pair(): Promise<Pair> {
-  const root = await tempDir('cpd-failover-');
-  const shared = {
+/** The configuration every node of a test installation shares. */
+function shared(root: string): Record<string, unknown> {
+  return {
     paths: { data: 'data', fileVault: path.join(root, 'FileVault') },
     auth: { tokensFile: path.join(root, 'shared', 'tokens.json') },
     failover: fastFailover,
     checkpoint: { events: { ...QuietCheckpoints.events, promotion: true }, coalesceMs: 0 },
   };
-  await fs.mkdir(path.join(root, 'a'));
-  await fs.mkdir(path.join(root, 'b'));
-  const primary = await DaemonProcess.start({ dir: path.join(root, 'a'), config: { ...shared, node: { name: 'a', role: 'primary' } } });
-  const secondary = await DaemonProcess.start({ dir: path.join(root, 'b'), config: { ...shared, node: { name: 'b', role: 'secondary' } }, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
+}
+
+/** Start node `name` of the installation in `root` (its own folder, the shared vault and tokens). */
+async function node(root: string, name: string, role: 'primary' | 'secondary'): Promise<DaemonProcess> {
+  await fs.mkdir(path.join(root, name), { recursive: true });
+  return DaemonProcess.start({ dir: path.join(root, name), config: { ...shared(root), node: { name, role } }, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
+}
+
+async function pair(): Promise<Pair> {
+  const root = await tempDir('cpd-failover-');
+  const primary = await node(root, 'a', 'primary');
+  const secondary = await node(root, 'b', 'secondary');
   return { root, primary, secondary };
+}
+
+const promotedTo = (d: DaemonProcess): boolean => d.lines.some((l) => l.message === 'promoted to primary');
+
+async function seedSpace(d: DaemonProcess): Promise<void> {
+  expect((await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['writer'] } })).status).to.equal(201);
+  expect((await d.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
 }
 
 async function status(d: DaemonProcess): Promise<{ failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } }> {
@@ -44,7 +59,9 @@ async function status(d: DaemonProcess): Promise<{ failover: { role: string; epo
 describe('failover (real daemons sharing a FileVault)', function () {
   this.timeout(60_000);
   let p: Pair | null = null;
+  const extra: DaemonProcess[] = [];
   afterEach(async () => {
+    for (const d of extra.splice(0)) await d.kill('SIGKILL');
     if (p === null) return;
     await p.primary.cleanup();
     await p.secondary.cleanup();
@@ -108,4 +125,45 @@ describe('failover (real daemons sharing a FileVault)', function () {
       }, { what: 'the promotion checkpoint' });
     });
   }
+
+  it('brings an old primary back as a follower: it sees the higher epoch, never serves a write, and follows the new primary', async () => {
+    p = await pair();
+    const { root, primary, secondary } = p;
+    await seedSpace(primary);
+    await primary.kill('SIGKILL');
+    await waitFor(() => promotedTo(secondary), { what: 'the secondary to promote', timeoutMs: 15_000 });
+    expect((await secondary.request('PUT', '/api/space/s/object/k1', { body: { writer: 'b' } })).status).to.equal(201);
+
+    // The old primary starts again with its old configuration (role primary).
+    const back = await node(root, 'a', 'primary');
+    extra.push(back);
+    expect(back.lines.some((l) => l.message === 'configured as primary, but the lease is held by another node; following it (this node takes over if that one is gone)')).to.equal(true);
+    expect((await back.request('GET', '/primary', { token: null })).status).to.equal(503);
+    const refused = await back.request('PUT', '/api/space/s/object/k2', { body: { writer: 'a' } });
+    expect(refused.status).to.equal(503);
+    expect((await secondary.request('GET', '/api/space/s/object/k2')).status, 'the refused write is nowhere').to.equal(404);
+    expect((await secondary.request('PUT', '/api/space/s/object/k3', { body: { writer: 'b', late: true } })).status).to.equal(201);
+    await waitFor(async () => (await back.request('GET', '/api/space/s/object/k3')).status === 200, { what: 'the old primary to follow the new one' });
+    await waitFor(async () => (await status(secondary)).failover.standbys.some((s) => s.node === 'a' && s.lag === 0), { what: 'the new primary to see the old one as a caught-up standby' });
+    expect((await back.request('GET', '/standby', { token: null })).status).to.equal(200);
+  });
+
+  it('with two secondaries, exactly one promotes (one epoch claim) and the other follows it', async () => {
+    p = await pair();
+    const { root, primary, secondary } = p;
+    const third = await node(root, 'c', 'secondary');
+    extra.push(third);
+    await seedSpace(primary);
+    await waitFor(async () => (await status(primary)).failover.standbys.length === 2, { what: 'both secondaries to answer heartbeats' });
+    await primary.kill('SIGKILL');
+    await waitFor(() => promotedTo(secondary) || promotedTo(third), { what: 'a promotion', timeoutMs: 15_000 });
+    const [winner, loser] = promotedTo(secondary) ? [secondary, third] : [third, secondary];
+    expect((await winner.request('PUT', '/api/space/s/object/after', { body: { writer: 'winner' } })).status).to.equal(201);
+    await waitFor(async () => (await loser.request('GET', '/api/space/s/object/after')).status === 200, { what: 'the other secondary to follow the new primary' });
+    const dump = (d: DaemonProcess): string => d.lines.filter((l) => /epoch|promot|claim|lease|follow|journal/.test(String(l.message))).map((l) => JSON.stringify(l)).join('\n');
+    expect(promotedTo(loser), `winner:\n${dump(winner)}\nloser:\n${dump(loser)}`).to.equal(false);
+    expect((await loser.request('GET', '/primary', { token: null })).status, `winner:\n${dump(winner)}\nloser:\n${dump(loser)}`).to.equal(503);
+    const epochs = (await fs.readdir(path.join(root, 'FileVault', 'failover'))).filter((n) => n.startsWith('epoch-')).sort();
+    expect(epochs).to.deep.equal(['epoch-000000001', 'epoch-000000002']);
+  });
 });
