@@ -7,6 +7,7 @@
  */
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { DaemonProcess, QuietCheckpoints, tempDir } from '../helpers/daemon-process.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -43,11 +44,57 @@ async function pair(): Promise<Pair> {
   return { root, primary, secondary };
 }
 
+/** A TCP proxy on a loopback port that can cut every connection through it (a network partition). */
+class CuttableProxy {
+  private readonly sockets = new Set<net.Socket>();
+  private cut = false;
+  private constructor(private readonly server: net.Server, readonly port: number) {}
+
+  static async start(targetPort: number): Promise<CuttableProxy> {
+    const holder: { proxy?: CuttableProxy } = {};
+    const server = net.createServer((client) => {
+      const proxy = holder.proxy!;
+      if (proxy.cut) return void client.destroy();
+      const upstream = net.connect(targetPort, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        proxy.sockets.add(s);
+        s.on('close', () => proxy.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    holder.proxy = new CuttableProxy(server, (server.address() as net.AddressInfo).port);
+    return holder.proxy;
+  }
+
+  /** Drop every connection and refuse new ones until {@link heal}. */
+  partition(): void {
+    this.cut = true;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  heal(): void {
+    this.cut = false;
+  }
+
+  async close(): Promise<void> {
+    this.partition();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
 const promotedTo = (d: DaemonProcess): boolean => d.lines.some((l) => l.message === 'promoted to primary');
 
 async function seedSpace(d: DaemonProcess): Promise<void> {
   expect((await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['writer'] } })).status).to.equal(201);
   expect((await d.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+}
+
+async function secondaryStatus(d: DaemonProcess): Promise<{ role: string; heartbeatSilentMs: number | null; leaseUnchangedMs: number | null }> {
+  const res = await d.request('GET', '/api/admin/status');
+  expect(res.status, res.text).to.equal(200);
+  return (res.body as { data: { failover: { role: string; heartbeatSilentMs: number | null; leaseUnchangedMs: number | null } } }).data.failover;
 }
 
 async function status(d: DaemonProcess): Promise<{ failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } }> {
@@ -165,5 +212,86 @@ describe('failover (real daemons sharing a FileVault)', function () {
     expect((await loser.request('GET', '/primary', { token: null })).status, `winner:\n${dump(winner)}\nloser:\n${dump(loser)}`).to.equal(503);
     const epochs = (await fs.readdir(path.join(root, 'FileVault', 'failover'))).filter((n) => n.startsWith('epoch-')).sort();
     expect(epochs).to.deep.equal(['epoch-000000001', 'epoch-000000002']);
+  });
+
+  it('does not promote when only the heartbeat path is cut while the primary still renews its lease (network partition)', async () => {
+    const root = await tempDir('cpd-failover-');
+    const primaryPort = await DaemonProcess.freePort();
+    const proxy = await CuttableProxy.start(primaryPort);
+    try {
+      // The lease names the proxy as the primary's address, so the secondary's heartbeat goes through it.
+      await fs.mkdir(path.join(root, 'a'));
+      const primary = await DaemonProcess.start({ dir: path.join(root, 'a'), config: { ...shared(root), node: { name: 'a', role: 'primary' }, api: { port: primaryPort, publicUrl: `http://127.0.0.1:${proxy.port}` } } });
+      const secondary = await node(root, 'b', 'secondary');
+      p = { root, primary, secondary };
+      await seedSpace(primary);
+      await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'heartbeats through the proxy' });
+      proxy.partition();
+      // Well past heartbeatTimeoutMs and leaseTtlMs: the heartbeat is silent, the lease keeps moving.
+      const cutAt = Date.now();
+      let writes = 0;
+      await waitFor(async () => {
+        const res = await primary.request('PUT', `/api/space/s/object/p${writes}`, { body: { writer: 'a' } });
+        expect(res.status, 'the primary keeps serving').to.equal(201);
+        writes++;
+        const s = await secondaryStatus(secondary);
+        expect(s.role).to.equal('secondary');
+        return Date.now() - cutAt > 3 * fastFailover.leaseTtlMs && s.heartbeatSilentMs! > 2 * fastFailover.heartbeatTimeoutMs && s.leaseUnchangedMs! < fastFailover.leaseTtlMs;
+      }, { what: 'three lease TTLs of partition without a promotion', timeoutMs: 20_000, intervalMs: 100 });
+      expect(promotedTo(secondary)).to.equal(false);
+      expect((await secondary.request('GET', '/primary', { token: null })).status).to.equal(503);
+      proxy.heal();
+      await waitFor(async () => (await secondaryStatus(secondary)).heartbeatSilentMs! < fastFailover.heartbeatTimeoutMs, { what: 'heartbeats again after the partition heals' });
+      await waitFor(async () => (await secondary.request('GET', `/api/space/s/object/p${writes - 1}`)).status === 200, { what: 'the secondary to have followed the writes made during the partition' });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('fences a primary that loses the FileVault before the secondary promotes, and it acknowledges nothing after', async () => {
+    const root = await tempDir('cpd-failover-');
+    // The primary reaches the shared vault through a link of its own, which the test breaks: the vault is gone for it alone.
+    const vault = path.join(root, 'FileVault');
+    await fs.mkdir(vault);
+    const view = path.join(root, 'a-vault');
+    await fs.symlink(vault, view);
+    await fs.mkdir(path.join(root, 'a'));
+    const primary = await DaemonProcess.start({ dir: path.join(root, 'a'), config: { ...shared(root), node: { name: 'a', role: 'primary' }, paths: { data: 'data', fileVault: view } } });
+    const secondary = await node(root, 'b', 'secondary');
+    p = { root, primary, secondary };
+    await seedSpace(primary);
+    await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
+
+    const acknowledged = new Map<string, number>();
+    let refusedAfterFence = 0;
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        // When the request was sent: an acknowledgement is sent after it, and never after the fence.
+        const sent = Date.now();
+        const res = await primary.request('PUT', `/api/space/s/object/v${i}`, { body: { writer: 'a', i } });
+        if (res.status === 201) acknowledged.set(`v${i}`, sent);
+        else if (primary.lines.some((l) => l.message.startsWith('lease lost'))) refusedAfterFence++;
+      }
+    })();
+    await waitFor(() => acknowledged.size >= 20, { what: 'writes before the vault goes' });
+    await fs.rename(view, `${view}.gone`);
+    await waitFor(() => promotedTo(secondary), { what: 'the secondary to promote', timeoutMs: 15_000 });
+    stop = true;
+    await writer;
+
+    const fenced = primary.lines.find((l) => l.message.startsWith('lease lost'));
+    const claimed = secondary.lines.find((l) => l.message === 'epoch claimed');
+    expect(fenced, 'the old primary fenced itself').to.not.equal(undefined);
+    expect(Date.parse(String(fenced!.timestamp)), 'fenced before the secondary claimed the epoch').to.be.below(Date.parse(String(claimed!.timestamp)));
+    expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(503);
+    expect((await primary.request('PUT', '/api/space/s/object/late', { body: { writer: 'a' } })).status).to.equal(503);
+    expect(refusedAfterFence, 'writes were refused once fenced').to.be.above(0);
+    const lastAckedSent = Math.max(...acknowledged.values());
+    expect(lastAckedSent, 'no request sent after the fence was acknowledged').to.be.at.most(Date.parse(String(fenced!.timestamp)) + 1);
+    // Everything it acknowledged is on the new primary.
+    const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string }[] };
+    const present = new Set(listed.data.map((o) => o.key));
+    expect([...acknowledged.keys()].filter((k) => !present.has(k))).to.deep.equal([]);
   });
 });
