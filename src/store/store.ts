@@ -130,13 +130,14 @@ export class Store {
         return undefined;
       },
     });
-    if (scan.lastSeq < baseSeq) {
+    const end = journalEnd(scan, await listJournalFiles(options.journalDir));
+    if (end < baseSeq) {
       throw new Error(
-        `the journal ends at seq ${scan.lastSeq} but the checkpoint to start from is at seq ${baseSeq}: journal files are missing from ${options.journalDir}; ` +
+        `the journal ends at seq ${end} but the checkpoint to start from is at seq ${baseSeq}: journal files are missing from ${options.journalDir}; ` +
           'put them back (from a backup of the FileVault) and start again',
       );
     }
-    logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: scan.lastSeq, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
+    logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: end, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
     const recovery = { scan, replayed, baseSeq };
     const epoch = Math.max(scan.lastEpoch, 1);
     if (options.readOnly === true) return new Store(options, null, state, recovery, logger, epoch, restoreRefs);
@@ -144,7 +145,7 @@ export class Store {
     const holder: { store?: Store } = {};
     const writer = await JournalWriter.open({
       dir: options.journalDir,
-      nextSeq: scan.lastSeq + 1,
+      nextSeq: end + 1,
       epoch,
       sync: options.sync,
       groupCommitMs: options.groupCommitMs,
@@ -301,9 +302,10 @@ export class Store {
         onRecord: (record: JournalRecord) => this.follow(record),
       });
       const holder: { store?: Store } = { store: this };
+      const end = journalEnd(scan, await listJournalFiles(options.journalDir));
       const writer = await JournalWriter.open({
         dir: options.journalDir,
-        nextSeq: scan.lastSeq + 1,
+        nextSeq: end + 1,
         epoch,
         sync: options.sync,
         groupCommitMs: options.groupCommitMs,
@@ -316,7 +318,7 @@ export class Store {
       this.writer = writer;
       this.tail = null;
       this.epochValue = epoch;
-      logger.info('journal taken over', { epoch, sealedSeq: scan.lastSeq, applied: scan.lastSeq - fromSeq, tailCut: scan.cut });
+      logger.info('journal taken over', { epoch, sealedSeq: end, applied: end - fromSeq, tailCut: scan.cut });
     });
     this.following = run.catch(() => undefined);
     return run;
@@ -353,6 +355,15 @@ export class Store {
   async close(): Promise<void> {
     await this.writer?.close();
   }
+}
+
+/**
+ * The seq of the journal's last record. Pruning can leave only files that hold
+ * no record yet (a new file after a checkpoint's roll): then the journal ends
+ * just before the newest file's first seq.
+ */
+function journalEnd(scan: ScanResult, files: JournalFile[]): number {
+  return Math.max(scan.lastSeq, (files.at(-1)?.firstSeq ?? 1) - 1);
 }
 
 function checkJournalReachesBack(files: JournalFile[], baseSeq: number): void {

@@ -171,6 +171,30 @@ describe('automatic checkpoints (in-process)', function () {
     }
   });
 
+  it('starts from a checkpoint when pruning left only an empty journal file after it, and goes on at the next seq', async () => {
+    const r = await rig(root, { coalesceMs: 0, retention: { keepLast: 1, keepWithinMs: null } });
+    let seq: number;
+    try {
+      await seed(r.store);
+      seq = r.store.state.seq;
+      r.auto.fire('schedule');
+      await waitFor(async () => r.auto.status().state === 'idle' && (await r.catalogue.list()).length === 1, { what: 'the checkpoint' });
+      await waitFor(async () => (await r.store.journalFiles()).length === 1, { what: 'the journal before it to be pruned' });
+    } finally {
+      await close(r);
+    }
+    const files = await fs.readdir(path.join(root, 'journal'));
+    expect(files).to.deep.equal([`journal-${String(seq + 1).padStart(9, '0')}.log`]);
+    expect((await fs.stat(path.join(root, 'journal', files[0]!))).size, 'nothing written after the checkpoint').to.equal(0);
+    const again = await rig(root);
+    try {
+      expect(again.store.recovery.baseSeq).to.equal(seq);
+      expect((await again.store.commit(commit('s1', put('next', { kind: 'next' })))).seq).to.equal(seq + 1);
+    } finally {
+      await close(again);
+    }
+  });
+
   it('refuses to start when the journal was pruned and no checkpoint of this installation covers it', async () => {
     const r = await rig(root, { coalesceMs: 0, retention: { keepLast: 1, keepWithinMs: null } });
     try {
