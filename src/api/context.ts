@@ -3,7 +3,7 @@ import type { Checkpointer } from '../checkpoint/index.js';
 import type { Config, NodeRole } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/index.js';
-import type { FailoverStatus } from '../failover/index.js';
+import type { FailoverManager, FailoverStatus } from '../failover/index.js';
 import type { AutoCheckpointer } from '../triggers/index.js';
 import type { TokenStore } from './token-store.js';
 
@@ -18,6 +18,8 @@ export interface ApiContext {
   auto(): AutoCheckpointer | null;
   /** The failover role machine's view (null while starting). */
   failover(): FailoverStatus | null;
+  /** The failover role machine (null while starting). */
+  failoverManager(): FailoverManager | null;
   /** The node's current role. */
   role(): NodeRole;
   /** False while starting or shutting down: health answers 503. */

@@ -6,6 +6,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminRoutes } from './admin-routes.js';
 import { checkpointRoutes } from './checkpoint-routes.js';
+import { failoverRoutes } from './failover-routes.js';
 import { ChallengeError } from './auth.js';
 import type { ApiContext } from './context.js';
 import { healthRoutes } from './health-routes.js';
@@ -85,5 +86,6 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
   objectRoutes(app, ctx);
   adminRoutes(app, ctx);
   checkpointRoutes(app, ctx);
+  failoverRoutes(app, ctx);
   return app;
 }

@@ -87,6 +87,7 @@ export class Daemon {
         checkpointer,
         auto: () => autoHolder.auto,
         failover: () => holder.daemon?.failover.status() ?? null,
+        failoverManager: () => holder.daemon?.failover ?? null,
         startedAt,
         role: () => (holder.daemon?.failover.role === 'primary' ? 'primary' : 'secondary'),
         serving: () => holder.daemon?.serving ?? false,

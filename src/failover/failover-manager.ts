@@ -32,8 +32,10 @@ import { LeaseHolder, LeaseWatcher, readLease, type Lease } from './lease.js';
 
 /** How often a secondary checks the two channels and applies the journal without a heartbeat. */
 const TickMs = 100;
-/** How often a secondary applies the journal even without a heartbeat. */
+/** How often a secondary applies the journal even without a heartbeat (and re-reads the pause mark). */
 const FollowMs = 500;
+/** Name of the cluster-wide pause mark in `FileVault/failover`: while it exists, no node promotes. */
+export const PauseFile = 'paused';
 
 /** What this node is now. */
 export type Role = 'primary' | 'secondary' | 'fenced';
@@ -102,8 +104,8 @@ export class FailoverManager {
   private lostEpoch = 0;
   private stopped = false;
   private fencedBecause: string | null = null;
-  /** Promotion off (maintenance). */
-  paused = false;
+  /** Promotion off (maintenance), as this node last read the pause mark. */
+  private paused = false;
 
   constructor(private readonly options: FailoverManagerOptions) {}
 
@@ -127,6 +129,7 @@ export class FailoverManager {
       return this.fencedBecause ?? this.holder?.lostReason ?? 'this node does not hold the lease';
     });
     this.token = await clusterToken(options.config.clusterTokenFile);
+    await this.readPaused();
     this.hub = new HeartbeatServer({
       server: options.server,
       token: () => this.token,
@@ -232,8 +235,28 @@ export class FailoverManager {
     this.roleChanged();
   }
 
+  /**
+   * Pause (true) or resume automatic promotion for the whole installation:
+   * the mark lives in the FileVault, so every secondary sees it.
+   */
+  async setPaused(paused: boolean, by: string): Promise<void> {
+    const file = path.join(this.options.dir, PauseFile);
+    if (paused) await fs.writeFile(file, JSON.stringify({ by, node: this.options.node, time: new Date().toISOString() }) + '\n');
+    else await fs.rm(file, { force: true });
+    this.paused = paused;
+    this.options.logger.warn(paused ? 'automatic promotion paused for the installation' : 'automatic promotion resumed', { by });
+  }
+
+  private async readPaused(): Promise<void> {
+    this.paused = await fs.access(path.join(this.options.dir, PauseFile)).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : this.paused),
+    );
+  }
+
   private async catchUp(): Promise<void> {
     this.lastFollow = performance.now();
+    await this.readPaused();
     const { gap } = await this.options.store.catchUp();
     if (gap !== null) {
       this.options.logger.error('the journal this node needs was pruned before it read it; restart it to load the newest checkpoint', gap);

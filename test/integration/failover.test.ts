@@ -32,9 +32,10 @@ function shared(root: string): Record<string, unknown> {
 }
 
 /** Start node `name` of the installation in `root` (its own folder, the shared vault and tokens). */
-async function node(root: string, name: string, role: 'primary' | 'secondary'): Promise<DaemonProcess> {
+async function node(root: string, name: string, role: 'primary' | 'secondary', failover: Record<string, unknown> = {}): Promise<DaemonProcess> {
   await fs.mkdir(path.join(root, name), { recursive: true });
-  return DaemonProcess.start({ dir: path.join(root, name), config: { ...shared(root), node: { name, role } }, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
+  const config = { ...shared(root), node: { name, role }, failover: { ...fastFailover, ...failover } };
+  return DaemonProcess.start({ dir: path.join(root, name), config, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
 }
 
 async function pair(): Promise<Pair> {
@@ -91,10 +92,17 @@ async function seedSpace(d: DaemonProcess): Promise<void> {
   expect((await d.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
 }
 
-async function secondaryStatus(d: DaemonProcess): Promise<{ role: string; heartbeatSilentMs: number | null; leaseUnchangedMs: number | null }> {
+interface FailoverView {
+  role: string;
+  paused: boolean;
+  heartbeatSilentMs: number | null;
+  leaseUnchangedMs: number | null;
+}
+
+async function secondaryStatus(d: DaemonProcess): Promise<FailoverView> {
   const res = await d.request('GET', '/api/admin/status');
   expect(res.status, res.text).to.equal(200);
-  return (res.body as { data: { failover: { role: string; heartbeatSilentMs: number | null; leaseUnchangedMs: number | null } } }).data.failover;
+  return (res.body as { data: { failover: FailoverView } }).data.failover;
 }
 
 async function status(d: DaemonProcess): Promise<{ failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } }> {
@@ -293,5 +301,38 @@ describe('failover (real daemons sharing a FileVault)', function () {
     const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string }[] };
     const present = new Set(listed.data.map((o) => o.key));
     expect([...acknowledged.keys()].filter((k) => !present.has(k))).to.deep.equal([]);
+  });
+
+  it('pauses automatic promotion for the installation and resumes it; runs failover.onRoleChange with the role and epoch', async () => {
+    const root = await tempDir('cpd-failover-');
+    const hook = path.join(root, 'on-role-change.sh');
+    // The daemon runs in its node's folder: each node appends to its own roles.txt.
+    await fs.writeFile(hook, '#!/bin/sh\necho "$1 $2 $CHECKPOINTD_ROLE" >> roles.txt\n', { mode: 0o755 });
+    const primary = await node(root, 'a', 'primary', { onRoleChange: hook });
+    const secondary = await node(root, 'b', 'secondary', { onRoleChange: hook });
+    p = { root, primary, secondary };
+    const roles = async (name: string): Promise<string[]> => (await fs.readFile(path.join(root, name, 'roles.txt'), 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
+    await waitFor(async () => (await roles('a')).length === 1 && (await roles('b')).length === 1, { what: 'the hook to run on both nodes' });
+    expect(await roles('a')).to.deep.equal(['primary 1 primary']);
+    expect(await roles('b')).to.deep.equal(['secondary 1 secondary']);
+
+    const paused = await primary.request('POST', '/api/admin/failover/pause');
+    expect(paused.status, paused.text).to.equal(200);
+    expect((paused.body as { data: { paused: boolean } }).data.paused).to.equal(true);
+    expect((await primary.request('POST', '/api/admin/failover/pause', { token: null })).status).to.equal(401);
+    await waitFor(async () => (await secondaryStatus(secondary)).paused, { what: 'the secondary to see the pause' });
+    await primary.kill('SIGKILL');
+    // Both channels go well past their limits, and the paused secondary stays a secondary.
+    await waitFor(async () => {
+      const s = await secondaryStatus(secondary);
+      expect(s.role).to.equal('secondary');
+      return s.heartbeatSilentMs! > 2 * fastFailover.heartbeatTimeoutMs && s.leaseUnchangedMs! > 2 * fastFailover.leaseTtlMs;
+    }, { what: 'both channels silent past twice their limits', timeoutMs: 15_000 });
+    expect(promotedTo(secondary)).to.equal(false);
+    const resumed = await secondary.request('POST', '/api/admin/failover/resume');
+    expect(resumed.status, resumed.text).to.equal(200);
+    await waitFor(() => promotedTo(secondary), { what: 'the promotion once resumed' });
+    await waitFor(async () => (await roles('b')).length === 2, { what: 'the hook after the promotion' });
+    expect(await roles('b')).to.deep.equal(['secondary 1 secondary', 'primary 2 primary']);
   });
 });
