@@ -113,6 +113,11 @@ export class Daemon {
           if (promoted) auto.event('promotion');
           else if (crash !== null) auto.event('crash-recovery');
         },
+        onNotPrimary: async () => {
+          const auto = autoHolder.auto;
+          autoHolder.auto = null;
+          await auto?.stop();
+        },
       });
       try {
         await app.listen({ host: config.api.host, port: config.api.port });

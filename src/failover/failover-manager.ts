@@ -24,6 +24,7 @@ import { promises as fs } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import type { FailoverConfig, NodeRole } from '../config/index.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/index.js';
 import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
@@ -56,6 +57,8 @@ export interface FailoverManagerOptions {
   newestCheckpoint: () => number | null;
   /** Called once this node serves as primary (`promoted`: it took over from another). */
   onPrimary: (epoch: number, promoted: boolean) => Promise<void>;
+  /** Called when this node stops serving as primary (fenced, or handed over). */
+  onNotPrimary: () => Promise<void>;
 }
 
 /** What status shows. */
@@ -214,6 +217,7 @@ export class FailoverManager {
     this.fencedBecause = reason;
     this.options.logger.error('lease lost: this node no longer acknowledges commits; restart it to rejoin as a secondary', { reason, epoch: this.epochValue });
     this.roleChanged();
+    this.options.onNotPrimary().catch((err: unknown) => this.options.logger.warn('stopping the primary\'s duties failed', { error: (err as Error).message }));
   }
 
   private async follow(): Promise<void> {
@@ -274,7 +278,8 @@ export class FailoverManager {
     if (this.paused || performance.now() < this.retryNotBefore) return;
     const silent = client.silentForMs() >= options.config.heartbeatTimeoutMs;
     const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs;
-    const released = watcher.released();
+    // A lease released for a named candidate is that node's alone to take at once.
+    const released = watcher.released() && lease !== null && lease.holder !== options.node && (lease.candidate === undefined || lease.candidate === options.node);
     if (!(released || (silent && stale))) return;
     this.promoting = true;
     options.logger.warn('the primary is gone; promoting', {
@@ -313,6 +318,35 @@ export class FailoverManager {
     child.on('exit', (code) => {
       if (code !== 0) this.options.logger.warn('failover.onRoleChange exited with an error', { command, role, code });
     });
+  }
+
+  /**
+   * Hand the primary role to a standby now (to `candidate`, or to the
+   * connected standby that is furthest along): stop acknowledging, answer the
+   * commits in flight, hand the journal over, release the lease naming the
+   * successor (who takes it at once, without waiting for the TTL), and follow.
+   */
+  async switchover(candidate?: string): Promise<{ from: string; to: string }> {
+    const { options } = this;
+    const holder = this.holder;
+    if (this.roleValue !== 'primary' || holder === null) throw new ConflictError('this node is not the primary; send the switchover to the primary (GET /api/admin/status names the lease holder)');
+    const standbys = this.hub?.standbyInfo() ?? [];
+    if (candidate !== undefined && !standbys.some((s) => s.node === candidate)) {
+      throw new NotFoundError(`no connected standby is named ${candidate}; connected: ${standbys.map((s) => s.node).join(', ') || 'none'}`);
+    }
+    const to = candidate ?? [...standbys].sort((a, b) => a.lag - b.lag || a.lastAckAgoMs - b.lastAckAgoMs)[0]?.node;
+    if (to === undefined) throw new ConflictError('no standby is connected to take over; start one first');
+    const started = performance.now();
+    options.logger.warn('switchover: handing the primary role over', { to, seq: options.store.state.seq, epoch: this.epochValue });
+    this.roleValue = 'secondary'; // the fence refuses new commits from here on
+    await options.onNotPrimary();
+    await options.store.demote();
+    await holder.release(to);
+    holder.stop();
+    this.holder = null;
+    await this.follow();
+    options.logger.info('switchover: handed over', { to, seq: options.store.state.seq, ms: Math.round(performance.now() - started) });
+    return { from: options.node, to };
   }
 
   /** Status for `GET /api/admin/status`. */

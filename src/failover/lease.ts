@@ -55,6 +55,8 @@ export interface Lease {
   time: string;
   /** True once the holder gave the lease up (clean shutdown, switchover). */
   released: boolean;
+  /** With `released`: the one node that should take over (a switchover to a chosen node); absent: any. */
+  candidate?: string;
 }
 
 /** `lease.json` exists but is not a lease (bad JSON or wrong shape). */
@@ -78,6 +80,7 @@ function shapeProblem(value: unknown): string | null {
   if (!Number.isSafeInteger(v.counter) || (v.counter as number) < 0) return '"counter" is not a non-negative integer';
   if (typeof v.time !== 'string') return '"time" is not a string';
   if (typeof v.released !== 'boolean') return '"released" is not true or false';
+  if (v.candidate !== undefined && typeof v.candidate !== 'string') return '"candidate" is not a node name';
   return null;
 }
 
@@ -111,7 +114,7 @@ export async function readLease(dir: string): Promise<Lease | null> {
     );
   }
   const v = value as Lease;
-  return { holder: v.holder, url: v.url, epoch: v.epoch, counter: v.counter, time: v.time, released: v.released };
+  return { holder: v.holder, url: v.url, epoch: v.epoch, counter: v.counter, time: v.time, released: v.released, ...(v.candidate === undefined ? {} : { candidate: v.candidate }) };
 }
 
 /**
@@ -119,8 +122,8 @@ export async function readLease(dir: string): Promise<Lease | null> {
  * fsync, rename, fsync the folder. The temp file is removed on failure.
  */
 export async function writeLease(dir: string, lease: Lease): Promise<void> {
-  const { holder, url, epoch, counter, time, released } = lease;
-  const text = JSON.stringify({ holder, url, epoch, counter, time, released }) + '\n';
+  const { holder, url, epoch, counter, time, released, candidate } = lease;
+  const text = JSON.stringify({ holder, url, epoch, counter, time, released, ...(candidate === undefined ? {} : { candidate }) }) + '\n';
   const temp = tempPathFor(dir, LeaseFile);
   const handle = await fs.open(temp, 'wx', 0o644);
   try {
@@ -273,7 +276,7 @@ export class LeaseHolder {
    * renewing. Writes nothing when the lease is no longer valid or another
    * node already holds it (that file is theirs). Waits for a renewal in flight.
    */
-  async release(): Promise<void> {
+  async release(candidate?: string): Promise<void> {
     const wasValid = this.valid();
     this.halt('stopped');
     await this.renewing;
@@ -287,7 +290,7 @@ export class LeaseHolder {
         this.options.logger.info('lease not released: another node holds it', { file: this.file, reason: taken });
         return;
       }
-      await this.write(true);
+      await this.write(true, candidate);
     } catch (err) {
       throw new UnavailableError(
         `could not release the lease ${this.file}: ${messageOf(err)}; a secondary takes over once the lease TTL has passed instead`,
@@ -354,10 +357,10 @@ export class LeaseHolder {
     }
   }
 
-  private async write(released: boolean): Promise<void> {
+  private async write(released: boolean, candidate?: string): Promise<void> {
     const { node, url, epoch } = this.options;
     this.attempts += 1;
-    await writeLease(this.options.dir, { holder: node, url, epoch, counter: this.attempts, time: new Date().toISOString(), released });
+    await writeLease(this.options.dir, { holder: node, url, epoch, counter: this.attempts, time: new Date().toISOString(), released, ...(candidate === undefined ? {} : { candidate }) });
   }
 
   private scheduleRenewal(lastStart: number): void {

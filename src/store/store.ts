@@ -345,6 +345,27 @@ export class Store {
     this.head = this.visibleState;
   }
 
+  /**
+   * Stop writing the journal and follow it again (a switchover): the commits
+   * already handed to the journal are answered first; the caller's fence
+   * refuses new ones meanwhile.
+   */
+  demote(): Promise<void> {
+    const run = this.following.then(async () => {
+      const writer = this.writer;
+      if (writer === null) return;
+      await this.lastDurable.catch(() => undefined);
+      await writer.close();
+      this.writer = null;
+      this.pending = [];
+      this.head = this.visibleState;
+      this.tail = new JournalTail(this.options.journalDir, this.visibleState.seq + 1);
+      this.logger.info('journal handed over; following it', { seq: this.visibleState.seq });
+    });
+    this.following = run.catch(() => undefined);
+    return run;
+  }
+
   /** Roll the journal to a new file (a checkpoint's boundary). */
   async rollJournal(): Promise<string> {
     if (this.writer === null) throw new UnavailableError('this node does not write the journal');

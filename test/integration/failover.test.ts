@@ -335,4 +335,53 @@ describe('failover (real daemons sharing a FileVault)', function () {
     await waitFor(async () => (await roles('b')).length === 2, { what: 'the hook after the promotion' });
     expect(await roles('b')).to.deep.equal(['secondary 1 secondary', 'primary 2 primary']);
   });
+
+  for (const how of ['POST /api/admin/failover/switchover', 'a clean SIGTERM of the primary'] as const) {
+    it(`hands over at once with ${how}, without waiting for the lease TTL, and loses no acknowledged write`, async () => {
+      // Timeouts far longer than the waits below: only a hand-over can make the new primary serve in time.
+      const slow = { heartbeatTimeoutMs: 20_000, leaseTtlMs: 30_000, renewMs: 200, safetyMarginMs: 300 };
+      const root = await tempDir('cpd-failover-');
+      const primary = await node(root, 'a', 'primary', slow);
+      const secondary = await node(root, 'b', 'secondary', slow);
+      p = { root, primary, secondary };
+      await seedSpace(primary);
+      await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
+
+      const acknowledged = new Map<string, unknown>();
+      let stop = false;
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          const value = { writer: `w${w}`, i };
+          const res = await primary.request('PUT', `/api/space/s/object/w${w}-${i}`, { body: value }).catch(() => null);
+          if (res === null) return;
+          if (res.status === 201) acknowledged.set(`w${w}-${i}`, value);
+          else if (res.status !== 503) throw new Error(`unexpected ${res.status}: ${res.text}`);
+        }
+      });
+      await waitFor(() => acknowledged.size >= 50, { what: 'some acknowledged writes' });
+      if (how === 'a clean SIGTERM of the primary') {
+        await primary.kill('SIGTERM');
+        expect(primary.exit).to.deep.equal({ code: 0, signal: null });
+      } else {
+        const res = await primary.request('POST', '/api/admin/failover/switchover', { body: { candidate: 'b' } });
+        expect(res.status, res.text).to.equal(200);
+        expect((res.body as { data: { from: string; to: string } }).data).to.include({ from: 'a', to: 'b' });
+      }
+      await waitFor(() => promotedTo(secondary), { what: 'the hand-over', timeoutMs: 8000 });
+      stop = true;
+      await Promise.all(writers);
+      expect(secondary.lines.find((l) => l.message === 'the primary is gone; promoting')!.released).to.equal(true);
+      await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary', timeoutMs: 8000 });
+      const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+      const present = new Map(listed.data.map((o) => [o.key, o.data]));
+      expect([...acknowledged.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(acknowledged.get(k)))).to.deep.equal([]);
+      if (how === 'POST /api/admin/failover/switchover') {
+        // The old primary follows the new one and refuses writes.
+        expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(503);
+        expect((await primary.request('PUT', '/api/space/s/object/late', { body: { writer: 'a' } })).status).to.equal(503);
+        expect((await secondary.request('PUT', '/api/space/s/object/after', { body: { writer: 'b' } })).status).to.equal(201);
+        await waitFor(async () => (await primary.request('GET', '/api/space/s/object/after')).status === 200, { what: 'the old primary to follow' });
+      }
+    });
+  }
 });
