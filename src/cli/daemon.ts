@@ -63,17 +63,19 @@ export class Daemon {
       await catalogue.init();
       const journalFirstSeq = (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null;
       const base = await loadStartBase(catalogue, installation, journalFirstSeq, logger);
-      const store = await Store.open({
-        journalDir: vault.journal,
-        sync: config.journal.sync,
-        groupCommitMs: config.journal.groupCommitMs,
-        syncIntervalMs: config.journal.syncIntervalMs,
-        logger,
-        // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
-        readOnly: true,
-        replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
-        ...(base === null ? {} : { base: base.state }),
-      });
+      // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
+      const openFollower = async (start: typeof base): Promise<Store> =>
+        Store.open({
+          journalDir: vault.journal,
+          sync: config.journal.sync,
+          groupCommitMs: config.journal.groupCommitMs,
+          syncIntervalMs: config.journal.syncIntervalMs,
+          logger,
+          readOnly: true,
+          replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
+          ...(start === null ? {} : { base: start.state }),
+        });
+      const store = await openFollower(base);
       const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, installation });
       const autoHolder: { auto: AutoCheckpointer | null } = { auto: null };
       let publicUrl = config.api.publicUrl ?? '';
@@ -113,6 +115,7 @@ export class Daemon {
           if (promoted) auto.event('promotion');
           else if (crash !== null) auto.event('crash-recovery');
         },
+        rebuild: async () => openFollower(await loadStartBase(catalogue, installation, (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null, logger)),
         onNotPrimary: async () => {
           const auto = autoHolder.auto;
           autoHolder.auto = null;

@@ -59,6 +59,8 @@ export interface FailoverManagerOptions {
   onPrimary: (epoch: number, promoted: boolean) => Promise<void>;
   /** Called when this node stops serving as primary (fenced, or handed over). */
   onNotPrimary: () => Promise<void>;
+  /** A store opened read-only from the newest checkpoint and the journal, for a fenced primary to rejoin with. */
+  rebuild: () => Promise<Store>;
 }
 
 /** What status shows. */
@@ -215,9 +217,36 @@ export class FailoverManager {
     if (this.roleValue !== 'primary') return;
     this.roleValue = 'fenced';
     this.fencedBecause = reason;
-    this.options.logger.error('lease lost: this node no longer acknowledges commits; restart it to rejoin as a secondary', { reason, epoch: this.epochValue });
+    this.options.logger.error('lease lost: this node no longer acknowledges commits; it rejoins as a secondary once the FileVault answers', { reason, epoch: this.epochValue });
     this.roleChanged();
     this.options.onNotPrimary().catch((err: unknown) => this.options.logger.warn('stopping the primary\'s duties failed', { error: (err as Error).message }));
+    this.scheduleRejoin();
+  }
+
+  /**
+   * A fenced primary rejoins as a follower as soon as the FileVault can be
+   * read again: it rebuilds its state from the checkpoint and the journal
+   * (what it held in memory may include records no successor kept) and then
+   * follows; the follower's rules decide whether it is ever primary again.
+   */
+  private scheduleRejoin(): void {
+    const attempt = async (): Promise<void> => {
+      if (this.stopped || this.roleValue !== 'fenced') return;
+      try {
+        await readLease(this.options.dir);
+        const fresh = await this.options.rebuild();
+        this.holder?.stop();
+        this.holder = null;
+        await this.options.store.adopt(fresh);
+        this.fencedBecause = null;
+        this.options.logger.warn('rejoined as a secondary after losing the lease', { seq: this.options.store.state.seq });
+        await this.follow();
+      } catch (err) {
+        this.options.logger.debug('cannot rejoin yet', { error: (err as Error).message });
+        setTimeout(() => void attempt(), this.options.config.leaseTtlMs / 2).unref();
+      }
+    };
+    setTimeout(() => void attempt(), this.options.config.leaseTtlMs / 2).unref();
   }
 
   private async follow(): Promise<void> {

@@ -366,6 +366,31 @@ export class Store {
     return run;
   }
 
+  /**
+   * Take over `fresh`'s state and journal position (a store just opened
+   * read-only from the newest checkpoint and the journal): a fenced primary
+   * rejoining as a follower trusts nothing it held in memory, since the new
+   * primary's history is the journal as it sealed it.
+   */
+  adopt(fresh: Store): Promise<void> {
+    const run = this.following.then(async () => {
+      if (this.writer !== null) {
+        await this.writer.close().catch((err: unknown) => this.logger.warn('closing the old journal writer failed', { error: (err as Error).message }));
+        this.writer = null;
+      }
+      this.pending = [];
+      this.visibleState = fresh.visibleState;
+      this.head = fresh.visibleState;
+      this.epochValue = fresh.epochValue;
+      this.restoreRefs.clear();
+      for (const [id, seq] of fresh.restoreRefs) this.restoreRefs.set(id, seq);
+      this.tail = new JournalTail(this.options.journalDir, fresh.visibleState.seq + 1);
+      this.logger.info('state rebuilt from the checkpoint and the journal; following it', { seq: fresh.visibleState.seq });
+    });
+    this.following = run.catch(() => undefined);
+    return run;
+  }
+
   /** Roll the journal to a new file (a checkpoint's boundary). */
   async rollJournal(): Promise<string> {
     if (this.writer === null) throw new UnavailableError('this node does not write the journal');

@@ -256,7 +256,7 @@ describe('failover (real daemons sharing a FileVault)', function () {
     }
   });
 
-  it('fences a primary that loses the FileVault before the secondary promotes, and it acknowledges nothing after', async () => {
+  it('fences a primary that loses the FileVault before the secondary promotes; it acknowledges nothing after, and rejoins as a secondary when the vault returns', async () => {
     const root = await tempDir('cpd-failover-');
     // The primary reaches the shared vault through a link of its own, which the test breaks: the vault is gone for it alone.
     const vault = path.join(root, 'FileVault');
@@ -301,6 +301,17 @@ describe('failover (real daemons sharing a FileVault)', function () {
     const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string }[] };
     const present = new Set(listed.data.map((o) => o.key));
     expect([...acknowledged.keys()].filter((k) => !present.has(k))).to.deep.equal([]);
+
+    // The vault comes back: the old primary sees the higher epoch, rejoins as a secondary without a restart, and follows.
+    await fs.rename(`${view}.gone`, view);
+    await waitFor(() => primary.lines.some((l) => l.message === 'rejoined as a secondary after losing the lease'), { what: 'the old primary to rejoin', timeoutMs: 10_000 });
+    expect((await secondary.request('PUT', '/api/space/s/object/after-rejoin', { body: { writer: 'b' } })).status).to.equal(201);
+    await waitFor(async () => (await primary.request('GET', '/api/space/s/object/after-rejoin')).status === 200, { what: 'the old primary to follow the new one' });
+    expect((await primary.request('PUT', '/api/space/s/object/never', { body: { writer: 'a' } })).status).to.equal(503);
+    expect((await primary.request('GET', '/standby', { token: null })).status).to.equal(200);
+    expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(503);
+    await waitFor(async () => (await status(secondary)).failover.standbys.some((s) => s.node === 'a'), { what: 'the new primary to see the old one as a standby' });
+    expect(promotedTo(primary), 'never primary again while the new one lives').to.equal(false);
   });
 
   it('pauses automatic promotion for the installation and resumes it; runs failover.onRoleChange with the role and epoch', async () => {
