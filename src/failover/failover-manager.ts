@@ -291,9 +291,13 @@ export class FailoverManager {
     this.lastFollow = performance.now();
     await this.readPaused();
     const { gap } = await this.options.store.catchUp();
-    if (gap !== null) {
-      this.options.logger.error('the journal this node needs was pruned before it read it; restart it to load the newest checkpoint', gap);
-    }
+    if (gap === null) return;
+    // The primary pruned journal this node had not read yet: start again from the newest checkpoint
+    // that verifies (an older one plus a longer journal when the newest is damaged).
+    this.options.logger.warn('the journal this node needs was pruned before it read it; loading the newest checkpoint', gap);
+    await this.options.store.adopt(await this.options.rebuild());
+    const after = await this.options.store.catchUp();
+    if (after.gap !== null) this.options.logger.error('no checkpoint reaches the journal that is left; this node cannot follow', after.gap);
   }
 
   private check(): void {
@@ -321,8 +325,17 @@ export class FailoverManager {
     // epoch was lost before and the lease still has not moved, its claimant died before taking the
     // lease: go past every claim instead.
     const next = lease !== null && lease.epoch + 1 !== this.lostEpoch ? lease.epoch + 1 : undefined;
+    const seen = lease === null ? null : JSON.stringify([lease.holder, lease.epoch, lease.counter, lease.released]);
     this.catchUp()
-      .then(() => this.claimNext(released ? 'the primary released the lease' : 'heartbeat and lease both silent', next))
+      .then(async () => {
+        // One fresh read before claiming: a lease that moved meanwhile means the primary lives.
+        const now = await readLease(options.dir);
+        if ((now === null ? null : JSON.stringify([now.holder, now.epoch, now.counter, now.released])) !== seen) {
+          options.logger.info('promotion called off: the lease moved', { holder: now?.holder ?? null, epoch: now?.epoch ?? null });
+          return false;
+        }
+        return this.claimNext(released ? 'the primary released the lease' : 'heartbeat and lease both silent', next);
+      })
       .catch((err: unknown) => options.logger.error('promotion failed; still following', { error: (err as Error).message }))
       .finally(() => {
         this.promoting = false;

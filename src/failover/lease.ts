@@ -485,6 +485,8 @@ export class LeaseWatcher {
   private lease: Lease | null = null;
   private key: string | undefined;
   private changedAt: number | undefined;
+  /** When the lease was last read successfully. */
+  private seenAt: number | undefined;
   private failing = false;
   private timer: NodeJS.Timeout | undefined;
 
@@ -499,6 +501,7 @@ export class LeaseWatcher {
     if (this.running) return;
     this.running = true;
     this.changedAt = this.now();
+    this.seenAt = this.changedAt;
     await this.poll();
     this.schedule();
   }
@@ -515,9 +518,15 @@ export class LeaseWatcher {
     return this.lease;
   }
 
-  /** Milliseconds since the lease content (holder, epoch, counter, released) was last seen to change, or since start(). */
+  /**
+   * For how long the lease content (holder, epoch, counter, released) has been
+   * SEEN unchanged: from the read that first saw it (or start()) to the latest
+   * successful read. Time without a read does not count: a process that was
+   * paused (SIGSTOP, a suspended VM, a long GC) or could not read the file
+   * has observed nothing, and must read again before the lease looks old.
+   */
   unchangedForMs(): number {
-    return this.changedAt === undefined ? 0 : this.now() - this.changedAt;
+    return this.changedAt === undefined || this.seenAt === undefined ? 0 : this.seenAt - this.changedAt;
   }
 
   /** True when the last lease read says its holder released it. */
@@ -553,10 +562,12 @@ export class LeaseWatcher {
       this.options.logger.info('lease file readable again', { file: path.join(this.options.dir, LeaseFile) });
     }
     const key = contentKey(lease);
+    const at = this.now();
     if (key !== this.key) {
       this.key = key;
-      this.changedAt = this.now();
+      this.changedAt = at;
     }
+    this.seenAt = at;
     this.lease = lease;
   }
 }

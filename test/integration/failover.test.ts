@@ -395,4 +395,103 @@ describe('failover (real daemons sharing a FileVault)', function () {
       }
     });
   }
+
+  it('starts a standby from the previous checkpoint plus the journal when the newest is damaged, and it promotes with every write', async () => {
+    const root = await tempDir('cpd-failover-');
+    const checkpoint = { events: { ...QuietCheckpoints.events, 'space-created': true }, coalesceMs: 0, retention: { keepLast: 2 } };
+    await fs.mkdir(path.join(root, 'a'));
+    const primary = await DaemonProcess.start({ dir: path.join(root, 'a'), config: { ...shared(root), node: { name: 'a', role: 'primary' }, checkpoint } });
+    await seedSpace(primary);
+    const written = new Map<string, unknown>();
+    const list = async (): Promise<{ id: number; trigger: string }[]> =>
+      ((await primary.request('GET', '/api/collection/checkpoint')).body as { data: { data: { id: number; trigger: string } }[] }).data.map((c) => c.data);
+    const created = (): number => primary.lines.filter((l) => l.message === 'checkpoint created').length;
+    await waitFor(() => created() === 1, { what: 'the checkpoint for space s' });
+    for (const [n, space] of ['t1', 't2', 't3'].entries()) {
+      for (let i = 0; i < 10; i++) {
+        const value = { writer: 'a', space, i };
+        expect((await primary.request('PUT', `/api/space/s/object/${space}-${i}`, { body: value })).status).to.equal(201);
+        written.set(`${space}-${i}`, value);
+      }
+      expect((await primary.request('POST', '/api/space', { body: { id: space, template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+      await waitFor(() => created() === n + 2, { what: `the checkpoint for ${space}` });
+    }
+    // s, t1, t2, t3 made four; keepLast 2 pruned two of them.
+    await waitFor(() => primary.lines.filter((l) => l.message === 'checkpoint pruned').length === 2, { what: 'retention to prune the oldest two' });
+    expect((await list()).length).to.equal(2);
+    for (let i = 0; i < 10; i++) {
+      expect((await primary.request('PUT', `/api/space/s/object/late-${i}`, { body: { i } })).status).to.equal(201);
+      written.set(`late-${i}`, { i });
+    }
+    const journal = (await fs.readdir(path.join(root, 'FileVault', 'journal'))).sort();
+    expect(journal[0], 'the journal before the retained checkpoints was pruned').to.not.equal('journal-000000001.log');
+    const ids = (await list()).map((c) => c.id).sort((x, y) => x - y);
+    const newest = ids.at(-1)!;
+    // Damage the newest checkpoint in the middle of its data.
+    const file = path.join(root, 'FileVault', 'checkpoint', `Checkpoint-${String(newest).padStart(9, '0')}`);
+    const bytes = await fs.readFile(file);
+    bytes[Math.floor(bytes.length * 0.6)]! ^= 0xff;
+    await fs.writeFile(file, bytes);
+
+    const secondary = await node(root, 'b', 'secondary');
+    p = { root, primary, secondary };
+    const skipped = secondary.lines.find((l) => l.message === 'start-up checkpoint skipped; trying the next older one with a longer journal replay');
+    expect(skipped?.id, 'the damaged newest checkpoint was skipped').to.equal(newest);
+    const loaded = secondary.lines.find((l) => l.message === 'start-up checkpoint loaded');
+    expect(loaded?.id, 'the previous one was loaded').to.equal(ids.at(-2));
+    await primary.kill('SIGKILL');
+    await waitFor(() => promotedTo(secondary), { what: 'the promotion', timeoutMs: 15_000 });
+    const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+    const present = new Map(listed.data.map((o) => [o.key, o.data]));
+    expect([...written.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(written.get(k)))).to.deep.equal([]);
+    expect(((await secondary.request('GET', '/api/space')).body as { data: unknown[] }).data).to.have.length(4);
+  });
+
+  it('does not promote a secondary that was paused (SIGSTOP) past every timeout, with its heartbeat cut, while the primary lived; it catches up from a checkpoint past the pruned journal', async () => {
+    const root = await tempDir('cpd-failover-');
+    const checkpoint = { events: { ...QuietCheckpoints.events, 'space-created': true }, coalesceMs: 0, retention: { keepLast: 1 } };
+    const primaryPort = await DaemonProcess.freePort();
+    const proxy = await CuttableProxy.start(primaryPort);
+    try {
+      await fs.mkdir(path.join(root, 'a'));
+      const primary = await DaemonProcess.start({
+        dir: path.join(root, 'a'),
+        config: { ...shared(root), node: { name: 'a', role: 'primary' }, checkpoint, api: { port: primaryPort, publicUrl: `http://127.0.0.1:${proxy.port}` } },
+      });
+      const secondary = await node(root, 'b', 'secondary');
+      p = { root, primary, secondary };
+      await seedSpace(primary);
+      await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
+      // Its heartbeat path is cut, then it sleeps: on waking, only the lease can tell it the primary lives.
+      proxy.partition();
+      secondary.child.kill('SIGSTOP');
+      try {
+        // While it sleeps: writes, new spaces (checkpoints) and retention prune the journal it has not read.
+        const created = (): number => primary.lines.filter((l) => l.message === 'checkpoint created').length;
+        for (const space of ['t1', 't2', 't3']) {
+          const before = created();
+          for (let i = 0; i < 5; i++) expect((await primary.request('PUT', `/api/space/s/object/${space}-${i}`, { body: { space, i } })).status).to.equal(201);
+          expect((await primary.request('POST', '/api/space', { body: { id: space, template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+          await waitFor(() => created() > before, { what: `the checkpoint for ${space}` });
+        }
+        await waitFor(async () => !(await fs.readdir(path.join(root, 'FileVault', 'journal'))).includes('journal-000000001.log'), { what: 'the journal to be pruned' });
+        // Past every timeout on the sleeper's own clock.
+        const sleepUntil = Date.now() + 2 * fastFailover.leaseTtlMs + fastFailover.heartbeatTimeoutMs;
+        await waitFor(() => Date.now() > sleepUntil, { what: 'the timeouts to pass', intervalMs: 50 });
+      } finally {
+        secondary.child.kill('SIGCONT');
+      }
+      expect((await primary.request('PUT', '/api/space/s/object/after-sleep', { body: { late: true } })).status).to.equal(201);
+      await waitFor(async () => (await secondary.request('GET', '/api/space/s/object/after-sleep')).status === 200, { what: 'the secondary to catch up past the pruned journal' });
+      expect(secondary.lines.some((l) => l.message === 'the journal this node needs was pruned before it read it; loading the newest checkpoint')).to.equal(true);
+      // Still partitioned and awake for a while: the lease it reads keeps it a secondary.
+      await waitFor(async () => (await secondaryStatus(secondary)).heartbeatSilentMs! > fastFailover.heartbeatTimeoutMs + fastFailover.leaseTtlMs, { what: 'a while awake without heartbeats' });
+      expect(promotedTo(secondary), 'a paused secondary never promotes over a living primary').to.equal(false);
+      expect(secondary.lines.some((l) => l.message === 'epoch claimed')).to.equal(false);
+      expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(200);
+      expect(((await secondary.request('GET', '/api/space')).body as { data: unknown[] }).data).to.have.length(4);
+    } finally {
+      await proxy.close();
+    }
+  });
 });

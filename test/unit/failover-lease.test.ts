@@ -359,7 +359,21 @@ describe('failover lease and epochs', function () {
       await waitFor(() => w.current()?.counter === 2, { what: 'the watcher to see counter 2', timeoutMs: 5000 });
       expect(w.unchangedForMs()).to.equal(0);
       now = 1850;
+      await delay(30);
       expect(w.unchangedForMs()).to.equal(250);
+    });
+
+    it('counts only time it has seen: without a read (a paused process) the lease does not grow older', async function () {
+      let now = 1000;
+      await writeLease(dir, lease({ counter: 1 }));
+      const w = watcher({ now: () => now });
+      await w.start();
+      now = 1300;
+      await delay(30);
+      expect(w.unchangedForMs()).to.equal(300);
+      w.stop(); // no more reads, as in a process stopped with SIGSTOP
+      now = 60_000;
+      expect(w.unchangedForMs(), 'no read, no age').to.equal(300);
     });
 
     it('counts from start() when there is no lease yet', async function () {
@@ -390,7 +404,7 @@ describe('failover lease and epochs', function () {
       await fs.rename(path.join(dir, 'scratch'), path.join(dir, 'lease.json'));
       await delay(30); // several failing polls
       expect(linesWith(lines, 'warn', 'lease file unreadable')).to.have.length(1);
-      expect(w.unchangedForMs()).to.equal(500);
+      expect(w.unchangedForMs(), 'time it could not read does not count').to.equal(0);
       expect(w.current()).to.deep.equal(first);
 
       now = 900;
