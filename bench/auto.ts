@@ -61,8 +61,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { Catalogue, Checkpointer, type CatalogueEntry, type CreateRequest } from '../src/checkpoint/index.js';
 import { CheckpointEvents, type CheckpointConfig } from '../src/config/index.js';
 import { parseJournalFileName } from '../src/journal/index.js';
@@ -70,9 +68,9 @@ import { silentLogger, type Logger } from '../src/log/index.js';
 import { Store, type Json } from '../src/store/index.js';
 import { AutoCheckpointer } from '../src/triggers/index.js';
 import { installationId, VaultPaths } from '../src/vault/index.js';
+import { collectGarbage, elapsed, fmt, keyOf, Materials, MiB, prng, States, stats, Types, Words, type Stats } from './shared.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
-const MiB = 1024 * 1024;
 const Objects = Math.max(4000, Math.round(200_000 * Scale));
 const Spaces = ['s0', 's1', 's2', 's3'];
 const Writers = 8;
@@ -104,28 +102,6 @@ const Settings: { threshold: number | null; coalesceMs: number; phases: number; 
 const PollMs = 500;
 /** The threshold of the watcher-only phase: never reached. */
 const Unreachable = 2 ** 50;
-
-/** mulberry32: a small seeded PRNG, so that runs compare. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const Types = ['Part', 'Part', 'Part', 'Assembly', 'Document', 'Drawing', 'ChangeOrder', 'Material'];
-const States = ['draft', 'in-review', 'released', 'released', 'obsolete'];
-const Words = ['bracket', 'housing', 'shaft', 'flange', 'gasket', 'spring', 'bearing', 'cover', 'plate', 'bolt', 'washer', 'clip', 'valve', 'sensor', 'cable', 'frame'];
-const Materials = ['steel', 'aluminium', 'ABS', 'brass', 'PA66', 'stainless', 'copper', 'PTFE'];
-
-/** Key number `i` of a space, scrambled (an odd multiplier is a bijection mod 2^32) so that puts do not arrive in key order. */
-function keyOf(i: number): string {
-  return `P-${(Math.imul(i + 1, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0')}`;
-}
 
 /** An object of about 300 bytes of JSON: strings, numbers, a nested object. */
 function makeValue(rand: () => number, owners: number): Json {
@@ -185,19 +161,6 @@ function journalBytesAfter(dir: string, seq: number): number {
     }
   }
   return bytes;
-}
-
-interface Stats {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-function stats(values: number[]): Stats {
-  const sorted = Float64Array.from(values).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
 }
 
 function median(values: number[]): number {
@@ -301,10 +264,6 @@ interface PhaseResult {
   /** How long the writers kept going after the window for a booked or running checkpoint to be published. */
   tailMs: number;
 }
-
-// A full collection between phases, so that no phase pays for the garbage of the one before.
-v8.setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
 
 async function settle(): Promise<void> {
   collectGarbage();
@@ -414,15 +373,10 @@ function splitByIntervals(window: Window, intervals: [number, number][]): { insi
   return { inside, outside };
 }
 
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const mib = (bytes: number) => fmt(bytes / MiB, 2);
 const pct = (bytes: number, threshold: number) => `${fmt((100 * bytes) / threshold, 1)}%`;
 const ms3 = (s: Stats) => `${s.p50.toFixed(1)} / ${s.p99.toFixed(1)} / ${s.max.toFixed(1)}`;
 const rate = (w: Window) => w.latencies.length / ((w.to - w.from) / 1000);
-
-function elapsed(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
-}
 
 /** min / median / max of `values`, each through `show`. */
 function spread(values: number[], show: (v: number) => string): string {

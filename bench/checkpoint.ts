@@ -32,13 +32,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { readCheckpointArchive } from '../src/checkpoint/archive/index.js';
 import { Catalogue, Checkpointer, type CatalogueEntry, type Compression, type Manifest } from '../src/checkpoint/index.js';
 import { silentLogger } from '../src/log/index.js';
 import { Store, type Json } from '../src/store/index.js';
 import { installationId, VaultPaths } from '../src/vault/index.js';
+import { collectGarbage, elapsed, fmt, keyOf, Materials, MiB, prng, States, stats, Types, Words, type Stats } from './shared.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
 const BaselineMs = Number(process.env.BENCH_MS ?? 3000);
@@ -53,29 +52,6 @@ const Settings: { name: string; compression: Compression; zipFlag: string }[] = 
   { name: 'deflate:1', compression: { method: 'deflate', level: 1 }, zipFlag: '-1' },
   { name: 'deflate:6', compression: { method: 'deflate', level: 6 }, zipFlag: '-6' },
 ];
-const MiB = 1024 * 1024;
-
-/** mulberry32: a small seeded PRNG, so that runs compare. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const Types = ['Part', 'Part', 'Part', 'Assembly', 'Document', 'Drawing', 'ChangeOrder', 'Material'];
-const States = ['draft', 'in-review', 'released', 'released', 'obsolete'];
-const Words = ['bracket', 'housing', 'shaft', 'flange', 'gasket', 'spring', 'bearing', 'cover', 'plate', 'bolt', 'washer', 'clip', 'valve', 'sensor', 'cable', 'frame'];
-const Materials = ['steel', 'aluminium', 'ABS', 'brass', 'PA66', 'stainless', 'copper', 'PTFE'];
-
-/** Key number `i` of a space, scrambled (an odd multiplier is a bijection mod 2^32) so that puts do not arrive in key order. */
-function keyOf(i: number): string {
-  return `P-${(Math.imul(i + 1, 0x9e3779b1) >>> 0).toString(16).padStart(8, '0')}`;
-}
 
 /** An object of about 200 bytes of JSON: strings, numbers, an array and a nested object. */
 function makeValue(rand: () => number, owners: number): Json {
@@ -98,10 +74,6 @@ function makeValue(rand: () => number, owners: number): Json {
 /** Bytes one object adds to a checkpoint: its store line, and its key in both index files (plus a share of an owner line). */
 function checkpointBytesOf(key: string, text: string): number {
   return `{"key":"${key}","value":${text}}\n`.length + 2 * (key.length + 3) + 12;
-}
-
-function elapsed(since: number): string {
-  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
 }
 
 /** Load about TargetBytes of objects into the 4 spaces, in transactions of PutsPerLoad puts, a few in flight. */
@@ -239,19 +211,6 @@ interface Window {
   seconds: number;
 }
 
-interface Stats {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-}
-
-function stats(values: number[]): Stats {
-  const sorted = Float64Array.from(values).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN };
-}
-
 /**
  * 16 writers, each committing one put at a time (durable before the next), for
  * a warm-up and then while `during` runs; the latencies of the commits started
@@ -301,17 +260,12 @@ function slowByTenth(window: Window, limit: number): number[] {
   return counts;
 }
 
-// A full collection between steps, so that no step pays for the garbage of the one before.
-v8.setFlagsFromString('--expose-gc');
-const collectGarbage = runInNewContext('gc') as () => void;
-
 async function settle(): Promise<void> {
   collectGarbage();
   await delay(100);
 }
 
 const mibps = (bytes: number, seconds: number) => bytes / MiB / seconds;
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const verdict = (ok: boolean) => (ok ? 'MET' : 'NOT MET');
 
 /** Print the checkpoint benchmark. */

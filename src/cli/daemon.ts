@@ -61,8 +61,10 @@ export class Daemon {
       const installation = await installationId(vault.root);
       const catalogue = new Catalogue(vault.checkpoint, logger, path.join(config.paths.data, CheckpointHashCache));
       await catalogue.init();
-      const journalFirstSeq = (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null;
-      const base = await loadStartBase(catalogue, installation, journalFirstSeq, logger);
+      // The newest verified collection checkpoint of this installation that the journal reaches back to.
+      const startBase = async (): ReturnType<typeof loadStartBase> =>
+        loadStartBase(catalogue, installation, (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null, logger);
+      const base = await startBase();
       // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
       const openFollower = async (start: typeof base): Promise<Store> =>
         Store.open({
@@ -115,7 +117,7 @@ export class Daemon {
           if (promoted) auto.event('promotion');
           else if (crash !== null) auto.event('crash-recovery');
         },
-        rebuild: async () => openFollower(await loadStartBase(catalogue, installation, (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null, logger)),
+        rebuild: async () => openFollower(await startBase()),
         onNotPrimary: async () => {
           const auto = autoHolder.auto;
           autoHolder.auto = null;

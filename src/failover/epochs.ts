@@ -15,22 +15,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../vault/index.js';
-
-/** Folder-fsync errors that some network file systems return although the entry is durable. */
-const RefusedFolderSyncCodes = new Set(['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM']);
-
-/**
- * fsync a folder, accepting a refusal from file systems that do not support
- * it (their server commits metadata synchronously anyway).
- */
-export async function fsyncFolder(dir: string): Promise<void> {
-  try {
-    await fsyncDir(dir);
-  } catch (err) {
-    if (!RefusedFolderSyncCodes.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-  }
-}
+import { fsyncDir, readIfExists } from '../vault/index.js';
 
 /** Digits an epoch file name's number is zero-padded to. */
 const EpochDigits = 9;
@@ -99,7 +84,7 @@ export async function claimEpoch(dir: string, claim: EpochClaim): Promise<boolea
   } finally {
     await handle.close();
   }
-  await fsyncFolder(dir);
+  await fsyncDir(dir);
   return true;
 }
 
@@ -120,13 +105,8 @@ function isClaim(value: unknown, epoch: number): value is EpochClaim {
  * claimant crashed before writing) or not a claim of that epoch.
  */
 export async function readEpochClaim(dir: string, epoch: number): Promise<EpochClaim | null> {
-  let text: string;
-  try {
-    text = await fs.readFile(path.join(dir, epochFileName(epoch)), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = await readIfExists(path.join(dir, epochFileName(epoch)));
+  if (text === null) return null;
   let value: unknown;
   try {
     value = JSON.parse(text);

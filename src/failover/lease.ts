@@ -35,8 +35,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { tempPathFor } from '../vault/index.js';
-import { epochFileName, fsyncFolder, highestEpoch } from './epochs.js';
+import { fsyncDir, readIfExists, tempPathFor } from '../vault/index.js';
+import { epochFileName, highestEpoch } from './epochs.js';
 
 /** Name of the lease file in `FileVault/failover`. */
 export const LeaseFile = 'lease.json';
@@ -91,13 +91,8 @@ function shapeProblem(value: unknown): string | null {
  */
 export async function readLease(dir: string): Promise<Lease | null> {
   const file = path.join(dir, LeaseFile);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = await readIfExists(file);
+  if (text === null) return null;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -140,7 +135,7 @@ export async function writeLease(dir: string, lease: Lease): Promise<void> {
     await fs.rm(temp, { force: true }).catch(() => undefined);
     throw err;
   }
-  await fsyncFolder(dir);
+  await fsyncDir(dir);
 }
 
 /** How a {@link LeaseHolder} renews. */

@@ -1,9 +1,10 @@
 /**
  * Journal file names (`journal-<firstSeq>.log`), listing them in seq order,
- * and fsyncing the folder after a file is created or cut.
+ * and pruning the ones no checkpoint needs any more.
  */
-import { open, readdir, unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { fsyncDir } from '../vault/index.js';
 
 /** Digits a journal file name's seq is zero-padded to. */
 const SeqDigits = 9;
@@ -47,21 +48,6 @@ export async function listJournalFiles(dir: string): Promise<JournalFile[]> {
     if (firstSeq !== null) files.push({ path: path.join(dir, name), firstSeq });
   }
   return files.sort((a, b) => a.firstSeq - b.firstSeq);
-}
-
-/** Makes a folder's entries (a created, renamed or cut file) durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch (err) {
-    // Some network file systems refuse fsync on a folder; their server commits
-    // metadata synchronously anyway, so there is nothing more to do there.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EPERM') throw err;
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

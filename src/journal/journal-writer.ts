@@ -7,7 +7,8 @@ import path from 'node:path';
 import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
 import { ConflictError, JournalWriteError } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { fsyncDir, journalFileName, listJournalFiles } from './journal-files.js';
+import { fsyncDir } from '../vault/index.js';
+import { journalFileName, listJournalFiles } from './journal-files.js';
 import { encodeRecord } from './record.js';
 
 /** How a {@link JournalWriter} writes, syncs and reports failure. */

@@ -143,16 +143,7 @@ export class Store {
     if (options.readOnly === true) return new Store(options, null, state, recovery, logger, epoch, restoreRefs);
     // The journal reports failures to the store it feeds, which exists only once the writer does.
     const holder: { store?: Store } = {};
-    const writer = await JournalWriter.open({
-      dir: options.journalDir,
-      nextSeq: end + 1,
-      epoch,
-      sync: options.sync,
-      groupCommitMs: options.groupCommitMs,
-      syncIntervalMs: options.syncIntervalMs,
-      logger,
-      onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
-    });
+    const writer = await openWriter(options, end + 1, epoch, (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq));
     holder.store = new Store(options, writer, state, recovery, logger, epoch, restoreRefs);
     return holder.store;
   }
@@ -301,18 +292,8 @@ export class Store {
         fromSeq,
         onRecord: (record: JournalRecord) => this.follow(record),
       });
-      const holder: { store?: Store } = { store: this };
       const end = journalEnd(scan, await listJournalFiles(options.journalDir));
-      const writer = await JournalWriter.open({
-        dir: options.journalDir,
-        nextSeq: end + 1,
-        epoch,
-        sync: options.sync,
-        groupCommitMs: options.groupCommitMs,
-        syncIntervalMs: options.syncIntervalMs,
-        logger,
-        onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
-      });
+      const writer = await openWriter(options, end + 1, epoch, (lastDurableSeq) => this.rollBack(lastDurableSeq));
       // A new file for the new epoch (an empty newest file is reused).
       await writer.roll();
       this.writer = writer;
@@ -401,6 +382,20 @@ export class Store {
   async close(): Promise<void> {
     await this.writer?.close();
   }
+}
+
+/** The journal writer for `options`, appending from `nextSeq` at `epoch`. */
+function openWriter(options: StoreOptions, nextSeq: number, epoch: number, onFailure: (lastDurableSeq: number) => void): Promise<JournalWriter> {
+  return JournalWriter.open({
+    dir: options.journalDir,
+    nextSeq,
+    epoch,
+    sync: options.sync,
+    groupCommitMs: options.groupCommitMs,
+    syncIntervalMs: options.syncIntervalMs,
+    logger: options.logger,
+    onFailure,
+  });
 }
 
 /**

@@ -10,13 +10,32 @@ import path from 'node:path';
 /** Prefix of temp files; never listed, removed at start-up by their owners. */
 export const TempPrefix = '.tmp-';
 
-/** fsync a folder so a rename or create inside it survives a crash. */
+/** Folder-fsync errors that some network file systems return although their server commits metadata synchronously. */
+const RefusedFolderSyncCodes = new Set(['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM']);
+
+/**
+ * fsync a folder so a rename or create inside it survives a crash. Some
+ * network file systems refuse fsync on a folder; their server commits
+ * metadata synchronously anyway, so that refusal is accepted.
+ */
 export async function fsyncDir(dir: string): Promise<void> {
   const handle = await fs.open(dir, 'r');
   try {
     await handle.sync();
+  } catch (err) {
+    if (!RefusedFolderSyncCodes.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
   } finally {
     await handle.close();
+  }
+}
+
+/** The text of `file`, or null when it does not exist; other errors are thrown. */
+export async function readIfExists(file: string): Promise<string | null> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
 }
 

@@ -1,4 +1,4 @@
-export { fsyncDir, removeTempFiles, tempPathFor, TempPrefix, writeFileAtomic } from './atomic-file.js';
+export { fsyncDir, readIfExists, removeTempFiles, tempPathFor, TempPrefix, writeFileAtomic } from './atomic-file.js';
 export { installationId, InstallationFile } from './installation.js';
 export { PidLock } from './pid-lock.js';
 export { VaultPaths } from './vault-paths.js';

@@ -9,21 +9,21 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, tempPathFor } from './atomic-file.js';
+import { fsyncDir, readIfExists, tempPathFor } from './atomic-file.js';
 
 /** Name of the identity file in the FileVault root. */
 export const InstallationFile = 'installation.json';
 const IdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 async function readInstallation(file: string): Promise<string | null> {
-  let text: string;
+  const text = await readIfExists(file);
+  if (text === null) return null;
+  let id: unknown;
   try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    id = (JSON.parse(text) as { installation?: unknown } | null)?.installation;
+  } catch {
+    id = undefined;
   }
-  const id = (JSON.parse(text) as { installation?: unknown }).installation;
   if (typeof id !== 'string' || !IdPattern.test(id)) {
     throw new Error(`${file} does not hold an installation id; restore it from a backup of the FileVault, or move it away to start a new installation`);
   }

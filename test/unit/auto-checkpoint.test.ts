@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Catalogue, Checkpointer, loadStartBase, planRetention, type CatalogueEntry } from '../../src/checkpoint/index.js';
 import type { CheckpointConfig } from '../../src/config/index.js';
+import { listJournalFiles } from '../../src/journal/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Store } from '../../src/store/index.js';
 import { AutoCheckpointer } from '../../src/triggers/index.js';
@@ -46,7 +47,7 @@ async function rig(root: string, config: Partial<CheckpointConfig> = {}): Promis
   const installation = await installationId(vault.root);
   const catalogue = new Catalogue(vault.checkpoint, logger);
   await catalogue.init();
-  const journalFirstSeq = (await fs.readdir(vault.journal)).length > 0 ? Number(/\d+/.exec((await fs.readdir(vault.journal)).sort()[0]!)![0]) : null;
+  const journalFirstSeq = (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null;
   const base = await loadStartBase(catalogue, installation, journalFirstSeq, logger);
   const store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, ...(base === null ? {} : { base: base.state }) });
   const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'unit', compression: { method: 'store' }, installation });
