@@ -3,13 +3,21 @@ import type { FastifyInstance } from 'fastify';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
 
-/** The checkpoints: how many, the newest, and the files that cannot be used (and why). */
+/** The checkpoints: how many, the newest, and the files that cannot be used (and why); `error` when the folder cannot be read. */
 async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown>> {
   const catalogue = ctx.checkpointer.catalogue;
-  const entries = await catalogue.list();
-  const newest = entries.at(-1);
+  // Status must answer when the FileVault does not (that is when an operator needs it most).
+  let entries: Awaited<ReturnType<typeof catalogue.list>> | null = null;
+  let error: string | null = null;
+  try {
+    entries = await catalogue.list();
+  } catch (err) {
+    error = `cannot read the checkpoint folder (${(err as Error).message}); is the FileVault mounted?`;
+  }
+  const newest = entries?.at(-1);
   return {
-    count: entries.length,
+    error,
+    count: entries?.length ?? null,
     newest: newest === undefined ? null : { id: newest.id, scope: newest.manifest.scope, trigger: newest.manifest.trigger, time: newest.manifest.time, seq: newest.manifest.seq, size: newest.size },
     unreadable: [...catalogue.unreadable, ...catalogue.damaged].map(([id, problem]) => ({ id, problem })),
     neededByJournal: [...ctx.store.restoreReferences.keys()],

@@ -3,5 +3,6 @@ export { Checkpointer, replayRestore, type CheckpointerOptions, type CreateReque
 export { checkpointTime } from './checkpoint-time.js';
 export { loadCheckpoint, loadCollectionState } from './checkpoint-loader.js';
 export { isOwnCollection, planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
+export { StandbyPreloader, type PreloadedCheckpoint, type PreloadStatus } from './standby-preloader.js';
 export { loadStartBase, type StartBase } from './start-base.js';
 export { type CheckpointScope, type Compression, type Manifest } from './archive/index.js';

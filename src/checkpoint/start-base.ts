@@ -3,7 +3,8 @@
  * newest collection checkpoint of this installation that verifies and that
  * the journal reaches back to. One that does not verify is logged, reported
  * in status (the catalogue's `unreadable`), and the next older one is tried,
- * with a longer replay. No base at all means replaying the journal from seq 1,
+ * with a longer replay; one already known damaged (a standby verifies each new
+ * checkpoint as it appears) is not read again. No base at all means replaying the journal from seq 1,
  * which the store refuses if the journal was pruned.
  */
 import type { Logger } from '../log/index.js';
@@ -25,7 +26,7 @@ export interface StartBase {
  */
 export async function loadStartBase(catalogue: Catalogue, installation: string, journalFirstSeq: number | null, logger: Logger): Promise<StartBase | null> {
   const candidates = (await catalogue.list())
-    .filter((e) => isOwnCollection(e, installation) && (journalFirstSeq === null || e.manifest.seq + 1 >= journalFirstSeq))
+    .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id) && (journalFirstSeq === null || e.manifest.seq + 1 >= journalFirstSeq))
     .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
   for (const entry of candidates) {
     const started = performance.now();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, TokenStore, type ApiContext } from '../api/index.js';
-import { Catalogue, Checkpointer, loadStartBase, replayRestore } from '../checkpoint/index.js';
+import { Catalogue, Checkpointer, loadStartBase, replayRestore, StandbyPreloader } from '../checkpoint/index.js';
 import type { Config } from '../config/index.js';
 import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
@@ -118,6 +118,7 @@ export class Daemon {
           else if (crash !== null) auto.event('crash-recovery');
         },
         rebuild: async () => openFollower(await startBase()),
+        preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
         onNotPrimary: async () => {
           const auto = autoHolder.auto;
           autoHolder.auto = null;

@@ -26,6 +26,7 @@ import path from 'node:path';
 import type { FailoverConfig, NodeRole } from '../config/index.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { Logger } from '../log/index.js';
+import type { PreloadStatus } from '../checkpoint/index.js';
 import type { Store } from '../store/index.js';
 import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
 import { HeartbeatClient, HeartbeatServer, type StandbyInfo } from './heartbeat.js';
@@ -35,6 +36,8 @@ import { LeaseHolder, LeaseWatcher, readLease, type Lease } from './lease.js';
 const TickMs = 100;
 /** How often a secondary applies the journal even without a heartbeat (and re-reads the pause mark). */
 const FollowMs = 500;
+/** A secondary is caught up when it read the journal to its end within this long (or heartbeatTimeoutMs, if longer). */
+export const CaughtUpWithinMs = 3 * FollowMs;
 /** Name of the cluster-wide pause mark in `FileVault/failover`: while it exists, no node promotes. */
 export const PauseFile = 'paused';
 
@@ -61,6 +64,22 @@ export interface FailoverManagerOptions {
   onNotPrimary: () => Promise<void>;
   /** A store opened read-only from the newest checkpoint and the journal, for a fenced primary to rejoin with. */
   rebuild: () => Promise<Store>;
+  /** Warm standby: verifies each new checkpoint while this node follows (asked on every catch-up; works in the background). */
+  preloader?: { refresh(): void; status(): PreloadStatus };
+}
+
+/** A secondary's view of how far it has followed (status, /standby, /readiness). */
+export interface StandbyView {
+  /** Read the journal to its end, without a gap, within the last {@link CaughtUpWithinMs} (or heartbeatTimeoutMs, the longer). */
+  caughtUp: boolean;
+  appliedSeq: number;
+  /** The seq in the primary's newest heartbeat (null: none yet). */
+  primarySeq: number | null;
+  /** Records the primary had that this node had not applied, as of that heartbeat. */
+  lag: number | null;
+  /** Since this node last read the journal to its end (null: never). */
+  lastCaughtUpAgoMs: number | null;
+  checkpoints: PreloadStatus | null;
 }
 
 /** What status shows. */
@@ -75,6 +94,8 @@ export interface FailoverStatus {
   heartbeatSilentMs: number | null;
   leaseUnchangedMs: number | null;
   fencedBecause: string | null;
+  /** Secondary: how far it has followed. */
+  standby: StandbyView | null;
 }
 
 /** Reads the cluster token, making one (0600) when the file does not exist yet. */
@@ -111,6 +132,12 @@ export class FailoverManager {
   private fencedBecause: string | null = null;
   /** Promotion off (maintenance), as this node last read the pause mark. */
   private paused = false;
+  /** When (monotonic ms) this node last read the journal to its end without a gap. */
+  private caughtUpAt: number | null = null;
+  /** The seq in the newest heartbeat from the primary. */
+  private primarySeq: number | null = null;
+  /** Records replayed between deciding to promote and taking over (warm standby keeps this near zero). */
+  private replayedAtPromotion = 0;
 
   constructor(private readonly options: FailoverManagerOptions) {}
 
@@ -208,7 +235,13 @@ export class FailoverManager {
     this.holder = holder;
     this.epochValue = epoch;
     this.roleValue = 'primary';
-    options.logger.info(promoted ? 'promoted to primary' : 'serving as primary', { epoch, seq: options.store.state.seq, ms: Math.round(performance.now() - started) });
+    options.logger.info(promoted ? 'promoted to primary' : 'serving as primary', {
+      epoch,
+      seq: options.store.state.seq,
+      ms: Math.round(performance.now() - started),
+      // Journal records this node had not applied when it decided to take over.
+      replayed: promoted ? this.replayedAtPromotion : undefined,
+    });
     this.roleChanged();
     await options.onPrimary(epoch, promoted);
   }
@@ -258,11 +291,14 @@ export class FailoverManager {
       node: options.node,
       token: () => this.token,
       logger: options.logger,
-      onBeat: async () => {
+      onBeat: async (beat) => {
+        this.primarySeq = beat.seq;
         await this.catchUp();
         return { seq: options.store.state.seq, epoch: options.store.epoch };
       },
     });
+    // Read to the journal's end at once: /standby answers from that.
+    await this.catchUp().catch((err: unknown) => options.logger.warn('following the journal failed', { error: (err as Error).message }));
     options.logger.info('following the primary', { lease: this.watcher.current()?.holder ?? null, seq: options.store.state.seq });
     this.tick = setInterval(() => this.check(), TickMs);
     this.roleChanged();
@@ -289,15 +325,38 @@ export class FailoverManager {
 
   private async catchUp(): Promise<void> {
     this.lastFollow = performance.now();
+    this.options.preloader?.refresh();
     await this.readPaused();
     const { gap } = await this.options.store.catchUp();
-    if (gap === null) return;
+    if (gap === null) {
+      this.caughtUpAt = performance.now();
+      return;
+    }
     // The primary pruned journal this node had not read yet: start again from the newest checkpoint
     // that verifies (an older one plus a longer journal when the newest is damaged).
     this.options.logger.warn('the journal this node needs was pruned before it read it; loading the newest checkpoint', gap);
     await this.options.store.adopt(await this.options.rebuild());
     const after = await this.options.store.catchUp();
     if (after.gap !== null) this.options.logger.error('no checkpoint reaches the journal that is left; this node cannot follow', after.gap);
+    else this.caughtUpAt = performance.now();
+  }
+
+  /** A secondary that has read the journal to its end lately (what /standby and a secondary's /readiness answer). */
+  caughtUp(): boolean {
+    return this.roleValue === 'secondary' && this.caughtUpAt !== null && performance.now() - this.caughtUpAt <= Math.max(CaughtUpWithinMs, this.options.config.heartbeatTimeoutMs);
+  }
+
+  private standbyView(): StandbyView | null {
+    if (this.roleValue !== 'secondary') return null;
+    const appliedSeq = this.options.store.state.seq;
+    return {
+      caughtUp: this.caughtUp(),
+      appliedSeq,
+      primarySeq: this.primarySeq,
+      lag: this.primarySeq === null ? null : Math.max(0, this.primarySeq - appliedSeq),
+      lastCaughtUpAgoMs: this.caughtUpAt === null ? null : Math.round(performance.now() - this.caughtUpAt),
+      checkpoints: this.options.preloader?.status() ?? null,
+    };
   }
 
   private check(): void {
@@ -326,8 +385,10 @@ export class FailoverManager {
     // lease: go past every claim instead.
     const next = lease !== null && lease.epoch + 1 !== this.lostEpoch ? lease.epoch + 1 : undefined;
     const seen = lease === null ? null : JSON.stringify([lease.holder, lease.epoch, lease.counter, lease.released]);
+    const seqBefore = options.store.state.seq;
     this.catchUp()
       .then(async () => {
+        this.replayedAtPromotion = options.store.state.seq - seqBefore;
         // One fresh read before claiming: a lease that moved meanwhile means the primary lives.
         const now = await readLease(options.dir);
         if ((now === null ? null : JSON.stringify([now.holder, now.epoch, now.counter, now.released])) !== seen) {
@@ -402,6 +463,7 @@ export class FailoverManager {
       heartbeatSilentMs: this.client === null ? null : Math.round(this.client.silentForMs()),
       leaseUnchangedMs: this.watcher === null ? null : Math.round(this.watcher.unchangedForMs()),
       fencedBecause: this.fencedBecause,
+      standby: this.standbyView(),
     };
   }
 

@@ -11,7 +11,7 @@
  * file the next seq is in has been pruned — is reported, not skipped: the
  * follower must load a newer checkpoint instead.
  */
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { listJournalFiles, type JournalFile } from './journal-files.js';
 import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
 
@@ -51,6 +51,8 @@ export class JournalTail {
   /** Deliver every complete record past the last one; `onRecord` may return a promise, which is awaited. */
   async poll(onRecord: (record: JournalRecord) => unknown): Promise<TailResult> {
     const files = await listJournalFiles(this.dir);
+    // No file at all may mean the folder is gone (the FileVault went away): that is an error, not "nothing new".
+    if (files.length === 0) await stat(this.dir);
     let records = 0;
     for (;;) {
       const index = this.fileIndex(files);

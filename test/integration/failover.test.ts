@@ -159,6 +159,9 @@ describe('failover (real daemons sharing a FileVault)', function () {
       const promoted = secondary.lines.find((l) => l.message === 'the primary is gone; promoting')!;
       expect(promoted.heartbeatSilentMs).to.be.at.least(fastFailover.heartbeatTimeoutMs);
       expect(promoted.leaseUnchangedMs).to.be.at.least(fastFailover.leaseTtlMs);
+      // Warm standby: it had followed the journal all along, so taking over replayed (almost) nothing.
+      const tookOver = secondary.lines.find((l) => l.message === 'promoted to primary')!;
+      expect(tookOver.replayed, 'journal records replayed at promotion').to.be.a('number').and.below(acknowledged.size / 10);
       await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary' });
 
       const listed = await secondary.request('GET', '/api/space/s/object');
@@ -293,6 +296,8 @@ describe('failover (real daemons sharing a FileVault)', function () {
     expect(fenced, 'the old primary fenced itself').to.not.equal(undefined);
     expect(Date.parse(String(fenced!.timestamp)), 'fenced before the secondary claimed the epoch').to.be.below(Date.parse(String(claimed!.timestamp)));
     expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(503);
+    expect((await primary.request('GET', '/readiness', { token: null })).status, 'a fenced primary is not ready').to.equal(503);
+    expect((await primary.request('GET', '/liveness', { token: null })).status).to.equal(200);
     expect((await primary.request('PUT', '/api/space/s/object/late', { body: { writer: 'a' } })).status).to.equal(503);
     expect(refusedAfterFence, 'writes were refused once fenced').to.be.above(0);
     const lastAckedSent = Math.max(...acknowledged.values());
@@ -312,6 +317,66 @@ describe('failover (real daemons sharing a FileVault)', function () {
     expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(503);
     await waitFor(async () => (await status(secondary)).failover.standbys.some((s) => s.node === 'a'), { what: 'the new primary to see the old one as a standby' });
     expect(promotedTo(primary), 'never primary again while the new one lives').to.equal(false);
+  });
+
+  it('answers /standby and /readiness from how far a standby has followed, and verifies each new checkpoint as it appears, naming a damaged one', async () => {
+    const root = await tempDir('cpd-failover-');
+    // The secondary reaches the shared vault through a link of its own, which the test breaks and mends.
+    const vault = path.join(root, 'FileVault');
+    await fs.mkdir(vault);
+    const view = path.join(root, 'b-vault');
+    await fs.symlink(vault, view);
+    const primary = await node(root, 'a', 'primary');
+    await fs.mkdir(path.join(root, 'b'));
+    const secondary = await DaemonProcess.start({ dir: path.join(root, 'b'), config: { ...shared(root), node: { name: 'b', role: 'secondary' }, paths: { data: 'data', fileVault: view } }, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
+    p = { root, primary, secondary };
+    await seedSpace(primary);
+    await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
+    const health = async (d: DaemonProcess): Promise<Record<string, number>> => {
+      const out: Record<string, number> = {};
+      for (const route of ['/primary', '/standby', '/readiness', '/health', '/liveness']) out[route] = (await d.request('GET', route, { token: null })).status;
+      return out;
+    };
+    expect(await health(primary)).to.deep.equal({ '/primary': 200, '/standby': 503, '/readiness': 200, '/health': 200, '/liveness': 200 });
+    await waitFor(async () => (await health(secondary))['/standby'] === 200, { what: 'the secondary to be caught up' });
+    expect(await health(secondary)).to.deep.equal({ '/primary': 503, '/standby': 200, '/readiness': 200, '/health': 200, '/liveness': 200 });
+
+    // A new checkpoint (with enough objects that most of its bytes are data): the standby reads it end to end as it appears.
+    for (let i = 0; i < 200; i++) expect((await primary.request('PUT', `/api/space/s/object/k${i}`, { body: { writer: 'a', i, pad: 'x'.repeat(100) } })).status).to.equal(201);
+    const made = await primary.request('POST', '/api/admin/checkpoint', { body: { description: 'base' } });
+    expect(made.status, made.text).to.equal(201);
+    const id = (made.body as { data: { id: number } }).data.id;
+    type Standby = { appliedSeq: number; lag: number | null; caughtUp: boolean; checkpoints: { verified: { id: number } | null; damaged: { id: number; problem: string }[] } };
+    const standby = async (): Promise<Standby> => ((await status(secondary)) as unknown as { failover: { standby: Standby } }).failover.standby;
+    await waitFor(async () => (await standby()).checkpoints.verified?.id === id, { what: 'the standby to verify the new checkpoint' });
+    // A damaged newer one appears (a copy with a flipped byte, published as the next id): named, and the base stays.
+    const dir = path.join(root, 'FileVault', 'checkpoint');
+    const bytes = await fs.readFile(path.join(dir, `Checkpoint-${String(id).padStart(9, '0')}`));
+    bytes[Math.floor(bytes.length * 0.5)]! ^= 0x55;
+    await fs.writeFile(path.join(dir, 'planted.tmp'), bytes);
+    await fs.rename(path.join(dir, 'planted.tmp'), path.join(dir, `Checkpoint-${String(id + 1).padStart(9, '0')}`));
+    await waitFor(async () => (await standby()).checkpoints.damaged.some((d) => d.id === id + 1), { what: 'the standby to report the damaged checkpoint' });
+    expect((await standby()).checkpoints.verified?.id).to.equal(id);
+    expect(secondary.lines.some((l) => l.message.startsWith('a new checkpoint does not verify') && l.id === id + 1), 'read to the end, it failed its checksums').to.equal(true);
+
+    // The standby loses the FileVault: it cannot follow, so it is not a standby to count on (nor promotes: heartbeats go on).
+    await fs.rename(view, `${view}.gone`);
+    await waitFor(async () => (await health(secondary))['/standby'] === 503, { what: '/standby to answer 503 on a standby that cannot read the journal' });
+    expect(await health(secondary)).to.deep.equal({ '/primary': 503, '/standby': 503, '/readiness': 503, '/health': 200, '/liveness': 200 });
+    expect((await standby()).caughtUp).to.equal(false);
+    const blind = (await secondary.request('GET', '/api/admin/status')).body as { data: { checkpoints: { error: string | null } } };
+    expect(blind.data.checkpoints.error, 'status answers, and says the vault cannot be read').to.match(/cannot read the checkpoint folder/);
+    for (let i = 0; i < 5; i++) expect((await primary.request('PUT', `/api/space/s/object/blind-${i}`, { body: { i } })).status).to.equal(201);
+    await fs.rename(`${view}.gone`, view);
+    await waitFor(async () => (await health(secondary))['/standby'] === 200, { what: '/standby to answer 200 again once the vault is back' });
+    expect((await secondary.request('GET', '/api/space/s/object/blind-4')).status, 'caught up means it has the writes made meanwhile').to.equal(200);
+    expect(promotedTo(secondary)).to.equal(false);
+    expect(await health(primary)).to.deep.equal({ '/primary': 200, '/standby': 503, '/readiness': 200, '/health': 200, '/liveness': 200 });
+
+    await primary.kill('SIGKILL');
+    await waitFor(() => promotedTo(secondary), { what: 'the promotion', timeoutMs: 15_000 });
+    await waitFor(async () => (await health(secondary))['/primary'] === 200, { what: '/primary on the new primary' });
+    expect(await health(secondary)).to.deep.equal({ '/primary': 200, '/standby': 503, '/readiness': 200, '/health': 200, '/liveness': 200 });
   });
 
   it('pauses automatic promotion for the installation and resumes it; runs failover.onRoleChange with the role and epoch', async () => {

@@ -1,0 +1,103 @@
+/**
+ * Warm standby's checkpoint half (DESIGN.md "Failover"): a secondary keeps its
+ * state current from the journal, and reads each new collection checkpoint of
+ * its installation as it appears, end to end (every entry's SHA-256), so that
+ * the checkpoint it would load after a gap in the journal or a rejoin is
+ * already known good, and one that is damaged is known and reported (status,
+ * log) before anyone needs it — never at the moment of a failover. Reading it
+ * also leaves the file in this host's page cache.
+ */
+import { verifyCheckpointArchive } from './archive/index.js';
+import type { Catalogue } from './catalogue.js';
+import { isOwnCollection } from './retention.js';
+import type { Logger } from '../log/index.js';
+
+/** The newest checkpoint a standby has verified. */
+export interface PreloadedCheckpoint {
+  id: number;
+  seq: number;
+  bytes: number;
+  /** How long verifying it took. */
+  ms: number;
+  /** When it was verified (ISO 8601). */
+  at: string;
+}
+
+/** What status shows of a standby's checkpoints. */
+export interface PreloadStatus {
+  verified: PreloadedCheckpoint | null;
+  /** Checkpoints known not to be usable (unreadable, or not verifying), by id, with why. */
+  damaged: { id: number; problem: string }[];
+}
+
+/** Options for {@link StandbyPreloader}. */
+export interface StandbyPreloaderOptions {
+  catalogue: Catalogue;
+  installation: string;
+  logger: Logger;
+  /** Look at the checkpoint folder at most this often. */
+  intervalMs: number;
+}
+
+/** Verifies each new checkpoint on a secondary, one at a time, in the background. */
+export class StandbyPreloader {
+  private verified: PreloadedCheckpoint | null = null;
+  /** Ids already looked at (verified or damaged): never read twice. */
+  private readonly seen = new Set<number>();
+  private running: Promise<void> | null = null;
+  private lastLook = -Infinity;
+
+  constructor(private readonly options: StandbyPreloaderOptions) {}
+
+  /** Look for a newer checkpoint and verify it; returns at once (the work runs in the background, one pass at a time). */
+  refresh(): void {
+    if (this.running !== null || performance.now() - this.lastLook < this.options.intervalMs) return;
+    this.lastLook = performance.now();
+    this.running = this.pass()
+      .catch((err: unknown) => {
+        this.options.logger.warn('cannot read the checkpoint folder to pre-load checkpoints; trying again', { error: (err as Error).message });
+      })
+      .finally(() => {
+        this.running = null;
+      });
+  }
+
+  /** Resolves when the pass under way (if any) has ended. */
+  async settled(): Promise<void> {
+    await this.running;
+  }
+
+  status(): PreloadStatus {
+    return {
+      verified: this.verified,
+      damaged: [...this.options.catalogue.unreadable, ...this.options.catalogue.damaged].map(([id, problem]) => ({ id, problem })).sort((a, b) => a.id - b.id),
+    };
+  }
+
+  /** Verify the newest checkpoint not looked at yet; older unseen ones are skipped (a newer one supersedes them). */
+  private async pass(): Promise<void> {
+    const { catalogue, installation, logger } = this.options;
+    const candidates = (await catalogue.list())
+      .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id))
+      .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
+    const newest = candidates[0];
+    if (newest === undefined || this.seen.has(newest.id) || (this.verified !== null && newest.manifest.seq < this.verified.seq)) return;
+    const started = performance.now();
+    const result = await verifyCheckpointArchive(newest.file);
+    this.seen.add(newest.id);
+    const ms = Math.round(performance.now() - started);
+    if (!result.ok) {
+      const problem = `does not verify: ${result.problem}${result.entry === null ? '' : ` (entry ${result.entry})`}`;
+      catalogue.damaged.set(newest.id, problem);
+      logger.error('a new checkpoint does not verify; this standby keeps the one before it as its base (the primary still lists it: check it with checkpointd verify)', {
+        id: newest.id,
+        file: newest.file,
+        problem,
+        base: this.verified?.id ?? null,
+      });
+      return;
+    }
+    this.verified = { id: newest.id, seq: newest.manifest.seq, bytes: newest.size, ms, at: new Date().toISOString() };
+    logger.info('checkpoint pre-loaded (verified on this standby)', { id: newest.id, seq: newest.manifest.seq, bytes: newest.size, ms });
+  }
+}
