@@ -5,8 +5,9 @@
 import { autoBench } from './auto.js';
 import { checkpointBench } from './checkpoint.js';
 import { commitBench } from './commit.js';
+import { failoverBench } from './failover.js';
 
-const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench };
+const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench, failover: failoverBench };
 
 const name = process.argv[2];
 const chosen = name === undefined ? Object.keys(benches) : [name];

@@ -12,7 +12,7 @@ import type { Config } from '../config/index.js';
 import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
-import { FailoverManager } from '../failover/index.js';
+import { FailoverManager, leasePollMs, LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
 import { installationId, PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
 
@@ -53,6 +53,7 @@ export class Daemon {
   static async start(config: Config, logger: Logger): Promise<Daemon> {
     const startedAt = new Date().toISOString();
     const lock = await PidLock.acquire(path.join(config.paths.data, 'checkpointd.pid'));
+    let earlyWatcher: LeaseWatcher | null = null;
     try {
       const vault = new VaultPaths(config.paths.fileVault);
       await vault.ensure();
@@ -64,6 +65,10 @@ export class Daemon {
       // The newest verified collection checkpoint of this installation that the journal reaches back to.
       const startBase = async (): ReturnType<typeof loadStartBase> =>
         loadStartBase(catalogue, installation, (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null, logger);
+      // Watch the lease from now on: a node starting while the primary is dead counts that silence during its load.
+      const early = { watcher: new LeaseWatcher({ dir: vault.failover, pollMs: leasePollMs(config.failover), logger }), startedAt: performance.now() };
+      await early.watcher.start();
+      earlyWatcher = early.watcher;
       const base = await startBase();
       // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
       const openFollower = async (start: typeof base): Promise<Store> =>
@@ -118,6 +123,7 @@ export class Daemon {
           else if (crash !== null) auto.event('crash-recovery');
         },
         rebuild: async () => openFollower(await startBase()),
+        early,
         preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
         onNotPrimary: async () => {
           const auto = autoHolder.auto;
@@ -145,6 +151,7 @@ export class Daemon {
         throw err;
       }
     } catch (err) {
+      earlyWatcher?.stop();
       await lock.release();
       throw err;
     }

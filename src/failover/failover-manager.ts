@@ -41,6 +41,11 @@ export const CaughtUpWithinMs = 3 * FollowMs;
 /** Name of the cluster-wide pause mark in `FileVault/failover`: while it exists, no node promotes. */
 export const PauseFile = 'paused';
 
+/** How often a secondary reads the lease. */
+export function leasePollMs(config: FailoverConfig): number {
+  return Math.min(250, Math.max(25, Math.floor(config.renewMs / 2)));
+}
+
 /** What this node is now. */
 export type Role = 'primary' | 'secondary' | 'fenced';
 
@@ -64,6 +69,13 @@ export interface FailoverManagerOptions {
   onNotPrimary: () => Promise<void>;
   /** A store opened read-only from the newest checkpoint and the journal, for a fenced primary to rejoin with. */
   rebuild: () => Promise<Store>;
+  /**
+   * A lease watcher started when the process started, before the (long) load
+   * of the checkpoint: a node that starts while the primary is dead counts
+   * the lease's silence during its load, and so does the heartbeat's, so a
+   * cold standby takes over once loaded rather than a lease TTL later.
+   */
+  early?: { watcher: LeaseWatcher; startedAt: number };
   /** Warm standby: verifies each new checkpoint while this node follows (asked on every catch-up; works in the background). */
   preloader?: { refresh(): void; status(): PreloadStatus };
 }
@@ -177,10 +189,11 @@ export class FailoverManager {
       if (lease !== null && !lease.released && lease.holder !== options.node) {
         options.logger.warn('configured as primary, but the lease is held by another node; following it (this node takes over if that one is gone)', { holder: lease.holder, epoch: lease.epoch });
       } else if (await this.claimNext('start as primary')) {
+        options.early?.watcher.stop();
         return;
       }
     }
-    await this.follow();
+    await this.follow(options.early);
   }
 
   /**
@@ -282,12 +295,14 @@ export class FailoverManager {
     setTimeout(() => void attempt(), this.options.config.leaseTtlMs / 2).unref();
   }
 
-  private async follow(): Promise<void> {
+  /** Follow the primary; `early`: the watcher of the start (it has watched the lease since the process started). */
+  private async follow(early?: { watcher: LeaseWatcher; startedAt: number }): Promise<void> {
     const { options } = this;
     this.roleValue = 'secondary';
-    this.watcher = new LeaseWatcher({ dir: options.dir, pollMs: Math.min(250, Math.max(25, Math.floor(options.config.renewMs / 2))), logger: options.logger });
+    this.watcher = early?.watcher ?? new LeaseWatcher({ dir: options.dir, pollMs: leasePollMs(options.config), logger: options.logger });
     await this.watcher.start();
     this.client = new HeartbeatClient({
+      ...(early === undefined ? {} : { silentSince: early.startedAt }),
       node: options.node,
       token: () => this.token,
       logger: options.logger,

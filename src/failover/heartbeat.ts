@@ -156,6 +156,8 @@ export interface HeartbeatClientOptions {
   logger: Logger;
   /** Called with each heartbeat; returns the seq and epoch this node has applied, which it answers. */
   onBeat: (beat: Heartbeat) => Promise<{ seq: number; epoch: number }>;
+  /** Silence counts from this moment (performance.now()) until the first heartbeat; default: construction. */
+  silentSince?: number;
 }
 
 /** Longest wait between reconnection attempts. */
@@ -174,10 +176,10 @@ export class HeartbeatClient {
   last: Heartbeat | null = null;
 
   constructor(private readonly options: HeartbeatClientOptions) {
-    this.lastBeat = performance.now();
+    this.lastBeat = options.silentSince ?? performance.now();
   }
 
-  /** Milliseconds since the last heartbeat (or since this client started). */
+  /** Milliseconds since the last heartbeat (or since `silentSince`, or since this client started). */
   silentForMs(): number {
     return performance.now() - this.lastBeat;
   }

@@ -16,5 +16,5 @@ export {
   type LeaseWatcherOptions,
 } from './lease.js';
 export { claimEpoch, epochFileName, highestEpoch, parseEpochFileName, readEpochClaim, type EpochClaim } from './epochs.js';
-export { clusterToken, FailoverManager, type FailoverManagerOptions, type FailoverStatus, type Role } from './failover-manager.js';
+export { clusterToken, FailoverManager, leasePollMs, type FailoverManagerOptions, type FailoverStatus, type Role } from './failover-manager.js';
 export { HeartbeatClient, HeartbeatPath, HeartbeatServer, type Heartbeat, type HeartbeatAck, type StandbyInfo } from './heartbeat.js';

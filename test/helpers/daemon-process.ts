@@ -57,6 +57,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Where an earlier start wrote the admin token, when not in <dir>/data. */
   tokenFile?: string;
+  /** How long to wait for it to listen (15 s unless given; a benchmark's gigabyte takes longer). */
+  startTimeoutMs?: number;
 }
 
 /**
@@ -122,7 +124,7 @@ export class DaemonProcess {
     const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, checkpoint: QuietCheckpoints, log: { level: 'info' } }, options.config ?? {});
     await fs.writeFile(configFile, JSON.stringify(config, null, 2));
     const daemon = DaemonProcess.spawn(dir, configFile, options.env);
-    await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: 15_000 });
+    await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: options.startTimeoutMs ?? 15_000 });
     if (daemon.exit !== null) throw new Error(`daemon exited (${JSON.stringify(daemon.exit)}) before listening:\n${daemon.stderr}\n${daemon.stdout}`);
     daemon.url = String(daemon.lines.find((l) => l.message === 'listening')!.url);
     // The first start logs where it wrote the admin token; later starts find it where the first one put it.
