@@ -208,7 +208,11 @@ function summary(name: string, results: RunResult[], target: number): void {
   );
 }
 
-/** Build the collection in process and checkpoint it, as the primary's history would have. */
+/**
+ * Build the collection in process and checkpoint it, as the primary's history
+ * would have: an automatic checkpoint (retention may prune it, and the
+ * journal before the ones after it, as in a running installation).
+ */
 async function buildVault(vault: VaultPaths, started: number): Promise<void> {
   await vault.ensure();
   const logger = silentLogger();
@@ -219,7 +223,7 @@ async function buildVault(vault: VaultPaths, started: number): Promise<void> {
     await store.commit({ type: 'space.create', id: WriteSpace, template: { name: 'plm', version: '1.0' } });
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
-    const entry = await new Checkpointer({ catalogue, store, logger, node: 'bench', compression: { method: 'store' }, installation }).create({ scope: 'collection', description: 'failover bench', trigger: 'manual' });
+    const entry = await new Checkpointer({ catalogue, store, logger, node: 'bench', compression: { method: 'store' }, installation }).create({ scope: 'collection', description: 'failover bench', trigger: 'journal-threshold' });
     await store.pruneJournal(entry.manifest.seq);
     console.log(`vault: ${fmt(objects)} objects, checkpoint ${fmt(entry.size / MiB)} MiB (${elapsed(started)})`);
   } finally {

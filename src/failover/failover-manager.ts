@@ -306,6 +306,14 @@ export class FailoverManager {
       node: options.node,
       token: () => this.token,
       logger: options.logger,
+      // The primary released the lease: read it now and decide, rather than at the next poll.
+      onHandover: (message) => {
+        options.logger.info('the primary says it released the lease; reading it now', { from: message.node, to: message.to });
+        void this.watcher
+          ?.refresh()
+          .then(() => this.check())
+          .catch(() => undefined);
+      },
       onBeat: async (beat) => {
         this.primarySeq = beat.seq;
         await this.catchUp();
@@ -462,6 +470,7 @@ export class FailoverManager {
     await holder.release(to);
     holder.stop();
     this.holder = null;
+    this.hub?.handover(options.node, to);
     await this.follow();
     options.logger.info('switchover: handed over', { to, seq: options.store.state.seq, ms: Math.round(performance.now() - started) });
     return { from: options.node, to };
@@ -482,7 +491,12 @@ export class FailoverManager {
     };
   }
 
-  /** Stop following and beating (first step of a shutdown). */
+  /**
+   * Stop following and beating (first step of a shutdown). The heartbeat
+   * connections close too (the HTTP server's close waits for them), so on a
+   * clean stop the secondaries see the released lease at their next read of
+   * it (every 250 ms at most), not through a handover message.
+   */
   stop(): void {
     this.stopped = true;
     this.stopFollowing();

@@ -28,6 +28,18 @@ export interface Heartbeat {
   checkpoint: number | null;
 }
 
+/**
+ * Sent by a primary that has just released its lease (switchover, clean
+ * stop): read the lease now rather than at the next poll. It grants nothing
+ * by itself; the lease file decides.
+ */
+export interface Handover {
+  type: 'handover';
+  node: string;
+  /** The successor it named, if any. */
+  to: string | null;
+}
+
 /** What a secondary answers. */
 export interface HeartbeatAck {
   type: 'ack';
@@ -126,6 +138,12 @@ export class HeartbeatServer {
     for (const ws of only === undefined ? this.standbys.keys() : [only]) if (ws.readyState === WebSocket.OPEN) ws.send(text);
   }
 
+  /** Tell the connected secondaries (only `to`, when named) that the lease was just released. */
+  handover(from: string, to: string | null): void {
+    const text = JSON.stringify({ type: 'handover', node: from, to } satisfies Handover);
+    for (const [ws, s] of this.standbys) if (ws.readyState === WebSocket.OPEN && (to === null || s.node === to)) ws.send(text);
+  }
+
   /** The connected secondaries and their lag. */
   standbyInfo(): StandbyInfo[] {
     const now = performance.now();
@@ -156,6 +174,8 @@ export interface HeartbeatClientOptions {
   logger: Logger;
   /** Called with each heartbeat; returns the seq and epoch this node has applied, which it answers. */
   onBeat: (beat: Heartbeat) => Promise<{ seq: number; epoch: number }>;
+  /** Called when the primary says it just released the lease. */
+  onHandover?: (message: Handover) => void;
   /** Silence counts from this moment (performance.now()) until the first heartbeat; default: construction. */
   silentSince?: number;
 }
@@ -214,10 +234,14 @@ export class HeartbeatClient {
       ws.terminate();
     });
     ws.on('message', (data) => {
-      let beat: Heartbeat;
+      let beat: Heartbeat | Handover;
       try {
-        beat = JSON.parse(textOf(data)) as Heartbeat;
+        beat = JSON.parse(textOf(data)) as Heartbeat | Handover;
       } catch {
+        return;
+      }
+      if (beat.type === 'handover') {
+        this.options.onHandover?.(beat);
         return;
       }
       if (beat.type !== 'heartbeat') return;

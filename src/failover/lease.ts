@@ -524,6 +524,11 @@ export class LeaseWatcher {
     return this.changedAt === undefined || this.seenAt === undefined ? 0 : this.seenAt - this.changedAt;
   }
 
+  /** Read the lease now (a primary said it released it), besides the regular polls. */
+  async refresh(): Promise<void> {
+    if (this.running) await this.poll();
+  }
+
   /** True when the last lease read says its holder released it. */
   released(): boolean {
     return this.lease?.released === true;

@@ -16,6 +16,12 @@ const ReadChunkBytes = 1024 * 1024;
 export interface ScanOptions {
   /** Deliver only records with a seq above this (default 0: all). */
   fromSeq?: number;
+  /**
+   * Do not read the files that hold nothing past `fromSeq` (the caller read
+   * them already: a follower taking over). Default false: every file is
+   * read and checked.
+   */
+  skipReadFiles?: boolean;
   /** Cut a torn tail off on disk (start-up); false leaves every file as it is (read-only replay, tailing). */
   repair: boolean;
   logger: Logger;
@@ -54,7 +60,10 @@ export interface ScanResult {
 /** Reads every journal file in seq order, checking frames and seq continuity; see record.ts for the rules. */
 export async function scanJournal(dir: string, options: ScanOptions): Promise<ScanResult> {
   const fromSeq = options.fromSeq ?? 0;
-  const files = await listJournalFiles(dir);
+  const all = await listJournalFiles(dir);
+  // The file that holds seq fromSeq + 1 (or the first one) and those after it.
+  const skip = options.skipReadFiles === true ? Math.max(0, all.findLastIndex((f) => f.firstSeq <= fromSeq + 1)) : 0;
+  const files = all.slice(skip);
   const result: ScanResult = { lastSeq: 0, lastEpoch: 0, files: 0, records: 0, bytes: 0, cut: null };
   // The seq the next record must carry; unknown until the first file's name.
   let expected: number | null = null;
@@ -67,7 +76,9 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
           : `it starts at seq ${file.firstSeq} but the journal before it already reaches seq ${expected - 1}`;
       throw corruption(file.path, 0, result.lastSeq, what, 0, laterFiles);
     }
-    expected = await scanFile(file, laterFiles, fromSeq, options, result);
+    const next = files[index + 1];
+    const seal = next === undefined ? null : await sealOf(next);
+    expected = await scanFile(file, laterFiles, fromSeq, options, result, seal);
     result.files++;
   }
   options.logger.debug('journal scanned', {
@@ -80,13 +91,45 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
   return result;
 }
 
-/** Scans one file into `result`; returns the seq the next file must start with. */
+/**
+ * Where the file before `next` was sealed: it ends at the seq before `next`
+ * begins, and when `next` begins a higher epoch, whatever follows that seq in
+ * it is void. Null when `next` has no readable first record.
+ */
+interface Seal {
+  endSeq: number;
+  nextEpoch: number;
+}
+
+async function sealOf(next: JournalFile): Promise<Seal | null> {
+  const handle = await open(next.path, 'r');
+  try {
+    const reader = new ChunkReader(handle, (await handle.stat()).size);
+    if (reader.size === 0) return null;
+    const frame = await readFrameAt(reader, 0);
+    return frame.ok ? { endSeq: next.firstSeq - 1, nextEpoch: frame.record.epoch } : null;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Scans one file into `result`; returns the seq the next file must start with.
+ * With `seal` (a later file exists): once the file's records reach the seq
+ * before the later file's first, anything after them is void if the later
+ * file begins a higher epoch. Those are bytes the fenced primary of the old
+ * epoch wrote after its successor sealed the file (a write that hung on a
+ * network file system and landed late): never acknowledged, since the old
+ * primary was fenced before its successor claimed the epoch. They are ignored
+ * (and logged), not cut: the file is left as it is.
+ */
 async function scanFile(
   file: JournalFile,
   laterFiles: number,
   fromSeq: number,
   options: ScanOptions,
   result: ScanResult,
+  seal: Seal | null,
 ): Promise<number> {
   let expected = file.firstSeq;
   let offset = 0;
@@ -95,6 +138,16 @@ async function scanFile(
   try {
     const reader = new ChunkReader(handle, (await handle.stat()).size);
     while (offset < reader.size) {
+      if (seal !== null && expected > seal.endSeq && expected > file.firstSeq && result.lastEpoch < seal.nextEpoch) {
+        options.logger.warn('journal bytes written after the file was sealed by a newer epoch are ignored (a fenced primary\'s late write, never acknowledged)', {
+          file: file.path,
+          offset,
+          bytes: reader.size - offset,
+          sealedAtSeq: seal.endSeq,
+          nextEpoch: seal.nextEpoch,
+        });
+        break;
+      }
       const frame = await readFrameAt(reader, offset);
       if (!frame.ok) {
         const later = await findLaterFrame(reader, offset + 1, expected - 1);

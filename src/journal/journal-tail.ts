@@ -62,14 +62,15 @@ export class JournalTail {
         return { records, gap };
       }
       const file = files[index]!;
+      const later = files[index + 1];
       if (this.at?.file.path !== file.path) this.at = { file, offset: 0 };
-      await this.readFile(this.at, async (record) => {
+      // A file ends where the next one begins: records after that in it are a fenced primary's late writes.
+      await this.readFile(this.at, later === undefined ? Infinity : later.firstSeq - 1, async (record) => {
         records++;
         this.next = record.seq + 1;
         const pending = onRecord(record);
         if (pending instanceof Promise) await pending;
       });
-      const later = files[index + 1];
       // Move on only when the next file starts exactly where this one's good records end.
       if (later !== undefined && later.firstSeq === this.next) {
         this.at = { file: later, offset: 0 };
@@ -90,7 +91,7 @@ export class JournalTail {
    * Reads frames from `at.offset` to the end of the file or the first
    * incomplete or bad frame, delivering the one carrying `next` each time.
    */
-  private async readFile(at: { file: JournalFile; offset: number }, deliver: (record: JournalRecord) => Promise<void>): Promise<void> {
+  private async readFile(at: { file: JournalFile; offset: number }, endSeq: number, deliver: (record: JournalRecord) => Promise<void>): Promise<void> {
     const handle = await open(at.file.path, 'r');
     try {
       const { size } = await handle.stat();
@@ -109,6 +110,7 @@ export class JournalTail {
           }
           return buf.subarray(at.offset - bufStart, at.offset - bufStart + n);
         };
+        if (this.next > endSeq) return;
         const header = await need(FrameHeaderBytes);
         if (header === null) return;
         const length = frameLength(header);
@@ -118,7 +120,7 @@ export class JournalTail {
         const decoded = decodeFrame(Buffer.from(frame));
         if (!decoded.ok) return;
         const { record } = decoded;
-        if (record.seq > this.next) return; // not the seq that must follow: stop, never skip
+        if (record.seq > this.next || record.seq > endSeq) return; // not the seq that must follow, or past the file's seal: stop, never skip
         at.offset += FrameHeaderBytes + length;
         if (record.seq === this.next) await deliver(record);
       }

@@ -29,6 +29,12 @@
  *   acknowledged commits, so recovery stops with JournalCorruptError and
  *   changes nothing. An operator restores the file or accepts the loss.
  * - Empty (0-byte) files are fine; a writer creates them before the first append.
+ * - A file ends where the next one begins. When the next file begins a higher
+ *   epoch (a promotion sealed this one), anything after the seq before it is
+ *   void: bytes a fenced primary's hung write (NFS) put there after the seal.
+ *   They were never acknowledged (the old primary fenced itself before the
+ *   new one could claim the epoch), so they are ignored and logged, and the
+ *   file is left as it is. Within one epoch (a roll) such bytes are damage.
  */
 import { MaxRecordBytes } from '../config/defaults.js';
 import { PayloadTooLargeError } from '../errors.js';

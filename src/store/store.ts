@@ -286,10 +286,12 @@ export class Store {
       if (this.writer !== null) throw new ConflictError('this store already writes the journal');
       const { options, logger } = this;
       const fromSeq = this.visibleState.seq;
+      // Only the files from the one this node is reading on: it read and checked the ones before.
       const scan = await scanJournal(options.journalDir, {
         repair: true,
         logger,
         fromSeq,
+        skipReadFiles: true,
         onRecord: (record: JournalRecord) => this.follow(record),
       });
       const end = journalEnd(scan, await listJournalFiles(options.journalDir));

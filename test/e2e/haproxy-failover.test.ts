@@ -11,40 +11,10 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { DaemonProcess, QuietCheckpoints, httpRequest, tempDir } from '../helpers/daemon-process.js';
+import { node, seedSpace, status } from '../helpers/cluster.js';
+import { DaemonProcess, httpRequest, tempDir } from '../helpers/daemon-process.js';
 import { Haproxy, haproxyAvailable } from '../helpers/haproxy.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-/** Short timings so a test fails over in about a second; the rules between them are the production ones. */
-const fastFailover = { heartbeatMs: 100, heartbeatTimeoutMs: 500, leaseTtlMs: 1000, renewMs: 200, safetyMarginMs: 300 };
-
-/** The configuration every node of a test installation shares. */
-function shared(root: string): Record<string, unknown> {
-  return {
-    paths: { data: 'data', fileVault: path.join(root, 'FileVault') },
-    auth: { tokensFile: path.join(root, 'shared', 'tokens.json') },
-    failover: fastFailover,
-    checkpoint: { events: { ...QuietCheckpoints.events, promotion: true }, coalesceMs: 0 },
-  };
-}
-
-/** Start node `name` of the installation in `root` (its own folder, the shared vault and tokens). */
-async function node(root: string, name: string, role: 'primary' | 'secondary'): Promise<DaemonProcess> {
-  await fs.mkdir(path.join(root, name), { recursive: true });
-  const config = { ...shared(root), node: { name, role } };
-  return DaemonProcess.start({ dir: path.join(root, name), config, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
-}
-
-async function seedSpace(d: DaemonProcess): Promise<void> {
-  expect((await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['writer'] } })).status).to.equal(201);
-  expect((await d.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
-}
-
-async function status(d: DaemonProcess): Promise<{ failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } }> {
-  const res = await d.request('GET', '/api/admin/status');
-  expect(res.status, res.text).to.equal(200);
-  return (res.body as { data: { failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } } }).data;
-}
 
 /** One acknowledged write: what was written, which server HAProxy says answered, and when. */
 interface Ack {

@@ -9,33 +9,14 @@ import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { fastFailover, node, promotedTo, seedSpace, shared, status } from '../helpers/cluster.js';
 import { DaemonProcess, QuietCheckpoints, tempDir } from '../helpers/daemon-process.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-/** Short timings so a test fails over in about a second; the rules between them are the production ones. */
-const fastFailover = { heartbeatMs: 100, heartbeatTimeoutMs: 500, leaseTtlMs: 1000, renewMs: 200, safetyMarginMs: 300 };
 
 interface Pair {
   root: string;
   primary: DaemonProcess;
   secondary: DaemonProcess;
-}
-
-/** The configuration every node of a test installation shares. */
-function shared(root: string): Record<string, unknown> {
-  return {
-    paths: { data: 'data', fileVault: path.join(root, 'FileVault') },
-    auth: { tokensFile: path.join(root, 'shared', 'tokens.json') },
-    failover: fastFailover,
-    checkpoint: { events: { ...QuietCheckpoints.events, promotion: true }, coalesceMs: 0 },
-  };
-}
-
-/** Start node `name` of the installation in `root` (its own folder, the shared vault and tokens). */
-async function node(root: string, name: string, role: 'primary' | 'secondary', failover: Record<string, unknown> = {}): Promise<DaemonProcess> {
-  await fs.mkdir(path.join(root, name), { recursive: true });
-  const config = { ...shared(root), node: { name, role }, failover: { ...fastFailover, ...failover } };
-  return DaemonProcess.start({ dir: path.join(root, name), config, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
 }
 
 async function pair(): Promise<Pair> {
@@ -85,13 +66,6 @@ class CuttableProxy {
   }
 }
 
-const promotedTo = (d: DaemonProcess): boolean => d.lines.some((l) => l.message === 'promoted to primary');
-
-async function seedSpace(d: DaemonProcess): Promise<void> {
-  expect((await d.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['writer'] } })).status).to.equal(201);
-  expect((await d.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
-}
-
 interface FailoverView {
   role: string;
   paused: boolean;
@@ -103,12 +77,6 @@ async function secondaryStatus(d: DaemonProcess): Promise<FailoverView> {
   const res = await d.request('GET', '/api/admin/status');
   expect(res.status, res.text).to.equal(200);
   return (res.body as { data: { failover: FailoverView } }).data.failover;
-}
-
-async function status(d: DaemonProcess): Promise<{ failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } }> {
-  const res = await d.request('GET', '/api/admin/status');
-  expect(res.status, res.text).to.equal(200);
-  return (res.body as { data: { failover: { role: string; epoch: number; standbys: { node: string; lag: number }[] } } }).data;
 }
 
 describe('failover (real daemons sharing a FileVault)', function () {
@@ -447,6 +415,9 @@ describe('failover (real daemons sharing a FileVault)', function () {
       stop = true;
       await Promise.all(writers);
       expect(secondary.lines.find((l) => l.message === 'the primary is gone; promoting')!.released).to.equal(true);
+      if (how === 'POST /api/admin/failover/switchover') {
+        expect(secondary.lines.some((l) => l.message === 'the primary says it released the lease; reading it now'), 'told over the heartbeat connection, not left to the next lease poll').to.equal(true);
+      }
       await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary', timeoutMs: 8000 });
       const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
       const present = new Map(listed.data.map((o) => [o.key, o.data]));

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { HeartbeatClient, HeartbeatServer, type Heartbeat } from '../../src/failover/heartbeat.js';
+import { HeartbeatClient, HeartbeatServer, type Handover, type Heartbeat } from '../../src/failover/heartbeat.js';
 import { createLogger, silentLogger } from '../../src/log/index.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -78,6 +78,22 @@ describe('failover heartbeat (WebSocket on loopback)', function () {
     expect(beats).to.deep.equal([]);
     expect(hub.standbyInfo()).to.deep.equal([]);
     expect(c.silentForMs()).to.be.above(0);
+  });
+
+  it('tells the named successor (or every standby) at once that the lease was released', async () => {
+    const got: Record<string, Handover[]> = { b: [], c: [] };
+    for (const node of ['b', 'c']) {
+      const c = new HeartbeatClient({ node, token: () => 'cluster-secret', logger: silentLogger(), onBeat: async (beat) => ({ seq: beat.seq, epoch: beat.epoch }), onHandover: (m) => got[node]!.push(m) });
+      clients.push(c);
+      c.target(url);
+    }
+    await waitFor(() => hub.standbyInfo().filter((s) => s.node !== 'unknown').length === 2, { what: 'both standbys to answer' });
+    hub.handover('a', 'c');
+    await waitFor(() => got.c!.length === 1, { what: 'the handover to reach c' });
+    expect(got.c![0]).to.deep.equal({ type: 'handover', node: 'a', to: 'c' });
+    hub.handover('a', null);
+    await waitFor(() => got.b!.length === 1 && got.c!.length === 2, { what: 'a handover to every standby' });
+    expect(got.b).to.deep.equal([{ type: 'handover', node: 'a', to: null }]);
   });
 
   it('reconnects after the connection drops', async () => {

@@ -8,8 +8,8 @@ import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { UnavailableError } from '../../src/errors.js';
-import { scanJournal, type JournalRecord } from '../../src/journal/index.js';
+import { JournalCorruptError, UnavailableError } from '../../src/errors.js';
+import { encodeRecord, scanJournal, type JournalRecord } from '../../src/journal/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Store, type StoreOptions } from '../../src/store/index.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
@@ -74,6 +74,73 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     const scan = await scanJournal(options.journalDir, { repair: false, logger: silentLogger(), onRecord: (r) => records.push(r) });
     expect(scan.cut, 'the torn tail was cut at promotion').to.equal(null);
     expect(records.map((r) => [r.seq, r.epoch])).to.deep.equal([[1, 1], [2, 1], [3, 1], [4, 2]]);
+  });
+
+  it("ignores what a fenced primary's hung write adds to its file after the successor sealed it: followers, start-up and replay read the successor's history", async () => {
+    const p = await primary();
+    // A follower still reading the old primary's file when the late bytes land.
+    const behind = await Store.open({ ...options, readOnly: true });
+    await p.commit(commit('s', put('a', { kind: 'Part' })));
+    const oldFile = (await p.journalFiles()).at(-1)!.path;
+    await p.close();
+    const f = await Store.open({ ...options, readOnly: true });
+    await f.promote(2);
+    expect((await f.commit(commit('s', put('b', { kind: 'Doc' })))).seq).to.equal(4);
+    // The old primary's write that hung on the network file system lands now: its seq 4, then half a frame.
+    const late = encodeRecord({ seq: 4, epoch: 1, op: commit('s', put('ghost', { kind: 'Part' })) });
+    await fs.appendFile(oldFile, Buffer.concat([late, Buffer.from([40, 0, 0, 0, 1, 2])]));
+    const sizeWithLateBytes = (await fs.stat(oldFile)).size;
+    expect((await f.commit(commit('s', put('c', { kind: 'Doc' })))).seq).to.equal(5);
+
+    expect((await behind.catchUp()).applied).to.equal(3);
+    expect(behind.state.getObject('s', 'ghost'), 'the late record is not applied').to.equal(undefined);
+    expect(behind.state.getObject('s', 'b')).to.deep.equal({ kind: 'Doc' });
+    expect(behind.state.seq).to.equal(5);
+    await f.close();
+
+    const records: JournalRecord[] = [];
+    const scan = await scanJournal(options.journalDir, { repair: true, logger: silentLogger(), onRecord: (r) => records.push(r) });
+    expect(records.map((r) => [r.seq, r.epoch])).to.deep.equal([[1, 1], [2, 1], [3, 1], [4, 2], [5, 2]]);
+    expect(scan.lastSeq).to.equal(5);
+    expect((await fs.stat(oldFile)).size, 'the sealed file is left as it is').to.equal(sizeWithLateBytes);
+    const restarted = await Store.open(options);
+    expect(restarted.state.getObject('s', 'ghost')).to.equal(undefined);
+    expect(restarted.state.getObject('s', 'c')).to.deep.equal({ kind: 'Doc' });
+    await restarted.close();
+  });
+
+  it('still refuses a file that runs past the next one within the same epoch (no seal between them: damage)', async () => {
+    const p = await primary();
+    await p.commit(commit('s', put('a', { kind: 'Part' })));
+    const first = (await p.journalFiles()).at(-1)!.path;
+    await p.rollJournal();
+    await p.commit(commit('s', put('b', { kind: 'Part' })));
+    await p.close();
+    await fs.appendFile(first, encodeRecord({ seq: 4, epoch: 1, op: commit('s', put('dup', { kind: 'Part' })) }));
+    let refused: unknown;
+    await scanJournal(options.journalDir, { repair: false, logger: silentLogger() }).catch((err: unknown) => (refused = err));
+    expect(refused).to.be.instanceOf(JournalCorruptError);
+  });
+
+  it('reads at promotion only the journal files from the one it is following on (a long journal costs nothing more to take over)', async () => {
+    const p = await primary();
+    const f = await Store.open({ ...options, readOnly: true });
+    for (let i = 0; i < 5; i++) await p.commit(commit('s', put(`old-${i}`, { kind: 'Part' })));
+    const oldFile = (await p.journalFiles()).at(-1)!.path;
+    await p.rollJournal();
+    await p.commit(commit('s', put('new', { kind: 'Doc' })));
+    expect((await f.catchUp()).applied).to.equal(6);
+    await p.close();
+    // Damage in the file it has already applied: a full scan would stop on it; promotion does not read it again.
+    const bytes = await fs.readFile(oldFile);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await fs.writeFile(oldFile, bytes);
+    let fullScan: unknown;
+    await scanJournal(options.journalDir, { repair: false, logger: silentLogger() }).catch((err: unknown) => (fullScan = err));
+    expect(fullScan).to.be.instanceOf(JournalCorruptError);
+    await f.promote(2);
+    expect((await f.commit(commit('s', put('after', { kind: 'Doc' })))).seq).to.equal(9);
+    await f.close();
   });
 
   it('reports a gap when the journal it needs was pruned', async () => {
