@@ -191,6 +191,15 @@ interface RunResult {
   missing: number;
 }
 
+/** After the kill at `kill`: when `name` (daemon `s`) decided, served, and first acknowledged a write through HAProxy; and the loss check. */
+async function takeover(clients: Writers, name: string, s: DaemonProcess, kill: number, timeoutMs: number): Promise<{ result: RunResult; check: { checked: number; missing: number } }> {
+  const first = await waitFor(() => clients.firstBy(name, kill), { what: 'the first write acknowledged by the new primary', timeoutMs, intervalMs: 10 });
+  const decided = await waitFor(() => at(s, 'the primary is gone; promoting', kill), { what: 'the promotion log line' });
+  const promoted = await waitFor(() => at(s, 'promoted to primary', kill), { what: 'the promoted log line' });
+  const check = await lost(clients, s, kill);
+  return { result: { detection: time(decided) - kill, promotion: time(promoted) - time(decided), total: first.ackedAt - kill, missing: check.missing }, check };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   const mid = Math.floor(sorted.length / 2);
@@ -264,11 +273,7 @@ export async function failoverBench(): Promise<void> {
       await delay(1000 + Math.floor(rand() * 1000));
       const kill = Date.now();
       await p.kill('SIGKILL');
-      const first = await waitFor(() => clients!.firstBy(other(primary), kill), { what: 'the first write acknowledged by the new primary', timeoutMs: 60_000, intervalMs: 10 });
-      const decided = await waitFor(() => at(s, 'the primary is gone; promoting', kill), { what: 'the promotion log line' });
-      const promoted = await waitFor(() => at(s, 'promoted to primary', kill), { what: 'the promoted log line' });
-      const check = await lost(clients, s, kill);
-      const result = { detection: time(decided) - kill, promotion: time(promoted) - time(decided), total: first.ackedAt - kill, missing: check.missing };
+      const { result, check } = await takeover(clients, other(primary), s, kill, 60_000);
       crashWarm.push(result);
       console.log(`  crash ${run}/${Runs} (warm): detection ${result.detection} ms, promotion ${result.promotion} ms, first ack through haproxy ${result.total} ms; ${check.checked} acknowledged writes checked, ${check.missing} missing`);
       await settled(s, primary, await startNode(cluster, primary, primary === 'a' ? 'primary' : 'secondary'));
@@ -303,12 +308,9 @@ export async function failoverBench(): Promise<void> {
       const kill = Date.now();
       await p.kill('SIGKILL');
       const s = await startNode(cluster, name, name === 'a' ? 'primary' : 'secondary');
-      const first = await waitFor(() => clients!.firstBy(name, kill), { what: 'the first write acknowledged by the new primary', timeoutMs: StartTimeoutMs, intervalMs: 10 });
+      const { result, check } = await takeover(clients, name, s, kill, StartTimeoutMs);
       const loaded = at(s, 'start-up checkpoint loaded');
-      const decided = await waitFor(() => at(s, 'the primary is gone; promoting', kill), { what: 'the promotion log line' });
-      const promoted = await waitFor(() => at(s, 'promoted to primary', kill), { what: 'the promoted log line' });
-      const check = await lost(clients, s, kill);
-      const result = { load: loaded === undefined ? undefined : Number(loaded.ms), detection: time(decided) - kill, promotion: time(promoted) - time(decided), total: first.ackedAt - kill, missing: check.missing };
+      if (loaded !== undefined) result.load = Number(loaded.ms);
       crashCold.push(result);
       console.log(`  crash ${run}/${Runs} (cold): checkpoint load ${String(result.load)} ms, decided ${result.detection} ms after the kill, promotion ${result.promotion} ms, first ack through haproxy ${result.total} ms; ${check.checked} checked, ${check.missing} missing`);
       await settled(s, primary, await startNode(cluster, primary, primary === 'a' ? 'primary' : 'secondary'));

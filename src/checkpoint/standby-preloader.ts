@@ -62,11 +62,6 @@ export class StandbyPreloader {
       });
   }
 
-  /** Resolves when the pass under way (if any) has ended. */
-  async settled(): Promise<void> {
-    await this.running;
-  }
-
   status(): PreloadStatus {
     return {
       verified: this.verified,

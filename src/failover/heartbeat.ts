@@ -36,8 +36,8 @@ export interface Heartbeat {
 export interface Handover {
   type: 'handover';
   node: string;
-  /** The successor it named, if any. */
-  to: string | null;
+  /** The successor it named. */
+  to: string;
 }
 
 /** What a secondary answers. */
@@ -138,10 +138,10 @@ export class HeartbeatServer {
     for (const ws of only === undefined ? this.standbys.keys() : [only]) if (ws.readyState === WebSocket.OPEN) ws.send(text);
   }
 
-  /** Tell the connected secondaries (only `to`, when named) that the lease was just released. */
-  handover(from: string, to: string | null): void {
+  /** Tell the successor `to` that the lease was just released for it. */
+  handover(from: string, to: string): void {
     const text = JSON.stringify({ type: 'handover', node: from, to } satisfies Handover);
-    for (const [ws, s] of this.standbys) if (ws.readyState === WebSocket.OPEN && (to === null || s.node === to)) ws.send(text);
+    for (const [ws, s] of this.standbys) if (ws.readyState === WebSocket.OPEN && s.node === to) ws.send(text);
   }
 
   /** The connected secondaries and their lag. */

@@ -73,6 +73,17 @@ interface FailoverView {
   leaseUnchangedMs: number | null;
 }
 
+/** Node `name` reaching the shared FileVault through a symlink of its own (`view`), which a test can break for it alone. */
+async function nodeWithOwnVaultLink(root: string, name: string, role: 'primary' | 'secondary'): Promise<{ daemon: DaemonProcess; view: string }> {
+  const vault = path.join(root, 'FileVault');
+  await fs.mkdir(vault, { recursive: true });
+  const view = path.join(root, `${name}-vault`);
+  await fs.symlink(vault, view);
+  await fs.mkdir(path.join(root, name), { recursive: true });
+  const config = { ...shared(root), node: { name, role }, paths: { data: 'data', fileVault: view } };
+  return { daemon: await DaemonProcess.start({ dir: path.join(root, name), config, tokenFile: path.join(root, 'a', 'data', 'admin.token') }), view };
+}
+
 async function secondaryStatus(d: DaemonProcess): Promise<FailoverView> {
   const res = await d.request('GET', '/api/admin/status');
   expect(res.status, res.text).to.equal(200);
@@ -230,12 +241,7 @@ describe('failover (real daemons sharing a FileVault)', function () {
   it('fences a primary that loses the FileVault before the secondary promotes; it acknowledges nothing after, and rejoins as a secondary when the vault returns', async () => {
     const root = await tempDir('cpd-failover-');
     // The primary reaches the shared vault through a link of its own, which the test breaks: the vault is gone for it alone.
-    const vault = path.join(root, 'FileVault');
-    await fs.mkdir(vault);
-    const view = path.join(root, 'a-vault');
-    await fs.symlink(vault, view);
-    await fs.mkdir(path.join(root, 'a'));
-    const primary = await DaemonProcess.start({ dir: path.join(root, 'a'), config: { ...shared(root), node: { name: 'a', role: 'primary' }, paths: { data: 'data', fileVault: view } } });
+    const { daemon: primary, view } = await nodeWithOwnVaultLink(root, 'a', 'primary');
     const secondary = await node(root, 'b', 'secondary');
     p = { root, primary, secondary };
     await seedSpace(primary);
@@ -290,13 +296,8 @@ describe('failover (real daemons sharing a FileVault)', function () {
   it('answers /standby and /readiness from how far a standby has followed, and verifies each new checkpoint as it appears, naming a damaged one', async () => {
     const root = await tempDir('cpd-failover-');
     // The secondary reaches the shared vault through a link of its own, which the test breaks and mends.
-    const vault = path.join(root, 'FileVault');
-    await fs.mkdir(vault);
-    const view = path.join(root, 'b-vault');
-    await fs.symlink(vault, view);
     const primary = await node(root, 'a', 'primary');
-    await fs.mkdir(path.join(root, 'b'));
-    const secondary = await DaemonProcess.start({ dir: path.join(root, 'b'), config: { ...shared(root), node: { name: 'b', role: 'secondary' }, paths: { data: 'data', fileVault: view } }, tokenFile: path.join(root, 'a', 'data', 'admin.token') });
+    const { daemon: secondary, view } = await nodeWithOwnVaultLink(root, 'b', 'secondary');
     p = { root, primary, secondary };
     await seedSpace(primary);
     await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
