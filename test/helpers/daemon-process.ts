@@ -15,6 +15,12 @@ import { waitFor } from './wait-for.js';
 /** The built CLI entry point (npm test builds before mocha runs). */
 export const CliPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 
+/** The environment for a child daemon or CLI: the test's own, minus a loader the test runner may have put in NODE_OPTIONS (the built code needs none). */
+export function childEnv(): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: _loader, ...env } = process.env;
+  return env;
+}
+
 /** A JSON log line. */
 export type LogLine = Record<string, unknown> & { level: string; message: string };
 
@@ -145,7 +151,7 @@ export class DaemonProcess {
 
   /** Spawn without waiting (for start-up failures). */
   static spawn(dir: string, configFile: string, env: Record<string, string> = {}): DaemonProcess {
-    const child = spawn(process.execPath, [CliPath, 'run', '--config', configFile], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CliPath, 'run', '--config', configFile], { cwd: dir, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     return new DaemonProcess(dir, configFile, child);
   }
 
