@@ -23,6 +23,8 @@ async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown
     neededByJournal: [...ctx.store.restoreReferences.keys()],
     automatic: ctx.auto()?.status() ?? null,
     retention: { keepLast: ctx.config.checkpoint.retention.keepLast, keepWithinMs: ctx.config.checkpoint.retention.keepWithinMs },
+    // A restore reading its checkpoint: `checkpointd checkpoint restore` polls this for its progress bar.
+    restoring: ctx.checkpointer.restoring,
   };
 }
 

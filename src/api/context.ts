@@ -5,6 +5,7 @@ import type { Logger } from '../log/index.js';
 import type { Store } from '../store/index.js';
 import type { FailoverManager, FailoverStatus } from '../failover/index.js';
 import type { AutoCheckpointer } from '../triggers/index.js';
+import type { Metrics } from './metrics.js';
 import type { TokenStore } from './token-store.js';
 
 /** The running node as the API sees it. */
@@ -13,6 +14,8 @@ export interface ApiContext {
   logger: Logger;
   store: Store;
   tokens: TokenStore;
+  /** This daemon's Prometheus registry and the hooks that count its events. */
+  metrics: Metrics;
   checkpointer: Checkpointer;
   /** Automatic checkpoints (null where this node does not write: a secondary). */
   auto(): AutoCheckpointer | null;

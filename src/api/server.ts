@@ -10,6 +10,7 @@ import { failoverRoutes } from './failover-routes.js';
 import { ChallengeError } from './auth.js';
 import type { ApiContext } from './context.js';
 import { healthRoutes } from './health-routes.js';
+import { metricsRoutes } from './metrics-routes.js';
 import { objectRoutes } from './object-routes.js';
 import { parseJsonBody } from './json-body.js';
 import { ProblemContentType, toProblem } from './problem.js';
@@ -19,10 +20,15 @@ import { templateRoutes } from './template-routes.js';
 /** Longest URL accepted (414 beyond). */
 const MaxUrlLength = 8192;
 
-/** Build the Fastify app with every route; the caller listens. */
-export function buildServer(ctx: ApiContext): FastifyInstance {
+/**
+ * Build the Fastify app with every route; the caller listens. With `tls` (the
+ * `api.tls` certificate and key, already read) it serves HTTPS, and the
+ * failover heartbeat on the same server is wss.
+ */
+export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } | null = null): FastifyInstance {
   const app = Fastify({
     logger: false,
+    https: tls === null ? null : { cert: tls.cert, key: tls.key },
     bodyLimit: ctx.config.api.bodyLimitBytes,
     routerOptions: { maxParamLength: 512 },
     return503OnClosing: true,
@@ -60,6 +66,9 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
     const status = reply.statusCode;
     const refused = status === 401 || status === 403;
+    // The route's template, never the URL: a label per URL would grow without bound.
+    ctx.metrics.requestAnswered(request.method, request.routeOptions.url, status, reply.elapsedTime);
+    if (refused && request.authFailure !== undefined) ctx.metrics.authFailed(request.authFailure);
     // Successful requests log at debug; skip building the line at all when debug is off (the hot path).
     if (status < 500 && !refused && !ctx.logger.isDebugEnabled()) return;
     const line = { method: request.method, path: request.url.split('?')[0], status, ms: Math.round(reply.elapsedTime), principal: request.principal?.name };
@@ -81,6 +90,7 @@ export function buildServer(ctx: ApiContext): FastifyInstance {
   });
 
   healthRoutes(app, ctx);
+  metricsRoutes(app, ctx);
   templateRoutes(app, ctx);
   spaceRoutes(app, ctx);
   objectRoutes(app, ctx);

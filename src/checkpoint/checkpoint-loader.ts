@@ -50,6 +50,8 @@ export interface LoadRequest {
   collection: boolean;
   /** Templates for spaces when the collection database is not loaded: the target's. */
   templates?: (name: string, version: string) => TemplateDef | undefined;
+  /** Called as the archive is read: uncompressed bytes done, out of the total of the entries loaded. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 /** What a checkpoint gave. */
@@ -106,6 +108,7 @@ export async function loadCheckpoint(file: string, manifest: Manifest, request: 
     },
   }, {
     only: (p) => (p === 'collection/collection.json' ? request.collection : wanted.has(EntryPath.exec(p)?.[1] ?? '')),
+    ...(request.onProgress === undefined ? {} : { onProgress: request.onProgress }),
   });
 
   // A space with no entries at all (cannot happen for a good archive, but never trust one).

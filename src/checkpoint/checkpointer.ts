@@ -44,6 +44,14 @@ export interface RestoreResult {
   seq: number;
 }
 
+/** A restore under way (`GET /api/admin/status` shows it, so `checkpointd checkpoint restore` can draw a bar). */
+export interface RestoreProgress {
+  id: number;
+  /** Uncompressed bytes of the checkpoint read and checked so far, out of `totalBytes` (0 until reading starts). */
+  doneBytes: number;
+  totalBytes: number;
+}
+
 /** Options for {@link Checkpointer}. */
 export interface CheckpointerOptions {
   catalogue: Catalogue;
@@ -69,6 +77,9 @@ export class Checkpointer {
   /** How long the checkpoints this process made took, by id. */
   private readonly durations = new Map<number, number>();
   private readonly created = new Set<(entry: CatalogueEntry) => void>();
+  private restoringValue: RestoreProgress | null = null;
+  private readonly failed = new Set<(request: CreateRequest, err: Error) => void>();
+  private readonly restored = new Set<(result: RestoreResult) => void>();
 
   constructor(private readonly options: CheckpointerOptions) {}
 
@@ -81,12 +92,15 @@ export class Checkpointer {
 
   /** Make a checkpoint; resolves once it is published. */
   create(request: CreateRequest): Promise<CatalogueEntry> {
-    return this.exclusive(async () => {
+    // Set once the request is valid: a refusal (no such space) is not a failed checkpoint.
+    let begun = false;
+    const run = this.exclusive(async () => {
       const { store, catalogue, logger } = this.options;
       const started = performance.now();
       const state = store.state;
       const infos = request.scope === 'collection' ? state.spaces() : [state.space(request.spaceId ?? '')];
       if (infos.some((i) => i === undefined)) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);
+      begun = true;
       const id = await catalogue.nextId();
       logger.info('checkpoint started', { id, scope: request.scope, trigger: request.trigger, seq: state.seq });
       const temp = tempPathFor(catalogue.dir, checkpointFileName(id));
@@ -122,6 +136,11 @@ export class Checkpointer {
       for (const listener of this.created) listener(entry);
       return entry;
     });
+    // The caller handles the rejection itself; this branch only tells the listeners.
+    void run.catch((err: unknown) => {
+      if (begun) for (const listener of this.failed) listener(request, err as Error);
+    });
+    return run;
   }
 
   /**
@@ -142,11 +161,19 @@ export class Checkpointer {
       const spaces = spaceId !== undefined ? [spaceId] : manifest.spaces.map((s) => s.id);
       if (!whole) checkTemplates(store.state, manifest.spaces.filter((s) => spaces.includes(s.id)), id);
 
-      const loaded = await loadCheckpoint(entry.file, manifest, {
-        collection: whole,
-        spaces,
-        templates: (name, version) => store.state.template(name, version),
-      });
+      const progress: RestoreProgress = { id, doneBytes: 0, totalBytes: 0 };
+      this.restoringValue = progress;
+      let loaded: Awaited<ReturnType<typeof loadCheckpoint>>;
+      try {
+        loaded = await loadCheckpoint(entry.file, manifest, {
+          collection: whole,
+          spaces,
+          templates: (name, version) => store.state.template(name, version),
+          onProgress: (doneBytes, totalBytes) => Object.assign(progress, { doneBytes, totalBytes }),
+        });
+      } finally {
+        this.restoringValue = null;
+      }
       const op: RestoreOp = { type: 'restore', checkpoint: id, sha256: entry.sha256, scope: whole ? 'collection' : 'space', spaces };
       const { seq } = await store.commitRestore(op, (head, next) => {
         if (whole) return StoreState.fromCollection(loaded.collection!, loaded.spaces, next);
@@ -155,13 +182,30 @@ export class Checkpointer {
         return head.withRestoredSpaces(loaded.spaces, next);
       });
       logger.info('checkpoint restored', { id, scope: op.scope, spaces, seq, ms: Math.round(performance.now() - started) });
-      return { entry, scope: op.scope, spaces, seq };
+      const result: RestoreResult = { entry, scope: op.scope, spaces, seq };
+      for (const listener of this.restored) listener(result);
+      return result;
     });
+  }
+
+  /** The restore reading its checkpoint now, if any (a copy). */
+  get restoring(): RestoreProgress | null {
+    return this.restoringValue === null ? null : { ...this.restoringValue };
   }
 
   /** Call `listener` with each checkpoint this service publishes from now on. */
   onCreated(listener: (entry: CatalogueEntry) => void): void {
     this.created.add(listener);
+  }
+
+  /** Call `listener` with each checkpoint that fails from now on (after its request was accepted: not a missing space). */
+  onFailed(listener: (request: CreateRequest, err: Error) => void): void {
+    this.failed.add(listener);
+  }
+
+  /** Call `listener` with each restore this service completes from now on (not the replay of a journaled one). */
+  onRestored(listener: (result: RestoreResult) => void): void {
+    this.restored.add(listener);
   }
 
   /** Milliseconds checkpoint `id` took to make, when this process made it. */

@@ -1,5 +1,5 @@
 export { Catalogue, checkpointFileName, parseCheckpointFileName, type CatalogueEntry } from './catalogue.js';
-export { Checkpointer, replayRestore, type CheckpointerOptions, type CreateRequest, type RestoreResult, type RetentionResult } from './checkpointer.js';
+export { Checkpointer, replayRestore, type CheckpointerOptions, type CreateRequest, type RestoreProgress, type RestoreResult, type RetentionResult } from './checkpointer.js';
 export { checkpointTime } from './checkpoint-time.js';
 export { loadCheckpoint, loadCollectionState } from './checkpoint-loader.js';
 export { isOwnCollection, planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';

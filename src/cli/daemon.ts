@@ -4,11 +4,12 @@
  * thin shell around it.
  */
 import path from 'node:path';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { buildServer, TokenStore, type ApiContext } from '../api/index.js';
+import { buildServer, Metrics, TokenStore, type ApiContext } from '../api/index.js';
 import { Catalogue, Checkpointer, loadStartBase, replayRestore, StandbyPreloader } from '../checkpoint/index.js';
-import type { Config } from '../config/index.js';
+import { readCertificateAuthorities, readServerCertificate, type Config } from '../config/index.js';
 import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
@@ -26,6 +27,15 @@ export const CheckpointHashCache = 'checkpoint-sha256.json';
  * be longer.
  */
 export const ShutdownTimeoutMs = 60_000;
+/**
+ * How long a shutdown waits for the requests in flight (a commit takes
+ * milliseconds) before it cuts their connections: a slow download or a body
+ * that never ends must not hold the journal and the lease until
+ * ShutdownTimeoutMs runs out.
+ */
+export const InFlightGraceMs = 10_000;
+/** During a shutdown, how often keep-alive connections whose request has been answered are closed. */
+const IdleReapMs = 50;
 
 /** A running checkpointd. */
 export class Daemon {
@@ -49,9 +59,28 @@ export class Daemon {
     return this.autoHolder.auto;
   }
 
+  /**
+   * Read `api.tls`'s certificate and key again and serve them to new
+   * connections (open ones keep theirs): a renewed certificate without a
+   * restart. False when TLS is off. A file that cannot be used throws a
+   * ConfigError and the certificate served stays as it was.
+   */
+  async reloadTls(): Promise<boolean> {
+    const tls = this.config.api.tls;
+    if (tls === null) return false;
+    const certificate = await readServerCertificate(this.config.file, tls);
+    // Fastify made an https.Server because api.tls is set.
+    (this.app.server as HttpsServer).setSecureContext({ cert: certificate.cert, key: certificate.key });
+    this.logger.info('TLS certificate reloaded', { cert: tls.cert, names: certificate.names, validTo: certificate.validTo });
+    return true;
+  }
+
   /** Start: lock the data folder, recover the journal, listen, take the configured role. */
   static async start(config: Config, logger: Logger): Promise<Daemon> {
     const startedAt = new Date().toISOString();
+    // The PEM files first: one that cannot be used stops the start (status 2) before anything is locked.
+    const certificate = config.api.tls === null ? null : await readServerCertificate(config.file, config.api.tls);
+    const ca = config.failover.tls.ca === null ? null : await readCertificateAuthorities(config.file, config.failover.tls.ca);
     const lock = await PidLock.acquire(path.join(config.paths.data, 'checkpointd.pid'));
     let earlyWatcher: LeaseWatcher | null = null;
     try {
@@ -88,11 +117,14 @@ export class Daemon {
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
       const holder: { daemon?: Daemon } = {};
+      const metrics = new Metrics({ node: config.node.name, store, catalogue, installation, failover: () => holder.daemon?.failover.status() ?? null });
+      metrics.watch(checkpointer);
       const ctx: ApiContext = {
         config,
         logger,
         store,
         tokens,
+        metrics,
         checkpointer,
         auto: () => autoHolder.auto,
         failover: () => holder.daemon?.failover.status() ?? null,
@@ -102,7 +134,7 @@ export class Daemon {
         serving: () => holder.daemon?.serving ?? false,
         publicUrl: () => publicUrl,
       };
-      const app = buildServer(ctx);
+      const app = buildServer(ctx, certificate);
       const crash = lock.tookOverStale ? 'no clean-shutdown mark (stale pid lock)' : store.recovery.scan.cut !== null ? 'torn journal tail' : null;
       if (crash !== null) logger.warn('the last run did not end cleanly', { evidence: crash });
       const failover = new FailoverManager({
@@ -116,6 +148,7 @@ export class Daemon {
         logger,
         newestCheckpoint: () => autoHolder.auto?.status().newest?.id ?? null,
         onPrimary: async (_epoch, promoted) => {
+          if (promoted) metrics.promoted();
           const auto = new AutoCheckpointer({ checkpointer, store, config: config.checkpoint, journalDir: vault.journal, logger });
           await auto.start();
           autoHolder.auto = auto;
@@ -125,6 +158,8 @@ export class Daemon {
         rebuild: async () => openFollower(await startBase()),
         early,
         preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
+        heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
+        onClusterTokenRefused: () => metrics.authFailed('cluster_token'),
         onNotPrimary: async () => {
           const auto = autoHolder.auto;
           autoHolder.auto = null;
@@ -134,7 +169,8 @@ export class Daemon {
       try {
         await app.listen({ host: config.api.host, port: config.api.port });
         const address = app.server.address() as AddressInfo;
-        const local = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+        const local = `${certificate === null ? 'http' : 'https'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+        if (certificate !== null) logger.info('serving HTTPS', { cert: config.api.tls?.cert, names: certificate.names, validTo: certificate.validTo });
         if (publicUrl === '') publicUrl = local;
         const daemon = new Daemon(config, logger, store, tokens, autoHolder, failover, app, lock, local);
         holder.daemon = daemon;
@@ -163,7 +199,19 @@ export class Daemon {
       this.logger.info('shutting down', { reason });
       this.serving = false;
       this.failover.stop();
-      await this.app.close();
+      const cut = setTimeout(() => {
+        this.logger.warn('requests still in flight after the grace period; closing their connections', { graceMs: InFlightGraceMs });
+        this.app.server.closeAllConnections();
+      }, InFlightGraceMs);
+      // The server's close reaps idle keep-alive connections once; one whose request is answered later would
+      // otherwise stay open (keepAliveTimeout) and hold the close up.
+      const reap = setInterval(() => this.app.server.closeIdleConnections(), IdleReapMs);
+      try {
+        await this.app.close();
+      } finally {
+        clearTimeout(cut);
+        clearInterval(reap);
+      }
       await this.autoHolder.auto?.stop(this.config.checkpoint.events['clean-shutdown'] ? eventTrigger('clean-shutdown') : undefined);
       await this.store.close();
       await this.failover.release();

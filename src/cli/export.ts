@@ -11,7 +11,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CheckpointFormatError, isSafeSegment, readCheckpointArchive, spaceEntryPath, type Manifest } from '../checkpoint/archive/index.js';
 import { ConflictError, UnprocessableError } from '../errors.js';
-import { byteProgress, formatBytes, problemLine } from './verify.js';
+import { formatBytes } from './format.js';
+import { byteProgress } from './progress.js';
+import { problemLine } from './verify.js';
 
 /** Options of `export`. */
 export interface ExportCommandOptions {

@@ -1,17 +1,40 @@
 #!/usr/bin/env node
 /**
- * The `checkpointd` command. Exit codes: 0 success; 1 failure at run time;
- * 2 bad configuration or usage; 3 the journal is damaged in a way that needs
- * an operator (see the README's runbook).
+ * The `checkpointd` command: `run` (the daemon), the local commands `verify`,
+ * `export` and `token create`, and the client commands that talk to a daemon's
+ * API (`status`, `checkpoint …`, `switchover`, `pause`, `resume`).
+ *
+ * Exit codes (scripts may rely on them):
+ * - 0 success
+ * - 1 failure: the daemon failed (5xx other than 503), a download whose
+ *   SHA-256 does not match, a checkpoint that does not verify, a local file
+ *   that would be overwritten (export, download without --force)
+ * - 2 usage or bad configuration, or the API refused the request as wrong
+ *   (400, 413, 422 and other 4xx not listed below)
+ * - 3 the journal is damaged in a way that needs an operator (README runbook)
+ * - 4 the daemon cannot be reached: connection refused, unknown host, TLS
+ *   failure, timeout, or the connection broke mid-answer
+ * - 5 the token was refused (401) or lacks the role (403)
+ * - 6 not found (404): no such checkpoint, space or standby
+ * - 7 try again, or elsewhere: 409 (a conflict with the current state) or
+ *   503 (not the primary, fenced, still starting); the message says which
  */
 import { Command, CommanderError, Option } from 'commander';
 import { BadRequestError, ConfigError, JournalCorruptError } from '../errors.js';
-import { Roles } from '../api/index.js';
-import { runCommand } from './run.js';
-import { tokenCreateCommand } from './token-create.js';
+import { ApiClient, ApiProblemError, DaemonUnreachableError, DefaultDaemonUrl, TokenEnv, UrlEnv, type ClientOptions } from './api-client.js';
+import { writeJson } from './format.js';
 
-/** Exit statuses, documented in the README. */
-export const ExitCode = { ok: 0, failure: 1, usage: 2, journalCorrupt: 3 } as const;
+/** Exit statuses (see the comment at the top of this file), documented in the README. */
+export const ExitCode = { ok: 0, failure: 1, usage: 2, journalCorrupt: 3, unreachable: 4, refused: 5, notFound: 6, tryAgain: 7 } as const;
+
+/** The exit status for an error status the API answered with. */
+function exitCodeForStatus(status: number): number {
+  if (status === 401 || status === 403) return ExitCode.refused;
+  if (status === 404) return ExitCode.notFound;
+  if (status === 409 || status === 503) return ExitCode.tryAgain;
+  if (status >= 400 && status < 500) return ExitCode.usage;
+  return ExitCode.failure;
+}
 
 const DefaultConfig = 'config/default.json';
 
@@ -21,6 +44,8 @@ function fail(err: unknown): never {
   if (err instanceof ConfigError) process.exit(ExitCode.usage);
   if (err instanceof JournalCorruptError) process.exit(ExitCode.journalCorrupt);
   if (err instanceof BadRequestError) process.exit(ExitCode.usage);
+  if (err instanceof ApiProblemError) process.exit(exitCodeForStatus(err.status));
+  if (err instanceof DaemonUnreachableError) process.exit(ExitCode.unreachable);
   process.exit(ExitCode.failure);
 }
 
@@ -33,7 +58,11 @@ program
   .command('run')
   .description('run the daemon in the foreground (systemd runs this)')
   .option('-c, --config <file>', 'configuration file', DefaultConfig)
-  .action(async (options: { config: string }) => runCommand(options.config));
+  .action(async (options: { config: string }) => {
+    // Loaded on use: the daemon's modules would slow every client command's start.
+    const { runCommand } = await import('./run.js');
+    await runCommand(options.config);
+  });
 
 const token = program.command('token').description('manage API tokens');
 token
@@ -41,8 +70,14 @@ token
   .description('add a token to auth.tokensFile and print only the token on stdout')
   .option('-c, --config <file>', 'configuration file', DefaultConfig)
   .requiredOption('--name <name>', 'a name for the token (who or what uses it)')
-  .addOption(new Option('--role <role>', 'what the token may do').choices(Roles).makeOptionMandatory())
-  .action(async (options: { config: string; name: string; role: string }) => tokenCreateCommand(options));
+  .requiredOption('--role <role>', 'what the token may do: collection-admin (everything) or member (data only)')
+  .action(async (options: { config: string; name: string; role: string }) => {
+    // The API's modules load on use, so that client commands start fast.
+    const { Roles } = await import('../api/index.js');
+    if (!(Roles as readonly string[]).includes(options.role)) throw new ConfigError(`--role must be one of ${Roles.join(', ')}, not ${JSON.stringify(options.role)}`);
+    const { tokenCreateCommand } = await import('./token-create.js');
+    await tokenCreateCommand(options);
+  });
 
 program
   .command('verify')
@@ -65,6 +100,134 @@ program
     const { exportCommand } = await import('./export.js');
     await exportCommand(file, options);
   });
+
+const ClientHelp = `
+The daemon is --url, else $${UrlEnv}, else ${DefaultDaemonUrl}.
+The token (collection-admin) is read from --token-file FILE, else $${TokenEnv};
+never put a token on the command line.
+
+Exit codes: 0 ok; 1 failure; 2 usage or bad request (400/413/422);
+4 daemon unreachable; 5 token refused (401/403); 6 not found (404);
+7 try again or elsewhere (409/503).`;
+
+/** A client command with the options every one of them shares, and help ending in `example`. */
+function clientCommand(parent: Command, name: string, description: string, example: string): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .addOption(new Option('--url <url>', "the daemon's API base URL").env(UrlEnv).default(DefaultDaemonUrl))
+    .option('--token-file <file>', `read the API token from this file (else $${TokenEnv})`)
+    .option('--ca <file>', "PEM CA bundle that signed the daemon's https certificate (a private CA)")
+    .option('--json', "print the API's JSON answer on stdout (for scripts)")
+    .addHelpText('after', `\nExample:\n  export ${TokenEnv}=$(cat /var/lib/checkpointd/admin.token)\n  ${example}\n${ClientHelp}`);
+}
+
+/** Run `work` with a client from the shared options; with --json an API problem is printed on stdout as well. */
+async function withClient(options: ClientOptions, work: (client: ApiClient) => Promise<void>): Promise<void> {
+  const client = await ApiClient.open(options);
+  try {
+    await work(client);
+  } catch (err) {
+    if (options.json === true && err instanceof ApiProblemError && err.problem !== null) writeJson(err.problem);
+    throw err;
+  }
+}
+
+type CheckpointOptions = ClientOptions & { space?: string };
+
+clientCommand(program, 'status', "the daemon's role, seq, journal, checkpoints and failover state", 'checkpointd status --url https://node-a:8470 --ca /etc/checkpointd/ca.pem').action(
+  async (options: ClientOptions) =>
+    withClient(options, async (client) => {
+      const { statusCommand } = await import('./status.js');
+      await statusCommand(client, options);
+    }),
+);
+
+const checkpoint = program.command('checkpoint').description('list, create, get, download, restore and delete checkpoints (through the API)');
+clientCommand(checkpoint, 'list', 'list checkpoints: all of them, or those that cover one space', 'checkpointd checkpoint list --space test')
+  .option('--space <id>', 'only the checkpoints that cover this space')
+  .action(async (options: CheckpointOptions) =>
+    withClient(options, async (client) => {
+      const { listCommand } = await import('./checkpoint-commands.js');
+      await listCommand(client, options);
+    }),
+  );
+clientCommand(checkpoint, 'create', 'make a checkpoint now: of one space with --space, else of the whole collection', 'checkpointd checkpoint create --description "before the upgrade"')
+  .option('--space <id>', 'checkpoint only this space (space scope)')
+  .option('--description <text>', 'a description kept in the checkpoint (at most 1000 characters)')
+  .action(async (options: CheckpointOptions & { description?: string }) =>
+    withClient(options, async (client) => {
+      const { createCommand } = await import('./checkpoint-commands.js');
+      await createCommand(client, options);
+    }),
+  );
+clientCommand(checkpoint, 'get', 'show one checkpoint: scope, spaces, trigger, time, seq, size, SHA-256', 'checkpointd checkpoint get 3 --json')
+  .argument('<id>', 'checkpoint id')
+  .option('--space <id>', 'through the space route (404 unless the checkpoint covers the space)')
+  .action(async (id: string, options: CheckpointOptions) =>
+    withClient(options, async (client) => {
+      const { getCommand } = await import('./checkpoint-commands.js');
+      await getCommand(client, id, options);
+    }),
+  );
+clientCommand(
+  checkpoint,
+  'download',
+  'stream a checkpoint to a file, resuming a broken download (FILE.partial) and checking its SHA-256',
+  'checkpointd checkpoint download 3 --out /backup/Checkpoint-000000003',
+)
+  .argument('<id>', 'checkpoint id')
+  .option('--out <file>', 'file to write (default: the name the daemon gives, Checkpoint-NNNNNNNNN, in the current folder)')
+  .option('--force', 'replace the file if it exists')
+  .action(async (id: string, options: ClientOptions & { out?: string; force?: boolean }) =>
+    withClient(options, async (client) => {
+      const { downloadCommand } = await import('./checkpoint-download.js');
+      await downloadCommand(client, id, options);
+    }),
+  );
+clientCommand(
+  checkpoint,
+  'restore',
+  'restore a checkpoint: only one space with --space, else all it holds (a collection checkpoint: everything)',
+  'checkpointd checkpoint restore 3 --space test',
+)
+  .argument('<id>', 'checkpoint id')
+  .option('--space <id>', 'restore only this space from the checkpoint')
+  .action(async (id: string, options: CheckpointOptions) =>
+    withClient(options, async (client) => {
+      const { restoreCommand } = await import('./checkpoint-commands.js');
+      await restoreCommand(client, id, options);
+    }),
+  );
+clientCommand(checkpoint, 'delete', 'delete a checkpoint (409 while the journal still needs it)', 'checkpointd checkpoint delete 3')
+  .argument('<id>', 'checkpoint id')
+  .option('--space <id>', 'through the space route (404 unless the checkpoint covers the space)')
+  .action(async (id: string, options: CheckpointOptions) =>
+    withClient(options, async (client) => {
+      const { deleteCommand } = await import('./checkpoint-commands.js');
+      await deleteCommand(client, id, options);
+    }),
+  );
+
+clientCommand(program, 'switchover', 'hand the primary role to a connected standby now (send it to the primary)', 'checkpointd switchover --candidate node-b')
+  .option('--candidate <node>', 'the standby to hand over to (default: the least lagging one)')
+  .action(async (options: ClientOptions & { candidate?: string }) =>
+    withClient(options, async (client) => {
+      const { switchoverCommand } = await import('./failover-commands.js');
+      await switchoverCommand(client, options);
+    }),
+  );
+for (const [action, description] of [
+  ['pause', 'turn automatic promotion off for the installation (maintenance)'],
+  ['resume', 'turn automatic promotion back on'],
+] as const) {
+  clientCommand(program, action, description, `checkpointd ${action}`).action(async (options: ClientOptions) =>
+    withClient(options, async (client) => {
+      const { pauseCommand } = await import('./failover-commands.js');
+      await pauseCommand(client, action, options);
+    }),
+  );
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -1,17 +1,76 @@
-/** `checkpointd run`: the daemon in the foreground until SIGTERM or SIGINT. */
+/**
+ * `checkpointd run`: the daemon in the foreground, as systemd runs it.
+ *
+ * Signals: SIGTERM or SIGINT stop it cleanly (Daemon.stop: stop accepting,
+ * answer the requests in flight, the clean-shutdown checkpoint if configured,
+ * release the lease) and exit 0, or exit 1 after ShutdownTimeoutMs whatever
+ * is left; a second SIGTERM or SIGINT ends it at once. SIGHUP reloads the
+ * configuration (see reload.ts). Under systemd (`Type=notify`) it reports
+ * READY=1 once serving, RELOADING=1/READY=1 around a reload, STOPPING=1 at a
+ * shutdown, and pings the watchdog (see systemd-notify.ts).
+ */
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../log/index.js';
 import { Daemon, ShutdownTimeoutMs } from './daemon.js';
+import { reloadConfig } from './reload.js';
+import { SystemdNotifier } from './systemd-notify.js';
 
 /** Run the daemon from `configFile`; resolves when it has stopped. */
 export async function runCommand(configFile: string): Promise<void> {
   const config = await loadConfig(configFile);
   const logger = createLogger({ level: config.log.level, node: config.node.name });
-  const daemon = await Daemon.start(config, logger);
+  const notifier = await SystemdNotifier.open(logger);
+
+  // SIGHUP's default action ends the process: hold one that arrives during start-up, and reload once serving.
+  let hupDuringStart = false;
+  const holdHup = (): void => {
+    hupDuringStart = true;
+  };
+  process.on('SIGHUP', holdHup);
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, logger);
+  } finally {
+    process.off('SIGHUP', holdHup);
+  }
+
+  const status = (): string => statusLine(daemon);
+  notifier.ready(status);
+
+  let running = config;
+  let stopping = false;
+  let reloading: Promise<void> | null = null;
+  let reloadAgain = false;
+  // One reload at a time; SIGHUPs that arrive during one make one more after it.
+  const reload = async (): Promise<void> => {
+    try {
+      do {
+        reloadAgain = false;
+        notifier.reloading();
+        running = await reloadConfig(daemon, running);
+        notifier.reloaded(status());
+      } while (reloadAgain && !stopping);
+    } catch (err) {
+      logger.error('reload failed', { err });
+    } finally {
+      reloading = null;
+    }
+  };
+  const onHup = (): void => {
+    if (stopping) return;
+    if (reloading !== null) reloadAgain = true;
+    else reloading = reload();
+  };
+  // Stays installed through the shutdown, so a late SIGHUP does not end the process mid-stop.
+  process.on('SIGHUP', onHup);
+  if (hupDuringStart) onHup();
+
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      stopping = true;
+      notifier.stopping();
       const timer = setTimeout(() => {
         logger.error('shutdown took too long; exiting anyway', { timeoutMs: ShutdownTimeoutMs });
         process.exit(1);
@@ -26,4 +85,12 @@ export async function runCommand(configFile: string): Promise<void> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  notifier.close();
+}
+
+/** The `STATUS=` line `systemctl status` shows: role, epoch and where the API is. */
+function statusLine(daemon: Daemon): string {
+  const { role, epoch } = daemon.failover;
+  const paused = daemon.failover.status().paused ? ', automatic promotion paused' : '';
+  return `${role}, epoch ${epoch}, serving on ${daemon.url}${paused}`;
 }

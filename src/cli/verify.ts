@@ -1,56 +1,13 @@
 /** `checkpointd verify FILE`: check a checkpoint file end to end; needs no daemon and no configuration. */
-import cliProgress from 'cli-progress';
 import { promises as fs } from 'node:fs';
 import { verifyCheckpointArchive, type VerifyResult } from '../checkpoint/archive/index.js';
 import { NotFoundError } from '../errors.js';
+import { formatBytes } from './format.js';
+import { byteProgress } from './progress.js';
 
 /** Options of `verify`. */
 export interface VerifyCommandOptions {
   json?: boolean;
-}
-
-/** A byte progress bar on stderr, only when stderr is a terminal (never in pipes or logs). */
-export interface ByteProgress {
-  update(done: number, total: number): void;
-  stop(): void;
-}
-
-const MiB = 1024 * 1024;
-
-/** Start a progress bar labelled `label`, or a silent one when stderr is not a TTY. */
-export function byteProgress(label: string): ByteProgress {
-  if (process.stderr.isTTY !== true) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} MiB | ETA {eta_formatted}`, clearOnComplete: true, hideCursor: true },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    update(done, total) {
-      const totalMiB = Math.max(1, Math.ceil(total / MiB));
-      if (!started) {
-        bar.start(totalMiB, 0);
-        started = true;
-      }
-      bar.setTotal(totalMiB);
-      bar.update(Math.min(totalMiB, Math.ceil(done / MiB)));
-    },
-    stop() {
-      if (started) bar.stop();
-    },
-  };
-}
-
-/** A size for people: bytes, KiB, MiB or GiB. */
-export function formatBytes(bytes: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /** The line printed when a checkpoint is refused: `FILE: entry E: problem`. */

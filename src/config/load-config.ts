@@ -65,8 +65,8 @@ export interface Config {
   /** Absolute path of the configuration file read. */
   file: string;
   node: { name: string; role: NodeRole };
-  /** `publicUrl: null` = the API derives it from where it listens. */
-  api: { host: string; port: number; publicUrl: string | null; bodyLimitBytes: number };
+  /** `publicUrl: null` = the API derives it from where it listens; `tls: null` = plain HTTP. */
+  api: { host: string; port: number; publicUrl: string | null; bodyLimitBytes: number; tls: ApiTlsConfig | null };
   paths: { data: string; fileVault: string };
   auth: { tokensFile: string };
   journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
@@ -75,7 +75,14 @@ export interface Config {
   log: { level: LogLevel };
 }
 
-/** `failover`: timing, the cluster token, the role-change hook. */
+/** `api.tls`: the PEM files the API serves HTTPS (and the heartbeat WSS) with; absolute paths, read at start-up. */
+export interface ApiTlsConfig {
+  /** The certificate, followed by any intermediates. */
+  cert: string;
+  key: string;
+}
+
+/** `failover`: timing, the cluster token, the role-change hook, how the primary's certificate is verified. */
 export interface FailoverConfig {
   /** Shared secret secondaries present on the heartbeat WebSocket. */
   clusterTokenFile: string;
@@ -86,6 +93,13 @@ export interface FailoverConfig {
   safetyMarginMs: number;
   /** Run with the new role and epoch after each role change, or null. */
   onRoleChange: string | null;
+  /**
+   * How a secondary verifies the primary's certificate when its heartbeat
+   * connects with wss: `ca` = a PEM bundle of trusted authorities (null: the
+   * system's), `serverName` = the name to expect in the certificate (null: the
+   * host of the URL in the lease).
+   */
+  tls: { ca: string | null; serverName: string | null };
 }
 
 /** `checkpoint`: file format, automatic triggers, retention. */
@@ -186,6 +200,11 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
     vaultOverride !== undefined
       ? path.resolve(vaultOverride)
       : path.resolve(configFolder, raw.paths?.fileVault ?? DefaultFileVaultPath);
+  const tls = resolveApiTls(raw.api?.tls ?? null, configFolder, fail);
+  // The lease hands api.publicUrl to the other nodes: with TLS on, only an https URL reaches this one.
+  if (tls !== null && normalizedUrl !== null && !normalizedUrl.startsWith('https:')) {
+    throw fail(`"api.publicUrl" must be an https URL while "api.tls" is set (this node answers only TLS), got ${showValue(publicUrl)}`);
+  }
   const tokensSetting = raw.auth?.tokensFile ?? null;
   const tokensFile =
     tokensSetting === null ? path.join(dataFolder, DefaultTokensFileName) : path.resolve(configFolder, tokensSetting);
@@ -198,7 +217,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   return {
     file: configPath,
     node: { name, role: raw.node?.role ?? DefaultNodeRole },
-    api: { host: raw.api?.host ?? DefaultApiHost, port, publicUrl: normalizedUrl, bodyLimitBytes },
+    api: { host: raw.api?.host ?? DefaultApiHost, port, publicUrl: normalizedUrl, bodyLimitBytes, tls },
     paths: { data: dataFolder, fileVault: vaultFolder },
     auth: { tokensFile },
     journal: {
@@ -212,6 +231,15 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   };
 }
 
+/** `api.tls` with both files resolved against the configuration file's folder; one without the other is an error. */
+function resolveApiTls(raw: NonNullable<ConfigFile['api']>['tls'] | null, configFolder: string, fail: (reason: string) => ConfigError): ApiTlsConfig | null {
+  if (raw === null || raw === undefined) return null;
+  for (const [key, other] of [['cert', 'key'], ['key', 'cert']] as const) {
+    if (raw[key] === undefined) throw fail(`"api.tls.${key}" is missing: HTTPS needs both "api.tls.cert" and "api.tls.key" (set "api.tls" to null for plain HTTP), got only "api.tls.${other}"`);
+  }
+  return { cert: path.resolve(configFolder, raw.cert!), key: path.resolve(configFolder, raw.key!) };
+}
+
 function resolveFailover(raw: NonNullable<ConfigFile['failover']>, configFolder: string, vaultFolder: string, fail: (reason: string) => ConfigError): FailoverConfig {
   const f: FailoverConfig = {
     clusterTokenFile: raw.clusterTokenFile == null ? path.join(vaultFolder, 'failover', DefaultClusterTokenFileName) : path.resolve(configFolder, raw.clusterTokenFile),
@@ -221,6 +249,7 @@ function resolveFailover(raw: NonNullable<ConfigFile['failover']>, configFolder:
     renewMs: raw.renewMs ?? DefaultRenewMs,
     safetyMarginMs: raw.safetyMarginMs ?? DefaultSafetyMarginMs,
     onRoleChange: raw.onRoleChange ?? null,
+    tls: { ca: raw.tls?.ca == null ? null : path.resolve(configFolder, raw.tls.ca), serverName: raw.tls?.serverName ?? null },
   };
   // The rules that keep two primaries from ever serving at once, and a live primary from being replaced.
   if (f.heartbeatTimeoutMs <= f.heartbeatMs) throw fail(`"failover.heartbeatTimeoutMs" (${f.heartbeatTimeoutMs}) must be longer than "failover.heartbeatMs" (${f.heartbeatMs})`);

@@ -47,7 +47,7 @@ export type LogLevel = (typeof LogLevels)[number];
 export interface ConfigFile {
   $comment?: string;
   node?: { name?: string | null; role?: NodeRole };
-  api?: { host?: string; port?: number; publicUrl?: string | null; bodyLimitBytes?: number | string };
+  api?: { host?: string; port?: number; publicUrl?: string | null; bodyLimitBytes?: number | string; tls?: { cert?: string; key?: string } | null };
   paths?: { data?: string; fileVault?: string };
   auth?: { tokensFile?: string | null };
   journal?: { sync?: JournalSync; groupCommitMs?: number; syncIntervalMs?: number };
@@ -69,6 +69,7 @@ export interface ConfigFile {
     renewMs?: number;
     safetyMarginMs?: number;
     onRoleChange?: string | null;
+    tls?: { ca?: string | null; serverName?: string | null };
   };
   log?: { level?: LogLevel };
 }
@@ -92,6 +93,9 @@ function integer(minimum: number, maximum: number): SchemaObject {
 
 const path: SchemaObject = { type: 'string', minLength: 1, description: 'a non-empty path' };
 
+/** What `api.tls` must be; the loader also says it when one of the two files is missing. */
+export const apiTlsExpected = 'an object with "cert" and "key" (paths of PEM files), or null for plain HTTP';
+
 /** `node`: who this node is. `name: null` = the host name. */
 export const nodeSchema = section({
   name: {
@@ -102,12 +106,14 @@ export const nodeSchema = section({
   role: oneOf(NodeRoles),
 });
 
-/** `api`: where the HTTP API listens and how it names itself. */
+/** `api`: where the HTTP API listens, how it names itself, and its TLS certificate. */
 export const apiSchema = section({
   host: { type: 'string', minLength: 1, description: 'a non-empty host name or address' },
   port: integer(0, 65535),
   publicUrl: { type: ['string', 'null'], minLength: 1, description: publicUrlExpected },
   bodyLimitBytes: { type: ['integer', 'string'], minimum: MinBodyLimitBytes, description: bodyLimitExpected },
+  // Both keys are required together; the loader says which one is missing, which `required` here could not.
+  tls: { type: ['object', 'null'], additionalProperties: false, properties: { cert: path, key: path }, description: apiTlsExpected },
 });
 
 /** `paths`: local data and the shared FileVault; relative to the configuration file's folder. */
@@ -146,7 +152,7 @@ export const checkpointSchema = section({
   retry: section({ minMs: integer(10, 3_600_000), maxMs: integer(10, 86_400_000) }),
 });
 
-/** `failover`: heartbeat, lease and promotion timing, the cluster token, the role-change hook. */
+/** `failover`: heartbeat, lease and promotion timing, the cluster token, the role-change hook, how the primary's certificate is verified. */
 export const failoverSchema = section({
   clusterTokenFile: { type: ['string', 'null'], minLength: 1, description: 'a non-empty path, or null' },
   heartbeatMs: integer(50, 60_000),
@@ -155,6 +161,10 @@ export const failoverSchema = section({
   renewMs: integer(50, 60_000),
   safetyMarginMs: integer(0, 600_000),
   onRoleChange: { type: ['string', 'null'], minLength: 1, description: 'a command, or null' },
+  tls: section({
+    ca: { type: ['string', 'null'], minLength: 1, description: 'a non-empty path of a PEM file, or null for the system\'s certificate authorities' },
+    serverName: { type: ['string', 'null'], minLength: 1, description: 'a host name the primary\'s certificate holds, or null for the host of the lease URL' },
+  }),
 });
 
 /** `log`: how much the daemon says. */

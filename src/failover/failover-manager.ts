@@ -29,7 +29,7 @@ import type { Logger } from '../log/index.js';
 import type { PreloadStatus } from '../checkpoint/index.js';
 import type { Store } from '../store/index.js';
 import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
-import { HeartbeatClient, HeartbeatServer, type StandbyInfo } from './heartbeat.js';
+import { HeartbeatClient, HeartbeatServer, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';
 import { LeaseHolder, LeaseWatcher, readLease, type Lease } from './lease.js';
 
 /** How often a secondary checks the two channels and applies the journal without a heartbeat. */
@@ -78,6 +78,10 @@ export interface FailoverManagerOptions {
   early?: { watcher: LeaseWatcher; startedAt: number };
   /** Warm standby: verifies each new checkpoint while this node follows (asked on every catch-up; works in the background). */
   preloader?: { refresh(): void; status(): PreloadStatus };
+  /** How the heartbeat client verifies a primary that serves wss (`failover.tls`, the CA already read). */
+  heartbeatTls?: HeartbeatTls;
+  /** Called when the heartbeat endpoint refuses a wrong or missing cluster token (metrics). */
+  onClusterTokenRefused?: () => void;
 }
 
 /** A secondary's view of how far it has followed (status, /standby, /readiness). */
@@ -105,6 +109,8 @@ export interface FailoverStatus {
   /** Secondary: since the last heartbeat, and since the lease last changed. */
   heartbeatSilentMs: number | null;
   leaseUnchangedMs: number | null;
+  /** Primary (and fenced, until it rejoins): since its last successful lease renewal started. */
+  leaseRenewedAgoMs: number | null;
   fencedBecause: string | null;
   /** Secondary: how far it has followed. */
   standby: StandbyView | null;
@@ -179,6 +185,7 @@ export class FailoverManager {
       token: () => this.token,
       heartbeatMs: options.config.heartbeatMs,
       logger: options.logger,
+      onRefused: options.onClusterTokenRefused,
       beat: () =>
         this.roleValue === 'primary'
           ? { type: 'heartbeat', node: options.node, epoch: this.epochValue, seq: options.store.state.seq, checkpoint: options.newestCheckpoint() }
@@ -306,6 +313,7 @@ export class FailoverManager {
       node: options.node,
       token: () => this.token,
       logger: options.logger,
+      ...(options.heartbeatTls === undefined ? {} : { tls: options.heartbeatTls }),
       // The primary released the lease: read it now and decide, rather than at the next poll.
       onHandover: (message) => {
         options.logger.info('the primary says it released the lease; reading it now', { from: message.node, to: message.to });
@@ -478,6 +486,7 @@ export class FailoverManager {
 
   /** Status for `GET /api/admin/status`. */
   status(): FailoverStatus {
+    const renewedAgoMs = this.holder?.renewedAgoMs() ?? null;
     return {
       role: this.roleValue,
       epoch: this.epoch,
@@ -486,6 +495,7 @@ export class FailoverManager {
       standbys: this.hub?.standbyInfo() ?? [],
       heartbeatSilentMs: this.client === null ? null : Math.round(this.client.silentForMs()),
       leaseUnchangedMs: this.watcher === null ? null : Math.round(this.watcher.unchangedForMs()),
+      leaseRenewedAgoMs: renewedAgoMs === null ? null : Math.round(renewedAgoMs),
       fencedBecause: this.fencedBecause,
       standby: this.standbyView(),
     };

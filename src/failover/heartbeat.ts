@@ -2,13 +2,21 @@
  * The heartbeat channel (DESIGN.md "Failover"): the primary serves WebSocket
  * `/api/failover` and sends every connected secondary a heartbeat every
  * `heartbeatMs` (epoch, seq, newest checkpoint id); each secondary answers
- * with the seq it has applied, which is its lag. Secondaries present the
+ * with the seq it has applied, which is its lag, and echoes the beat's send
+ * time, which is the round trip (on the primary's clock alone; it includes
+ * the secondary's applying the journal up to the beat). Secondaries present the
  * cluster token; a wrong or missing one is refused (401) and logged.
  *
  * A secondary connects to the URL the lease names and reconnects with backoff
  * whenever the connection drops or the lease names another holder. It only
  * remembers when it last heard a heartbeat, on its own monotonic clock; what
  * silence means is the failover manager's decision, together with the lease.
+ *
+ * When the primary serves HTTPS the channel is wss on the same server, and the
+ * secondary always verifies the primary's certificate: a certificate it cannot
+ * verify is a connection that fails (logged once per cause, retried with the
+ * backoff), never one it accepts. Such a failure alone never promotes anyone:
+ * the live primary still renews the lease.
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -26,6 +34,8 @@ export interface Heartbeat {
   epoch: number;
   seq: number;
   checkpoint: number | null;
+  /** The primary's monotonic clock (ms) when it sent the beat; the answer echoes it, which times the round trip. */
+  sent?: number;
 }
 
 /**
@@ -46,6 +56,8 @@ export interface HeartbeatAck {
   node: string;
   epoch: number;
   seq: number;
+  /** The `sent` of the heartbeat answered. */
+  sent?: number;
 }
 
 /** A connected secondary as the primary sees it. */
@@ -56,6 +68,8 @@ export interface StandbyInfo {
   lag: number;
   /** Milliseconds since its last answer. */
   lastAckAgoMs: number;
+  /** From sending a heartbeat to its answer (the secondary applies the journal before answering); null: none timed yet. */
+  roundTripMs: number | null;
   address: string;
 }
 
@@ -79,12 +93,14 @@ export interface HeartbeatServerOptions {
   logger: Logger;
   /** The beat to send now (null: send none, this node is not the primary). */
   beat: () => Heartbeat | null;
+  /** Called when a connection is refused for a wrong or missing cluster token. */
+  onRefused?: () => void;
 }
 
 /** The primary's end: accepts secondaries and beats. */
 export class HeartbeatServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
-  private readonly standbys = new Map<WebSocket, { node: string; appliedSeq: number; lastAck: number; address: string; seqAtAck: number }>();
+  private readonly standbys = new Map<WebSocket, { node: string; appliedSeq: number; lastAck: number; address: string; seqAtAck: number; roundTripMs: number | null }>();
   private timer: NodeJS.Timeout | null = null;
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -104,11 +120,12 @@ export class HeartbeatServer {
     const presented = auth.startsWith('Bearer ') ? auth.slice('Bearer '.length) : '';
     if (presented === '' || !sameToken(presented, this.options.token())) {
       this.options.logger.warn('refused a failover connection: wrong or missing cluster token', { address });
+      this.options.onRefused?.();
       socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.standbys.set(ws, { node: 'unknown', appliedSeq: 0, lastAck: performance.now(), address, seqAtAck: 0 });
+      this.standbys.set(ws, { node: 'unknown', appliedSeq: 0, lastAck: performance.now(), address, seqAtAck: 0, roundTripMs: null });
       ws.on('message', (data) => this.ack(ws, textOf(data)));
       ws.on('close', () => this.standbys.delete(ws));
       ws.on('error', () => this.standbys.delete(ws));
@@ -129,12 +146,14 @@ export class HeartbeatServer {
     entry.appliedSeq = msg.seq;
     entry.lastAck = performance.now();
     entry.seqAtAck = this.options.beat()?.seq ?? msg.seq;
+    // Both ends of the round trip are on this node's monotonic clock; an echo from the future is junk.
+    if (typeof msg.sent === 'number' && msg.sent >= 0 && msg.sent <= entry.lastAck) entry.roundTripMs = entry.lastAck - msg.sent;
   }
 
   private send(only?: WebSocket): void {
     const beat = this.options.beat();
     if (beat === null) return;
-    const text = JSON.stringify(beat);
+    const text = JSON.stringify({ ...beat, sent: performance.now() } satisfies Heartbeat);
     for (const ws of only === undefined ? this.standbys.keys() : [only]) if (ws.readyState === WebSocket.OPEN) ws.send(text);
   }
 
@@ -152,6 +171,7 @@ export class HeartbeatServer {
       appliedSeq: s.appliedSeq,
       lag: Math.max(0, s.seqAtAck - s.appliedSeq),
       lastAckAgoMs: Math.round(now - s.lastAck),
+      roundTripMs: s.roundTripMs === null ? null : Math.round(s.roundTripMs * 1000) / 1000,
       address: s.address,
     }));
   }
@@ -178,6 +198,40 @@ export interface HeartbeatClientOptions {
   onHandover?: (message: Handover) => void;
   /** Silence counts from this moment (performance.now()) until the first heartbeat; default: construction. */
   silentSince?: number;
+  /** How a wss connection verifies the primary's certificate. */
+  tls?: HeartbeatTls;
+}
+
+/** How the client verifies the primary's certificate over wss; by default the system's authorities and the URL's host. */
+export interface HeartbeatTls {
+  /** PEM certificate authorities to trust instead of the system's (`failover.tls.ca`). */
+  ca?: Buffer;
+  /** The name the certificate must hold when it is not the host in the lease's URL (`failover.tls.serverName`). */
+  serverName?: string;
+}
+
+/**
+ * What to do about a failed connection if TLS failed it, or null when it is
+ * not a TLS failure (a primary that is down or unreachable is the failover
+ * manager's business, judged by silence).
+ */
+function tlsFix(error: Error, tls: HeartbeatTls): string | null {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return tls.serverName === undefined
+      ? "the primary's certificate does not name the host of the URL in the lease: give the primary an api.publicUrl whose host its certificate names, or set failover.tls.serverName here"
+      : "the primary's certificate does not name failover.tls.serverName: set it to a name the certificate holds";
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return "the primary's certificate is outside its validity dates: renew it (and check both clocks)";
+  if (/CERT|UNABLE_TO|SIGNATURE|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH|CRL/.test(code)) {
+    return tls.ca === undefined
+      ? "the system's certificate authorities do not vouch for the primary's certificate: set failover.tls.ca to the CA that signed it"
+      : "failover.tls.ca does not vouch for the primary's certificate: set it to the CA that signed it (or give the primary a certificate that CA signed)";
+  }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO') {
+    return 'the TLS handshake failed: check that the primary serves HTTPS (api.tls) on the port in its URL and that both ends share a TLS version';
+  }
+  return null;
 }
 
 /** Longest wait between reconnection attempts. */
@@ -192,6 +246,8 @@ export class HeartbeatClient {
   private retry: NodeJS.Timeout | null = null;
   private closed = false;
   private refusedLogged = false;
+  /** The code of the TLS failure last logged, so a retry that fails the same way says nothing new. */
+  private tlsLogged: string | null = null;
   /** The last heartbeat received. */
   last: Heartbeat | null = null;
 
@@ -219,11 +275,20 @@ export class HeartbeatClient {
   private connect(): void {
     if (this.closed || this.url === null) return;
     const url = `${this.url.replace(/^http/, 'ws')}${HeartbeatPath}`;
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.options.token()}` }, handshakeTimeout: 2000 });
+    const tls = this.options.tls ?? {};
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${this.options.token()}` },
+      handshakeTimeout: 2000,
+      // Always verified, never switchable: an unverified primary could feed this node false heartbeats.
+      rejectUnauthorized: true,
+      ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+      ...(tls.serverName === undefined ? {} : { servername: tls.serverName }),
+    });
     this.ws = ws;
     ws.on('open', () => {
       this.backoffMs = 100;
       this.refusedLogged = false;
+      this.tlsLogged = null;
       this.options.logger.info('heartbeat connected', { url });
     });
     ws.on('unexpected-response', (_req, res) => {
@@ -249,12 +314,18 @@ export class HeartbeatClient {
       this.last = beat;
       this.options.onBeat(beat).then(
         ({ seq, epoch }) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ack', node: this.options.node, seq, epoch } satisfies HeartbeatAck));
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ack', node: this.options.node, seq, epoch, sent: beat.sent } satisfies HeartbeatAck));
         },
         (err: unknown) => this.options.logger.warn('applying the journal after a heartbeat failed', { error: (err as Error).message }),
       );
     });
-    ws.on('error', () => undefined);
+    ws.on('error', (err) => {
+      const fix = tlsFix(err, tls);
+      const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+      if (fix === null || this.tlsLogged === code) return;
+      this.tlsLogged = code;
+      this.options.logger.warn('the heartbeat cannot connect over TLS; retrying', { url, code, reason: err.message, fix });
+    });
     ws.on('close', () => {
       if (this.ws !== ws || this.closed) return;
       this.ws = null;

@@ -17,4 +17,4 @@ export {
 } from './lease.js';
 export { claimEpoch, epochFileName, highestEpoch, parseEpochFileName, readEpochClaim, type EpochClaim } from './epochs.js';
 export { clusterToken, FailoverManager, leasePollMs, type FailoverManagerOptions, type FailoverStatus, type Role } from './failover-manager.js';
-export { HeartbeatClient, HeartbeatPath, HeartbeatServer, type Handover, type Heartbeat, type HeartbeatAck, type StandbyInfo } from './heartbeat.js';
+export { HeartbeatClient, HeartbeatPath, HeartbeatServer, type Handover, type Heartbeat, type HeartbeatAck, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';

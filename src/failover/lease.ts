@@ -214,6 +214,11 @@ export class LeaseHolder {
     return this.lostBecause;
   }
 
+  /** Milliseconds since the last successful write started (the lease's age as this holder knows it); null before the first. */
+  renewedAgoMs(): number | null {
+    return Number.isFinite(this.lastGoodStart) ? this.now() - this.lastGoodStart : null;
+  }
+
   /** Call `listener` once, with the reason, when the lease is lost; not on stop() or release(). */
   onLost(listener: (reason: string) => void): void {
     this.listeners.push(listener);

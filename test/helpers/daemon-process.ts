@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,12 +34,27 @@ export interface Answer {
 }
 
 const agent = new http.Agent({ keepAlive: true });
+const secureAgent = new https.Agent({ keepAlive: true });
 
-/** One HTTP request with the path sent verbatim (fetch would resolve `..` and `%2e%2e` itself). */
-export async function httpRequest(base: string, method: string, urlPath: string, headers: Record<string, string>, body?: string): Promise<{ status: number; headers: Headers; text: string }> {
+/** How an https request verifies the daemon's certificate (always verified). */
+export interface TlsTrust {
+  /** PEM certificate authorities to trust. */
+  ca: string | Buffer;
+  /** The name to expect in the certificate when it is not the URL's host. */
+  servername?: string;
+}
+
+/**
+ * One HTTP request with the path sent verbatim (fetch would resolve `..` and
+ * `%2e%2e` itself); an https `base` verifies the certificate with `tls`.
+ */
+export async function httpRequest(base: string, method: string, urlPath: string, headers: Record<string, string>, body?: string, tls?: TlsTrust): Promise<{ status: number; headers: Headers; text: string }> {
   const url = new URL(base);
+  const secure = url.protocol === 'https:';
+  const request = secure ? https.request : http.request;
+  const trust = secure && tls !== undefined ? { ca: tls.ca, ...(tls.servername === undefined ? {} : { servername: tls.servername }) } : {};
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: url.hostname, port: url.port, method, path: urlPath, headers, agent }, (res) => {
+    const req = request({ host: url.hostname, port: url.port, method, path: urlPath, headers, agent: secure ? secureAgent : agent, ...trust }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -65,6 +81,8 @@ export interface StartOptions {
   tokenFile?: string;
   /** How long to wait for it to listen (15 s unless given; a benchmark's gigabyte takes longer). */
   startTimeoutMs?: number;
+  /** For a daemon serving HTTPS (api.tls): the certificate authorities its requests trust. */
+  tls?: TlsTrust;
 }
 
 /**
@@ -97,6 +115,8 @@ export class DaemonProcess {
   stderr = '';
   url = '';
   token = '';
+  /** How {@link request} verifies an HTTPS daemon's certificate. */
+  tls: TlsTrust | undefined;
   exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   private exited: Promise<void>;
 
@@ -130,6 +150,7 @@ export class DaemonProcess {
     const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, checkpoint: QuietCheckpoints, log: { level: 'info' } }, options.config ?? {});
     await fs.writeFile(configFile, JSON.stringify(config, null, 2));
     const daemon = DaemonProcess.spawn(dir, configFile, options.env);
+    daemon.tls = options.tls;
     await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: options.startTimeoutMs ?? 15_000 });
     if (daemon.exit !== null) throw new Error(`daemon exited (${JSON.stringify(daemon.exit)}) before listening:\n${daemon.stderr}\n${daemon.stdout}`);
     daemon.url = String(daemon.lines.find((l) => l.message === 'listening')!.url);
@@ -169,7 +190,7 @@ export class DaemonProcess {
   /** Start a new daemon on the same folder and configuration. */
   async restart(): Promise<DaemonProcess> {
     await this.kill('SIGTERM');
-    return DaemonProcess.start({ dir: this.dir, config: JSON.parse(await fs.readFile(this.configFile, 'utf8')) as Record<string, unknown> });
+    return DaemonProcess.start({ dir: this.dir, config: JSON.parse(await fs.readFile(this.configFile, 'utf8')) as Record<string, unknown>, ...(this.tls === undefined ? {} : { tls: this.tls }) });
   }
 
   /** An HTTP request with the admin token unless `token` says otherwise (null = none). */
@@ -183,7 +204,7 @@ export class DaemonProcess {
       headers['content-type'] ??= 'application/json';
     }
     if (options.raw !== undefined) headers['content-type'] ??= 'application/json';
-    const res = await httpRequest(this.url, method, urlPath, headers, body);
+    const res = await httpRequest(this.url, method, urlPath, headers, body, this.tls);
     const text = res.text;
     let parsed: unknown = text;
     try {

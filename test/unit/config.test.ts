@@ -32,6 +32,7 @@ const defaultFailover = (vault: string): Config['failover'] => ({
   renewMs: 1000,
   safetyMarginMs: 1000,
   onRoleChange: null,
+  tls: { ca: null, serverName: null },
 });
 
 /** The checkpoint section a file that sets nothing gets. */
@@ -102,7 +103,7 @@ describe('loadConfig', () => {
     expect(config).to.deep.equal({
       file,
       node: { name: hostname(), role: 'primary' },
-      api: { host: DefaultApiHost, port: DefaultApiPort, publicUrl: null, bodyLimitBytes: DefaultBodyLimitBytes },
+      api: { host: DefaultApiHost, port: DefaultApiPort, publicUrl: null, bodyLimitBytes: DefaultBodyLimitBytes, tls: null },
       paths: { data: path.join(confDir, 'data'), fileVault: path.join(confDir, 'FileVault') },
       auth: { tokensFile: path.join(confDir, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
@@ -116,7 +117,7 @@ describe('loadConfig', () => {
     const file = await writeConfig({
       $comment: 'second node',
       node: { name: 'node-b.example_1', role: 'secondary' },
-      api: { host: '0.0.0.0', port: 0, publicUrl: 'https://cp.example.com/base/', bodyLimitBytes: '2MiB' },
+      api: { host: '0.0.0.0', port: 0, publicUrl: 'https://cp.example.com/base/', bodyLimitBytes: '2MiB', tls: { cert: 'tls/cert.pem', key: '/etc/checkpointd/key.pem' } },
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
@@ -130,14 +131,14 @@ describe('loadConfig', () => {
         retention: { keepLast: 3, keepWithin: '1d12h' },
         retry: { minMs: 100, maxMs: 2000 },
       },
-      failover: { clusterTokenFile: '../shared/cluster.token', heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move' },
+      failover: { clusterTokenFile: '../shared/cluster.token', heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move', tls: { ca: '../shared/ca.pem', serverName: 'cp.example.com' } },
       log: { level: 'debug' },
     });
     const config = await loadConfig(file, {});
     expect(config).to.deep.equal({
       file,
       node: { name: 'node-b.example_1', role: 'secondary' },
-      api: { host: '0.0.0.0', port: 0, publicUrl: 'https://cp.example.com/base', bodyLimitBytes: 2 * 1024 * 1024 },
+      api: { host: '0.0.0.0', port: 0, publicUrl: 'https://cp.example.com/base', bodyLimitBytes: 2 * 1024 * 1024, tls: { cert: path.join(confDir, 'tls', 'cert.pem'), key: '/etc/checkpointd/key.pem' } },
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
@@ -151,7 +152,16 @@ describe('loadConfig', () => {
         retention: { keepLast: 3, keepWithinMs: 36 * 3_600_000 },
         retry: { minMs: 100, maxMs: 2000 },
       },
-      failover: { clusterTokenFile: path.join(path.dirname(confDir), 'shared', 'cluster.token'), heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move' },
+      failover: {
+        clusterTokenFile: path.join(path.dirname(confDir), 'shared', 'cluster.token'),
+        heartbeatMs: 250,
+        heartbeatTimeoutMs: 1000,
+        leaseTtlMs: 3000,
+        renewMs: 500,
+        safetyMarginMs: 500,
+        onRoleChange: '/usr/local/bin/vip-move',
+        tls: { ca: path.join(path.dirname(confDir), 'shared', 'ca.pem'), serverName: 'cp.example.com' },
+      },
       log: { level: 'debug' },
     } satisfies Config);
   });
@@ -256,7 +266,23 @@ describe('loadConfig', () => {
 
   it('names a misspelt nested key and the known keys of its section', async () => {
     expect(await problemWith({ api: { prot: 8080 } })).to.equal(
-      'unknown key "api.prot"; known keys under "api": host, port, publicUrl, bodyLimitBytes',
+      'unknown key "api.prot"; known keys under "api": host, port, publicUrl, bodyLimitBytes, tls',
+    );
+  });
+
+  it('resolves api.tls and failover.tls.ca against the file\'s folder and refuses half a TLS setting, naming the missing file', async () => {
+    const config = await loadConfig(await writeConfig({ api: { tls: { cert: 'tls/node.crt', key: 'tls/node.key' } }, failover: { tls: { ca: '../ca.crt' } } }), {});
+    expect(config.api.tls).to.deep.equal({ cert: path.join(confDir, 'tls', 'node.crt'), key: path.join(confDir, 'tls', 'node.key') });
+    expect(config.failover.tls).to.deep.equal({ ca: path.join(path.dirname(confDir), 'ca.crt'), serverName: null });
+    expect(await problemWith({ api: { tls: { cert: 'node.crt' } } })).to.equal(
+      '"api.tls.key" is missing: HTTPS needs both "api.tls.cert" and "api.tls.key" (set "api.tls" to null for plain HTTP), got only "api.tls.cert"',
+    );
+    expect(await problemWith({ api: { tls: { key: 'node.key' } } })).to.match(/^"api\.tls\.cert" is missing/);
+    expect(await problemWith({ api: { tls: { cert: 'a', key: 'b', ca: 'c' } } })).to.equal('unknown key "api.tls.ca"; known keys under "api.tls": cert, key');
+    expect(await problemWith({ api: { tls: 'node.pem' } })).to.equal('"api.tls" must be an object with "cert" and "key" (paths of PEM files), or null for plain HTTP, got "node.pem"');
+    expect(await problemWith({ failover: { tls: { ca: '' } } })).to.match(/^"failover\.tls\.ca" must be a non-empty path/);
+    expect(await problemWith({ api: { publicUrl: 'http://a:8470', tls: { cert: 'c', key: 'k' } } })).to.equal(
+      '"api.publicUrl" must be an https URL while "api.tls" is set (this node answers only TLS), got "http://a:8470"',
     );
   });
 
@@ -426,7 +452,7 @@ describe('config/default.json', () => {
     expect(config).to.deep.equal({
       file: defaultConfigFile,
       node: { name: hostname(), role: 'primary' },
-      api: { host: '127.0.0.1', port: 8470, publicUrl: null, bodyLimitBytes: DefaultBodyLimitBytes },
+      api: { host: '127.0.0.1', port: 8470, publicUrl: null, bodyLimitBytes: DefaultBodyLimitBytes, tls: null },
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'FileVault') },
       auth: { tokensFile: path.join(tmp, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },

@@ -62,10 +62,12 @@ describe('failover heartbeat (WebSocket on loopback)', function () {
     let applied = 4;
     const { c, beats } = client('cluster-secret', () => applied);
     await waitFor(() => beats.length >= 3, { what: 'three beats' });
-    expect(beats[0]).to.deep.equal({ type: 'heartbeat', node: 'a', epoch: 3, seq: 10, checkpoint: 7 });
+    expect(beats[0]).to.deep.include({ type: 'heartbeat', node: 'a', epoch: 3, seq: 10, checkpoint: 7 });
+    expect(beats[0]!.sent, 'the send time the answer echoes').to.be.a('number');
     expect(c.silentForMs()).to.be.below(1000);
     await waitFor(() => hub.standbyInfo()[0]?.appliedSeq === 4, { what: 'the first answer' });
     expect(hub.standbyInfo()[0]).to.include({ node: 'b', appliedSeq: 4, lag: 6 });
+    expect(hub.standbyInfo()[0]!.roundTripMs, 'timed from the echoed send time').to.be.a('number').and.at.least(0);
     applied = 10;
     await waitFor(() => hub.standbyInfo()[0]?.lag === 0, { what: 'the standby to catch up' });
     seq = 12;

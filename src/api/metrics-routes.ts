@@ -1,0 +1,15 @@
+/**
+ * `GET|HEAD /metrics`: Prometheus text, unauthenticated like the health
+ * endpoints (DESIGN.md "HTTP surface"), so a scraper needs no token. It shows
+ * figures, never secrets: no token, key or space id is a label (metrics.ts).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ApiContext } from './context.js';
+
+/** Register /metrics (HEAD comes with GET). */
+export function metricsRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/metrics', async (_request, reply) => {
+    const text = await ctx.metrics.scrape();
+    return reply.header('cache-control', 'no-store').type(ctx.metrics.contentType).send(text);
+  });
+}
