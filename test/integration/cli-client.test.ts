@@ -7,9 +7,9 @@ import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import { hasScript, runCli, runCliOnTerminal, type CliResult } from '../helpers/cli-process.js';
 import { DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { makeCa, makeServerCert } from '../helpers/test-certificates.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 interface Resource {
@@ -19,29 +19,12 @@ interface Resource {
 
 /** A CA of the test's own and a certificate it signed for 127.0.0.1, PEM files in `dir`. */
 async function makePki(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const ca = await generate([{ name: 'commonName', value: 'test CA' }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    extensions: [
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    ],
-  });
-  const server = await generate([{ name: 'commonName', value: 'localhost' }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    ca: { cert: ca.cert, key: ca.private },
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
-    ],
-  });
+  const ca = await makeCa('test CA');
+  const server = await makeServerCert(ca, { dns: ['localhost'], ips: ['127.0.0.1'] });
   const files = { ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'node.crt'), key: path.join(dir, 'node.key') };
   await fs.writeFile(files.ca, ca.cert);
   await fs.writeFile(files.cert, server.cert);
-  await fs.writeFile(files.key, server.private, { mode: 0o600 });
+  await fs.writeFile(files.key, server.key, { mode: 0o600 });
   return files;
 }
 

@@ -12,45 +12,10 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
-import { generate } from 'selfsigned';
 import { fastFailover, promotedTo, seedSpace, shared, status } from '../helpers/cluster.js';
 import { DaemonProcess, httpRequest, tempDir, type LogLine, type TlsTrust } from '../helpers/daemon-process.js';
+import { makeCa, makeServerCert, type Pem } from '../helpers/test-certificates.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-/** A certificate and its private key, PEM. */
-interface Pem {
-  cert: string;
-  key: string;
-}
-
-/** A certificate authority of its own. */
-async function makeCa(name: string): Promise<Pem> {
-  const made = await generate([{ name: 'commonName', value: name }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    extensions: [
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    ],
-  });
-  return { cert: made.cert, key: made.private };
-}
-
-/** A server certificate signed by `ca` for the given DNS names and IP addresses. */
-async function makeServerCert(ca: Pem, names: { dns: string[]; ips?: string[] }): Promise<Pem> {
-  const made = await generate([{ name: 'commonName', value: names.dns[0] ?? 'checkpointd' }], {
-    keyType: 'ec',
-    algorithm: 'sha256',
-    ca: { cert: ca.cert, key: ca.key },
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [...names.dns.map((value) => ({ type: 2 as const, value })), ...(names.ips ?? []).map((ip) => ({ type: 7 as const, ip }))] },
-    ],
-  });
-  return { cert: made.cert, key: made.private };
-}
 
 /** The installation's CA, a stranger's CA, and certificates the installation's CA signed. */
 interface Pki {
