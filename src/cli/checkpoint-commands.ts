@@ -96,9 +96,10 @@ export async function getCommand(client: ApiClient, id: string, options: Checkpo
 /**
  * While a restore's POST waits, draw how far the daemon has read the
  * checkpoint (`data.checkpoints.restoring` of GET /api/admin/status). Only on
- * a terminal; a daemon that does not report it just shows no bar.
+ * a terminal. `stop(size)` after a successful answer draws the bar full: a
+ * restore shorter than one poll still shows that it read the whole file.
  */
-function watchRestore(client: ApiClient, id: number): { stop(): Promise<void> } {
+function watchRestore(client: ApiClient, id: number): { stop(readBytes?: number): Promise<void> } {
   const controller = new AbortController();
   const { signal } = controller;
   const progress = byteProgress('restore');
@@ -115,9 +116,10 @@ function watchRestore(client: ApiClient, id: number): { stop(): Promise<void> } 
     }
   })();
   return {
-    async stop() {
+    async stop(readBytes) {
       controller.abort();
       await loop;
+      if (readBytes !== undefined && readBytes > 0) progress.update(readBytes, readBytes);
       progress.stop();
     },
   };
@@ -133,9 +135,11 @@ export async function restoreCommand(client: ApiClient, id: string, options: Che
   let answer: CheckpointResource & { restored: { scope: string; spaces: string[]; seq: number } };
   try {
     answer = (await client.json('POST', checkpointPath(id, options.space))) as typeof answer;
-  } finally {
+  } catch (err) {
     await watch?.stop();
+    throw err;
   }
+  await watch?.stop(answer.data.size);
   if (options.json === true) return writeJson(answer);
   const { restored } = answer;
   const what = restored.scope === 'collection' ? `the whole collection (${restored.spaces.length} spaces)` : `space${restored.spaces.length === 1 ? '' : 's'} ${restored.spaces.join(', ')}`;

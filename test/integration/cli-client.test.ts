@@ -317,7 +317,7 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
   });
 
   describe('on a terminal', function () {
-    it('draws a progress bar for a download (and restores with its poll running)', async function () {
+    it('draws a progress bar for a download and for a restore', async function () {
       if (!hasScript()) this.skip(); // util-linux `script` gives the command a pseudo-terminal; without it there is no TTY to test
       const cp = (await d.request('POST', '/api/space/test/checkpoint', { body: {} })).body as Resource;
       const out = path.join(work, 'tty.zip');
@@ -328,6 +328,7 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
       const restored = await runCliOnTerminal(['checkpoint', 'restore', String(cp.data.id), '--space', 'test'], { env, cwd: work });
       expect(restored.code, restored.output).to.equal(0);
       expect(restored.output).to.match(/restored space test from checkpoint/);
+      expect(restored.output).to.match(/restore \[[^\]]*\] 100%/);
     });
   });
 
