@@ -55,6 +55,59 @@ export class UnavailableError extends CheckpointdError {
 /** The journal could not be written or synced; the commit was not acknowledged (503). */
 export class JournalWriteError extends UnavailableError {}
 
+/** What an operator does about each OS error that means the storage failed, not the request. */
+const StorageAdvice: Record<string, string> = {
+  ENOSPC: 'the file system is full: free space on it (or raise its quota)',
+  EDQUOT: 'the file system is full: free space on it (or raise its quota)',
+  EACCES: 'permission denied: give the user the daemon runs as read and write access to that folder and its files',
+  EPERM: 'permission denied: give the user the daemon runs as read and write access to that folder and its files',
+  EROFS: 'the file system is mounted read-only: remount it read-write',
+  ENOENT: 'a folder is missing: check that the FileVault is mounted and its folders are in place',
+  ENOTDIR: 'a folder is missing: check that the FileVault is mounted and its folders are in place',
+  EIO: 'the storage failed: check the disk, or the network file system and its mount',
+  ESTALE: 'the storage failed: check the disk, or the network file system and its mount',
+  ENOTCONN: 'the storage failed: check the disk, or the network file system and its mount',
+};
+
+/**
+ * The storage under a request failed (full, not permitted, read-only, gone):
+ * 507 Insufficient Storage when full, else 503. The message says what failed
+ * and what to do; {@link storageFailure} makes one from an OS error.
+ */
+export class StorageError extends CheckpointdError {
+  override readonly status: number;
+  constructor(
+    message: string,
+    /** The OS error code (`ENOSPC`, `EACCES`, …). */
+    readonly code: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.status = code === 'ENOSPC' || code === 'EDQUOT' ? 507 : 503;
+  }
+}
+
+/**
+ * A {@link StorageError} for `err` when it (or its cause) is an OS error that
+ * means the storage failed, else null. A typed error keeps its message (it
+ * already says what was not done) and gains the advice; a bare OS error says
+ * that nothing was changed, as every write path publishes atomically.
+ */
+export function storageFailure(err: unknown): StorageError | null {
+  if (err instanceof StorageError) return err;
+  let code: string | undefined;
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5 && code === undefined; e = e.cause, depth++) {
+    const c = (e as NodeJS.ErrnoException).code;
+    if (typeof c === 'string' && StorageAdvice[c] !== undefined) code = c;
+  }
+  if (code === undefined || !(err instanceof Error)) return null;
+  if (err instanceof CheckpointdError) {
+    if (err.status !== 503 && err.status !== 500) return null;
+    return new StorageError(`${err.message}; ${StorageAdvice[code]!}`, code, { cause: err });
+  }
+  return new StorageError(`storage failed (${err.message}); nothing was changed: ${StorageAdvice[code]!}, then retry`, code, { cause: err });
+}
+
 /**
  * The journal holds a damaged record followed by good ones: cutting there would
  * drop acknowledged commits, so start-up stops and an operator decides.

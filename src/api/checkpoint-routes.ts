@@ -82,7 +82,7 @@ export function checkpointRoutes(app: FastifyInstance, ctx: ApiContext): void {
     async (request, reply) => {
       const spaceId = validateSpaceId(request.params.spaceId);
       const text = description(request.body);
-      if (!ctx.store.writable) throw new UnavailableError('this node is not the primary; create checkpoints on the primary');
+      if (ctx.store.refusal !== null) throw new UnavailableError(`${ctx.store.refusal}; create checkpoints on the primary`);
       const entry = await ctx.checkpointer.create({ scope: 'space', spaceId, description: text, trigger: 'manual' });
       const body = checkpointResource(ctx, entry);
       return reply.code(201).header('location', body.href).send(body);
@@ -136,7 +136,7 @@ export function checkpointRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.post<{ Body: unknown }>('/api/admin/checkpoint', { onRequest: admin }, async (request, reply) => {
     const text = description(request.body);
-    if (!ctx.store.writable) throw new UnavailableError('this node is not the primary; create checkpoints on the primary');
+    if (ctx.store.refusal !== null) throw new UnavailableError(`${ctx.store.refusal}; create checkpoints on the primary`);
     const entry = await ctx.checkpointer.create({ scope: 'collection', description: text, trigger: 'manual' });
     const body = checkpointResource(ctx, entry);
     return reply.code(201).header('location', body.href).send(body);

@@ -3,7 +3,7 @@
  * and from Fastify's own (bad JSON, body too large, schema) in one place.
  */
 import { STATUS_CODES } from 'node:http';
-import { CheckpointdError } from '../errors.js';
+import { CheckpointdError, storageFailure } from '../errors.js';
 
 /** The body of a problem response. */
 export interface Problem {
@@ -37,7 +37,12 @@ export function toProblem(err: unknown, instance?: string): { problem: Problem; 
   let status = 500;
   let detail = 'internal error; the daemon log has the details';
   let internal = true;
-  if (err instanceof CheckpointdError) {
+  // A full, forbidden or missing FileVault is the operator's to fix: say so, whatever layer it surfaced in (logged).
+  const storage = storageFailure(err);
+  if (storage !== null) {
+    status = storage.status;
+    detail = storage.message;
+  } else if (err instanceof CheckpointdError) {
     status = err.status;
     detail = err.message;
     internal = status >= 500 && status !== 503;

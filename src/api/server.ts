@@ -16,6 +16,7 @@ import { parseJsonBody } from './json-body.js';
 import { ProblemContentType, toProblem } from './problem.js';
 import { spaceRoutes } from './space-routes.js';
 import { templateRoutes } from './template-routes.js';
+import { RequestTimeoutMs } from '../config/index.js';
 
 /** Longest URL accepted (414 beyond). */
 const MaxUrlLength = 8192;
@@ -30,6 +31,7 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
     logger: false,
     https: tls === null ? null : { cert: tls.cert, key: tls.key },
     bodyLimit: ctx.config.api.bodyLimitBytes,
+    requestTimeout: RequestTimeoutMs,
     routerOptions: { maxParamLength: 512 },
     return503OnClosing: true,
     forceCloseConnections: 'idle',

@@ -30,7 +30,7 @@ interface TokenFile {
 }
 
 const TokenName = /^[A-Za-z0-9._-]{1,64}$/;
-// Re-check the file's mtime at most this often on a failed lookup.
+// Re-check the file's mtime at most this often (on failed lookups; on successful ones, separately).
 const RecheckMs = 1000;
 
 function hashToken(token: string): Buffer {
@@ -47,6 +47,7 @@ export class TokenStore {
   private hashes: Buffer[] = [];
   private mtimeMs = 0;
   private checkedAt = 0;
+  private revalidatedAt = 0;
 
   private constructor(readonly file: string, private readonly logger?: Logger) {}
 
@@ -102,20 +103,28 @@ export class TokenStore {
   /** The entry a presented token belongs to, or undefined. Compares every entry in constant time. */
   async verify(token: string): Promise<TokenEntry | undefined> {
     const found = this.lookup(token);
-    if (found !== undefined) return found;
+    // A known token is checked against the file too (throttled on its own clock): a token revoked by
+    // removing its entry must stop working within RecheckMs, not only after some other lookup fails.
+    if (found !== undefined) return (await this.reloadIfChanged('revalidatedAt')) ? this.lookup(token) : found;
+    // An unknown one may have just been made by `checkpointd token create`.
+    return (await this.reloadIfChanged('checkedAt')) ? this.lookup(token) : undefined;
+  }
+
+  /** Re-read the file when its mtime differs from the one loaded, at most once per RecheckMs per `clock`; true when re-read. */
+  private async reloadIfChanged(clock: 'checkedAt' | 'revalidatedAt'): Promise<boolean> {
     const now = Date.now();
-    if (now - this.checkedAt < RecheckMs) return undefined;
-    this.checkedAt = now;
+    if (now - this[clock] < RecheckMs) return false;
+    this[clock] = now;
     const stat = await fs.stat(this.file).catch(() => undefined);
-    if ((stat?.mtimeMs ?? 0) === this.mtimeMs) return undefined;
+    if ((stat?.mtimeMs ?? 0) === this.mtimeMs) return false;
     try {
       await this.reload();
     } catch (err) {
       // A damaged file on disk must not lock everyone out: keep the tokens already known.
       this.logger?.error('tokens file changed but cannot be read; keeping the tokens loaded before', { file: this.file, err });
-      return undefined;
+      return false;
     }
-    return this.lookup(token);
+    return true;
   }
 
   private lookup(token: string): TokenEntry | undefined {

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError, storageFailure } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { fsyncDir, removeTempFiles, writeFileAtomic } from '../vault/index.js';
 import { readManifest, type Manifest } from './archive/index.js';
@@ -133,6 +133,8 @@ export class Catalogue {
       return await this.load(id);
     } catch (err) {
       if (err instanceof NotFoundError) throw err;
+      // A file the daemon may not read, or storage that fails, is the operator's to fix (503), not a missing checkpoint.
+      if (storageFailure(err) !== null) throw err;
       throw new NotFoundError(`checkpoint ${id} cannot be read (${(err as Error).message}); it is not usable`);
     }
   }
@@ -142,7 +144,10 @@ export class Catalogue {
     let stat;
     try {
       stat = await fs.stat(file);
-    } catch {
+    } catch (err) {
+      // Missing only if the folder it would be in is there: a vanished FileVault is not a 404.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await fs.stat(this.dir);
       throw new NotFoundError(`checkpoint ${id} does not exist; GET /api/collection/checkpoint lists them`);
     }
     const key = `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`;

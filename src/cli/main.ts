@@ -16,7 +16,7 @@
  *   failure, timeout, or the connection broke mid-answer
  * - 5 the token was refused (401) or lacks the role (403)
  * - 6 not found (404): no such checkpoint, space or standby
- * - 7 try again, or elsewhere: 409 (a conflict with the current state) or
+ * - 7 try again, or elsewhere: 409 (a conflict with the current state), 507 (the FileVault is full) or
  *   503 (not the primary, fenced, still starting); the message says which
  */
 import { Command, CommanderError, Option } from 'commander';
@@ -31,7 +31,7 @@ export const ExitCode = { ok: 0, failure: 1, usage: 2, journalCorrupt: 3, unreac
 function exitCodeForStatus(status: number): number {
   if (status === 401 || status === 403) return ExitCode.refused;
   if (status === 404) return ExitCode.notFound;
-  if (status === 409 || status === 503) return ExitCode.tryAgain;
+  if (status === 409 || status === 503 || status === 507) return ExitCode.tryAgain;
   if (status >= 400 && status < 500) return ExitCode.usage;
   return ExitCode.failure;
 }
@@ -108,7 +108,7 @@ never put a token on the command line.
 
 Exit codes: 0 ok; 1 failure; 2 usage or bad request (400/413/422);
 4 daemon unreachable; 5 token refused (401/403); 6 not found (404);
-7 try again or elsewhere (409/503).`;
+7 try again or elsewhere (409/503/507).`;
 
 /** A client command with the options every one of them shares, and help ending in `example`. */
 function clientCommand(parent: Command, name: string, description: string, example: string): Command {

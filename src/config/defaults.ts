@@ -33,6 +33,13 @@ export const DefaultDataPath = 'data';
 export const DefaultFileVaultPath = 'FileVault';
 /** Name of the hashed-token file inside the data folder when `auth.tokensFile` is not set. */
 export const DefaultTokensFileName = 'tokens.json';
+/**
+ * Longest a client may take to send a whole request (headers and body) before
+ * its connection is closed with 408: a client that promises a body and never
+ * sends it must not hold a connection (Node's default is 300 s). Answers, such
+ * as a long checkpoint download, are not limited by it.
+ */
+export const RequestTimeoutMs = 30_000;
 /** Smallest `api.bodyLimitBytes` accepted: below this even an error body would not fit. */
 export const MinBodyLimitBytes = 1024;
 /** Longest `journal.groupCommitMs`: waiting longer would only slow every commit. */

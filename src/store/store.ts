@@ -13,6 +13,7 @@
  * fsynced and `visible` has moved past it. If the journal fails, `head` falls
  * back to the last durable state and every unacknowledged commit is refused.
  */
+import path from 'node:path';
 import {
   JournalTail,
   JournalWriter,
@@ -25,7 +26,7 @@ import {
   type ScanResult,
 } from '../journal/index.js';
 import type { JournalSync } from '../config/index.js';
-import { ConflictError, UnavailableError } from '../errors.js';
+import { ConflictError, JournalCorruptError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { isValidOp, type RestoreOp, type StoreOp } from './ops.js';
 import { StoreState } from './store-state.js';
@@ -129,6 +130,8 @@ export class Store {
         state = replay(state, record);
         return undefined;
       },
+    }).catch((err: unknown) => {
+      throw err instanceof JournalCorruptError ? withCoveredAdvice(err, files, baseSeq) : err;
     });
     const end = journalEnd(scan, await listJournalFiles(options.journalDir));
     if (end < baseSeq) {
@@ -153,9 +156,20 @@ export class Store {
     return this.visibleState;
   }
 
-  /** True when this store accepts commits. */
+  /**
+   * True when this store accepts commits now: it writes the journal and its
+   * fence lets it. A fenced primary still holds the journal until it rejoins
+   * as a follower, and must not checkpoint, roll or prune it meanwhile.
+   */
   get writable(): boolean {
-    return this.writer !== null;
+    return this.refusal === null;
+  }
+
+  /** Why this store refuses commits now (it does not write the journal, or it is fenced), or null when it accepts them. */
+  get refusal(): string | null {
+    if (this.writer === null) return 'this node is not the primary';
+    const fenced = this.fence();
+    return fenced === null ? null : `this node is fenced (${fenced})`;
   }
 
   /** Journal figures for status. */
@@ -407,6 +421,32 @@ function openWriter(options: StoreOptions, nextSeq: number, epoch: number, onFai
  */
 function journalEnd(scan: ScanResult, files: JournalFile[]): number {
   return Math.max(scan.lastSeq, (files.at(-1)?.firstSeq ?? 1) - 1);
+}
+
+/**
+ * The journal's own advice for damage in the middle is to restore the file or
+ * move it and every later file aside, accepting the loss of their commits.
+ * When the damage lies in files whose records the start-up checkpoint already
+ * holds, moving just those files aside loses nothing, while moving the later
+ * ones would drop acknowledged commits newer than the checkpoint: say so.
+ * (A seq gap is reported at the start of the file after the short one; damage
+ * in the first record of a file is reported there too, and is no gap.)
+ */
+function withCoveredAdvice(err: JournalCorruptError, files: JournalFile[], baseSeq: number): JournalCorruptError {
+  const at = files.findIndex((f) => f.path === err.file);
+  const coveredUpTo = (i: number): boolean => i >= 0 && i + 1 < files.length && files[i + 1]!.firstSeq - 1 <= baseSeq;
+  // A gap: the file before the one named ends short of the seq it starts after.
+  const gap = at > 0 && err.offset === 0 && err.lastGoodSeq < files[at]!.firstSeq - 1;
+  const last = coveredUpTo(at) ? at : gap && coveredUpTo(at - 1) ? at - 1 : -1;
+  if (last < 0) return err;
+  const names = files.slice(0, last + 1).map((f) => path.basename(f.path));
+  return new JournalCorruptError(
+    `${err.message} But every record in ${names.join(', ')} is at or before seq ${baseSeq}, which the checkpoint loaded at start-up already holds: ` +
+      `moving just ${names.length === 1 ? 'that file' : 'those files'} aside loses nothing (keep the later files; only a fallback to an older checkpoint would need the moved ones).`,
+    err.file,
+    err.offset,
+    err.lastGoodSeq,
+  );
 }
 
 function checkJournalReachesBack(files: JournalFile[], baseSeq: number): void {

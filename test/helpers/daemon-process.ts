@@ -83,6 +83,14 @@ export interface StartOptions {
   startTimeoutMs?: number;
   /** For a daemon serving HTTPS (api.tls): the certificate authorities its requests trust. */
   tls?: TlsTrust;
+  /** Run the daemon as this user (the test runs as root; permission faults need a user that mode bits bind). */
+  user?: ChildUser;
+}
+
+/** A user and group id to run a child daemon as. */
+export interface ChildUser {
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -149,7 +157,7 @@ export class DaemonProcess {
     const configFile = path.join(dir, 'config.json');
     const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, checkpoint: QuietCheckpoints, log: { level: 'info' } }, options.config ?? {});
     await fs.writeFile(configFile, JSON.stringify(config, null, 2));
-    const daemon = DaemonProcess.spawn(dir, configFile, options.env);
+    const daemon = DaemonProcess.spawn(dir, configFile, options.env, options.user);
     daemon.tls = options.tls;
     await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: options.startTimeoutMs ?? 15_000 });
     if (daemon.exit !== null) throw new Error(`daemon exited (${JSON.stringify(daemon.exit)}) before listening:\n${daemon.stderr}\n${daemon.stdout}`);
@@ -171,8 +179,8 @@ export class DaemonProcess {
   }
 
   /** Spawn without waiting (for start-up failures). */
-  static spawn(dir: string, configFile: string, env: Record<string, string> = {}): DaemonProcess {
-    const child = spawn(process.execPath, [CliPath, 'run', '--config', configFile], { cwd: dir, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  static spawn(dir: string, configFile: string, env: Record<string, string> = {}, user?: ChildUser): DaemonProcess {
+    const child = spawn(process.execPath, [CliPath, 'run', '--config', configFile], { cwd: dir, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...user });
     return new DaemonProcess(dir, configFile, child);
   }
 
