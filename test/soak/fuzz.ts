@@ -33,6 +33,7 @@ import zlib from 'node:zlib';
 import { childEnv, CliPath, DaemonProcess } from '../helpers/daemon-process.js';
 import { rawCheckpoint, rawZip, type RawEntry } from '../helpers/raw-zip.js';
 import type { Suite, SuiteOptions, SuiteReport } from './suite.js';
+import { Rng, runSeed } from './workload.js';
 
 const run = promisify(execFile);
 const ApiDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/api');
@@ -47,23 +48,8 @@ const HangMs = 15_000;
 // ---------------------------------------------------------------------------
 // Seeded randomness
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-class Dice {
-  constructor(readonly next: () => number) {}
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
+/** The workload's seeded generator, with the choices a fuzzer makes. */
+class Dice extends Rng {
   chance(p: number): boolean {
     return this.next() < p;
   }
@@ -417,9 +403,8 @@ function bump(c: Counter, key: string, by = 1): void {
 
 /** Run the suite: `trials` requests. */
 export async function runFuzz(options: SuiteOptions): Promise<SuiteReport> {
-  const seed = process.env.SOAK_SEED !== undefined && process.env.SOAK_SEED !== '' ? Number(process.env.SOAK_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32);
-  options.log(`seed ${seed} (SOAK_SEED=${seed} repeats this run)`);
-  const d = new Dice(prng(seed));
+  const seed = runSeed(options.log);
+  const d = new Dice(seed);
   const violations: string[] = [];
   const violate = (v: string): void => {
     if (violations.length < 200) violations.push(v);
