@@ -117,7 +117,8 @@ export class Daemon {
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
       const holder: { daemon?: Daemon } = {};
-      const metrics = new Metrics({ node: config.node.name, store, catalogue, installation, failover: () => holder.daemon?.failover.status() ?? null });
+      const failoverStatus = (): ReturnType<FailoverManager['status']> | null => holder.daemon?.failover.status() ?? null;
+      const metrics = new Metrics({ node: config.node.name, store, catalogue, installation, failover: failoverStatus });
       metrics.watch(checkpointer);
       const ctx: ApiContext = {
         config,
@@ -127,7 +128,7 @@ export class Daemon {
         metrics,
         checkpointer,
         auto: () => autoHolder.auto,
-        failover: () => holder.daemon?.failover.status() ?? null,
+        failover: failoverStatus,
         failoverManager: () => holder.daemon?.failover ?? null,
         startedAt,
         role: () => (holder.daemon?.failover.role === 'primary' ? 'primary' : 'secondary'),
