@@ -4,7 +4,6 @@
  * store's SpaceBuilders, line by line; nothing is swapped in by this file —
  * callers get a new state only if the whole archive verified.
  */
-import { StringDecoder } from 'node:string_decoder';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BadRequestError, NotFoundError, UnprocessableError } from '../errors.js';
 import {
@@ -16,25 +15,9 @@ import {
   type TemplateDef,
 } from '../store/index.js';
 import { readCheckpointArchive, type Manifest, type ManifestSpace } from './archive/index.js';
+import { forEachLine } from './line-reader.js';
 
 const EntryPath = /^space\/([A-Za-z0-9._-]+)\/(store|index)\/([A-Za-z0-9._-]+)\.ndjson$/;
-
-/** Calls `line` for each line of `data` (UTF-8, `\n`-separated; a last line without `\n` counts). */
-async function forEachLine(data: AsyncIterable<Buffer>, line: (text: string) => void): Promise<void> {
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
-  for await (const chunk of data) {
-    const text = rest + decoder.write(chunk);
-    let start = 0;
-    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
-      line(text.slice(start, end));
-      start = end + 1;
-    }
-    rest = text.slice(start);
-  }
-  rest += decoder.end();
-  if (rest !== '') line(rest);
-}
 
 async function readAll(data: AsyncIterable<Buffer>): Promise<string> {
   const chunks: Buffer[] = [];
@@ -100,10 +83,10 @@ export async function loadCheckpoint(file: string, manifest: Manifest, request: 
       if (match === null) throw new BadRequestError(`checkpoint ${manifest.id}: unexpected entry ${entry.path}`);
       const [, id, kind, name] = match as unknown as [string, string, 'store' | 'index', string];
       const builder = builderFor(id);
-      if (kind === 'store') await forEachLine(data, (line) => builder.storeLine(line));
+      if (kind === 'store') await forEachLine(data, (text, start, end) => builder.storeLine(text, start, end));
       else {
         builder.indexFile(name); // an index file with no lines still counts as present
-        await forEachLine(data, (line) => builder.indexLine(name, line));
+        await forEachLine(data, (text, start, end) => builder.indexLine(name, text, start, end));
       }
     },
   }, {
@@ -113,7 +96,7 @@ export async function loadCheckpoint(file: string, manifest: Manifest, request: 
 
   // A space with no entries at all (cannot happen for a good archive, but never trust one).
   for (const id of wanted) builderFor(id);
-  // The index lines were resolved as they came; what is left is making the trees, a space per turn.
+  // What is left is making the trees, a space per turn.
   const spaces: SpaceData[] = [];
   for (const builder of builders.values()) {
     spaces.push(builder.build());

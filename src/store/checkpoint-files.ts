@@ -30,9 +30,9 @@
  * encodes only what changed since the one before.
  */
 import { BadRequestError } from '../errors.js';
-import { show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
-import { postingsOf, Space, SpaceData, type FieldIndex, type Postings } from './space.js';
-import { SortedMap, type LeafEncoder } from './sorted-map.js';
+import { isObjectKeyAt, show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
+import { Space, SpaceData, type FieldIndex, type Postings } from './space.js';
+import { MaxLeafEntries, SortedMap, type LeafDecoder, type LeafEncoder, type LeafText } from './sorted-map.js';
 import type { StoreState } from './store-state.js';
 import { checkTemplate, type TemplateDef, type TemplateRef } from './template.js';
 
@@ -121,7 +121,7 @@ const encodeStoreLeaf: LeafEncoder<string> = (keys, texts) => {
 /** The keys of one leaf of a posting list, as an index line lists them: `k1","k2",...,"kn`. */
 const encodePostingsLeaf: LeafEncoder<true> = (keys) => {
   for (const key of keys) plainKey(key);
-  return keys.join('","');
+  return keys.join(KeySeparator);
 };
 
 function* storePieces(state: StoreState, spaceId: string): Generator<string, void, undefined> {
@@ -269,14 +269,33 @@ const IndexValueHead = '{"value":';
 const IndexValuePrefix = `${IndexValueHead}"`;
 const IndexKeysInfix = ',"keys":["';
 const IndexEnd = '"]}';
+/** Between the keys of an index line. */
+const KeySeparator = '","';
 /** Whether character code `c` can start a JSON value: { [ " - 0-9 t f n. */
 function startsValue(c: number): boolean {
   return c === 0x7b || c === 0x5b || c === 0x22 || c === 0x2d || (c >= 0x30 && c <= 0x39) || c === 0x74 || c === 0x66 || c === 0x6e;
 }
 
-/** The index of the quote closing the JSON string whose text starts at `from`, or -1. */
-function closingQuote(line: string, from: number): number {
-  for (let i = from; i < line.length; i++) {
+/**
+ * The index of the first quote in `text` from `from`, before `end`; -1 if none.
+ * A loop rather than indexOf('"'), which V8 runs several times slower than
+ * this for the few characters of a key.
+ */
+function quoteFrom(text: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) if (text.charCodeAt(i) === 0x22) return i;
+  return -1;
+}
+
+/** Whether `text` holds `literal` at `at` (startsWith, without its cost per call). */
+function holdsAt(text: string, at: number, literal: string): boolean {
+  if (at + literal.length > text.length) return false;
+  for (let i = 0; i < literal.length; i++) if (text.charCodeAt(at + i) !== literal.charCodeAt(i)) return false;
+  return true;
+}
+
+/** The index (before `end`) of the quote closing the JSON string whose text starts at `from`, or -1. */
+function closingQuote(line: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
     const c = line.charCodeAt(i);
     if (c === 0x22) return i;
     if (c === 0x5c) i++;
@@ -284,44 +303,128 @@ function closingQuote(line: string, from: number): number {
   return -1;
 }
 
-const NoKeys: string[] = [];
-
 /** Short index lines are joined into texts of about this many characters before they are handed out. */
 const IndexTextChars = 16 * 1024;
 
-/** An index line holding at least 1/DenseLineShare of the space's keys resolves them by search rather than by map. */
-const DenseLineShare = 16;
+/** Reads back a leaf of the object file: `count` lines, checked when they were read (SpaceBuilder.storeLine). */
+const decodeStoreLeaf: LeafDecoder<string> = (text, count) => {
+  const keys = new Array<string>(count);
+  const texts = new Array<string>(count);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const keyEnd = quoteFrom(text, at + KeyPrefix.length, text.length);
+    const lineEnd = text.indexOf('\n', keyEnd);
+    keys[i] = text.slice(at + KeyPrefix.length, keyEnd);
+    texts[i] = text.slice(keyEnd + ValueInfix.length, lineEnd - 1);
+    at = lineEnd + 1;
+  }
+  return { keys, values: texts };
+};
 
-/** One index file as read so far: values ascending and, for each, its keys. */
+/** Reads back a leaf of a posting list: `count` keys joined by `","`, checked when their line was read (SpaceBuilder.indexLine). */
+const decodePostingsLeaf: LeafDecoder<true> = (text, count) => ({ keys: text.split(KeySeparator), values: new Array<true>(count).fill(true) });
+
+
+/** Whether `a` from `aStart` to `aEnd` comes before `b` from `bStart` to `bEnd` in string order (`<`), compared in place. */
+function before(a: string, aStart: number, aEnd: number, b: string, bStart: number, bEnd: number): boolean {
+  const length = Math.min(aEnd - aStart, bEnd - bStart);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(aStart + i);
+    const y = b.charCodeAt(bStart + i);
+    if (x !== y) return x < y;
+  }
+  return aEnd - aStart < bEnd - bStart;
+}
+
+/**
+ * The lines of one leaf as they arrive: runs of consecutive lines of one text
+ * are kept as one range and cut out once, so a leaf read from one chunk of
+ * the file is a single slice of it.
+ */
+class LeafCollector {
+  private pieces: string[] = [];
+  private text = '';
+  private start = -1;
+  private end = -1;
+
+  /** Adds a line: `text` from `start` to `end`, without its `\n`. */
+  add(text: string, start: number, end: number): void {
+    if (this.start >= 0 && text === this.text && start === this.end + 1 && text.charCodeAt(this.end) === 0x0a) {
+      this.end = end;
+      return;
+    }
+    this.cut();
+    this.text = text;
+    this.start = start;
+    this.end = end;
+  }
+
+  /** The lines added since the last call, each ended by `\n`. */
+  take(): string {
+    this.cut();
+    const pieces = this.pieces;
+    this.pieces = [];
+    this.text = '';
+    return pieces.length === 1 ? (pieces[0] as string) : pieces.join('');
+  }
+
+  private cut(): void {
+    if (this.start < 0) return;
+    const { text, start, end } = this;
+    this.pieces.push(text.charCodeAt(end) === 0x0a ? text.slice(start, end + 1) : `${text.slice(start, end)}\n`);
+    this.start = -1;
+  }
+}
+
+/** One index file as read so far: values ascending and, for each, its posting list. */
 interface IndexLines {
   values: string[];
-  /**
-   * Keys of each value: the object file's own strings once resolved, or as cut
-   * from the line while the object file is still being read (resolved at build()).
-   */
-  keys: string[][];
-  /** The posting lists of the first lines, made as they are resolved (their `keys` entries are then dropped). */
   postings: Postings[];
 }
 
 /**
  * Rebuilds one space from its checkpoint files, a line at a time, checking as
  * it goes. Object values are kept as the text the line holds, never parsed;
- * indexes are taken as written once their order and keys check out.
+ * indexes are taken as written once their form and order check out.
  *
  * Feed it every line of `objects.ndjson` with `storeLine`, and every index
  * file: `indexFile(field)` when the file starts (needed for an empty file, as
- * it has no lines), then `indexLine(field, line)` per line. `build()` then
- * checks the whole and returns the space.
+ * it has no lines), then `indexLine(field, line)` per line. A line may be
+ * given as a range of a larger text (`start`, `end`), so that a reader need
+ * not cut each line out first. `build()` then checks the whole and returns
+ * the space.
+ *
+ * Lines are checked in place and kept as text: the object file's lines are
+ * gathered into the leaves of the object map as the map would cut them
+ * (SortedMap.leafSizes), each leaf one text read into keys and values when
+ * first used (SortedMap.fromTexts); an index line's keys likewise become the
+ * leaves of its posting list. A restore so allocates a few strings per leaf
+ * rather than per object, and the next checkpoint writes the same texts again.
+ *
+ * What is not checked: that each key an index names is in the object file.
+ * The archive layer verifies every byte of both files against the manifest's
+ * SHA-256 before a restore is adopted, so they are what the writer wrote from
+ * one snapshot; matching two keys per object against the object file took
+ * half of a restore's time. Queries skip a key without an object (Space.query).
  */
 export class SpaceBuilder {
   private readonly meta: SpaceMeta;
   private readonly template: TemplateDef;
   private readonly storePath: string;
-  private keys: string[] = [];
-  private texts: string[] = [];
+  /** Entries of each leaf of the object map, in order. */
+  private readonly leafSizes: number[];
+  private readonly leaves: LeafText[] = [];
+  private readonly leaf = new LeafCollector();
+  private leafCount = 0;
+  private leafFirst = '';
+  private objects = 0;
+  /** The previous line's key, as a range of its text. */
+  private lastKey = { text: '', start: 0, end: 0 };
   private readonly indexes = new Map<string, IndexLines>();
-  private keyPositions: Map<string, number> | null = null;
+  /** Where each key of an index line starts, reused from line to line. */
+  private keyStarts = new Int32Array(1024);
+  /** The first backslash at or after the last index line's keys in its text (-1: none), see backslashBefore. */
+  private readonly nextBackslash = { text: '', at: -1 };
   private built = false;
 
   /** `template` is the definition of the template version `meta` names; BadRequestError if either is invalid or they differ. */
@@ -335,33 +438,47 @@ export class SpaceBuilder {
           `but it is being rebuilt with template ${this.template.name} ${this.template.version}`,
       );
     }
+    this.leafSizes = SortedMap.leafSizes(this.meta.objects);
   }
 
-  /** One line of objects.ndjson (without its `\n`). BadRequestError naming the line on any fault. */
-  storeLine(line: string): void {
+  /** One line of objects.ndjson: `text` from `start` to `end` (without its `\n`). BadRequestError naming the line on any fault. */
+  storeLine(text: string, start = 0, end = text.length): void {
     this.requireOpen();
-    // No closures or regular expressions per line: this runs a million times in a restore.
-    if (!line.startsWith(KeyPrefix)) throw this.storeFault(`does not start with {"key":"`);
-    const keyEnd = line.indexOf('"', KeyPrefix.length);
+    // No closures, regular expressions or strings per line: this runs a million times in a restore.
+    if (!holdsAt(text, start, KeyPrefix)) throw this.storeFault(`does not start with {"key":"`);
+    const keyStart = start + KeyPrefix.length;
+    const keyEnd = quoteFrom(text, keyStart, end);
     if (keyEnd < 0) throw this.storeFault('the key has no closing quote');
-    const key = line.slice(KeyPrefix.length, keyEnd);
-    if (!line.startsWith(ValueInfix, keyEnd)) throw this.storeFault('the key is not followed by ,"value":');
+    if (!holdsAt(text, keyEnd, ValueInfix)) throw this.storeFault('the key is not followed by ,"value":');
     const valueStart = keyEnd + ValueInfix.length;
-    if (line.length < valueStart + 2 || line.charCodeAt(line.length - 1) !== 0x7d || !startsValue(line.charCodeAt(valueStart))) {
+    if (end < valueStart + 2 || text.charCodeAt(end - 1) !== 0x7d || !startsValue(text.charCodeAt(valueStart))) {
       throw this.storeFault('does not hold a JSON value and a closing }');
     }
-    try {
-      validateObjectKey(key);
-    } catch (error) {
-      throw this.storeFault((error as Error).message);
+    if (!isObjectKeyAt(text, keyStart, keyEnd)) {
+      try {
+        validateObjectKey(text.slice(keyStart, keyEnd));
+      } catch (error) {
+        throw this.storeFault((error as Error).message);
+      }
     }
-    const previous = this.keys[this.keys.length - 1];
-    if (previous !== undefined && !(previous < key)) {
+    const last = this.lastKey;
+    if (this.objects > 0 && !before(last.text, last.start, last.end, text, keyStart, keyEnd)) {
+      const previous = last.text.slice(last.start, last.end);
+      const key = text.slice(keyStart, keyEnd);
       throw this.storeFault(previous === key ? `key ${show(key)} is there twice` : `key ${show(key)} comes after ${show(previous)}; keys must be ascending`);
     }
-    if (this.keys.length >= this.meta.objects) throw this.storeFault(`more objects than the ${this.meta.objects} the space is said to hold`);
-    this.keys.push(key);
-    this.texts.push(line.slice(valueStart, line.length - 1));
+    if (this.objects >= this.meta.objects) throw this.storeFault(`more objects than the ${this.meta.objects} the space is said to hold`);
+    last.text = text;
+    last.start = keyStart;
+    last.end = keyEnd;
+    if (this.leafCount === 0) this.leafFirst = text.slice(keyStart, keyEnd);
+    this.leaf.add(text, start, end);
+    this.objects++;
+    this.leafCount++;
+    if (this.leafCount === this.leafSizes[this.leaves.length]) {
+      this.leaves.push({ text: this.leaf.take(), count: this.leafCount, first: this.leafFirst });
+      this.leafCount = 0;
+    }
   }
 
   /** Marks that index/<field>.ndjson is present; BadRequestError if the field is not indexed or its file was given already. */
@@ -371,51 +488,104 @@ export class SpaceBuilder {
     this.startIndex(field);
   }
 
-  /** One line of index/<field>.ndjson (without its `\n`); starts that file if `indexFile` was not called. BadRequestError naming the line on any fault. */
-  indexLine(field: string, line: string): void {
+  /**
+   * One line of index/<field>.ndjson: `text` from `start` to `end` (without its
+   * `\n`); starts that file if `indexFile` was not called. BadRequestError
+   * naming the line on any fault.
+   */
+  indexLine(field: string, text: string, start = 0, end = text.length): void {
     this.requireOpen();
     const index = this.indexes.get(field) ?? this.startIndex(field);
-    if (!line.startsWith(IndexValuePrefix)) throw this.indexFault(field, index, `does not start with {"value":"`);
-    const valueEnd = closingQuote(line, IndexValuePrefix.length);
+    if (!holdsAt(text, start, IndexValuePrefix)) throw this.indexFault(field, index, `does not start with {"value":"`);
+    const valueStart = start + IndexValuePrefix.length;
+    const valueEnd = closingQuote(text, valueStart, end);
     if (valueEnd < 0) throw this.indexFault(field, index, 'the value has no closing quote');
-    let value = line.slice(IndexValuePrefix.length, valueEnd);
+    let value = text.slice(valueStart, valueEnd);
     if (value.includes('\\')) {
       try {
-        value = JSON.parse(line.slice(IndexValuePrefix.length - 1, valueEnd + 1)) as string;
+        value = JSON.parse(text.slice(valueStart - 1, valueEnd + 1)) as string;
       } catch {
         throw this.indexFault(field, index, 'the value is not a JSON string');
       }
     }
-    if (!line.startsWith(IndexKeysInfix, valueEnd + 1)) throw this.indexFault(field, index, 'the value is not followed by a non-empty ,"keys":[...]');
+    if (!holdsAt(text, valueEnd + 1, IndexKeysInfix)) throw this.indexFault(field, index, 'the value is not followed by a non-empty ,"keys":[...]');
     const keysStart = valueEnd + 1 + IndexKeysInfix.length;
-    if (!line.endsWith(IndexEnd) || line.length - IndexEnd.length < keysStart) throw this.indexFault(field, index, 'does not end with "]}');
-    const keys = line.slice(keysStart, line.length - IndexEnd.length).split('","');
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i] as string;
-      if (key.length === 0 || key.includes('"')) throw this.indexFault(field, index, `keys[${i}] is not a key`);
-      if (i > 0 && !((keys[i - 1] as string) < key)) throw this.indexFault(field, index, `keys[${i}] ${show(key)} is not after ${show(keys[i - 1])}; keys must be ascending`);
-    }
+    const keysEnd = end - IndexEnd.length;
+    if (keysEnd < keysStart || !holdsAt(text, keysEnd, IndexEnd)) throw this.indexFault(field, index, 'does not end with "]}');
     const previous = index.values[index.values.length - 1];
     if (previous !== undefined && !(previous < value)) {
       throw this.indexFault(field, index, previous === value ? `value ${show(value)} is there twice` : `value ${show(value)} comes after ${show(previous)}; values must be ascending`);
     }
+    if (this.backslashBefore(text, keysStart, keysEnd)) throw this.indexFault(field, index, 'a key holds a backslash; keys cannot');
+    // Each key, in place: up to the next quote, which must open the separator `","`.
+    let count = 0;
+    let keyStart = keysStart;
+    for (;;) {
+      let keyEnd = quoteFrom(text, keyStart, keysEnd);
+      if (keyEnd < 0) keyEnd = keysEnd;
+      else if (!holdsAt(text, keyEnd, KeySeparator) || keyEnd + KeySeparator.length > keysEnd) throw this.indexFault(field, index, `keys[${count}] is not a key`);
+      if (keyEnd === keyStart) throw this.indexFault(field, index, `keys[${count}] is not a key`);
+      if (count > 0) {
+        const lastStart = this.keyStarts[count - 1] as number;
+        const lastEnd = keyStart - KeySeparator.length;
+        if (!before(text, lastStart, lastEnd, text, keyStart, keyEnd)) {
+          const key = text.slice(keyStart, keyEnd);
+          const last = text.slice(lastStart, lastEnd);
+          throw this.indexFault(field, index, `keys[${count}] ${show(key)} is not after ${show(last)}; keys must be ascending`);
+        }
+      }
+      if (count === this.keyStarts.length) {
+        const grown = new Int32Array(count * 2);
+        grown.set(this.keyStarts);
+        this.keyStarts = grown;
+      }
+      this.keyStarts[count++] = keyStart;
+      if (keyEnd === keysEnd) break;
+      keyStart = keyEnd + KeySeparator.length;
+    }
     index.values.push(value);
-    index.keys.push(keys);
-    // Once the whole object file is in, resolve each line as it comes: build() then has little left to do.
-    if (this.keys.length === this.meta.objects) this.resolve(field, index);
+    // The keys become the leaves of the posting list, cut as the map would cut them; most lines are one leaf.
+    if (count <= MaxLeafEntries) {
+      index.postings.push(SortedMap.fromText(text.slice(keysStart, keysEnd), count, undefined, decodePostingsLeaf, encodePostingsLeaf));
+      return;
+    }
+    const texts: LeafText[] = [];
+    let from = 0;
+    for (const size of SortedMap.leafSizes(count)) {
+      const to = from + size;
+      const leafStart = this.keyStarts[from] as number;
+      const leafEnd = to === count ? keysEnd : (this.keyStarts[to] as number) - KeySeparator.length;
+      const firstEnd = size === 1 ? leafEnd : (this.keyStarts[from + 1] as number) - KeySeparator.length;
+      texts.push({ text: text.slice(leafStart, leafEnd), count: size, first: text.slice(leafStart, firstEnd) });
+      from = to;
+    }
+    index.postings.push(SortedMap.fromTexts(texts, decodePostingsLeaf, encodePostingsLeaf));
+  }
+
+  /**
+   * Whether `text` holds a backslash from `start` to `end`. The next one at or
+   * after a position is remembered per text, as lines come in order: a search
+   * per line would run on to the end of a chunk of thousands of lines.
+   */
+  private backslashBefore(text: string, start: number, end: number): boolean {
+    const seen = this.nextBackslash;
+    if (seen.text !== text || (seen.at !== -1 && seen.at < start)) {
+      seen.text = text;
+      seen.at = text.indexOf('\\', start);
+    }
+    return seen.at !== -1 && seen.at < end;
   }
 
   /**
    * The rebuilt space. BadRequestError if the object count is not the one the
-   * space is said to hold, an index file of an indexed field was not given, or
-   * an index names a key the object file does not hold.
+   * space is said to hold, or an index file of an indexed field was not given.
    */
   build(): SpaceData {
     this.requireOpen();
     this.built = true;
     const { id, objects, createdSeq, updatedSeq } = this.meta;
-    if (this.keys.length !== objects) {
-      throw new BadRequestError(`${this.storePath} holds ${this.keys.length} objects, but space "${id}" is said to hold ${objects}`);
+    if (this.objects !== objects) {
+      throw new BadRequestError(`${this.storePath} holds ${this.objects} objects, but space "${id}" is said to hold ${objects}`);
     }
     const indexes = new Map<string, FieldIndex>();
     for (const field of this.template.indexes) {
@@ -423,53 +593,12 @@ export class SpaceBuilder {
       if (lines === undefined) {
         throw new BadRequestError(`${indexFilePath(id, field)} is missing: template ${this.template.name} ${this.template.version} indexes "${field}"`);
       }
-      this.resolve(field, lines);
-      indexes.set(field, SortedMap.fromSortedArrays(lines.values, lines.postings));
+      indexes.set(field, SortedMap.fromSortedArrays(lines.values, lines.postings, true));
     }
-    const keys = this.keys;
-    const texts = this.texts;
-    this.keys = [];
-    this.texts = [];
+    const leaves = this.leaves.splice(0);
     this.indexes.clear();
-    this.keyPositions = null;
-    const space = Space.restore(id, this.template, SortedMap.fromSortedArrays(keys, texts), indexes, createdSeq, updatedSeq);
+    const space = Space.restore(id, this.template, SortedMap.fromTexts(leaves, decodeStoreLeaf, encodeStoreLeaf), indexes, createdSeq, updatedSeq);
     return new SpaceData(space);
-  }
-
-  /**
-   * Replace the keys of `lines` not yet resolved by the object file's own
-   * strings (so the index shares them rather than keeping the line each was cut
-   * from), checking each is there. A line holding many of the space's keys
-   * finds each next one a little ahead of the last (a galloping search); a
-   * line of a few is looked up in a map from key to position, made once.
-   */
-  private resolve(field: string, lines: IndexLines): void {
-    const keys = this.keys;
-    for (let line = lines.postings.length; line < lines.keys.length; line++) {
-      const list = lines.keys[line] as string[];
-      const dense = list.length * DenseLineShare >= keys.length;
-      let from = 0;
-      for (let i = 0; i < list.length; i++) {
-        const key = list[i] as string;
-        const at = dense ? searchFrom(keys, key, from) : (this.positions().get(key) ?? -1);
-        if (at < 0) {
-          throw new BadRequestError(`${indexFilePath(this.meta.id, field)} line ${line + 1}: key ${show(key)} is not in ${this.storePath}`);
-        }
-        list[i] = keys[at] as string;
-        from = at + 1;
-      }
-      lines.postings.push(postingsOf(list));
-      lines.keys[line] = NoKeys;
-    }
-  }
-
-  /** Key → position in the object file, made on first use. */
-  private positions(): Map<string, number> {
-    if (this.keyPositions === null) {
-      this.keyPositions = new Map();
-      for (let i = 0; i < this.keys.length; i++) this.keyPositions.set(this.keys[i] as string, i);
-    }
-    return this.keyPositions;
   }
 
   private startIndex(field: string): IndexLines {
@@ -479,7 +608,7 @@ export class SpaceBuilder {
           `does not index that field (it indexes ${this.template.indexes.length === 0 ? 'no fields' : this.template.indexes.join(', ')})`,
       );
     }
-    const lines: IndexLines = { values: [], keys: [], postings: [] };
+    const lines: IndexLines = { values: [], postings: [] };
     this.indexes.set(field, lines);
     return lines;
   }
@@ -489,31 +618,10 @@ export class SpaceBuilder {
   }
 
   private storeFault(what: string): BadRequestError {
-    return new BadRequestError(`${this.storePath} line ${this.keys.length + 1}: ${what}`);
+    return new BadRequestError(`${this.storePath} line ${this.objects + 1}: ${what}`);
   }
 
   private requireOpen(): void {
     if (this.built) throw new Error(`SpaceBuilder for space "${this.meta.id}" has built its space already; make a new one`);
   }
-}
-
-/**
- * Where `key` is in the ascending `keys`, looking from `from` on; -1 if absent.
- * Gallops first (1, 2, 4, ... ahead): a posting list's keys come in order, so the
- * next one is usually close and the search costs the log of the gap, not of the space.
- */
-function searchFrom(keys: readonly string[], key: string, from: number): number {
-  let lo = from;
-  let step = 1;
-  while (lo + step - 1 < keys.length && (keys[lo + step - 1] as string) < key) {
-    lo += step;
-    step *= 2;
-  }
-  let hi = Math.min(lo + step - 1, keys.length);
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((keys[mid] as string) < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return keys[lo] === key ? lo : -1;
 }

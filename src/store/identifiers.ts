@@ -11,7 +11,6 @@ export const MaxVersionLength = 32;
 
 const IdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const VersionPattern = /^[0-9][0-9A-Za-z.-]*$/;
-const KeyPattern = /^[A-Za-z0-9._~:@-]+$/;
 const FieldPattern = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const NumericPart = /^[0-9]+$/;
 const ShownChars = 60;
@@ -55,9 +54,29 @@ export function validateTemplateName(name: unknown): string {
   return checkId('template name', name, 'plm');
 }
 
+/**
+ * Whether `text` from `start` to `end` is a valid object key (see
+ * validateObjectKey), checked in place: a restore checks millions of keys
+ * without cutting each out first.
+ */
+export function isObjectKeyAt(text: string, start: number, end: number): boolean {
+  const length = end - start;
+  if (length < 1 || length > MaxKeyLength) return false;
+  let previous = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    const allowed =
+      (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x3a) /* 0-9 and ':' */ ||
+      c === 0x2e || c === 0x5f || c === 0x7e || c === 0x40 || c === 0x2d; // . _ ~ @ -
+    if (!allowed || (c === 0x2e && previous === 0x2e)) return false;
+    previous = c;
+  }
+  return !(length === 1 && previous === 0x2e);
+}
+
 /** The object key, if it is safe in a URL path segment and a file name; BadRequestError otherwise. */
 export function validateObjectKey(key: unknown): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MaxKeyLength || !KeyPattern.test(key) || key.includes('..') || key === '.') {
+  if (typeof key !== 'string' || !isObjectKeyAt(key, 0, key.length)) {
     throw new BadRequestError(
       `object key ${show(key)} is not valid: use 1-${MaxKeyLength} characters of letters, digits and '.', '_', '~', ':', '@', '-', ` +
         `not '.' alone and without '..' (for example "part-0001")`,

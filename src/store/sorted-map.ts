@@ -12,16 +12,88 @@
 
 /** Most entries in one node; a node past this splits in two. */
 const MaxNodeEntries = 64;
+/** Most entries in one leaf (a restore cuts files into leaves). */
+export const MaxLeafEntries = MaxNodeEntries;
 /** Fewest entries in a node other than the root; a smaller one borrows from or merges with a sibling. */
 const MinNodeEntries = 16;
 
-interface Leaf<V> {
-  readonly leaf: true;
-  readonly keys: readonly string[];
-  readonly values: readonly V[];
-  /** The text `memoBy` made of this leaf (see `encodedLeaves`); the only field that changes after a leaf is built. */
-  memo: string | undefined;
-  memoBy: LeafEncoder<V> | undefined;
+/**
+ * A leaf: up to MaxNodeEntries keys and their values. A leaf restored from a
+ * checkpoint starts as the text its encoder made (see SortedMap.fromTexts)
+ * and is read into keys and values on first use: a restore then costs a scan
+ * of the text rather than two strings per entry, and the next checkpoint
+ * writes the same text again without reading it.
+ */
+class Leaf<V> {
+  readonly leaf = true as const;
+  /** The text `memoBy` made of this leaf (see `encodedLeaves`); with `unread`, the only fields that change after a leaf is built. */
+  memo: string | undefined = undefined;
+  memoBy: LeafEncoder<V> | undefined = undefined;
+  private k: readonly string[] | undefined;
+  private v: readonly V[] | undefined;
+  /** Reads `memo` back into keys and values while the leaf is unread. */
+  private unread: LeafDecoder<V> | undefined = undefined;
+
+  constructor(
+    keys: readonly string[] | undefined,
+    values: readonly V[] | undefined,
+    /** Number of entries, known before the leaf is read. */
+    readonly count: number,
+    /** Its smallest key if known before the leaf is read; else read from the leaf when asked for. */
+    private readonly firstKey: string | undefined,
+  ) {
+    this.k = keys;
+    this.v = values;
+  }
+
+  /** Its smallest key (a branch needs it): without reading the leaf when it was made with it. */
+  get first(): string {
+    return this.firstKey ?? (this.keys[0] as string);
+  }
+
+  /** A leaf still to be read from `text`, which `encode` made and `decode` reads back. */
+  static fromText<V>(text: string, count: number, first: string | undefined, decode: LeafDecoder<V>, encode: LeafEncoder<V>): Leaf<V> {
+    const made = new Leaf<V>(undefined, undefined, count, first);
+    made.memo = text;
+    made.memoBy = encode;
+    made.unread = decode;
+    return made;
+  }
+
+  get keys(): readonly string[] {
+    return this.k ?? this.read();
+  }
+
+  get values(): readonly V[] {
+    if (this.v === undefined) this.read();
+    return this.v as readonly V[];
+  }
+
+  private read(): readonly string[] {
+    const decode = this.unread as LeafDecoder<V>;
+    const { keys, values } = decode(this.memo as string, this.count);
+    if (keys.length !== this.count || values.length !== this.count || (this.firstKey !== undefined && keys[0] !== this.firstKey)) {
+      throw new Error(`a leaf read back holds ${keys.length} keys from ${String(keys[0])}, not the ${this.count} from ${String(this.firstKey)} it was made with`);
+    }
+    this.k = keys;
+    this.v = values;
+    this.unread = undefined;
+    return keys;
+  }
+}
+
+/**
+ * Reads a leaf's `count` keys and values back from the text a LeafEncoder
+ * made of them (values as the encoder left them). The text has been checked
+ * when the leaf was made from it; this may trust it.
+ */
+export type LeafDecoder<V> = (text: string, count: number) => { keys: string[]; values: V[] };
+
+/** A leaf given as text (see SortedMap.fromTexts): the text, its number of entries and its smallest key. */
+export interface LeafText {
+  text: string;
+  count: number;
+  first: string;
 }
 
 /**
@@ -94,16 +166,21 @@ function splice<T>(items: readonly T[], start: number, removed: number, ...inser
 }
 
 function leaf<V>(keys: readonly string[], values: readonly V[]): Leaf<V> {
-  return { leaf: true, keys, values, memo: undefined, memoBy: undefined };
+  return new Leaf(keys, values, keys.length, keys[0]);
+}
+
+/** The smallest key under `node`, without reading an unread leaf. */
+function firstOf<V>(node: Node<V>): string {
+  return node.leaf ? node.first : (node.keys[0] as string);
 }
 
 function branch<V>(children: readonly Node<V>[]): Branch<V> {
-  return { leaf: false, keys: children.map((c) => c.keys[0] as string), children };
+  return { leaf: false, keys: children.map(firstOf), children };
 }
 
 /** `node` with child `i` replaced by `child`, reusing the separator array when the child's first key is unchanged. */
 function withChild<V>(node: Branch<V>, i: number, child: Node<V>): Branch<V> {
-  const first = child.keys[0] as string;
+  const first = firstOf(child);
   const keys = node.keys[i] === first ? node.keys : replaceAt(node.keys, i, first);
   return { leaf: false, keys, children: replaceAt(node.children, i, child) };
 }
@@ -154,7 +231,7 @@ function insert<V>(node: Node<V>, key: string, value: V, change: Change): Node<V
   if (second === undefined) return [updated];
   return splitIfFull({
     leaf: false,
-    keys: insertAt(updated.keys, i + 1, second.keys[0] as string),
+    keys: insertAt(updated.keys, i + 1, firstOf(second)),
     children: insertAt(updated.children, i + 1, second),
   });
 }
@@ -234,7 +311,7 @@ function groups<T>(items: readonly T[]): T[][] {
   return out;
 }
 
-const EmptyRoot: Leaf<never> = leaf([], []);
+const EmptyRoot: Leaf<never> = new Leaf<never>([], [], 0, '');
 
 /** A persistent string-keyed map in key order (UTF-16 code unit order, as `<` compares strings). */
 export class SortedMap<V> {
@@ -265,19 +342,54 @@ export class SortedMap<V> {
    * and `values[i]` for `keys[i]`. Takes no tuples, so a restore of a million
    * objects does not allocate a million of them.
    */
-  static fromSortedArrays<V>(keys: readonly string[], values: readonly V[]): SortedMap<V> {
+  static fromSortedArrays<V>(keys: readonly string[], values: readonly V[], checked = false): SortedMap<V> {
     if (keys.length !== values.length) throw new Error(`fromSortedArrays: ${keys.length} keys but ${values.length} values`);
-    return SortedMap.build(keys, (start, end) => values.slice(start, end));
+    return SortedMap.build(keys, (start, end) => values.slice(start, end), checked);
   }
 
   /** A map built in O(n) from `keys` (strictly ascending; throws Error otherwise), each holding `value`: a set, such as a posting list. */
-  static fromSortedKeys<V>(keys: readonly string[], value: V): SortedMap<V> {
-    return SortedMap.build(keys, (start, end) => new Array<V>(end - start).fill(value));
+  static fromSortedKeys<V>(keys: readonly string[], value: V, checked = false): SortedMap<V> {
+    return SortedMap.build(keys, (start, end) => new Array<V>(end - start).fill(value), checked);
   }
 
-  private static build<V>(keys: readonly string[], valuesOf: (start: number, end: number) => V[]): SortedMap<V> {
+  /**
+   * A map of leaves given as the text `encode` made of each (a restore's
+   * object file, cut at leaf boundaries), read with `decode` when first used.
+   * The leaves must be in key order, and each but a lone one hold
+   * MinNodeEntries to MaxNodeEntries entries: cut them as `leafSizes` says.
+   */
+  static fromTexts<V>(texts: readonly LeafText[], decode: LeafDecoder<V>, encode: LeafEncoder<V>): SortedMap<V> {
+    if (texts.length === 0) return SortedMap.empty();
+    let size = 0;
+    let level: Node<V>[] = texts.map((t) => {
+      if (t.count < 1 || t.count > MaxNodeEntries || (texts.length > 1 && t.count < MinNodeEntries)) {
+        throw new Error(`fromTexts: a leaf of ${t.count} entries (each must hold ${texts.length > 1 ? MinNodeEntries : 1} to ${MaxNodeEntries})`);
+      }
+      size += t.count;
+      return Leaf.fromText(t.text, t.count, t.first, decode, encode);
+    });
+    while (level.length > 1) level = groups(level).map((g) => branch(g));
+    return new SortedMap(level[0] as Node<V>, size);
+  }
+
+  /** A map of one leaf (1 to MaxNodeEntries entries) given as text, as fromTexts; `first` may be left to be read from it when needed. */
+  static fromText<V>(text: string, count: number, first: string | undefined, decode: LeafDecoder<V>, encode: LeafEncoder<V>): SortedMap<V> {
+    if (count < 1 || count > MaxNodeEntries) throw new Error(`fromText: a leaf of ${count} entries (it must hold 1 to ${MaxNodeEntries})`);
+    return new SortedMap(Leaf.fromText(text, count, first, decode, encode), count);
+  }
+
+  /** How many entries each leaf of a map of `size` entries holds when it is built at once (fromSortedArrays, fromTexts), in order. */
+  static leafSizes(size: number): number[] {
+    const count = Math.ceil(size / MaxNodeEntries);
+    const sizes = new Array<number>(count);
+    for (let g = 0; g < count; g++) sizes[g] = Math.floor(((g + 1) * size) / count) - Math.floor((g * size) / count);
+    return sizes;
+  }
+
+  /** `checked`: the caller has already made sure the keys are strictly ascending (a restore checks them as it reads them). */
+  private static build<V>(keys: readonly string[], valuesOf: (start: number, end: number) => V[], checked: boolean): SortedMap<V> {
     if (keys.length === 0) return SortedMap.empty();
-    for (let i = 1; i < keys.length; i++) {
+    for (let i = 1; !checked && i < keys.length; i++) {
       if (!((keys[i - 1] as string) < (keys[i] as string))) throw new Error(`fromSorted: keys must be strictly ascending (at index ${i})`);
     }
     const count = Math.ceil(keys.length / MaxNodeEntries);
@@ -378,7 +490,7 @@ export class SortedMap<V> {
       if (isRoot && node.children.length < 2) throw new Error('root branch has fewer than two children');
       const depths = new Set<number>();
       node.children.forEach((child, i) => {
-        if (child.keys[0] !== node.keys[i]) throw new Error(`separator ${i} at depth ${depth} is not its child's first key`);
+        if (child.keys[0] !== node.keys[i] || firstOf(child) !== node.keys[i]) throw new Error(`separator ${i} at depth ${depth} is not its child's first key`);
         depths.add(visit(child, depth + 1, false));
       });
       if (depths.size !== 1) throw new Error('leaves at different depths');

@@ -104,9 +104,9 @@ function reindex(
   return out;
 }
 
-/** A posting list from keys in strictly ascending order (Error otherwise). */
-export function postingsOf(keys: readonly string[]): Postings {
-  return SortedMap.fromSortedKeys(keys, true as const);
+/** A posting list from keys in strictly ascending order (Error otherwise, unless `checked` says the caller made sure). */
+export function postingsOf(keys: readonly string[], checked = false): Postings {
+  return SortedMap.fromSortedKeys(keys, true as const, checked);
 }
 
 /** A fresh index on `field` over every object, built in one pass (objects arrive in key order, so postings do too). */
@@ -288,7 +288,10 @@ export class Space {
     const [smallest, ...others] = lists as [Postings, ...Postings[]];
     const out: { key: string; text: string }[] = [];
     for (const key of smallest.keys()) {
-      if (others.every((list) => list.has(key))) out.push({ key, text: this.objects.get(key) as string });
+      if (!others.every((list) => list.has(key))) continue;
+      // An index restored from a checkpoint is trusted, not matched key by key against the objects (SpaceBuilder).
+      const text = this.objects.get(key);
+      if (text !== undefined) out.push({ key, text });
     }
     return out;
   }

@@ -8,6 +8,7 @@ import {
   validateTemplateName,
   validateVersion,
 } from '../../src/store/index.js';
+import { isObjectKeyAt } from '../../src/store/identifiers.js';
 import { refusal } from '../helpers/store-ops.js';
 
 
@@ -46,6 +47,22 @@ describe('store identifiers', () => {
     it('refuses "..", "/", ".", spaces, control chars, unicode, empty and too long keys (400)', () => {
       for (const key of ['..', 'a..b', '../etc', 'a/b', '.', 'a b', 'a\tb', 'a\u007f', 'ключ', '', 'k'.repeat(257), 'a?b', 'a%2fb', 5]) {
         expect(refusal(() => validateObjectKey(key))).to.include('object key').and.include('for example');
+      }
+    });
+
+    it('checks a key in place inside a longer text exactly as validateObjectKey checks it alone', () => {
+      const keys = ['k1', 'part-0001', 'a.b', '.hidden', 'x~y:z@w_v', '-', 'k'.repeat(256), '..', 'a..b', '../etc', 'a/b', '.', 'a b', 'ключ', '', 'k'.repeat(257), 'a?b', ':', '@', 'A', 'z', '0', '9', '[', '`', '{', '/'];
+      for (const key of keys) {
+        const valid = (() => {
+          try {
+            validateObjectKey(key);
+            return true;
+          } catch {
+            return false;
+          }
+        })();
+        const text = `{"key":"${key}","x":1}`;
+        expect(isObjectKeyAt(text, 8, 8 + key.length), JSON.stringify(key)).to.equal(valid);
       }
     });
   });

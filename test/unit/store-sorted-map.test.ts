@@ -182,4 +182,76 @@ describe('store sorted map', () => {
       expect([...map.entries()]).to.deep.equal([['a', 'x'.repeat(20)], ['b', 'y'.repeat(20)]]);
     });
   });
+
+  describe('leaves given as text (a restore)', () => {
+    /** Lines `key=value\n`, and a decoder of them that counts its calls. */
+    const encode: LeafEncoder<number> = (keys, values) => keys.map((k, i) => `${k}=${values[i]}\n`).join('');
+    let reads = 0;
+    const decode = (text: string, count: number) => {
+      reads++;
+      const lines = text.split('\n').slice(0, count);
+      return { keys: lines.map((l) => l.split('=')[0]!), values: lines.map((l) => Number(l.split('=')[1])) };
+    };
+    const keys = Array.from({ length: 1000 }, (_, i) => `k${String(i).padStart(4, '0')}`);
+    function fromTexts(): SortedMap<number> {
+      const texts = [];
+      let from = 0;
+      for (const size of SortedMap.leafSizes(keys.length)) {
+        const part = keys.slice(from, from + size);
+        texts.push({ text: encode(part, part.map((k) => Number(k.slice(1)))), count: size, first: part[0]! });
+        from += size;
+      }
+      return SortedMap.fromTexts(texts, decode, encode);
+    }
+
+    it('cuts a map into leaves of 32 to 64 entries adding up to its size', () => {
+      for (const size of [1, 63, 64, 65, 127, 128, 129, 1000, 4097]) {
+        const sizes = SortedMap.leafSizes(size);
+        expect(sizes.reduce((a, b) => a + b, 0)).to.equal(size);
+        for (const s of sizes) expect(s).to.be.within(sizes.length === 1 ? 1 : 32, 64);
+      }
+      expect(SortedMap.leafSizes(0)).to.deep.equal([]);
+    });
+
+    it('reads no leaf to build the tree or to hand its texts out again, and one leaf per first use', () => {
+      reads = 0;
+      const map = fromTexts();
+      map.assertValid();
+      expect(reads).to.equal(SortedMap.leafSizes(keys.length).length); // assertValid reads every leaf
+      reads = 0;
+      const fresh = fromTexts();
+      expect(fresh.size).to.equal(1000);
+      expect([...fresh.encodedLeaves(encode)].join('')).to.equal(encode(keys, keys.map((k) => Number(k.slice(1)))));
+      expect(reads).to.equal(0);
+      expect(fresh.get('k0500')).to.equal(500);
+      expect(fresh.get('k0501')).to.equal(501);
+      expect(fresh.has('k9999')).to.equal(false);
+      expect(reads).to.be.within(1, 2);
+    });
+
+    it('takes sets and deletes on leaves not yet read like any others', () => {
+      const map = fromTexts().set('k0500', -1).delete('k0001').set('k1500', 1500);
+      map.assertValid();
+      expect(map.size).to.equal(1000);
+      expect(map.get('k0500')).to.equal(-1);
+      expect(map.has('k0001')).to.equal(false);
+      expect([...map.keys()].at(-1)).to.equal('k1500');
+    });
+
+    it('makes a one-leaf map whose first key is read when needed, and refuses leaves of a size a tree cannot hold', () => {
+      reads = 0;
+      const one = SortedMap.fromText('a=1\nb=2\n', 2, undefined, decode, encode);
+      expect(reads).to.equal(0);
+      expect([...one.entries()]).to.deep.equal([['a', 1], ['b', 2]]);
+      expect(one.set('c', 3).size).to.equal(3);
+      expect(() => SortedMap.fromText('', 0, undefined, decode, encode)).to.throw(Error, /1 to 64/);
+      expect(() => SortedMap.fromTexts([{ text: '', count: 65, first: 'a' }], decode, encode)).to.throw(Error, /65 entries/);
+      expect(() => SortedMap.fromTexts([{ text: '', count: 40, first: 'a' }, { text: '', count: 10, first: 'b' }], decode, encode)).to.throw(Error, /10 entries/);
+    });
+
+    it('refuses a leaf that reads back other than it was made', () => {
+      const map = SortedMap.fromTexts([{ text: 'a=1', count: 2, first: 'a' }], decode, encode);
+      expect(() => map.get('a')).to.throw(Error, /holds 1 keys.*not the 2/);
+    });
+  });
 });

@@ -9,6 +9,8 @@ import zlib from 'node:zlib';
 import { CheckpointFormatError } from './checkpoint-format-error.js';
 import { ManifestEntry } from './entry-names.js';
 import { ManifestMaxBytes, checkManifest, manifestFiles, type FileEntry, type Manifest } from './manifest.js';
+import { EntryReader, ReadWorkerError } from './entry-reader.js';
+import type { EntryVerdict, ReadJob } from './read-worker.js';
 import { Damaged, openDirectory, readAt, type Directory } from './zip-directory.js';
 import {
   LocalFields,
@@ -106,15 +108,59 @@ async function* checkedEntry(dir: Directory, record: EntryRecord, sha256: string
   } finally {
     inflater?.destroy();
   }
-  if (size !== record.size) throw refuse(`holds ${size} bytes, the manifest lists ${record.size}; ${Damaged}`);
-  if (inflater !== null && inflater.bytesWritten !== record.compressedSize) {
-    throw refuse(`its compressed data ends ${record.compressedSize - inflater.bytesWritten} bytes before its stored length; ${Damaged}`);
+  const consumed = inflater === null ? record.compressedSize : inflater.bytesWritten;
+  checkVerdict(dir, record, sha256, { size, crc, consumed, sha256: hash === null ? '' : hash.digest('hex') });
+  await checkDescriptor(dir, record);
+}
+
+/** Refuse an entry whose data, as read, is not what the manifest and the ZIP say: size, compressed length, SHA-256 (when given), CRC-32. */
+function checkVerdict(dir: Directory, record: EntryRecord, sha256: string | null, verdict: EntryVerdict): void {
+  const refuse = (problem: string) => new CheckpointFormatError(dir.file, record.name, problem);
+  if (verdict.size !== record.size) throw refuse(`holds ${verdict.size} bytes, the manifest lists ${record.size}; ${Damaged}`);
+  if (verdict.consumed !== record.compressedSize) {
+    throw refuse(`its compressed data ends ${record.compressedSize - verdict.consumed} bytes before its stored length; ${Damaged}`);
   }
-  if (hash !== null && sha256 !== null) {
-    const actual = hash.digest('hex');
-    if (actual !== sha256) throw refuse(`SHA-256 mismatch (manifest ${short(sha256)}, file ${short(actual)}); ${Damaged}`);
+  if (sha256 !== null && verdict.sha256 !== sha256) throw refuse(`SHA-256 mismatch (manifest ${short(sha256)}, file ${short(verdict.sha256)}); ${Damaged}`);
+  if (verdict.crc !== record.crc) throw refuse(`CRC-32 mismatch (ZIP ${record.crc.toString(16).padStart(8, '0')}, data ${verdict.crc.toString(16).padStart(8, '0')}); ${Damaged}`);
+}
+
+/**
+ * An entry read and checked on the read worker (see entry-reader.ts): its
+ * local header here, its bytes as the worker hands them over, then the
+ * worker's verdict and the data descriptor, as checkedEntry does in this thread.
+ */
+async function* workerEntry(
+  dir: Directory,
+  record: EntryRecord,
+  sha256: string,
+  chunks: AsyncGenerator<Buffer, EntryVerdict, undefined>,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
+  const refuse = (problem: string) => new CheckpointFormatError(dir.file, record.name, problem);
+  await checkLocalHeader(dir, record);
+  let verdict: EntryVerdict;
+  try {
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done === true) {
+        verdict = next.value;
+        break;
+      }
+      signal?.throwIfAborted();
+      onBytes(next.value.length);
+      yield next.value;
+    }
+  } catch (err) {
+    if (err instanceof ReadWorkerError) {
+      const { failure } = err;
+      if (failure.tooBig === true) throw refuse(`inflates to more than the ${record.size} bytes the manifest lists (a zip bomb, or damage); refused`);
+      if (failure.zlib === true) throw refuse(`its compressed data is damaged (${failure.message}); ${Damaged}`);
+      if (failure.code === 'ETRUNCATED') throw refuse(`${failure.message}; it is truncated, use another checkpoint`);
+    }
+    throw err;
   }
-  if (crc !== record.crc) throw refuse(`CRC-32 mismatch (ZIP ${record.crc.toString(16).padStart(8, '0')}, data ${crc.toString(16).padStart(8, '0')}); ${Damaged}`);
+  checkVerdict(dir, record, sha256, verdict);
   await checkDescriptor(dir, record);
 }
 
@@ -247,11 +293,24 @@ export async function readCheckpointArchive(file: string, consumer: EntryConsume
       done += n;
       onProgress?.(done, total);
     };
-    for (const [i, entry] of files.entries()) {
-      signal?.throwIfAborted();
+    // The selected entries' data is read, inflated and hashed on a worker thread while this one consumes it.
+    const jobs: ReadJob[] = [];
+    files.forEach((_f, i) => {
+      if (selected[i] !== true) return;
       const record = dir.entries[i + 1]!;
-      if (selected[i] === true) await deliver(consumer, entry, checkedEntry(dir, record, entry.sha256, onBytes, signal));
-      else await checkSkipped(dir, record);
+      jobs.push({ start: record.offset + localHeaderLength(record), compressedSize: record.compressedSize, size: record.size, deflate: record.method === Method.deflate });
+    });
+    const reader = jobs.length === 0 ? null : new EntryReader(dir.handle.fd, jobs, signal);
+    try {
+      let job = 0;
+      for (const [i, entry] of files.entries()) {
+        signal?.throwIfAborted();
+        const record = dir.entries[i + 1]!;
+        if (selected[i] === true) await deliver(consumer, entry, workerEntry(dir, record, entry.sha256, reader!.entry(job++), onBytes, signal));
+        else await checkSkipped(dir, record);
+      }
+    } finally {
+      await reader?.close();
     }
     return manifest;
   } finally {
