@@ -317,6 +317,10 @@ const EmptyRoot: Leaf<never> = new Leaf<never>([], [], 0, '');
 export class SortedMap<V> {
   private static readonly emptyMap = new SortedMap<never>(EmptyRoot, 0);
 
+  /** A text made of the whole map for `memoTag` (see `memo`): the map never changes, so it stays right. */
+  private memoText: string | undefined = undefined;
+  private memoTag: string | undefined = undefined;
+
   private constructor(
     private readonly root: Node<V>,
     /** Number of entries; O(1). */
@@ -450,9 +454,37 @@ export class SortedMap<V> {
     for (const leaf of leaves(this.root)) yield [leaf.keys, leaf.values];
   }
 
-  /** As `encodedLeaves` for a map of one leaf (at most 64 entries): its text, without an iterator; undefined for a larger map. */
-  encodedSingleLeaf(encode: LeafEncoder<V>): string | undefined {
-    return this.root.leaf ? encoded(this.root, encode) : undefined;
+  /**
+   * For a map of one leaf (at most 64 entries): the text `encode` makes of it
+   * (the leaf's kept text if it has one; see `encodedLeaves`), without an
+   * iterator; undefined for a larger map. A text made now is not kept with
+   * the leaf: the caller keeps a text holding it (with `memo`), so that it is
+   * not held twice.
+   */
+  singleLeafText(encode: LeafEncoder<V>): string | undefined {
+    const root = this.root;
+    if (!root.leaf) return undefined;
+    return root.memoBy === encode && root.memo !== undefined ? root.memo : encode(root.keys, root.values as V[]);
+  }
+
+  /**
+   * One text made of the whole map by `make` for `tag` (an index line, for the
+   * value `tag`), made on first use and kept with this map; another tag makes
+   * it again. Maps never change, so a kept text is right as long as `make`
+   * depends only on the map and the tag.
+   */
+  memo(tag: string, make: (map: SortedMap<V>, tag: string) => string): string {
+    if (this.memoTag !== tag || this.memoText === undefined) {
+      this.memoText = make(this, tag);
+      this.memoTag = tag;
+    }
+    return this.memoText;
+  }
+
+  /** Keep `text` as what `memo(tag, …)` would make (a restore has it as read from the file). */
+  remember(tag: string, text: string): void {
+    this.memoText = text;
+    this.memoTag = tag;
   }
 
   /**

@@ -484,6 +484,25 @@ describe('store checkpoint files', () => {
       expect([...[...fromChunks.indexEntries('s', 'type')][1]![1]]).to.have.length(100);
     });
 
+    it('writes an index line again as it was read, and anew once its posting list changes', () => {
+      const b = filled();
+      const state = applyAll(StoreState.empty(), load('plm', '1.0', ['type', 'owner'])).withRestoredSpaces([b.build()], 9);
+      expect(textOf(spaceArchiveFiles(state, 's')[1]!)).to.equal('{"value":"ann","keys":["b"]}\n');
+      const later = applyAll(state, commit('s', put('c', { owner: 'ann' }), put('d', { owner: 'a\\b' })));
+      expect(textOf(spaceArchiveFiles(later, 's')[1]!)).to.equal('{"value":"a\\\\b","keys":["d"]}\n{"value":"ann","keys":["b","c"]}\n');
+      // A value written with an escape is read back and written as JSON.stringify writes it.
+      const escaped = builder(1);
+      escaped.storeLine('{"key":"a","value":1}');
+      escaped.indexFile('type');
+      escaped.indexLine('owner', '{"value":"\\u0061nn","keys":["a"]}');
+      const fromEscaped = applyAll(StoreState.empty(), load('plm', '1.0', ['type', 'owner'])).withRestoredSpaces([escaped.build()], 9);
+      expect(textOf(spaceArchiveFiles(fromEscaped, 's')[1]!)).to.equal('{"value":"ann","keys":["a"]}\n');
+    });
+
+    it('refuses an index value holding a control character', () => {
+      expect(refusal(() => filled().indexLine('type', '{"value":"a\tb","keys":["c"]}'))).to.match(/type\.ndjson line 3: the value holds a control character/);
+    });
+
     it('refuses index keys that are empty, hold a backslash or a stray quote, naming the file and line', () => {
       const cases: [string, RegExp][] = [
         ['{"value":"Z","keys":["a",""]}', /type\.ndjson line 3: keys\[1\] is not a key/],

@@ -254,4 +254,43 @@ describe('store sorted map', () => {
       expect(() => map.get('a')).to.throw(Error, /holds 1 keys.*not the 2/);
     });
   });
+
+  describe('texts of a whole map', () => {
+    const encode: LeafEncoder<true> = (keys) => keys.join(',');
+
+    it('keeps the text made for a tag until another tag asks, and a changed map starts afresh', () => {
+      const map = SortedMap.fromSortedKeys(['a', 'b'], true as const);
+      let made = 0;
+      const line = (m: SortedMap<true>, tag: string) => {
+        made++;
+        return `${tag}:${m.singleLeafText(encode)!}`;
+      };
+      expect(map.memo('x', line)).to.equal('x:a,b');
+      expect(map.memo('x', line)).to.equal('x:a,b');
+      expect(made).to.equal(1);
+      expect(map.memo('y', line)).to.equal('y:a,b');
+      expect(made).to.equal(2);
+      expect(map.set('c', true).memo('y', line)).to.equal('y:a,b,c');
+      expect(map.memo('y', line)).to.equal('y:a,b');
+      map.remember('z', 'as read');
+      expect(map.memo('z', line)).to.equal('as read');
+    });
+
+    it('gives a one-leaf map\'s text without keeping it with the leaf, and none for a larger map', () => {
+      let encoded = 0;
+      const counting: LeafEncoder<true> = (keys) => {
+        encoded++;
+        return keys.join(',');
+      };
+      const map = SortedMap.fromSortedKeys(['a', 'b'], true as const);
+      expect(map.singleLeafText(counting)).to.equal('a,b');
+      expect(map.singleLeafText(counting)).to.equal('a,b');
+      expect(encoded).to.equal(2);
+      expect([...map.encodedLeaves(counting)]).to.deep.equal(['a,b']);
+      expect(map.singleLeafText(counting)).to.equal('a,b');
+      expect(encoded).to.equal(3); // the leaf now keeps what encodedLeaves made
+      const big = SortedMap.fromSortedKeys(Array.from({ length: 65 }, (_, i) => `k${String(i).padStart(2, '0')}`), true as const);
+      expect(big.singleLeafText(counting)).to.equal(undefined);
+    });
+  });
 });
