@@ -19,15 +19,18 @@
  *   template, even when empty (0 bytes): one line per distinct indexed value,
  *   values ascending: `{"value":"<value, JSON-escaped>","keys":["k1","k2",...]}\n`,
  *   keys ascending, never an empty list. Indexes are written rather than
- *   recomputed on restore; the reader trusts them after cheap checks (order,
- *   keys that exist) because the ZIP layer has verified every file's SHA-256.
+ *   recomputed on restore; the reader trusts them after checks of their form
+ *   and order (not that each key is in the object file: see SpaceBuilder)
+ *   because the ZIP layer has verified every file's SHA-256.
  *
  * Pieces: every file is handed out as strings cut only between whole JSON
  * tokens (whole lines of a leaf of the object map, the keys of a leaf of a
  * posting list), so each piece is well-formed UTF-16 and encodes to UTF-8 on
  * its own; the archive writer gathers them into large writes. The text of
- * each leaf is kept with it (SortedMap.encodedLeaves), so a checkpoint
- * encodes only what changed since the one before.
+ * each leaf is kept with it (SortedMap.encodedLeaves), and so is the whole
+ * line of a posting list of one leaf (SortedMap.memo), so a checkpoint
+ * encodes only what changed since the one before. A restore keeps the texts
+ * it read the same way: the first checkpoint after it encodes nothing new.
  */
 import { BadRequestError } from '../errors.js';
 import { isObjectKeyAt, show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';

@@ -223,16 +223,14 @@ describe('automatic checkpoints (in-process)', function () {
       await seed(r.store, 50);
       const first = await r.checkpointer.create({ scope: 'collection', trigger: 'manual', description: 'before the disk filled' });
       await r.store.commit(commit('s1', put('more', { kind: 'more' })));
-      // Every write to a checkpoint temp file fails with ENOSPC while `full` holds, as a full disk would.
+      // Every write to a checkpoint temp file fails with ENOSPC while `full` holds, as a full disk would:
+      // the temp file is created as usual, but the writer gets a descriptor of /dev/full (the writes
+      // happen in a worker thread, through the descriptor, so the kernel's own ENOSPC is the fault).
       fs.open = (async (...args: Parameters<typeof fs.open>) => {
         const handle = await realOpen(...args);
-        if (!String(args[0]).includes(`${path.sep}checkpoint${path.sep}.tmp-Checkpoint-`)) return handle;
-        const write = handle.write.bind(handle) as (...a: unknown[]) => Promise<unknown>;
-        (handle as unknown as { write: unknown }).write = async (...a: unknown[]) => {
-          if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-          return write(...a);
-        };
-        return handle;
+        if (!full || !String(args[0]).includes(`${path.sep}checkpoint${path.sep}.tmp-Checkpoint-`)) return handle;
+        await handle.close();
+        return realOpen('/dev/full', 'r+');
       });
       syncBuiltinESMExports();
       r.auto.fire('schedule');

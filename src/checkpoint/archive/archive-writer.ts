@@ -4,19 +4,23 @@
  * SHA-256, so its place is reserved at its longest possible length and filled
  * at the end, padded with spaces; stored entries' headers are patched the same
  * way. The whole file's SHA-256 is then read back from the page cache.
+ *
+ * The main thread only encodes the sources into batches and the ZIP records;
+ * a write worker (worker-sink.ts, write-worker.ts) hashes, CRCs, deflates and
+ * writes them, so encoding and compressing use two cores.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { CheckpointdError, ConflictError } from '../../errors.js';
 import { Breather } from './breather.js';
 import { CheckpointFormatError } from './checkpoint-format-error.js';
 import { ManifestEntry } from './entry-names.js';
 import { ManifestMaxBytes, checkManifest, type FileEntry, type Manifest, type ManifestHeader } from './manifest.js';
+import { WorkerSink, type EntryReport } from './worker-sink.js';
 import {
   Method,
+  descriptorLength,
   dosTimeOf,
   encodeCentralRecord,
   encodeDescriptor,
@@ -73,106 +77,20 @@ export interface WriteOptions {
 /** Permissions of a checkpoint file: it holds every space's data. */
 export const CheckpointFileMode = 0o640;
 
-/** Bytes gathered before one write to disk. */
-const WriteBatchBytes = 1024 * 1024;
 /** Bytes of source text gathered before hashing and writing them (or handing them to the deflater). */
 const BatchBytes = 1024 * 1024;
 /** Strings shorter than this are joined before they are encoded. */
 const SmallPieceChars = 16 * 1024;
-/** Output chunk size of the deflater. */
-const DeflateChunkBytes = 256 * 1024;
-/** Bytes read at a time when hashing the finished file. */
-const HashReadBytes = 4 * 1024 * 1024;
 /** A size no file reaches: formats the manifest's longest possible text. */
 const WidestSize = Number.MAX_SAFE_INTEGER;
-
-/** Buffers small records into large writes, one write in flight; `patch` rewrites bytes already accepted once the rest is out. */
-class FileSink {
-  /** Bytes accepted so far: the offset of the next record. */
-  offset = 0;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private written = 0;
-  private inFlight: Promise<void> = Promise.resolve();
-  private readonly patches: { at: number; data: Buffer }[] = [];
-
-  constructor(private readonly handle: FileHandle) {}
-
-  async write(data: Buffer): Promise<void> {
-    if (data.length === 0) return;
-    this.offset += data.length;
-    this.pending.push(data);
-    this.pendingBytes += data.length;
-    if (this.pendingBytes >= WriteBatchBytes) await this.flush();
-  }
-
-  /** Leave `length` bytes to be filled by `patch`. */
-  async reserve(length: number): Promise<void> {
-    await this.write(Buffer.alloc(length));
-  }
-
-  /** Replace bytes at `at` (already accepted) with `data` when the file is finished. */
-  patch(at: number, data: Buffer): void {
-    if (at + data.length > this.offset) throw new Error(`patch of ${data.length} bytes at ${at} runs past the ${this.offset} bytes written`);
-    this.patches.push({ at, data });
-  }
-
-  /** Start writing what is pending, after the write in flight ends. */
-  async flush(): Promise<void> {
-    if (this.pendingBytes === 0) return;
-    const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    const position = this.written;
-    this.written += batch.length;
-    await this.inFlight;
-    this.inFlight = this.writeAll(batch, position);
-    // Handled here so it is never an unhandled rejection; the next flush or finish awaits it and throws.
-    this.inFlight.catch(() => undefined);
-  }
-
-  private async writeAll(batch: Buffer, position: number): Promise<void> {
-    let done = 0;
-    while (done < batch.length) {
-      const { bytesWritten } = await this.handle.write(batch, done, batch.length - done, position + done);
-      done += bytesWritten;
-    }
-  }
-
-  /** Write everything and the patches, then fsync and hash the file (both at once: the hash reads from the page cache); its SHA-256. */
-  async finish(signal?: AbortSignal): Promise<string> {
-    await this.flush();
-    await this.inFlight;
-    for (const { at, data } of this.patches) await this.writeAll(data, at);
-    const [, sha256] = await Promise.all([this.handle.sync(), this.hashFile(signal)]);
-    return sha256;
-  }
-
-  private async hashFile(signal?: AbortSignal): Promise<string> {
-    const hash = createHash('sha256');
-    const buffer = Buffer.allocUnsafe(Math.min(HashReadBytes, Math.max(1, this.offset)));
-    for (let position = 0; position < this.offset; ) {
-      signal?.throwIfAborted();
-      const { bytesRead } = await this.handle.read(buffer, 0, Math.min(buffer.length, this.offset - position), position);
-      if (bytesRead === 0) throw new CheckpointdError(`the checkpoint being written ends at byte ${position}, before the ${this.offset} bytes written to it`);
-      hash.update(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-    }
-    return hash.digest('hex');
-  }
-
-  /** Wait for the write in flight, ignoring its failure (cleanup after an error). */
-  async settle(): Promise<void> {
-    await this.inFlight.catch(() => undefined);
-  }
-}
 
 /**
  * Gathers a source's pieces (strings are UTF-8 encoded straight into place)
  * into buffers of about `BatchBytes`, so that hashing, CRC, the deflater and
  * the disk each see a few large buffers rather than many small ones. Small
  * strings are joined first (one encoding call for many), large ones and
- * Buffers are copied in, a piece larger than a batch passes as it is.
+ * Buffers are copied in, a piece larger than a batch gets a batch of its own.
+ * Every batch owns its ArrayBuffer, so it can be moved to the write worker.
  */
 class Batcher {
   /** Full batches, oldest first; the caller takes them. */
@@ -196,7 +114,10 @@ class Batcher {
     if (piece.length === 0) return;
     if (this.used + piece.length > this.batch.length) this.emit();
     if (piece.length > this.batch.length) {
-      this.ready.push(piece);
+      // Copied all the same: the caller's Buffer cannot be moved to the worker (and may share a larger ArrayBuffer).
+      const own = Buffer.allocUnsafeSlow(piece.length);
+      piece.copy(own);
+      this.ready.push(own);
       return;
     }
     piece.copy(this.batch, this.used);
@@ -220,7 +141,9 @@ class Batcher {
     const bytes = Buffer.byteLength(text, 'utf8');
     if (this.used + bytes > this.batch.length) this.emit();
     if (bytes > this.batch.length) {
-      this.ready.push(Buffer.from(text, 'utf8'));
+      const own = Buffer.allocUnsafeSlow(bytes);
+      own.write(text, 0, 'utf8');
+      this.ready.push(own);
       return;
     }
     this.used += this.batch.write(text, this.used, 'utf8');
@@ -301,29 +224,37 @@ function checkSources(target: string, header: ManifestHeader, collection: Archiv
   return length;
 }
 
-/** Writes entries one after the other and remembers them for the central directory. */
+/**
+ * Writes entries one after the other through the worker and remembers them
+ * for the central directory. An entry's compressed size (and so where the
+ * next one starts) is known only once the worker has written it, so nothing
+ * here waits for it: each entry's data descriptor is a reserved place, and
+ * the records get their offsets from the worker's reports at the end.
+ */
 class EntryWriter {
   readonly records: EntryRecord[] = [];
-  private written = 0;
+  /** Each entry's path, in order, for its report. */
+  private readonly paths: string[] = [];
+  /** Bytes before the first entry: the manifest's reserved place. */
+  private reserved = 0;
 
   constructor(
-    private readonly sink: FileSink,
+    private readonly sink: WorkerSink,
     private readonly method: MethodCode,
-    private readonly level: number,
     private readonly dos: DosTime,
     private readonly forceZip64: boolean,
     private readonly signal?: AbortSignal,
-    private readonly onProgress?: (bytes: number) => void,
   ) {}
 
   /**
    * Reserve the manifest's place at offset 0: a stored entry of exactly
    * `length` bytes, whose header and text are filled in by `fillManifest`.
    */
-  async reserveManifest(length: number): Promise<void> {
-    const record: EntryRecord = { name: ManifestEntry, method: Method.store, crc: 0, size: length, compressedSize: length, offset: this.sink.offset, zip64: this.forceZip64, dos: this.dos };
-    if (record.offset !== 0) throw new Error('the manifest must be the first entry');
-    await this.sink.reserve(localHeaderLength(record) + length);
+  reserveManifest(length: number): void {
+    if (this.records.length > 0) throw new Error('the manifest must be the first entry');
+    const record: EntryRecord = { name: ManifestEntry, method: Method.store, crc: 0, size: length, compressedSize: length, offset: 0, zip64: this.forceZip64, dos: this.dos };
+    this.reserved = localHeaderLength(record) + length;
+    this.sink.put(Buffer.alloc(this.reserved));
     this.records.push(record);
   }
 
@@ -337,57 +268,66 @@ class EntryWriter {
     this.sink.patch(0, Buffer.concat([encodeLocalHeader(record), bytes]));
   }
 
-  /** Stream one source into an entry; its size and SHA-256 for the manifest. */
-  async entry(source: ArchiveFileSource): Promise<FileEntry> {
-    const method = this.method;
-    // Its size is unknown until it is written, so it may reach 4 GiB: zip64 fields, always.
-    const record: EntryRecord = { name: source.path, method, crc: 0, size: 0, compressedSize: 0, offset: this.sink.offset, zip64: true, dos: this.dos };
+  /** Stream one source into an entry (hashed and written by the worker; see `written`). */
+  async entry(source: ArchiveFileSource): Promise<void> {
+    // Its size is unknown until it is written, so it may reach 4 GiB: zip64 fields, always. With
+    // them the local header does not depend on the offset, known only later (see `written`).
+    const record: EntryRecord = { name: source.path, method: this.method, crc: 0, size: 0, compressedSize: 0, offset: 0, zip64: true, dos: this.dos };
     // A stored entry's header carries its CRC-32 and sizes: written now, patched when they are known.
-    await this.sink.write(encodeLocalHeader(record));
-    const start = this.sink.offset;
-    const hash = createHash('sha256');
-    let crc = 0;
-    let size = 0;
-    const signal = this.signal;
+    this.sink.put(encodeLocalHeader(record));
     const breather = new Breather();
-    const checked = async function* (this: EntryWriter): AsyncGenerator<Buffer> {
-      for await (const buf of batchesOf(source.chunks(), breather)) {
-        await breather.breathe();
-        signal?.throwIfAborted();
-        hash.update(buf);
-        crc = zlib.crc32(buf, crc);
-        size += buf.length;
-        yield buf;
-        this.written += buf.length;
-        this.onProgress?.(this.written);
-      }
-    }.bind(this);
-    if (method === Method.store) {
-      for await (const buf of checked()) await this.sink.write(buf);
-    } else {
-      const sink = this.sink;
-      const deflater = zlib.createDeflateRaw({ level: this.level, chunkSize: DeflateChunkBytes });
-      const write = async function (deflated: AsyncIterable<Buffer>) {
-        for await (const buf of deflated) await sink.write(buf);
-      };
-      await (signal === undefined ? pipeline(checked, deflater, write) : pipeline(checked, deflater, write, { signal }));
+    // One batch is held back so that the entry's last one goes out marked as such (it ends the deflate stream).
+    let held: Buffer | null = null;
+    for await (const buf of batchesOf(source.chunks(), breather)) {
+      await breather.breathe();
+      this.signal?.throwIfAborted();
+      if (held !== null) await this.sink.batch(held, false);
+      held = buf;
     }
-    record.crc = crc;
-    record.size = size;
-    record.compressedSize = this.sink.offset - start;
-    if (method === Method.store) this.sink.patch(record.offset, encodeLocalHeader(record));
-    await this.sink.write(encodeDescriptor(record));
+    await this.sink.batch(held ?? Buffer.alloc(0), true);
+    // The data descriptor's place, filled by `written`.
+    const descriptor = descriptorLength(record);
+    if (descriptor > 0) this.sink.put(Buffer.alloc(descriptor));
     this.records.push(record);
-    return { path: source.path, size, sha256: hash.digest('hex') };
+    this.paths.push(source.path);
+  }
+
+  /**
+   * Wait for the worker to have written every entry; complete their records
+   * (offsets, CRC-32s, sizes), patch their stored headers and descriptors;
+   * their sizes and SHA-256s for the manifest, in order.
+   */
+  async written(): Promise<FileEntry[]> {
+    const reports = await this.sink.entriesWritten(this.paths.length);
+    let end = this.reserved;
+    return this.paths.map((path, i) => {
+      const record = this.records[i + 1]!;
+      const report: EntryReport = reports[i]!;
+      record.offset = report.start - localHeaderLength(record);
+      if (record.offset !== end) throw new Error(`the write worker put ${path} at byte ${record.offset}, not at ${end}`);
+      record.crc = report.crc;
+      record.size = report.size;
+      record.compressedSize = report.compressedSize;
+      if (record.method === Method.store) this.sink.patch(record.offset, encodeLocalHeader(record));
+      else this.sink.patch(report.start + report.compressedSize, encodeDescriptor(record));
+      end = report.start + report.compressedSize + descriptorLength(record);
+      return { path, size: report.size, sha256: report.sha256 };
+    });
+  }
+
+  /** Where the central directory goes: after the last entry (call after `written`). */
+  get end(): number {
+    const last = this.records.at(-1)!;
+    return last.offset + localHeaderLength(last) + last.compressedSize + descriptorLength(last);
   }
 
   /** Write the central directory and end records. */
-  async finish(forceZip64: boolean): Promise<void> {
-    const directoryOffset = this.sink.offset;
-    for (const r of this.records) await this.sink.write(encodeCentralRecord(r));
-    const directorySize = this.sink.offset - directoryOffset;
+  finish(forceZip64: boolean): void {
+    const directoryOffset = this.end;
+    const directory = Buffer.concat(this.records.map((r) => encodeCentralRecord(r)));
+    this.sink.put(directory);
     const count = this.records.length;
-    await this.sink.write(encodeEndRecords(count, directoryOffset, directorySize, forceZip64 || needsZip64End(count, directoryOffset, directorySize)));
+    this.sink.put(encodeEndRecords(count, directoryOffset, directory.length, forceZip64 || needsZip64End(count, directoryOffset, directory.length)));
   }
 }
 
@@ -420,29 +360,32 @@ export async function writeCheckpointArchive(
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ConflictError(`${target} exists already; a checkpoint file is never overwritten`, { cause: err });
     throw err;
   }
-  const sink = new FileSink(handle);
+  let sink: WorkerSink | null = null;
   try {
     const method = compression.method === 'store' ? Method.store : Method.deflate;
     const level = compression.method === 'deflate' ? compression.level : 0;
     const forceZip64 = options.forceZip64 === true;
-    const entries = new EntryWriter(sink, method, level, dosTimeOf(header.time), forceZip64, signal, onProgress);
-    await entries.reserveManifest(manifestLength);
-    const collectionEntry = collection === null ? null : await entries.entry(collection);
-    const spaceEntries: FileEntry[][] = [];
+    sink = new WorkerSink(handle.fd, level, signal, onProgress);
+    const entries = new EntryWriter(sink, method, dosTimeOf(header.time), forceZip64, signal);
+    entries.reserveManifest(manifestLength);
+    if (collection !== null) await entries.entry(collection);
     for (const s of spaces) {
-      const files: FileEntry[] = [];
-      for (const f of s.files) files.push(await entries.entry(f));
-      spaceEntries.push(files);
+      for (const f of s.files) await entries.entry(f);
     }
+    const files = await entries.written();
+    const collectionEntry = collection === null ? null : files.shift()!;
+    const spaceEntries = spaces.map((s) => files.splice(0, s.files.length));
     const checked = checkManifest(draftManifest(header, collectionEntry, spaces, (_s, i) => spaceEntries[i]!));
     if (!checked.ok) throw new CheckpointFormatError(target, null, `cannot be written: ${checked.problem}`);
     entries.fillManifest(manifestText(checked.manifest));
-    await entries.finish(forceZip64);
-    const sha256 = await sink.finish(signal);
+    entries.finish(forceZip64);
+    const { size, sha256 } = await sink.finish();
+    await sink.close();
     await handle.close();
-    return { manifest: checked.manifest, size: sink.offset, sha256 };
+    return { manifest: checked.manifest, size, sha256 };
   } catch (err) {
-    await sink.settle();
+    // The worker is gone before the file is closed: none of its writes can land on a reused descriptor.
+    await sink?.close();
     await handle.close().catch(() => undefined);
     await fs.rm(target, { force: true });
     throw err;

@@ -1,0 +1,185 @@
+/**
+ * The main thread's end of the write worker (write-worker.ts): it appends
+ * bytes and batches to the checkpoint file through the worker, keeps at most
+ * `MaxInFlightBytes` of batches unacknowledged (memory stays flat however far
+ * the encoder runs ahead), and turns every way the worker can fail (an error
+ * it reports, an exception, its exit) and an abort into a rejection of the
+ * next call, never a hang.
+ *
+ * One worker per checkpoint rather than a shared one: it starts in about
+ * 30 ms, far less than any checkpoint worth a thread, a failure or an abort
+ * can simply terminate it, and nothing outlives the write to keep the process
+ * from exiting.
+ */
+import { Worker } from 'node:worker_threads';
+import { CheckpointdError } from '../../errors.js';
+import { writeWorkerMain } from './write-worker.js';
+import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
+
+/** Bytes of batches sent to the worker and not yet acknowledged, at most. */
+const MaxInFlightBytes = 8 * 1024 * 1024;
+/** Bytes gathered before one write to disk. */
+const WriteBatchBytes = 1024 * 1024;
+/** Bytes read at a time when hashing the finished file. */
+const HashReadBytes = 4 * 1024 * 1024;
+/**
+ * Batches deflated at once: with the encoder on the main thread that fills two
+ * cores; more would queue file writes (and the journal's fsyncs) behind
+ * deflates in libuv's pool of four threads.
+ */
+const DeflateParallel = 2;
+
+/**
+ * The worker's source. An eval worker rather than a file: the function is
+ * type-checked with the rest and runs the same from dist/ and under tsx (whose
+ * hooks a worker does not get). tsx (esbuild) may insert calls to `__name`.
+ */
+const workerSource = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'));`;
+
+/** Where the worker put one entry's data, and what it found in it. */
+export interface EntryReport {
+  start: number;
+  compressedSize: number;
+  size: number;
+  crc: number;
+  sha256: string;
+}
+
+/** An error from the worker as the caller would have had it in this thread: `code`, `errno`, `syscall` kept. */
+function errorOf(data: WorkerErrorData): Error {
+  const err = data.name === 'CheckpointdError' ? new CheckpointdError(data.message) : new Error(data.message);
+  if (data.name !== 'Error' && data.name !== 'CheckpointdError') err.name = data.name;
+  if (data.code !== undefined) Object.assign(err, { code: data.code, errno: data.errno, syscall: data.syscall });
+  if (data.stack !== undefined) err.stack = `${data.stack}\n    in the checkpoint write worker`;
+  return err;
+}
+
+/** Appends to a checkpoint file through a write worker of its own. */
+export class WorkerSink {
+  /** The entries written so far, in order. */
+  readonly entries: EntryReport[] = [];
+  private readonly worker: Worker;
+  private failure: Error | null = null;
+  private finished: { size: number; sha256: string } | null = null;
+  private inFlight = 0;
+  private acknowledged = 0;
+  private waiters: { ready: () => boolean; resolve: () => void; reject: (err: Error) => void }[] = [];
+  private closed: Promise<void> | null = null;
+  private readonly onAbort = (): void => this.fail(this.signal?.reason instanceof Error ? this.signal.reason : new CheckpointdError('the checkpoint write was aborted'));
+
+  /** Start a worker writing to `fd` (which the caller keeps open until `close` resolves); level 0 stores. */
+  constructor(
+    fd: number,
+    level: number,
+    private readonly signal?: AbortSignal,
+    private readonly onProgress?: (bytes: number) => void,
+  ) {
+    const workerData: WriteWorkerInit = { fd, level, parallel: DeflateParallel, writeBytes: WriteBatchBytes, hashReadBytes: HashReadBytes };
+    // No execArgv: the worker needs none of the main thread's flags (nor tsx, which it could not use).
+    this.worker = new Worker(workerSource, { eval: true, workerData, execArgv: [] });
+    this.worker.on('message', (message: FromWriteWorker) => this.onMessage(message));
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('messageerror', (err) => this.fail(err));
+    this.worker.on('exit', (code) => {
+      if (this.closed === null) this.fail(new CheckpointdError(`the checkpoint write worker stopped (exit code ${code}) before the checkpoint was written`));
+    });
+    if (signal?.aborted === true) this.onAbort();
+    else signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /** Append `data` (copied) as it is. */
+  put(data: Buffer): void {
+    this.post({ type: 'put', data });
+  }
+
+  /**
+   * Append the next batch of the current entry's bytes; `last` ends the entry.
+   * `data` must own its ArrayBuffer: it is moved to the worker, not copied, and
+   * is empty here afterwards. Waits while too many bytes are in flight.
+   */
+  async batch(data: Buffer, last: boolean): Promise<void> {
+    const bytes = data.length;
+    await this.until(() => this.inFlight === 0 || this.inFlight + bytes <= MaxInFlightBytes);
+    this.inFlight += bytes;
+    this.post({ type: 'batch', data, last }, bytes === 0 ? [] : [data.buffer as ArrayBuffer]);
+  }
+
+  /** Write `data` at `at` (already appended) once everything is appended. */
+  patch(at: number, data: Buffer): void {
+    this.post({ type: 'patch', at, data });
+  }
+
+  /** Wait until the worker has reported `count` entries. */
+  async entriesWritten(count: number): Promise<EntryReport[]> {
+    await this.until(() => this.entries.length >= count);
+    return this.entries;
+  }
+
+  /** Append nothing more: the worker writes, patches, fsyncs and hashes the file; its size and SHA-256. */
+  async finish(): Promise<{ size: number; sha256: string }> {
+    this.post({ type: 'finish' });
+    await this.until(() => this.finished !== null);
+    return this.finished!;
+  }
+
+  /** Stop the worker and wait until it has exited: then none of its writes is still in flight on the file. */
+  async close(): Promise<void> {
+    if (this.closed === null) {
+      this.signal?.removeEventListener('abort', this.onAbort);
+      this.closed = this.worker.terminate().then(() => undefined);
+    }
+    await this.closed;
+  }
+
+  private post(message: ToWriteWorker, transfer: ArrayBuffer[] = []): void {
+    if (this.failure !== null) throw this.failure;
+    this.worker.postMessage(message, transfer);
+  }
+
+  private onMessage(message: FromWriteWorker): void {
+    if (message.type === 'ack') {
+      this.inFlight -= message.bytes;
+      this.acknowledged += message.bytes;
+      if (message.bytes > 0 && this.onProgress !== undefined) {
+        try {
+          this.onProgress(this.acknowledged);
+        } catch (err) {
+          this.fail(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    } else if (message.type === 'entry') {
+      const { start, compressedSize, size, crc, sha256 } = message;
+      this.entries.push({ start, compressedSize, size, crc, sha256 });
+    } else if (message.type === 'finished') {
+      this.finished = { size: message.size, sha256: message.sha256 };
+    } else {
+      this.fail(errorOf(message.error));
+    }
+    this.wake();
+  }
+
+  private fail(err: Error): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(err);
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.ready()) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** Resolves once `ready()` holds; rejects as soon as the worker fails or the signal aborts. */
+  private until(ready: () => boolean): Promise<void> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ ready, resolve, reject }));
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * The messages between writeCheckpointArchive (main thread) and its write
+ * worker (write-worker.ts). Types only: both sides are type-checked against
+ * them, nothing here exists at run time.
+ *
+ * The worker is an ordered byte pipe into one file: each message that carries
+ * bytes appends them at the end, in message order, whatever the deflater's
+ * timing. The main thread encodes every ZIP record; the worker never formats
+ * one, it reports where each entry's data landed so the main thread can.
+ */
+
+/** What the worker is started with (its `workerData`). */
+export interface WriteWorkerInit {
+  /** An open file descriptor of the (new, empty) target; the main thread owns and closes it. */
+  fd: number;
+  /** 0 stores entries' data, 1 to 9 deflates it at that zlib level. */
+  level: number;
+  /** Batches deflated at once. */
+  parallel: number;
+  /** Bytes gathered before one write to disk. */
+  writeBytes: number;
+  /** Bytes read at a time when hashing the finished file. */
+  hashReadBytes: number;
+}
+
+/** Main → worker. */
+export type ToWriteWorker =
+  /** Bytes to append as they are (ZIP records, the manifest's reserved place). */
+  | { type: 'put'; data: Uint8Array }
+  /**
+   * Uncompressed bytes of the current entry (the first batch after an entry's
+   * `last` opens the next one): hashed, then stored or deflated and appended.
+   * `last` ends the entry; an empty entry is one empty `last` batch.
+   */
+  | { type: 'batch'; data: Uint8Array; last: boolean }
+  /** Bytes to write over bytes already appended, once everything is appended. */
+  | { type: 'patch'; at: number; data: Uint8Array }
+  /** Append nothing more: write, patch, fsync and hash the file. */
+  | { type: 'finish' };
+
+/** Worker → main. */
+export type FromWriteWorker =
+  /** A batch's output is on its way to the disk: `bytes` uncompressed bytes may be sent again. */
+  | { type: 'ack'; bytes: number }
+  /** An entry's data is appended: it starts at `start` and takes `compressedSize` bytes. */
+  | { type: 'entry'; start: number; compressedSize: number; size: number; crc: number; sha256: string }
+  /** Everything is written, patched and fsynced: the file's size and SHA-256 (hex). */
+  | { type: 'finished'; size: number; sha256: string }
+  /** The worker stopped on this error; it writes nothing more. */
+  | { type: 'failed'; error: WorkerErrorData };
+
+/** An error as it crosses the thread boundary: what callers look at (`code` above all) survives. */
+export interface WorkerErrorData {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}

@@ -1,0 +1,216 @@
+/**
+ * The write worker: the thread that hashes, compresses and writes a checkpoint
+ * while the main thread only encodes (protocol in write-worker-protocol.ts).
+ *
+ * Deflate is done the way pigz does it, so that two batches compress at once
+ * on libuv's pool: each batch is a raw deflate of its own, primed with the
+ * last 32 KiB of the entry's bytes before it as its dictionary and ended with
+ * a sync flush (byte-aligned, not final), the entry's last batch with
+ * Z_FINISH. Their outputs, appended in order, are one valid deflate stream: a
+ * back reference into the dictionary lands on the same bytes in the stream.
+ *
+ * This function runs as an eval worker's whole source (see worker-sink.ts), so
+ * it may use nothing from outside itself but its parameters: no imports at run
+ * time, no module-level helpers. Types are fine, they are erased.
+ */
+import type * as Crypto from 'node:crypto';
+import type * as Fs from 'node:fs';
+import type * as WorkerThreads from 'node:worker_threads';
+import type * as Zlib from 'node:zlib';
+import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
+
+/** The worker's body; its parameters are the modules it uses. */
+export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Crypto, zlib: typeof Zlib, fs: typeof Fs): void {
+  const port = threads.parentPort;
+  if (port === null) throw new Error('writeWorkerMain runs only in a worker thread');
+  const init = threads.workerData as WriteWorkerInit;
+  /** Deflate's window: a batch's dictionary is this much of the bytes before it. */
+  const WindowBytes = 32 * 1024;
+
+  const send = (message: FromWriteWorker): void => port.postMessage(message);
+  let failed = false;
+  const fail = (err: unknown): void => {
+    if (failed) return;
+    failed = true;
+    const e: Error & { code?: unknown; errno?: unknown; syscall?: unknown } = err instanceof Error ? err : new Error(String(err));
+    const data: WorkerErrorData = { name: e.name, message: e.message };
+    if (e.stack !== undefined) data.stack = e.stack;
+    if (typeof e.code === 'string') data.code = e.code;
+    if (typeof e.errno === 'number') data.errno = e.errno;
+    if (typeof e.syscall === 'string') data.syscall = e.syscall;
+    send({ type: 'failed', error: data });
+  };
+
+  // The file: appends gathered into large positional writes. Writes and reads are synchronous:
+  // this thread is the checkpoint's own, and libuv's pool (four threads for the whole process)
+  // stays free for the deflates and for the journal's writes and fsyncs, which commits wait on.
+  let offset = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let flushedTo = 0;
+  const patches: { at: number; data: Buffer }[] = [];
+
+  const writeAll = (data: Buffer, position: number): void => {
+    for (let done = 0; done < data.length; ) done += fs.writeSync(init.fd, data, done, data.length - done, position + done);
+  };
+
+  const flush = (): void => {
+    if (pendingBytes === 0) return;
+    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    writeAll(data, flushedTo);
+    flushedTo += data.length;
+  };
+
+  const append = (data: Buffer): void => {
+    if (data.length === 0) return;
+    offset += data.length;
+    pending.push(data);
+    pendingBytes += data.length;
+    if (pendingBytes >= init.writeBytes) flush();
+  };
+
+  /** The SHA-256 of the file as it reads back (from the page cache, mostly). */
+  const hashFile = (): string => {
+    const hash = crypto.createHash('sha256');
+    const buffer = Buffer.allocUnsafe(Math.min(init.hashReadBytes, Math.max(1, offset)));
+    for (let position = 0; position < offset; ) {
+      const bytesRead = fs.readSync(init.fd, buffer, 0, Math.min(buffer.length, offset - position), position);
+      if (bytesRead === 0) {
+        const err = new Error(`the checkpoint being written ends at byte ${position}, before the ${offset} bytes written to it`);
+        err.name = 'CheckpointdError';
+        throw err;
+      }
+      hash.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+    return hash.digest('hex');
+  };
+
+  /** Write what is pending and the patches; fsync (on the pool) while the file is hashed here. */
+  const finish = async (): Promise<void> => {
+    flush();
+    for (const { at, data } of patches) {
+      if (at + data.length > offset) throw new Error(`patch of ${data.length} bytes at ${at} runs past the ${offset} bytes written`);
+      writeAll(data, at);
+    }
+    const synced = new Promise<void>((resolve, reject) => fs.fsync(init.fd, (err) => (err === null ? resolve() : reject(err))));
+    let sha256: string;
+    try {
+      sha256 = hashFile();
+    } finally {
+      // Waited for even when hashing failed, so no fsync is left in flight.
+      await synced.catch(() => undefined);
+    }
+    await synced;
+    send({ type: 'finished', size: offset, sha256 });
+  };
+
+  // Deflate: at most `parallel` batches on the pool at once, started in order.
+  let deflating = 0;
+  const deflateQueue: (() => void)[] = [];
+  const deflate = (input: Buffer, dictionary: Buffer, last: boolean): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const start = (): void => {
+        deflating++;
+        const options: Zlib.ZlibOptions = {
+          level: init.level,
+          finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+          // One output chunk for a whole batch (it may grow a little when it does not compress).
+          chunkSize: Math.max(64 * 1024, input.length + (input.length >>> 6) + 1024),
+        };
+        if (dictionary.length > 0) options.dictionary = dictionary;
+        zlib.deflateRaw(input, options, (err, output) => {
+          deflating--;
+          deflateQueue.shift()?.();
+          if (err === null) resolve(output);
+          else reject(err);
+        });
+      };
+      if (deflating < init.parallel) start();
+      else deflateQueue.push(start);
+    });
+
+  // The queue of what to append, in message order; a deflated batch holds it up until its output is ready.
+  interface EntryEnd {
+    size: number;
+    crc: number;
+    sha256: string;
+  }
+  type Slot = { kind: 'put'; data: Buffer } | { kind: 'batch'; output: Promise<Buffer>; bytes: number; first: boolean; end: EntryEnd | null } | { kind: 'finish' };
+  const slots: Slot[] = [];
+  let entryStart = 0;
+  let draining = false;
+
+  const drain = async (): Promise<void> => {
+    if (draining) return;
+    draining = true;
+    try {
+      while (slots.length > 0 && !failed) {
+        const slot = slots[0]!;
+        if (slot.kind === 'put') {
+          append(slot.data);
+        } else if (slot.kind === 'batch') {
+          const output = await slot.output;
+          if (slot.first) entryStart = offset;
+          append(output);
+          send({ type: 'ack', bytes: slot.bytes });
+          if (slot.end !== null) send({ type: 'entry', start: entryStart, compressedSize: offset - entryStart, ...slot.end });
+        } else {
+          await finish();
+        }
+        slots.shift();
+      }
+    } catch (err) {
+      fail(err);
+    } finally {
+      draining = false;
+    }
+  };
+
+  // The current entry, as its batches arrive.
+  let hash: Crypto.Hash | null = null;
+  let crc = 0;
+  let size = 0;
+  let window = Buffer.alloc(0);
+
+  const onBatch = (data: Buffer, last: boolean): void => {
+    const first = hash === null;
+    const entryHash = hash ?? crypto.createHash('sha256');
+    hash = entryHash;
+    entryHash.update(data);
+    crc = zlib.crc32(data, crc);
+    size += data.length;
+    let output: Promise<Buffer>;
+    if (init.level === 0) {
+      output = Promise.resolve(data);
+    } else {
+      output = deflate(data, window, last);
+      // Failures are reported here at once, and again (ignored) when the queue reaches it.
+      output.catch(fail);
+      window = last ? Buffer.alloc(0) : data.length >= WindowBytes ? Buffer.from(data.subarray(data.length - WindowBytes)) : Buffer.concat([window, data]).subarray(-WindowBytes);
+    }
+    const end = last ? { size, crc, sha256: entryHash.digest('hex') } : null;
+    slots.push({ kind: 'batch', output, bytes: data.length, first, end });
+    if (last) {
+      hash = null;
+      crc = 0;
+      size = 0;
+    }
+  };
+
+  port.on('message', (message: ToWriteWorker) => {
+    if (failed) return;
+    try {
+      const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+      if (message.type === 'put') slots.push({ kind: 'put', data: bytes(message.data) });
+      else if (message.type === 'batch') onBatch(bytes(message.data), message.last);
+      else if (message.type === 'patch') patches.push({ at: message.at, data: bytes(message.data) });
+      else slots.push({ kind: 'finish' });
+      void drain();
+    } catch (err) {
+      fail(err);
+    }
+  });
+}

@@ -1,0 +1,247 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs, readFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import {
+  readCheckpointArchive,
+  verifyCheckpointArchive,
+  writeCheckpointArchive,
+  type ArchiveFileSource,
+  type Compression,
+  type ManifestHeader,
+  type SpaceSource,
+} from '../../src/checkpoint/archive/index.js';
+import { WorkerSink } from '../../src/checkpoint/archive/worker-sink.js';
+import { CheckpointdError, storageFailure } from '../../src/errors.js';
+
+const execFileP = promisify(execFile);
+const MiB = 1024 * 1024;
+
+const header: ManifestHeader = {
+  id: 7,
+  scope: 'space',
+  description: 'worker',
+  time: '2024-01-02T03:04:05.0000000Z',
+  trigger: 'manual',
+  node: 'node-a',
+  epoch: 1,
+  seq: 99,
+};
+
+function space(files: ArchiveFileSource[]): SpaceSource[] {
+  return [{ id: 's', template: { name: 'plm', version: '1.0' }, objects: 0, createdSeq: 0, updatedSeq: 0, files }];
+}
+
+/** The threads of this process, from the kernel: a worker adds one while it runs. */
+function threadCount(): number {
+  return Number(/^Threads:\s+(\d+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+}
+
+/** Poll `ready` every 10 ms, for at most `ms`. */
+async function waitUntil(ready: () => boolean, ms: number, what: string): Promise<void> {
+  const until = performance.now() + ms;
+  while (!ready()) {
+    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function readAll(file: string): Promise<Map<string, Buffer>> {
+  const got = new Map<string, Buffer>();
+  await readCheckpointArchive(file, {
+    async file(entry, data) {
+      const chunks: Buffer[] = [];
+      for await (const c of data) chunks.push(c);
+      got.set(entry.path, Buffer.concat(chunks));
+    },
+  });
+  return got;
+}
+
+/** Text that compresses, with lines repeating from far back so that matches cross batch boundaries. */
+function text(bytes: number, seed: number): Buffer {
+  const lines: string[] = [];
+  for (let i = 0, n = 0; n < bytes; i++) {
+    const line = `{"key":"k-${seed}-${(i * 7919) % 5000}","value":{"n":${i % 977},"name":"Ünïcode € ${i % 311}"}}\n`;
+    lines.push(line);
+    n += Buffer.byteLength(line);
+  }
+  return Buffer.from(lines.join('')).subarray(0, bytes);
+}
+
+describe('checkpoint archive: the write worker', function () {
+  this.timeout(60_000);
+  let dir: string;
+  beforeEach(async function () {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-worker-'));
+  });
+  afterEach(async function () {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  for (const level of [1, 6, 9]) {
+    it(`deflates entries of 0 bytes, of exactly one batch, of a piece larger than a batch and of several batches, which our reader and unzip -t read back byte for byte (level ${level})`, async function () {
+      const several = text(5 * MiB + 12345, 1);
+      const expected = new Map<string, Buffer>([
+        ['space/s/store/empty.ndjson', Buffer.alloc(0)],
+        ['space/s/store/one.ndjson', text(MiB, 2)],
+        ['space/s/store/big-piece.ndjson', text(3 * MiB + 1, 3)],
+        ['space/s/store/several.ndjson', several],
+        ['space/s/index/random.idx', randomBytes(2 * MiB + 7)],
+      ]);
+      const sources: ArchiveFileSource[] = [
+        { path: 'space/s/store/empty.ndjson', chunks: () => [] },
+        // Exactly one batch, given as one Buffer the size of a batch.
+        { path: 'space/s/store/one.ndjson', chunks: () => [expected.get('space/s/store/one.ndjson')!] },
+        // One piece larger than a batch: it passes as a batch of its own.
+        { path: 'space/s/store/big-piece.ndjson', chunks: () => [expected.get('space/s/store/big-piece.ndjson')!] },
+        // Many small strings, so that batches fill up to their size and split lines.
+        { path: 'space/s/store/several.ndjson', chunks: () => several.toString('latin1').match(/[^]{1,3000}/g)!.map((s) => Buffer.from(s, 'latin1')) },
+        { path: 'space/s/index/random.idx', chunks: () => [expected.get('space/s/index/random.idx')!.subarray(0, MiB - 3), expected.get('space/s/index/random.idx')!.subarray(MiB - 3)] },
+      ];
+      const target = path.join(dir, 'c');
+      const written = await writeCheckpointArchive(target, header, null, space(sources), { compression: { method: 'deflate', level } });
+      for (const f of written.manifest.spaces[0]!.files) expect(f.sha256, f.path).to.equal(createHash('sha256').update(expected.get(f.path)!).digest('hex'));
+      expect(await verifyCheckpointArchive(target)).to.deep.equal({ ok: true, manifest: written.manifest });
+      const got = await readAll(target);
+      expect([...got.keys()]).to.deep.equal([...expected.keys()]);
+      for (const [p, data] of expected) expect(got.get(p)!.equals(data), p).to.equal(true);
+      const { stdout } = await execFileP('unzip', ['-t', target]);
+      expect(stdout).to.include('No errors detected');
+      const out = path.join(dir, 'out');
+      await execFileP('unzip', ['-q', '-d', out, target]);
+      for (const [p, data] of expected) expect((await fs.readFile(path.join(out, p))).equals(data), `${p} as unzip extracts it`).to.equal(true);
+    });
+  }
+
+  it("primes each batch's deflate with the 32 KiB before it: a repeated 16 KiB block compresses over five batches as well as in one stream", async function () {
+    const block = randomBytes(16 * 1024);
+    const data = Buffer.concat(Array.from({ length: 320 }, () => block));
+    const write = async (name: string, pieces: Buffer[]) =>
+      (await writeCheckpointArchive(path.join(dir, name), header, null, space([{ path: 'space/s/store/repeat.ndjson', chunks: () => pieces }]), { compression: { method: 'deflate', level: 6 } })).size;
+    // The same archive around an empty entry: the difference is the entry's deflated data (less the 2 bytes of an empty stream).
+    const deflated = (await write('c', Array.from({ length: 320 }, () => block))) - (await write('empty', [])) + 2;
+    const oneStream = zlib.deflateRawSync(data, { level: 6 }).length;
+    // Batches deflated without a dictionary would each start with the whole random block again: 4 × 16 KiB more.
+    expect(deflated).to.be.below(oneStream + 1024);
+    expect((await readAll(path.join(dir, 'c'))).get('space/s/store/repeat.ndjson')!.equals(data)).to.equal(true);
+    await execFileP('unzip', ['-tq', path.join(dir, 'c')]);
+  });
+
+  it('keeps what it writes in order when deflating a batch takes far longer than the next one', async function () {
+    // Random bytes deflate slowly, zeros at once: a queue that wrote whatever finished first would mix them up.
+    const slow = randomBytes(MiB);
+    const fast = Buffer.alloc(MiB);
+    const pieces = [slow, fast, slow, fast, fast, slow, fast];
+    const target = path.join(dir, 'c');
+    await writeCheckpointArchive(target, header, null, space([{ path: 'space/s/store/mixed.ndjson', chunks: () => pieces }, { path: 'space/s/index/after.idx', chunks: () => ['after\n'] }]), {
+      compression: { method: 'deflate', level: 9 },
+    });
+    const got = await readAll(target);
+    expect(got.get('space/s/store/mixed.ndjson')!.equals(Buffer.concat(pieces))).to.equal(true);
+    expect(got.get('space/s/index/after.idx')!.toString()).to.equal('after\n');
+  });
+
+  for (const compression of [{ method: 'store' }, { method: 'deflate', level: 6 }] as Compression[]) {
+    it(`removes the file and stops its worker when aborted mid-write (${compression.method})`, async function () {
+      // Start (and stop) one worker first, so that threads started once per process (libuv's pool) are already there.
+      await writeCheckpointArchive(path.join(dir, 'warm-up'), header, null, space([{ path: 'space/s/store/x.ndjson', chunks: () => ['x\n'] }]), { compression });
+      await fs.rm(path.join(dir, 'warm-up'));
+      const before = threadCount();
+      let during = 0;
+      const controller = new AbortController();
+      const endless: ArchiveFileSource = {
+        path: 'space/s/store/objects.ndjson',
+        chunks: async function* () {
+          for (let i = 0; ; i++) {
+            if (i === 40) {
+              during = threadCount();
+              controller.abort();
+            }
+            yield randomBytes(256 * 1024);
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        },
+      };
+      const target = path.join(dir, 'aborted');
+      const err = await writeCheckpointArchive(target, header, null, space([endless]), { compression, signal: controller.signal }).catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(Error).with.property('name', 'AbortError');
+      expect(during, 'a worker thread while writing').to.equal(before + 1);
+      await waitUntil(() => threadCount() === before, 2000, 'the worker thread to end');
+      expect(await fs.readdir(dir)).to.deep.equal([]);
+    });
+  }
+
+  it('rejects with the ENOSPC of a full file system (a 4 MiB tmpfs), removes the file and stops its worker', async function () {
+    const mount = path.join(dir, 'tiny');
+    await fs.mkdir(mount);
+    try {
+      await execFileP('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mount]);
+    } catch {
+      this.skip(); // Not root, or no mount here: the /dev/full test below covers the same path.
+    }
+    try {
+      const before = threadCount();
+      const target = path.join(mount, 'c');
+      const err = await writeCheckpointArchive(target, header, null, space([{ path: 'space/s/index/random.idx', chunks: () => Array.from({ length: 12 }, () => randomBytes(MiB)) }]), {
+        compression: { method: 'deflate', level: 1 },
+      }).catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(Error).with.property('code', 'ENOSPC');
+      expect(err).to.have.property('syscall', 'write');
+      expect(storageFailure(err)?.status, 'answered as 507 Insufficient Storage').to.equal(507);
+      expect(await fs.readdir(mount)).to.deep.equal([]);
+      await waitUntil(() => threadCount() <= before, 2000, 'the worker thread to end');
+    } finally {
+      await execFileP('umount', [mount]);
+    }
+  });
+
+  it('rejects with the ENOSPC of a write to /dev/full, with the message node:fs gives, and removes the file', async function () {
+    const realOpen = fs.open;
+    const target = path.join(dir, 'c');
+    // The writer creates its file as usual but gets a descriptor of /dev/full, where every write fails with ENOSPC.
+    fs.open = (async (...args: Parameters<typeof fs.open>) => {
+      const handle = await realOpen(...args);
+      if (args[0] !== target) return handle;
+      await handle.close();
+      return realOpen('/dev/full', 'r+');
+    });
+    syncBuiltinESMExports();
+    try {
+      const err = await writeCheckpointArchive(target, header, null, space([{ path: 'space/s/store/x.ndjson', chunks: () => ['x\n'.repeat(100)] }]), { compression: { method: 'store' } }).catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(Error).with.property('code', 'ENOSPC');
+      expect(err).to.have.property('message', 'ENOSPC: no space left on device, write');
+      expect(err).to.have.property('errno', -28);
+      expect(storageFailure(err)?.code).to.equal('ENOSPC');
+    } finally {
+      fs.open = realOpen;
+      syncBuiltinESMExports();
+    }
+    expect(await fs.readdir(dir)).to.deep.equal([]);
+  });
+
+  it('turns a worker that dies into a rejection of the next wait, not a hang', async function () {
+    const handle = await fs.open(path.join(dir, 'sink'), 'wx+');
+    const sink = new WorkerSink(handle.fd, 6);
+    try {
+      // A batch owns its ArrayBuffer (it is moved to the worker).
+      const batch = Buffer.allocUnsafeSlow(1000);
+      randomBytes(1000).copy(batch);
+      await sink.batch(batch, false);
+      // As if the thread crashed: it exits without a word.
+      await (sink as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      const err = await sink.finish().catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(CheckpointdError);
+      expect((err as Error).message).to.match(/write worker stopped \(exit code \d+\) before the checkpoint was written/);
+      expect(() => sink.put(Buffer.from('more'))).to.throw(CheckpointdError);
+    } finally {
+      await sink.close();
+      await handle.close();
+    }
+  });
+});
