@@ -21,7 +21,7 @@ const EntryPath = /^space\/([A-Za-z0-9._-]+)\/(store|index)\/([A-Za-z0-9._-]+)\.
 
 async function readAll(data: AsyncIterable<Buffer>): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of data) chunks.push(chunk);
+  for await (const chunk of data) chunks.push(Buffer.from(chunk)); // a copy: the chunk's memory is reused (transient)
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -89,6 +89,7 @@ export async function loadCheckpoint(file: string, manifest: Manifest, request: 
         await forEachLine(data, (text, start, end) => builder.indexLine(name, text, start, end));
       }
     },
+    transient: true,
   }, {
     only: (p) => (p === 'collection/collection.json' ? request.collection : wanted.has(EntryPath.exec(p)?.[1] ?? '')),
     ...(request.onProgress === undefined ? {} : { onProgress: request.onProgress }),

@@ -111,25 +111,110 @@ function* collectionPieces(state: StoreState): Generator<string, void, undefined
  * the next checkpoint (SortedMap.encodedLeaves), which re-encodes only leaves
  * changed since.
  */
-const encodeStoreLeaf: LeafEncoder<string> = (keys, texts) => {
-  // One join of all the parts: a template string per line would make three strings per object first.
-  const parts = new Array<string>(keys.length * 5);
-  for (let i = 0, p = 0; i < keys.length; i++, p += 5) {
-    parts[p] = KeyPrefix;
-    parts[p + 1] = plainKey(keys[i] as string);
-    parts[p + 2] = ValueInfix;
-    parts[p + 3] = texts[i] as string;
-    parts[p + 4] = '}\n';
-  }
-  const text = parts.join('');
+const encodeStoreLeaf: LeafEncoder<string> = (keys, texts, base) => {
+  const count = keys.length;
+  // Where each line, and the value in it, starts in the text made: the values are then cut from it.
+  const lineAt = new Array<number>(count + 1);
+  const valueAt = new Array<number>(count);
+  const parts: string[] = [];
   let at = 0;
-  for (let i = 0; i < keys.length; i++) {
-    const start = at + KeyPrefix.length + (keys[i] as string).length + ValueInfix.length;
-    const end = start + (texts[i] as string).length;
-    texts[i] = text.slice(start, end);
-    at = end + 2;
+  const fresh = (i: number): void => {
+    const key = plainKey(keys[i] as string);
+    lineAt[i] = at;
+    valueAt[i] = at + KeyPrefix.length + key.length + ValueInfix.length;
+    parts.push(KeyPrefix, key, ValueInfix, texts[i] as string, '}\n');
+    at = valueAt[i] + (texts[i] as string).length + 2;
+  };
+  if (base === undefined) {
+    for (let i = 0; i < count; i++) fresh(i);
+  } else {
+    // Lines of entries the base holds with the very same value are copied from its text, a run at a time:
+    // a scan of text already in the cache instead of reading every key and value again.
+    const { keys: old, values: oldTexts, text: oldText } = base;
+    let j = 0;
+    let pos = 0; // where base line j starts
+    let runStart = -1;
+    let runEnd = -1;
+    const flush = (): void => {
+      if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+      runStart = -1;
+    };
+    for (let i = 0; i < count; i++) {
+      const key = keys[i] as string;
+      while (j < old.length && old[j] !== key && (old[j] as string) < key) {
+        pos = oldText.indexOf('\n', pos) + 1;
+        j++;
+      }
+      if (j < old.length && old[j] === key && oldTexts[j] === texts[i]) {
+        const lineEnd = oldText.indexOf('\n', pos) + 1;
+        if (runStart < 0 || runEnd !== pos) {
+          flush();
+          runStart = pos;
+        }
+        runEnd = lineEnd;
+        lineAt[i] = at;
+        valueAt[i] = at + (oldText.indexOf(ValueInfix, pos + KeyPrefix.length) + ValueInfix.length - pos);
+        at += lineEnd - pos;
+        pos = lineEnd;
+        j++;
+        continue;
+      }
+      if (j < old.length && old[j] === key) {
+        pos = oldText.indexOf('\n', pos) + 1;
+        j++;
+      }
+      flush();
+      fresh(i);
+    }
+    flush();
   }
+  lineAt[count] = at;
+  const text = parts.join('');
+  for (let i = 0; i < count; i++) texts[i] = text.slice(valueAt[i], (lineAt[i + 1] as number) - 2);
   return text;
+};
+
+/** The keys of one leaf of a posting list, as an index line lists them: `k1","k2",...,"kn`; runs of keys its base holds are copied from its text. */
+const encodePostingsLeaf: LeafEncoder<true> = (keys, _values, base) => {
+  if (base === undefined) {
+    for (const key of keys) plainKey(key);
+    return keys.join(KeySeparator);
+  }
+  const { keys: old, text: oldText } = base;
+  const pieces: string[] = [];
+  let j = 0;
+  let pos = 0; // where base key j starts
+  let runStart = -1;
+  let runEnd = -1;
+  const endOf = (from: number): number => {
+    const end = oldText.indexOf(KeySeparator, from);
+    return end < 0 ? oldText.length : end;
+  };
+  const flush = (): void => {
+    if (runStart >= 0) pieces.push(oldText.slice(runStart, runEnd));
+    runStart = -1;
+  };
+  for (const key of keys) {
+    while (j < old.length && old[j] !== key && (old[j] as string) < key) {
+      pos = endOf(pos) + KeySeparator.length;
+      j++;
+    }
+    if (j < old.length && old[j] === key) {
+      const end = endOf(pos);
+      if (runStart < 0 || runEnd + KeySeparator.length !== pos) {
+        flush();
+        runStart = pos;
+      }
+      runEnd = end;
+      pos = end + KeySeparator.length;
+      j++;
+      continue;
+    }
+    flush();
+    pieces.push(plainKey(key));
+  }
+  flush();
+  return pieces.join(KeySeparator);
 };
 
 /** The index line of a posting list of one leaf (kept with it: Postings.memo) for `value`. */
@@ -137,11 +222,6 @@ function singleLeafLine(postings: Postings, value: string): string {
   return `${IndexValueHead}${JSON.stringify(value)}${IndexKeysInfix}${postings.singleLeafText(encodePostingsLeaf) as string}${IndexEnd}\n`;
 }
 
-/** The keys of one leaf of a posting list, as an index line lists them: `k1","k2",...,"kn`. */
-const encodePostingsLeaf: LeafEncoder<true> = (keys) => {
-  for (const key of keys) plainKey(key);
-  return keys.join(KeySeparator);
-};
 
 function* storePieces(state: StoreState, spaceId: string): Generator<string, void, undefined> {
   yield* state.encodedObjects(spaceId, encodeStoreLeaf);

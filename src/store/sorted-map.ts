@@ -31,6 +31,12 @@ class Leaf<V> {
   memoBy: LeafEncoder<V> | undefined = undefined;
   private k: readonly string[] | undefined;
   private v: readonly V[] | undefined;
+  /**
+   * The leaf this one was derived from by sets and deletes since its last
+   * text was made (the nearest with a text): its encoder may copy the text of
+   * entries the two share rather than encode them again. Dropped once used.
+   */
+  base: Leaf<V> | undefined = undefined;
   /** Reads `memo` back into keys and values while the leaf is unread. */
   private unread: LeafDecoder<V> | undefined = undefined;
 
@@ -100,9 +106,19 @@ export interface LeafText {
  * Turns one leaf's entries into text. It must depend on nothing but the keys
  * and values, and may replace a value in `values` by an equal one (the same
  * string, say, cut from the text it made, so that the leaf's memory is that
- * one text); it must change nothing else.
+ * one text); it must change nothing else. `base`, when given, is an earlier
+ * leaf holding some of the same entries and the text this encoder made of
+ * it: an entry with the same key and the very same value (===) may be copied
+ * from that text rather than encoded again.
  */
-export type LeafEncoder<V> = (keys: readonly string[], values: V[]) => string;
+export type LeafEncoder<V> = (keys: readonly string[], values: V[], base?: LeafBase<V>) => string;
+
+/** An earlier leaf and its text, for a LeafEncoder to copy unchanged entries from. */
+export interface LeafBase<V> {
+  keys: readonly string[];
+  values: readonly V[];
+  text: string;
+}
 
 /** `keys[i]` is the smallest key under `children[i]`. */
 interface Branch<V> {
@@ -169,6 +185,13 @@ function leaf<V>(keys: readonly string[], values: readonly V[]): Leaf<V> {
   return new Leaf(keys, values, keys.length, keys[0]);
 }
 
+/** A leaf of some of `from`'s entries (and maybe others), whose encoder may copy from the text of `from` or of its base. */
+function derived<V>(keys: readonly string[], values: readonly V[], from: Leaf<V>): Leaf<V> {
+  const made = leaf(keys, values);
+  made.base = from.memo !== undefined ? from : from.base;
+  return made;
+}
+
 /** The smallest key under `node`, without reading an unread leaf. */
 function firstOf<V>(node: Node<V>): string {
   return node.leaf ? node.first : (node.keys[0] as string);
@@ -194,7 +217,7 @@ function splitIfFull<V>(node: Node<V>): Node<V>[] {
 function halves<V>(node: Node<V>): Node<V>[] {
   const half = Math.ceil(node.keys.length / 2);
   if (node.leaf) {
-    return [leaf(node.keys.slice(0, half), node.values.slice(0, half)), leaf(node.keys.slice(half), node.values.slice(half))];
+    return [derived(node.keys.slice(0, half), node.values.slice(0, half), node), derived(node.keys.slice(half), node.values.slice(half), node)];
   }
   return [branch(node.children.slice(0, half)), branch(node.children.slice(half))];
 }
@@ -203,7 +226,7 @@ function halves<V>(node: Node<V>): Node<V>[] {
 function rebalance<V>(left: Node<V>, right: Node<V>): Node<V>[] {
   const joined: Node<V> =
     left.leaf && right.leaf
-      ? leaf([...left.keys, ...right.keys], [...left.values, ...right.values])
+      ? derived([...left.keys, ...right.keys], [...left.values, ...right.values], left)
       : branch([...(left as Branch<V>).children, ...(right as Branch<V>).children]);
   return splitIfFull(joined);
 }
@@ -218,10 +241,10 @@ function insert<V>(node: Node<V>, key: string, value: V, change: Change): Node<V
     const i = lowerBound(node.keys, key);
     if (node.keys[i] === key) {
       if (node.values[i] === value) return undefined;
-      return [leaf(node.keys, replaceAt(node.values, i, value))];
+      return [derived(node.keys, replaceAt(node.values, i, value), node)];
     }
     change.added = true;
-    return splitIfFull(leaf(insertAt(node.keys, i, key), insertAt(node.values, i, value)));
+    return splitIfFull(derived(insertAt(node.keys, i, key), insertAt(node.values, i, value), node));
   }
   const i = childIndex(node.keys, key);
   const replaced = insert(node.children[i] as Node<V>, key, value, change);
@@ -241,7 +264,7 @@ function remove<V>(node: Node<V>, key: string): Node<V> | undefined {
   if (node.leaf) {
     const i = lowerBound(node.keys, key);
     if (node.keys[i] !== key) return undefined;
-    return leaf(removeAt(node.keys, i), removeAt(node.values, i));
+    return derived(removeAt(node.keys, i), removeAt(node.values, i), node);
   }
   const i = childIndex(node.keys, key);
   const child = remove(node.children[i] as Node<V>, key);
@@ -295,10 +318,18 @@ function* walkKeys<V>(node: Node<V>): Generator<string, void, undefined> {
 /** The text `encode` makes of `leaf`, made on first use and kept with the leaf. */
 function encoded<V>(leaf: Leaf<V>, encode: LeafEncoder<V>): string {
   if (leaf.memoBy !== encode || leaf.memo === undefined) {
-    leaf.memo = encode(leaf.keys, leaf.values as V[]);
+    leaf.memo = encode(leaf.keys, leaf.values as V[], baseOf(leaf, encode));
     leaf.memoBy = encode;
+    leaf.base = undefined;
   }
   return leaf.memo;
+}
+
+/** The base `encode` may copy from when encoding `leaf`: one whose text it made. */
+function baseOf<V>(leaf: Leaf<V>, encode: LeafEncoder<V>): LeafBase<V> | undefined {
+  const base = leaf.base;
+  if (base === undefined || base.memoBy !== encode || base.memo === undefined) return undefined;
+  return { keys: base.keys, values: base.values, text: base.memo };
 }
 
 /** Nodes of one level cut into balanced groups of at most `MaxNodeEntries`, each at least half full when there are several. */
@@ -464,7 +495,7 @@ export class SortedMap<V> {
   singleLeafText(encode: LeafEncoder<V>): string | undefined {
     const root = this.root;
     if (!root.leaf) return undefined;
-    return root.memoBy === encode && root.memo !== undefined ? root.memo : encode(root.keys, root.values as V[]);
+    return root.memoBy === encode && root.memo !== undefined ? root.memo : encode(root.keys, root.values as V[], baseOf(root, encode));
   }
 
   /**

@@ -232,9 +232,10 @@ describe('checkpoint archive: the write worker', function () {
       // A batch owns its ArrayBuffer (it is moved to the worker).
       const batch = Buffer.allocUnsafeSlow(1000);
       randomBytes(1000).copy(batch);
-      await sink.batch(batch, false);
-      // As if the thread crashed: it exits without a word.
+      // As if the thread crashed: it exits without a word. Terminated while idle (before any batch): terminating
+      // it while it makes a deflater would abort this whole process (a Node 20 bug the sink's close() avoids).
       await (sink as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await sink.batch(batch, false).catch(() => undefined);
       const err = await sink.finish().catch((e: unknown) => e);
       expect(err).to.be.instanceOf(CheckpointdError);
       expect((err as Error).message).to.match(/write worker stopped \(exit code \d+\) before the checkpoint was written/);

@@ -28,6 +28,12 @@ import {
 /** Receives each entry's bytes in archive order; must consume `data` (or the reader drains it). */
 export interface EntryConsumer {
   file(entry: FileEntry, data: AsyncIterable<Buffer>): Promise<void>;
+  /**
+   * The consumer is done with each chunk by the time it asks for the next (it
+   * decodes or writes it at once, and keeps no reference): chunks are then
+   * views of reused memory rather than copies.
+   */
+  transient?: boolean;
 }
 
 /** Options of {@link readCheckpointArchive}. */
@@ -300,7 +306,7 @@ export async function readCheckpointArchive(file: string, consumer: EntryConsume
       const record = dir.entries[i + 1]!;
       jobs.push({ start: record.offset + localHeaderLength(record), compressedSize: record.compressedSize, size: record.size, deflate: record.method === Method.deflate });
     });
-    const reader = jobs.length === 0 ? null : new EntryReader(dir.handle.fd, jobs, signal);
+    const reader = jobs.length === 0 ? null : new EntryReader(dir.handle.fd, jobs, consumer.transient === true, signal);
     try {
       let job = 0;
       for (const [i, entry] of files.entries()) {

@@ -28,6 +28,7 @@ export async function verifyCheckpointArchive(file: string, options: VerifyOptio
             // Reading is the check.
           }
         },
+        transient: true,
       },
       options,
     );

@@ -12,10 +12,17 @@ import { Worker } from 'node:worker_threads';
 import { CheckpointdError } from '../../errors.js';
 import { readWorkerMain, type EntryVerdict, type FromReadWorker, type ReadFailure, type ReadJob, type ReadWorkerInit, type ToReadWorker } from './read-worker.js';
 
-/** Chunks the worker may read ahead of the main thread: with 1 MiB chunks, the memory a read holds. */
+/** Chunks the worker may read ahead of the main thread (slots of the ring): with ChunkBytes, the memory a read holds. */
 const WindowChunks = 8;
-/** Bytes of one chunk, read from the file or inflated. */
-const ChunkBytes = 1024 * 1024;
+/**
+ * Bytes of one chunk, read from the file or inflated. Under 1 MB so that a
+ * chunk decoded to a string stays on V8's heap: Node makes a longer one an
+ * external string, and every 64 MB of those starts a full collection.
+ */
+const ChunkBytes = 512 * 1024;
+
+/** How long `close` waits for the worker to end by itself before terminating it. */
+const StopWaitMs = 10_000;
 
 /** The worker's source: an eval worker, so that it runs the same from dist/ and under tsx; tsx (esbuild) may insert calls to `__name`. */
 const workerSource = `var __name = (f) => f;\n(${readWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:stream'));`;
@@ -28,16 +35,32 @@ export class ReadWorkerError extends CheckpointdError {
   }
 }
 
-/** Reads the entries `jobs` of the archive open as `fd` on a worker thread; take them in order with `entry`, then `close` (before closing `fd`). */
+/**
+ * Reads the entries `jobs` of the archive open as `fd` on a worker thread;
+ * take them in order with `entry`, then `close` (before closing `fd`). With
+ * `transient`, a chunk handed out is a view of a slot of the ring, valid only
+ * until the next one is asked for (the slot is then reused); else a copy.
+ */
 export class EntryReader {
   private readonly worker: Worker;
+  private readonly slots: Buffer[];
+  /** Chunks handed out and not yet acknowledged to the worker. */
+  private held = 0;
   private readonly queue: FromReadWorker[] = [];
   private waiter: (() => void) | null = null;
   private failure: Error | null = null;
   private next = 0;
+  private gone = false;
 
-  constructor(fd: number, jobs: ReadJob[], private readonly signal?: AbortSignal) {
-    const workerData: ReadWorkerInit = { fd, jobs, window: WindowChunks, chunkBytes: ChunkBytes };
+  constructor(
+    fd: number,
+    jobs: ReadJob[],
+    private readonly transient: boolean,
+    private readonly signal?: AbortSignal,
+  ) {
+    const ring = new SharedArrayBuffer(WindowChunks * ChunkBytes);
+    this.slots = Array.from({ length: WindowChunks }, (_, i) => Buffer.from(ring, i * ChunkBytes, ChunkBytes));
+    const workerData: ReadWorkerInit = { fd, jobs, ring, window: WindowChunks, chunkBytes: ChunkBytes };
     // No execArgv: the worker needs none of the main thread's flags (nor tsx, which it could not use).
     this.worker = new Worker(workerSource, { eval: true, workerData, execArgv: [] });
     this.worker.on('message', (message: FromReadWorker) => {
@@ -46,7 +69,11 @@ export class EntryReader {
       this.wake();
     });
     this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', (code) => this.fail(new CheckpointdError(`the checkpoint read worker ended (exit code ${code})`)));
+    this.worker.on('exit', (code) => {
+      this.gone = true;
+      this.fail(new CheckpointdError(`the checkpoint read worker ended (exit code ${code})`));
+      this.wake();
+    });
     signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
@@ -64,21 +91,50 @@ export class EntryReader {
     if (job !== this.next) throw new Error(`EntryReader: entry ${job} asked for, entry ${this.next} is next`);
     this.next++;
     for (;;) {
+      this.release();
       const message = await this.take();
       if (message.type === 'failed') throw new Error('unreachable: failures are not queued');
       if (message.job !== job) throw new CheckpointdError(`the checkpoint read worker sent entry ${message.job} while entry ${job} was being read`);
       if (message.type === 'end') return message.verdict;
-      this.worker.postMessage({ type: 'ack', chunks: 1 } satisfies ToReadWorker);
-      yield Buffer.from(message.data);
+      const view = (this.slots[message.slot] as Buffer).subarray(0, message.length);
+      if (this.transient) {
+        this.held++;
+        yield view;
+      } else {
+        const copy = Buffer.from(view);
+        this.held++;
+        this.release();
+        yield copy;
+      }
     }
   }
 
-  /** Stop the worker; the reader cannot be used afterwards. */
+  /**
+   * Stop the worker and wait until it has exited (then it reads nothing more
+   * from the descriptor); the reader cannot be used afterwards. The worker is
+   * asked to stop rather than terminated (see read-worker.ts), and terminated
+   * only if it has not ended within StopWaitMs (a read hung in the kernel).
+   */
   async close(): Promise<void> {
     this.signal?.removeEventListener('abort', this.onAbort);
     this.failure ??= new CheckpointdError('the checkpoint read worker was closed');
-    this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
+    if (this.gone) return;
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage({ type: 'stop' } satisfies ToReadWorker);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), StopWaitMs)));
+    try {
+      if ((await Promise.race([exited, late])) === 'late') await this.worker.terminate();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Give the worker back the slots of the chunks handed out: asked for the next chunk, the consumer is done with them. */
+  private release(): void {
+    if (this.held === 0) return;
+    this.worker.postMessage({ type: 'ack', chunks: this.held } satisfies ToReadWorker);
+    this.held = 0;
   }
 
   private async take(): Promise<FromReadWorker> {

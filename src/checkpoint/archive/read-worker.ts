@@ -5,8 +5,13 @@
  * thread then only parses: on two cores a restore reads, inflates and hashes
  * on one while it rebuilds the state on the other.
  *
- * The worker reads ahead of the main thread by at most `window` chunks, each
- * acknowledged once taken; a chunk is never more than `chunkBytes`. It stops
+ * The chunks go through a ring of `window` slots of `chunkBytes` in one
+ * SharedArrayBuffer, allocated once: the worker fills a slot, the main thread
+ * decodes from it and acknowledges it when it asks for the next chunk, and
+ * the worker reuses it. Nothing is allocated per chunk on the main thread, so
+ * a restore of a gigabyte does not add a gigabyte of buffers for V8 to count
+ * as external memory (each 64 MB of which would start a full collection of
+ * the whole heap). A stored entry is read straight into its slots. It stops
  * inflating an entry the moment it passes the entry's listed size (a zip
  * bomb), and reports a failure once, after which it sends nothing more.
  *
@@ -35,7 +40,8 @@ export interface ReadWorkerInit {
   /** The archive, opened (and checked to be a regular file) by the main thread, which closes it after the worker. */
   fd: number;
   jobs: ReadJob[];
-  /** Chunks sent and not yet acknowledged, at most. */
+  /** `window` slots of `chunkBytes` each: the chunks sent and not yet acknowledged, at most. */
+  ring: SharedArrayBuffer;
   window: number;
   chunkBytes: number;
 }
@@ -63,47 +69,77 @@ export interface ReadFailure {
 }
 
 export type FromReadWorker =
-  | { type: 'chunk'; job: number; data: ArrayBuffer }
+  | { type: 'chunk'; job: number; slot: number; length: number }
   | { type: 'end'; job: number; verdict: EntryVerdict }
   | { type: 'failed'; failure: ReadFailure };
 
-export type ToReadWorker = { type: 'ack'; chunks: number };
+/** `ack`: slots the main thread is done with. `stop`: read no more and end (the worker exits on its own: see EntryReader.close). */
+export type ToReadWorker = { type: 'ack'; chunks: number } | { type: 'stop' };
 
 /** The worker's body; its parameters are the modules it uses. */
 export function readWorkerMain(threads: typeof WorkerThreads, crypto: typeof Crypto, zlib: typeof Zlib, fs: typeof Fs, stream: typeof Stream): void {
   const port = threads.parentPort;
   if (port === null) throw new Error('readWorkerMain runs only in a worker thread');
   const init = threads.workerData as ReadWorkerInit;
-  const send = (message: FromReadWorker, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
+  const send = (message: FromReadWorker): void => port.postMessage(message);
 
   let credit = init.window;
   let waiting: (() => void) | null = null;
+  let stopped = false;
   port.on('message', (message: ToReadWorker) => {
-    if (message.type !== 'ack') return;
-    credit += message.chunks;
+    if (message.type === 'stop') {
+      // No terminate() from outside: interrupting this thread while it creates an inflater aborts the whole
+      // process in Node 20 (zlib "close before init"). Stop at the next await and let the thread end.
+      stopped = true;
+      port.close();
+    } else credit += message.chunks;
     const wake = waiting;
     waiting = null;
     wake?.();
   });
-  const spend = async (): Promise<void> => {
-    while (credit <= 0) await new Promise<void>((resolve) => (waiting = resolve));
-    credit--;
-  };
 
+  /** Thrown out of the read loop when the main thread asks it to stop. */
+  class Stopped extends Error {}
   const fd = init.fd;
-  /** The compressed bytes of a job, in chunks of their own (transferable) memory. */
+  const slots = Array.from({ length: init.window }, (_, i) => Buffer.from(init.ring, i * init.chunkBytes, init.chunkBytes));
+  let nextSlot = 0;
+  /** The next free slot (waiting for one to be acknowledged if none is). */
+  const slot = async (): Promise<number> => {
+    while (credit <= 0 && !stopped) await new Promise<void>((resolve) => (waiting = resolve));
+    if (stopped) throw new Stopped();
+    credit--;
+    const taken = nextSlot;
+    nextSlot = (nextSlot + 1) % init.window;
+    return taken;
+  };
+  /** Fill `target` from the file at `position`. */
+  const readFully = (target: Buffer, position: number): void => {
+    let filled = 0;
+    while (filled < target.length) {
+      const n = fs.readSync(fd, target, filled, target.length - filled, position + filled);
+      if (n === 0) throw Object.assign(new Error(`the file ends at byte ${position + filled}, inside an entry's data`), { code: 'ETRUNCATED' });
+      filled += n;
+    }
+  };
+  /** The compressed bytes of a deflated job, in chunks of their own memory (the inflater holds on to them). */
   async function* raw(job: ReadJob): AsyncGenerator<Buffer> {
     const end = job.start + job.compressedSize;
     for (let position = job.start; position < end; ) {
       const chunk = Buffer.allocUnsafeSlow(Math.min(init.chunkBytes, end - position));
-      let filled = 0;
-      while (filled < chunk.length) {
-        const n = fs.readSync(fd, chunk, filled, chunk.length - filled, position + filled);
-        if (n === 0) throw Object.assign(new Error(`the file ends at byte ${position + filled}, inside an entry's data`), { code: 'ETRUNCATED' });
-        filled += n;
-      }
+      readFully(chunk, position);
       position += chunk.length;
       yield chunk;
+    }
+  }
+  /** The bytes of a stored job, read straight into slots: each yielded with its slot. */
+  async function* stored(job: ReadJob): AsyncGenerator<[Buffer, number]> {
+    const end = job.start + job.compressedSize;
+    for (let position = job.start; position < end; ) {
+      const taken = await slot();
+      const view = (slots[taken] as Buffer).subarray(0, Math.min(init.chunkBytes, end - position));
+      readFully(view, position);
+      position += view.length;
+      yield [view, taken];
     }
   }
 
@@ -112,31 +148,37 @@ export function readWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cry
       const hash = crypto.createHash('sha256');
       let crc = 0;
       let size = 0;
+      /** Checks and hashes a chunk of the job; false (having reported it) when it takes the job past its listed size. */
+      const take = (chunk: Buffer): boolean => {
+        if (size + chunk.length > job.size) {
+          send({ type: 'failed', failure: { job: index, message: `inflates to more than the ${job.size} bytes listed`, tooBig: true } });
+          return false;
+        }
+        size += chunk.length;
+        hash.update(chunk);
+        crc = zlib.crc32(chunk, crc);
+        return true;
+      };
       let inflater: Zlib.InflateRaw | null = null;
-      let source: AsyncIterable<Buffer> = raw(job);
-      if (job.deflate) {
-        inflater = zlib.createInflateRaw({ chunkSize: init.chunkBytes });
-        source = stream.pipeline(stream.Readable.from(source), inflater, () => undefined);
-      }
       try {
-        for await (const chunk of source) {
-          if (size + chunk.length > job.size) {
-            send({ type: 'failed', failure: { job: index, message: `inflates to more than the ${job.size} bytes listed`, tooBig: true } });
-            return;
+        if (!job.deflate) {
+          for await (const [view, taken] of stored(job)) {
+            if (!take(view)) return;
+            send({ type: 'chunk', job: index, slot: taken, length: view.length });
           }
-          size += chunk.length;
-          hash.update(chunk);
-          crc = zlib.crc32(chunk, crc);
-          // A stored chunk owns its memory; the inflater's share a buffer it goes on using, so they are copied.
-          let own = chunk;
-          if (inflater !== null || chunk.byteOffset !== 0 || chunk.byteLength !== chunk.buffer.byteLength) {
-            own = Buffer.allocUnsafeSlow(chunk.length);
-            chunk.copy(own);
+        } else {
+          inflater = zlib.createInflateRaw({ chunkSize: init.chunkBytes });
+          const inflated: AsyncIterable<Buffer> = stream.pipeline(stream.Readable.from(raw(job)), inflater, () => undefined);
+          for await (const chunk of inflated) {
+            if (stopped) return;
+            if (!take(chunk)) return;
+            const taken = await slot();
+            chunk.copy(slots[taken] as Buffer);
+            send({ type: 'chunk', job: index, slot: taken, length: chunk.length });
           }
-          await spend();
-          send({ type: 'chunk', job: index, data: own.buffer as ArrayBuffer }, [own.buffer as ArrayBuffer]);
         }
       } catch (err) {
+        if (err instanceof Stopped || stopped) return;
         const e = err as Error & { code?: unknown; errno?: unknown; syscall?: unknown };
         const failure: ReadFailure = { job: index, message: e.message };
         if (typeof e.code === 'string') failure.code = e.code;
@@ -153,6 +195,6 @@ export function readWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cry
     }
   };
   run().catch((err: unknown) => {
-    send({ type: 'failed', failure: { job: -1, message: err instanceof Error ? err.message : String(err) } });
+    if (!stopped) send({ type: 'failed', failure: { job: -1, message: err instanceof Error ? err.message : String(err) } });
   });
 }

@@ -8,14 +8,16 @@
  *
  * One worker per checkpoint rather than a shared one: it starts in about
  * 30 ms, far less than any checkpoint worth a thread, a failure or an abort
- * can simply terminate it, and nothing outlives the write to keep the process
- * from exiting.
+ * simply stops it, and nothing outlives the write to keep the process from
+ * exiting.
  */
 import { Worker } from 'node:worker_threads';
 import { CheckpointdError } from '../../errors.js';
 import { writeWorkerMain } from './write-worker.js';
 import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
 
+/** How long `close` waits for the worker to end by itself before terminating it. */
+const StopWaitMs = 10_000;
 /** Bytes of batches sent to the worker and not yet acknowledged, at most. */
 const MaxInFlightBytes = 8 * 1024 * 1024;
 /** Bytes gathered before one write to disk. */
@@ -65,6 +67,7 @@ export class WorkerSink {
   private acknowledged = 0;
   private waiters: { ready: () => boolean; resolve: () => void; reject: (err: Error) => void }[] = [];
   private closed: Promise<void> | null = null;
+  private exited = false;
   private readonly onAbort = (): void => this.fail(this.signal?.reason instanceof Error ? this.signal.reason : new CheckpointdError('the checkpoint write was aborted'));
 
   /** Start a worker writing to `fd` (which the caller keeps open until `close` resolves); level 0 stores. */
@@ -81,6 +84,7 @@ export class WorkerSink {
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('messageerror', (err) => this.fail(err));
     this.worker.on('exit', (code) => {
+      this.exited = true;
       if (this.closed === null) this.fail(new CheckpointdError(`the checkpoint write worker stopped (exit code ${code}) before the checkpoint was written`));
     });
     if (signal?.aborted === true) this.onAbort();
@@ -122,13 +126,31 @@ export class WorkerSink {
     return this.finished!;
   }
 
-  /** Stop the worker and wait until it has exited: then none of its writes is still in flight on the file. */
+  /**
+   * Stop the worker and wait until it has exited: then none of its writes is
+   * still in flight on the file. It is asked to stop rather than terminated
+   * (see write-worker.ts), and terminated only if it has not ended within
+   * StopWaitMs (a write hung in the kernel).
+   */
   async close(): Promise<void> {
     if (this.closed === null) {
       this.signal?.removeEventListener('abort', this.onAbort);
-      this.closed = this.worker.terminate().then(() => undefined);
+      this.closed = this.stop();
     }
     await this.closed;
+  }
+
+  private async stop(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.postMessage({ type: 'stop' } satisfies ToWriteWorker);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), StopWaitMs)));
+    try {
+      if ((await Promise.race([exited, late])) === 'late') await this.worker.terminate();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private post(message: ToWriteWorker, transfer: ArrayBuffer[] = []): void {

@@ -36,7 +36,9 @@ export type ToWriteWorker =
   /** Bytes to write over bytes already appended, once everything is appended. */
   | { type: 'patch'; at: number; data: Uint8Array }
   /** Append nothing more: write, patch, fsync and hash the file. */
-  | { type: 'finish' };
+  | { type: 'finish' }
+  /** Stop: write nothing more and end the thread (see WorkerSink.close). */
+  | { type: 'stop' };
 
 /** Worker → main. */
 export type FromWriteWorker =

@@ -201,6 +201,14 @@ export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cr
   };
 
   port.on('message', (message: ToWriteWorker) => {
+    if (message.type === 'stop') {
+      // No terminate() from outside: interrupting this thread while it creates a deflater aborts the whole
+      // process in Node 20 (zlib "close before init"). Write nothing more; deflates in flight end on their own,
+      // and with the port closed the thread then ends.
+      failed = true;
+      port.close();
+      return;
+    }
     if (failed) return;
     try {
       const bytes = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
