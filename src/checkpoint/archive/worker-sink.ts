@@ -22,14 +22,17 @@ const StopWaitMs = 10_000;
 const MaxInFlightBytes = 8 * 1024 * 1024;
 /** Bytes gathered before one write to disk. */
 const WriteBatchBytes = 1024 * 1024;
+/** Bytes written between two fdatasyncs while a checkpoint is written (see write-worker.ts). */
+const SyncEveryBytes = 8 * 1024 * 1024;
 /** Bytes read at a time when hashing the finished file. */
 const HashReadBytes = 4 * 1024 * 1024;
 /**
- * Batches deflated at once: with the encoder on the main thread that fills two
- * cores; more would queue file writes (and the journal's fsyncs) behind
- * deflates in libuv's pool of four threads.
+ * Batches deflated at once. One: with the encoder on the main thread that
+ * fills the two cores this runs on, and a second deflate took the CPU that
+ * commits need (p99 commit latency during a deflate:6 checkpoint 2.1x the
+ * baseline with two, 1.5x with one, while creation stayed faster than zip).
  */
-const DeflateParallel = 2;
+const DeflateParallel = 1;
 
 /**
  * The worker's source. An eval worker rather than a file: the function is
@@ -77,7 +80,7 @@ export class WorkerSink {
     private readonly signal?: AbortSignal,
     private readonly onProgress?: (bytes: number) => void,
   ) {
-    const workerData: WriteWorkerInit = { fd, level, parallel: DeflateParallel, writeBytes: WriteBatchBytes, hashReadBytes: HashReadBytes };
+    const workerData: WriteWorkerInit = { fd, level, parallel: DeflateParallel, writeBytes: WriteBatchBytes, hashReadBytes: HashReadBytes, syncEveryBytes: SyncEveryBytes };
     // No execArgv: the worker needs none of the main thread's flags (nor tsx, which it could not use).
     this.worker = new Worker(workerSource, { eval: true, workerData, execArgv: [] });
     this.worker.on('message', (message: FromWriteWorker) => this.onMessage(message));

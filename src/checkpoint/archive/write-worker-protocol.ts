@@ -21,6 +21,8 @@ export interface WriteWorkerInit {
   writeBytes: number;
   /** Bytes read at a time when hashing the finished file. */
   hashReadBytes: number;
+  /** Bytes written between two fdatasyncs while writing (0: only the final fsync). */
+  syncEveryBytes: number;
 }
 
 /** Main → worker. */

@@ -48,6 +48,7 @@ export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cr
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let flushedTo = 0;
+  let syncedTo = 0;
   const patches: { at: number; data: Buffer }[] = [];
 
   const writeAll = (data: Buffer, position: number): void => {
@@ -61,6 +62,13 @@ export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cr
     pendingBytes = 0;
     writeAll(data, flushedTo);
     flushedTo += data.length;
+    // Flush the data to the disk as it goes rather than all at the end: with ext4's ordered mode a commit's
+    // fsync of the journal waits for every dirty block of this file, so a gigabyte left dirty until the final
+    // fsync stalls every commit made meanwhile. Here a commit waits for at most SyncEveryBytes.
+    if (init.syncEveryBytes > 0 && flushedTo - syncedTo >= init.syncEveryBytes) {
+      fs.fdatasyncSync(init.fd);
+      syncedTo = flushedTo;
+    }
   };
 
   const append = (data: Buffer): void => {
