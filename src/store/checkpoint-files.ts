@@ -234,7 +234,7 @@ function* indexPieces(state: StoreState, spaceId: string, field: string): Genera
       const value = values[i] as string;
       const postings = postingLists[i] as Postings;
       // Most values are held by a few objects: a posting list of one leaf, whose whole line is kept with it.
-      if (postings.size <= MaxLeafEntries) {
+      if (postings.oneLeaf) {
         text += postings.memo(value, singleLeafLine);
         continue;
       }

@@ -485,6 +485,11 @@ export class SortedMap<V> {
     for (const leaf of leaves(this.root)) yield [leaf.keys, leaf.values];
   }
 
+  /** Whether the map is one leaf (at most 64 entries; a map that shrank to that many may still be more). */
+  get oneLeaf(): boolean {
+    return this.root.leaf;
+  }
+
   /**
    * For a map of one leaf (at most 64 entries): the text `encode` makes of it
    * (the leaf's kept text if it has one; see `encodedLeaves`), without an

@@ -76,6 +76,26 @@ describe('checkpoint archive: the read worker', function () {
     });
   }
 
+  it('hands a slow consumer every byte of a deflated entry (the inflater then joins what it buffered into chunks larger than a slot)', async function () {
+    const file = await archive('slow', { method: 'deflate', level: 1 });
+    const got = new Map<string, Buffer>();
+    await readCheckpointArchive(file, {
+      async file(entry, data) {
+        const kept: Buffer[] = [];
+        for await (const chunk of data) {
+          const until = performance.now() + 5;
+          while (performance.now() < until) {
+            // A consumer busy parsing: the worker waits for slots while the inflater goes on.
+          }
+          kept.push(Buffer.from(chunk));
+        }
+        got.set(entry.path, Buffer.concat(kept));
+      },
+      transient: true,
+    });
+    for (const [p, data] of files) expect(got.get(p)!.equals(data), p).to.equal(true);
+  });
+
   it('survives aborts at any moment of reads and writes that inflate and deflate: no crash, no thread left, the file removed', async function () {
     // Node 20 aborts the whole process when a thread is terminated while it creates a zlib stream; the workers
     // are asked to stop instead. This runs reads and writes and aborts them at random moments.

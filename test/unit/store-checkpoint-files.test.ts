@@ -499,6 +499,16 @@ describe('store checkpoint files', () => {
       expect(textOf(spaceArchiveFiles(fromEscaped, 's')[1]!)).to.equal('{"value":"ann","keys":["a"]}\n');
     });
 
+    it('writes the line of a posting list that grew past one leaf and shrank back to 64 keys or fewer (two leaves still)', () => {
+      const keys = Array.from({ length: 70 }, (_, i) => `k${String(i).padStart(2, '0')}`);
+      let state = applyAll(StoreState.empty(), load('plm', '1.0', ['type', 'owner']), create('s', 'plm', '1.0'), commit('s', ...keys.map((k) => put(k, { owner: 'x' }))));
+      const before = textOf(spaceArchiveFiles(state, 's')[1]!);
+      state = applyAll(state, commit('s', ...keys.slice(0, 10).map((k) => del(k))));
+      const line = textOf(spaceArchiveFiles(state, 's')[1]!);
+      expect(line).to.equal(`{"value":"x","keys":["${keys.slice(10).join('","')}"]}\n`);
+      expect(before).to.equal(`{"value":"x","keys":["${keys.join('","')}"]}\n`);
+    });
+
     it('refuses an index value holding a control character', () => {
       expect(refusal(() => filled().indexLine('type', '{"value":"a\tb","keys":["c"]}'))).to.match(/type\.ndjson line 3: the value holds a control character/);
     });

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, pipeline } from 'node:stream';
 import zlib from 'node:zlib';
+import { CheckpointdError } from '../../errors.js';
 import { CheckpointFormatError } from './checkpoint-format-error.js';
 import { ManifestEntry } from './entry-names.js';
 import { ManifestMaxBytes, checkManifest, manifestFiles, type FileEntry, type Manifest } from './manifest.js';
@@ -146,6 +147,7 @@ async function* workerEntry(
   const refuse = (problem: string) => new CheckpointFormatError(dir.file, record.name, problem);
   await checkLocalHeader(dir, record);
   let verdict: EntryVerdict;
+  let handedOut = 0;
   try {
     for (;;) {
       const next = await chunks.next();
@@ -154,6 +156,7 @@ async function* workerEntry(
         break;
       }
       signal?.throwIfAborted();
+      handedOut += next.value.length;
       onBytes(next.value.length);
       yield next.value;
     }
@@ -166,6 +169,8 @@ async function* workerEntry(
     }
     throw err;
   }
+  // The worker checked what it read; this checks that all of it came across.
+  if (handedOut !== verdict.size) throw new CheckpointdError(`${dir.file}: the read worker handed over ${handedOut} bytes of ${record.name}, not the ${verdict.size} it read`);
   checkVerdict(dir, record, sha256, verdict);
   await checkDescriptor(dir, record);
 }

@@ -96,6 +96,7 @@ export class EntryReader {
       if (message.type === 'failed') throw new Error('unreachable: failures are not queued');
       if (message.job !== job) throw new CheckpointdError(`the checkpoint read worker sent entry ${message.job} while entry ${job} was being read`);
       if (message.type === 'end') return message.verdict;
+      if (message.length > ChunkBytes) throw new CheckpointdError(`the checkpoint read worker sent a chunk of ${message.length} bytes, more than a slot holds`);
       const view = (this.slots[message.slot] as Buffer).subarray(0, message.length);
       if (this.transient) {
         this.held++;

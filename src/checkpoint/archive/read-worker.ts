@@ -167,14 +167,21 @@ export function readWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cry
             send({ type: 'chunk', job: index, slot: taken, length: view.length });
           }
         } else {
-          inflater = zlib.createInflateRaw({ chunkSize: init.chunkBytes });
+          // Output chunks of two slots: each is split below, a path that then runs for every inflated entry
+          // (the stream's iterator may also join what it buffered into a chunk larger than a slot).
+          inflater = zlib.createInflateRaw({ chunkSize: 2 * init.chunkBytes });
           const inflated: AsyncIterable<Buffer> = stream.pipeline(stream.Readable.from(raw(job)), inflater, () => undefined);
           for await (const chunk of inflated) {
             if (stopped) return;
             if (!take(chunk)) return;
-            const taken = await slot();
-            chunk.copy(slots[taken] as Buffer);
-            send({ type: 'chunk', job: index, slot: taken, length: chunk.length });
+            // A stream's async iterator hands out what it has buffered joined into one Buffer, which can be
+            // larger than a slot when this side waited for one: split it.
+            for (let from = 0; from < chunk.length; from += init.chunkBytes) {
+              const piece = chunk.subarray(from, from + init.chunkBytes);
+              const taken = await slot();
+              piece.copy(slots[taken] as Buffer);
+              send({ type: 'chunk', job: index, slot: taken, length: piece.length });
+            }
           }
         }
       } catch (err) {
