@@ -11,9 +11,10 @@
  * simply stops it, and nothing outlives the write to keep the process from
  * exiting.
  */
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CheckpointdError } from '../../errors.js';
-import { writeWorkerMain } from './write-worker.js';
+import { deflateWorkerMain, lowerThreadPriority, writeWorkerMain } from './write-worker.js';
 import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
 
 /** How long `close` waits for the worker to end by itself before terminating it. */
@@ -27,19 +28,21 @@ const SyncEveryBytes = 8 * 1024 * 1024;
 /** Bytes read at a time when hashing the finished file. */
 const HashReadBytes = 4 * 1024 * 1024;
 /**
- * Batches deflated at once. One: with the encoder on the main thread that
- * fills the two cores this runs on, and a second deflate took the CPU that
- * commits need (p99 commit latency during a deflate:6 checkpoint 2.1x the
- * baseline with two, 1.5x with one, while creation stayed faster than zip).
+ * Deflate threads: as many as cores. They run at nice 10 (see
+ * write-worker.ts), so commits keep the CPU they need: with two deflates at
+ * normal priority on libuv's pool, p99 commit latency during a deflate:6
+ * checkpoint went to 2.1x the baseline.
  */
-const DeflateParallel = 1;
+const DeflateParallel = Math.max(1, Math.min(4, availableParallelism()));
 
 /**
  * The worker's source. An eval worker rather than a file: the function is
  * type-checked with the rest and runs the same from dist/ and under tsx (whose
  * hooks a worker does not get). tsx (esbuild) may insert calls to `__name`.
  */
-const workerSource = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'));`;
+const workerSource = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
+/** The deflate threads' source, which the write worker starts. */
+const deflateSource = `var __name = (f) => f;\n(${deflateWorkerMain.toString()})(require('node:worker_threads'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
 
 /** Where the worker put one entry's data, and what it found in it. */
 export interface EntryReport {
@@ -80,7 +83,7 @@ export class WorkerSink {
     private readonly signal?: AbortSignal,
     private readonly onProgress?: (bytes: number) => void,
   ) {
-    const workerData: WriteWorkerInit = { fd, level, parallel: DeflateParallel, writeBytes: WriteBatchBytes, hashReadBytes: HashReadBytes, syncEveryBytes: SyncEveryBytes };
+    const workerData: WriteWorkerInit = { fd, level, parallel: DeflateParallel, deflateSource, writeBytes: WriteBatchBytes, hashReadBytes: HashReadBytes, syncEveryBytes: SyncEveryBytes };
     // No execArgv: the worker needs none of the main thread's flags (nor tsx, which it could not use).
     this.worker = new Worker(workerSource, { eval: true, workerData, execArgv: [] });
     this.worker.on('message', (message: FromWriteWorker) => this.onMessage(message));

@@ -15,8 +15,10 @@ export interface WriteWorkerInit {
   fd: number;
   /** 0 stores entries' data, 1 to 9 deflates it at that zlib level. */
   level: number;
-  /** Batches deflated at once. */
+  /** Deflate threads, each deflating one batch at a time. */
   parallel: number;
+  /** The deflate threads' eval source (deflateWorkerMain). */
+  deflateSource: string;
   /** Bytes gathered before one write to disk. */
   writeBytes: number;
   /** Bytes read at a time when hashing the finished file. */
@@ -62,3 +64,15 @@ export interface WorkerErrorData {
   errno?: number;
   syscall?: string;
 }
+
+/** Write worker → a deflate thread: one batch (moved, not copied), to deflate with `dictionary` before it. */
+export interface DeflateJob {
+  id: number;
+  input: Uint8Array;
+  dictionary: Uint8Array;
+  last: boolean;
+  level: number;
+}
+
+/** A deflate thread → the write worker: the batch's output (moved), or why it failed. */
+export type DeflateResult = { id: number; output: Uint8Array; error?: undefined } | { id: number; output?: undefined; error: { name: string; message: string; code?: string } };

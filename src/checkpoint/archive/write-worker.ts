@@ -2,12 +2,16 @@
  * The write worker: the thread that hashes, compresses and writes a checkpoint
  * while the main thread only encodes (protocol in write-worker-protocol.ts).
  *
- * Deflate is done the way pigz does it, so that two batches compress at once
- * on libuv's pool: each batch is a raw deflate of its own, primed with the
+ * Deflate is done the way pigz does it, so that batches compress at once on
+ * deflate threads of their own: each batch is a raw deflate of its own, primed with the
  * last 32 KiB of the entry's bytes before it as its dictionary and ended with
  * a sync flush (byte-aligned, not final), the entry's last batch with
  * Z_FINISH. Their outputs, appended in order, are one valid deflate stream: a
  * back reference into the dictionary lands on the same bytes in the stream.
+ * The deflate threads and this one run at a lower priority (nice 10) than
+ * the main thread, which serves commits: a checkpoint gets the CPU the
+ * commits leave, and commit latency stays where it was (libuv's pool, which
+ * the journal's fsyncs use, is left alone).
  *
  * This function runs as an eval worker's whole source (see worker-sink.ts), so
  * it may use nothing from outside itself but its parameters: no imports at run
@@ -15,15 +19,70 @@
  */
 import type * as Crypto from 'node:crypto';
 import type * as Fs from 'node:fs';
+import type * as Os from 'node:os';
 import type * as WorkerThreads from 'node:worker_threads';
 import type * as Zlib from 'node:zlib';
-import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
+import type { DeflateJob, DeflateResult, FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
+
+/**
+ * Lower the calling thread's priority to nice 10 (Linux: setpriority on the
+ * thread's own id). Best effort: where it is not allowed, it stays as it is.
+ */
+export function lowerThreadPriority(fs: typeof Fs, os: typeof Os): void {
+  try {
+    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, 10);
+  } catch {
+    // Not Linux, or not allowed: the thread keeps the process's priority.
+  }
+}
+
+/** A deflate thread's body: one batch at a time, synchronously (see the file's comment). */
+export function deflateWorkerMain(threads: typeof WorkerThreads, zlib: typeof Zlib, fs: typeof Fs, os: typeof Os, lower: typeof lowerThreadPriority): void {
+  const port = threads.parentPort;
+  if (port === null) throw new Error('deflateWorkerMain runs only in a worker thread');
+  lower(fs, os);
+  port.on('message', (job: DeflateJob | { type: 'stop' }) => {
+    if ('type' in job) {
+      port.close();
+      return;
+    }
+    try {
+      const options: Zlib.ZlibOptions = {
+        level: job.level,
+        finishFlush: job.last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+        // One output chunk for a whole batch (it may grow a little when it does not compress).
+        chunkSize: Math.max(64 * 1024, job.input.byteLength + (job.input.byteLength >>> 6) + 1024),
+      };
+      if (job.dictionary.byteLength > 0) options.dictionary = job.dictionary;
+      let output = zlib.deflateRawSync(job.input, options);
+      if (output.byteOffset !== 0 || output.byteLength !== output.buffer.byteLength) {
+        // Moved below, so it must own its memory (not a slice of a larger buffer, nor of Node's pool).
+        const own = Buffer.allocUnsafeSlow(output.length);
+        output.copy(own);
+        output = own;
+      }
+      port.postMessage({ id: job.id, output } satisfies DeflateResult, [output.buffer as ArrayBuffer]);
+    } catch (err) {
+      const e = err as Error & { code?: unknown };
+      port.postMessage({ id: job.id, error: { name: e.name, message: e.message, ...(typeof e.code === 'string' ? { code: e.code } : {}) } } satisfies DeflateResult);
+    }
+  });
+}
 
 /** The worker's body; its parameters are the modules it uses. */
-export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Crypto, zlib: typeof Zlib, fs: typeof Fs): void {
+export function writeWorkerMain(
+  threads: typeof WorkerThreads,
+  crypto: typeof Crypto,
+  zlib: typeof Zlib,
+  fs: typeof Fs,
+  os: typeof Os,
+  lower: typeof lowerThreadPriority,
+): void {
   const port = threads.parentPort;
   if (port === null) throw new Error('writeWorkerMain runs only in a worker thread');
   const init = threads.workerData as WriteWorkerInit;
+  lower(fs, os);
   /** Deflate's window: a batch's dictionary is this much of the bytes before it. */
   const WindowBytes = 32 * 1024;
 
@@ -115,30 +174,50 @@ export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cr
     send({ type: 'finished', size: offset, sha256 });
   };
 
-  // Deflate: at most `parallel` batches on the pool at once, started in order.
-  let deflating = 0;
-  const deflateQueue: (() => void)[] = [];
+  // Deflate: each batch goes to the deflate thread with the fewest batches in hand; results come back by id.
+  const deflaters = init.level === 0 ? [] : Array.from({ length: init.parallel }, () => {
+    const worker = new threads.Worker(init.deflateSource, { eval: true, execArgv: [] });
+    worker.on('message', (result: DeflateResult) => {
+      const job = jobs.get(result.id);
+      if (job === undefined) return;
+      jobs.delete(result.id);
+      busy.set(worker, (busy.get(worker) ?? 1) - 1);
+      if (result.error === undefined) job.resolve(Buffer.from(result.output.buffer, result.output.byteOffset, result.output.byteLength));
+      else job.reject(Object.assign(new Error(result.error.message), result.error));
+    });
+    worker.on('error', fail);
+    return worker;
+  });
+  const busy = new Map<WorkerThreads.Worker, number>(deflaters.map((w) => [w, 0]));
+  const jobs = new Map<number, { resolve: (output: Buffer) => void; reject: (err: Error) => void }>();
+  let nextJob = 0;
   const deflate = (input: Buffer, dictionary: Buffer, last: boolean): Promise<Buffer> =>
     new Promise((resolve, reject) => {
-      const start = (): void => {
-        deflating++;
-        const options: Zlib.ZlibOptions = {
-          level: init.level,
-          finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
-          // One output chunk for a whole batch (it may grow a little when it does not compress).
-          chunkSize: Math.max(64 * 1024, input.length + (input.length >>> 6) + 1024),
-        };
-        if (dictionary.length > 0) options.dictionary = dictionary;
-        zlib.deflateRaw(input, options, (err, output) => {
-          deflating--;
-          deflateQueue.shift()?.();
-          if (err === null) resolve(output);
-          else reject(err);
-        });
-      };
-      if (deflating < init.parallel) start();
-      else deflateQueue.push(start);
+      const id = nextJob++;
+      jobs.set(id, { resolve, reject });
+      let worker = deflaters[0] as WorkerThreads.Worker;
+      for (const w of deflaters) if ((busy.get(w) ?? 0) < (busy.get(worker) ?? 0)) worker = w;
+      busy.set(worker, (busy.get(worker) ?? 0) + 1);
+      // The input is handed over (it has been hashed); the dictionary is a copy of its own.
+      let own = input;
+      if (input.byteOffset !== 0 || input.byteLength !== input.buffer.byteLength) {
+        own = Buffer.allocUnsafeSlow(input.length);
+        input.copy(own);
+      }
+      worker.postMessage({ id, input: own, dictionary, last, level: init.level } satisfies DeflateJob, [own.buffer as ArrayBuffer]);
     });
+  /** Stop the deflate threads (asked, not terminated: see read-worker.ts) and wait until they have ended. */
+  const stopDeflaters = async (): Promise<void> => {
+    await Promise.all(
+      deflaters.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            w.once('exit', () => resolve());
+            w.postMessage({ type: 'stop' });
+          }),
+      ),
+    );
+  };
 
   // The queue of what to append, in message order; a deflated batch holds it up until its output is ready.
   interface EntryEnd {
@@ -194,10 +273,12 @@ export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cr
     if (init.level === 0) {
       output = Promise.resolve(data);
     } else {
-      output = deflate(data, window, last);
+      // The next batch's dictionary, taken before `data` is handed to a deflate thread.
+      const dictionary = window;
+      window = last ? Buffer.alloc(0) : data.length >= WindowBytes ? Buffer.from(data.subarray(data.length - WindowBytes)) : Buffer.from(Buffer.concat([window, data]).subarray(-WindowBytes));
+      output = deflate(data, dictionary, last);
       // Failures are reported here at once, and again (ignored) when the queue reaches it.
       output.catch(fail);
-      window = last ? Buffer.alloc(0) : data.length >= WindowBytes ? Buffer.from(data.subarray(data.length - WindowBytes)) : Buffer.concat([window, data]).subarray(-WindowBytes);
     }
     const end = last ? { size, crc, sha256: entryHash.digest('hex') } : null;
     slots.push({ kind: 'batch', output, bytes: data.length, first, end });
@@ -210,11 +291,11 @@ export function writeWorkerMain(threads: typeof WorkerThreads, crypto: typeof Cr
 
   port.on('message', (message: ToWriteWorker) => {
     if (message.type === 'stop') {
-      // No terminate() from outside: interrupting this thread while it creates a deflater aborts the whole
-      // process in Node 20 (zlib "close before init"). Write nothing more; deflates in flight end on their own,
-      // and with the port closed the thread then ends.
+      // No terminate() from outside: interrupting a thread while it makes a deflater aborts the whole process
+      // in Node 20 (zlib "close before init"). Write nothing more, stop the deflate threads, and with the port
+      // closed this thread then ends.
       failed = true;
-      port.close();
+      void stopDeflaters().then(() => port.close());
       return;
     }
     if (failed) return;
