@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -223,6 +223,30 @@ describe('checkpoint archive: the write worker', function () {
       syncBuiltinESMExports();
     }
     expect(await fs.readdir(dir)).to.deep.equal([]);
+  });
+
+  it('deflates on threads running at nice 10, below the main thread that serves commits (Linux)', async function () {
+    const niceOf = (tid: string): number => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const seen = new Set<number>();
+    const sample = setInterval(() => {
+      for (const tid of readdirSync('/proc/self/task')) {
+        try {
+          seen.add(niceOf(tid));
+        } catch {
+          // the thread ended meanwhile
+        }
+      }
+    }, 2);
+    try {
+      await writeCheckpointArchive(path.join(dir, 'nice'), header, null, space([{ path: 'space/s/store/x.ndjson', chunks: () => [text(16 * MiB, 9)] }]), { compression: { method: 'deflate', level: 6 } });
+    } finally {
+      clearInterval(sample);
+    }
+    expect(niceOf(String(process.pid)), 'the main thread').to.equal(0);
+    expect([...seen]).to.include(10);
   });
 
   it('turns a worker that dies into a rejection of the next wait, not a hang', async function () {

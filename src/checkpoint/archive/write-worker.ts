@@ -62,7 +62,7 @@ export function deflateWorkerMain(threads: typeof WorkerThreads, zlib: typeof Zl
         output.copy(own);
         output = own;
       }
-      port.postMessage({ id: job.id, output } satisfies DeflateResult, [output.buffer as ArrayBuffer]);
+      port.postMessage({ id: job.id, output } satisfies DeflateResult, [output.buffer]);
     } catch (err) {
       const e = err as Error & { code?: unknown };
       port.postMessage({ id: job.id, error: { name: e.name, message: e.message, ...(typeof e.code === 'string' ? { code: e.code } : {}) } } satisfies DeflateResult);
