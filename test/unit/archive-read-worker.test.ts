@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -10,22 +10,13 @@ import {
   type Compression,
   type ManifestHeader,
 } from '../../src/checkpoint/archive/index.js';
+import { threadCount } from '../helpers/threads.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const MiB = 1024 * 1024;
 const header: ManifestHeader = { id: 3, scope: 'space', description: 'reader', time: '2024-01-02T03:04:05.0000000Z', trigger: 'manual', node: 'node-a', epoch: 1, seq: 9 };
 
-/** The threads of this process, from the kernel: a worker adds one while it runs. */
-function threadCount(): number {
-  return Number(/^Threads:\s+(\d+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
-}
 
-async function waitUntil(ready: () => boolean, ms: number, what: string): Promise<void> {
-  const until = performance.now() + ms;
-  while (!ready()) {
-    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** Text that compresses a little, so deflate has work: `bytes` of lines with random words. */
 function lines(bytes: number): Buffer {
@@ -147,6 +138,6 @@ describe('checkpoint archive: the read worker', function () {
       }).catch((e: unknown) => e);
       expect((err as Error).message).to.equal('stop here');
     }
-    await waitUntil(() => threadCount() <= threads, 10_000, 'the worker threads to end');
+    await waitFor(() => threadCount() <= threads, { what: 'the worker threads to end', timeoutMs: 10_000 });
   });
 });

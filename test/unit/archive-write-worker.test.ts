@@ -18,6 +18,8 @@ import {
 } from '../../src/checkpoint/archive/index.js';
 import { WorkerSink } from '../../src/checkpoint/archive/worker-sink.js';
 import { CheckpointdError, storageFailure } from '../../src/errors.js';
+import { threadCount } from '../helpers/threads.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const execFileP = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -37,19 +39,7 @@ function space(files: ArchiveFileSource[]): SpaceSource[] {
   return [{ id: 's', template: { name: 'plm', version: '1.0' }, objects: 0, createdSeq: 0, updatedSeq: 0, files }];
 }
 
-/** The threads of this process, from the kernel: a worker adds one while it runs. */
-function threadCount(): number {
-  return Number(/^Threads:\s+(\d+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
-}
 
-/** Poll `ready` every 10 ms, for at most `ms`. */
-async function waitUntil(ready: () => boolean, ms: number, what: string): Promise<void> {
-  const until = performance.now() + ms;
-  while (!ready()) {
-    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 async function readAll(file: string): Promise<Map<string, Buffer>> {
   const got = new Map<string, Buffer>();
@@ -172,7 +162,7 @@ describe('checkpoint archive: the write worker', function () {
       const err = await writeCheckpointArchive(target, header, null, space([endless]), { compression, signal: controller.signal }).catch((e: unknown) => e);
       expect(err).to.be.instanceOf(Error).with.property('name', 'AbortError');
       expect(during, 'a worker thread while writing').to.equal(before + 1);
-      await waitUntil(() => threadCount() === before, 2000, 'the worker thread to end');
+      await waitFor(() => threadCount() === before, { what: 'the worker thread to end', timeoutMs: 2000 });
       expect(await fs.readdir(dir)).to.deep.equal([]);
     });
   }
@@ -195,7 +185,7 @@ describe('checkpoint archive: the write worker', function () {
       expect(err).to.have.property('syscall', 'write');
       expect(storageFailure(err)?.status, 'answered as 507 Insufficient Storage').to.equal(507);
       expect(await fs.readdir(mount)).to.deep.equal([]);
-      await waitUntil(() => threadCount() <= before, 2000, 'the worker thread to end');
+      await waitFor(() => threadCount() <= before, { what: 'the worker thread to end', timeoutMs: 2000 });
     } finally {
       await execFileP('umount', [mount]);
     }

@@ -10,6 +10,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { CheckpointdError } from '../../errors.js';
+import { stopWorker } from './worker-stop.js';
 import { readWorkerMain, type EntryVerdict, type FromReadWorker, type ReadFailure, type ReadJob, type ReadWorkerInit, type ToReadWorker } from './read-worker.js';
 
 /** Chunks the worker may read ahead of the main thread (slots of the ring): with ChunkBytes, the memory a read holds. */
@@ -20,9 +21,6 @@ const WindowChunks = 8;
  * external string, and every 64 MB of those starts a full collection.
  */
 const ChunkBytes = 512 * 1024;
-
-/** How long `close` waits for the worker to end by itself before terminating it. */
-const StopWaitMs = 10_000;
 
 /** The worker's source: an eval worker, so that it runs the same from dist/ and under tsx; tsx (esbuild) may insert calls to `__name`. */
 const workerSource = `var __name = (f) => f;\n(${readWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:stream'));`;
@@ -114,21 +112,13 @@ export class EntryReader {
    * Stop the worker and wait until it has exited (then it reads nothing more
    * from the descriptor); the reader cannot be used afterwards. The worker is
    * asked to stop rather than terminated (see read-worker.ts), and terminated
-   * only if it has not ended within StopWaitMs (a read hung in the kernel).
+   * only if it has not ended in time (see worker-stop.ts).
    */
   async close(): Promise<void> {
     this.signal?.removeEventListener('abort', this.onAbort);
     this.failure ??= new CheckpointdError('the checkpoint read worker was closed');
     if (this.gone) return;
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.postMessage({ type: 'stop' } satisfies ToReadWorker);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), StopWaitMs)));
-    try {
-      if ((await Promise.race([exited, late])) === 'late') await this.worker.terminate();
-    } finally {
-      clearTimeout(timer);
-    }
+    await stopWorker(this.worker);
   }
 
   /** Give the worker back the slots of the chunks handed out: asked for the next chunk, the consumer is done with them. */

@@ -14,11 +14,10 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CheckpointdError } from '../../errors.js';
+import { stopWorker } from './worker-stop.js';
 import { deflateWorkerMain, lowerThreadPriority, writeWorkerMain } from './write-worker.js';
 import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
 
-/** How long `close` waits for the worker to end by itself before terminating it. */
-const StopWaitMs = 10_000;
 /** Bytes of batches sent to the worker and not yet acknowledged, at most. */
 const MaxInFlightBytes = 8 * 1024 * 1024;
 /** Bytes gathered before one write to disk. */
@@ -135,8 +134,7 @@ export class WorkerSink {
   /**
    * Stop the worker and wait until it has exited: then none of its writes is
    * still in flight on the file. It is asked to stop rather than terminated
-   * (see write-worker.ts), and terminated only if it has not ended within
-   * StopWaitMs (a write hung in the kernel).
+   * (see worker-stop.ts), and terminated only if it has not ended in time.
    */
   async close(): Promise<void> {
     if (this.closed === null) {
@@ -147,16 +145,7 @@ export class WorkerSink {
   }
 
   private async stop(): Promise<void> {
-    if (this.exited) return;
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.postMessage({ type: 'stop' } satisfies ToWriteWorker);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), StopWaitMs)));
-    try {
-      if ((await Promise.race([exited, late])) === 'late') await this.worker.terminate();
-    } finally {
-      clearTimeout(timer);
-    }
+    if (!this.exited) await stopWorker(this.worker);
   }
 
   private post(message: ToWriteWorker, transfer: ArrayBuffer[] = []): void {
