@@ -396,15 +396,14 @@ export class SortedMap<V> {
   static fromTexts<V>(texts: readonly LeafText[], decode: LeafDecoder<V>, encode: LeafEncoder<V>): SortedMap<V> {
     if (texts.length === 0) return SortedMap.empty();
     let size = 0;
-    let level: Node<V>[] = texts.map((t) => {
+    const leaves = texts.map((t) => {
       if (t.count < 1 || t.count > MaxNodeEntries || (texts.length > 1 && t.count < MinNodeEntries)) {
         throw new Error(`fromTexts: a leaf of ${t.count} entries (each must hold ${texts.length > 1 ? MinNodeEntries : 1} to ${MaxNodeEntries})`);
       }
       size += t.count;
       return Leaf.fromText(t.text, t.count, t.first, decode, encode);
     });
-    while (level.length > 1) level = groups(level).map((g) => branch(g));
-    return new SortedMap(level[0] as Node<V>, size);
+    return SortedMap.ofLeaves(leaves, size);
   }
 
   /** A map of one leaf (1 to MaxNodeEntries entries) given as text, as fromTexts; `first` may be left to be read from it when needed. */
@@ -427,15 +426,20 @@ export class SortedMap<V> {
     for (let i = 1; !checked && i < keys.length; i++) {
       if (!((keys[i - 1] as string) < (keys[i] as string))) throw new Error(`fromSorted: keys must be strictly ascending (at index ${i})`);
     }
-    const count = Math.ceil(keys.length / MaxNodeEntries);
-    let level: Node<V>[] = [];
-    for (let g = 0; g < count; g++) {
-      const start = Math.floor((g * keys.length) / count);
-      const end = Math.floor(((g + 1) * keys.length) / count);
-      level.push(leaf(keys.slice(start, end), valuesOf(start, end)));
+    const leaves: Leaf<V>[] = [];
+    let start = 0;
+    for (const size of SortedMap.leafSizes(keys.length)) {
+      leaves.push(leaf(keys.slice(start, start + size), valuesOf(start, start + size)));
+      start += size;
     }
+    return SortedMap.ofLeaves(leaves, keys.length);
+  }
+
+  /** The map whose leaves, in order, are `leaves` (at least one), holding `size` entries: the branches above them built level by level. */
+  private static ofLeaves<V>(leaves: Leaf<V>[], size: number): SortedMap<V> {
+    let level: Node<V>[] = leaves;
     while (level.length > 1) level = groups(level).map((g) => branch(g));
-    return new SortedMap(level[0] as Node<V>, keys.length);
+    return new SortedMap(level[0] as Node<V>, size);
   }
 
   /** The value under `key`, or undefined. */

@@ -3,7 +3,6 @@
  * consumer while its size, CRC-32 and SHA-256 are checked against the
  * manifest. Nothing is trusted before it is checked (see manifest.ts).
  */
-import { createHash } from 'node:crypto';
 import { Readable, pipeline } from 'node:stream';
 import zlib from 'node:zlib';
 import { CheckpointdError } from '../../errors.js';
@@ -76,18 +75,19 @@ async function* rawChunks(dir: Directory, record: EntryRecord, start: number, si
 }
 
 /**
- * The uncompressed bytes of an entry, checked: its local header, never more
+ * The uncompressed bytes of an entry read in this thread (the manifest, which
+ * comes before anything is known of the rest: the other entries go through
+ * the read worker, see workerEntry), checked: its local header, never more
  * than `size` bytes (inflating stops the moment one byte too many comes out),
- * then exactly `size` bytes, all compressed input used, SHA-256 (when
- * given), CRC-32 and data descriptor. A failure is thrown before the bad chunk is yielded
- * or, for checksums, after the last one.
+ * then exactly `size` bytes, all compressed input used, CRC-32 and data
+ * descriptor. A failure is thrown before the bad chunk is yielded or, for the
+ * checksum, after the last one.
  */
-async function* checkedEntry(dir: Directory, record: EntryRecord, sha256: string | null, onBytes: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+async function* checkedEntry(dir: Directory, record: EntryRecord, signal?: AbortSignal): AsyncGenerator<Buffer> {
   const refuse = (problem: string) => new CheckpointFormatError(dir.file, record.name, problem);
   await checkLocalHeader(dir, record);
   const start = record.offset + localHeaderLength(record);
 
-  const hash = sha256 === null ? null : createHash('sha256');
   let crc = 0;
   let size = 0;
   let inflater: zlib.InflateRaw | null = null;
@@ -103,9 +103,7 @@ async function* checkedEntry(dir: Directory, record: EntryRecord, sha256: string
         throw refuse(`inflates to more than the ${record.size} bytes the manifest lists (a zip bomb, or damage); refused`);
       }
       size += chunk.length;
-      hash?.update(chunk);
       crc = zlib.crc32(chunk, crc);
-      onBytes(chunk.length);
       yield chunk;
     }
   } catch (err) {
@@ -116,7 +114,7 @@ async function* checkedEntry(dir: Directory, record: EntryRecord, sha256: string
     inflater?.destroy();
   }
   const consumed = inflater === null ? record.compressedSize : inflater.bytesWritten;
-  checkVerdict(dir, record, sha256, { size, crc, consumed, sha256: hash === null ? '' : hash.digest('hex') });
+  checkVerdict(dir, record, null, { size, crc, consumed, sha256: '' });
   await checkDescriptor(dir, record);
 }
 
@@ -209,7 +207,7 @@ async function readManifestEntry(dir: Directory, signal?: AbortSignal): Promise<
   const record = dir.entries[0]!;
   if (record.size > ManifestMaxBytes) throw refuse(ManifestEntry, `is ${record.size} bytes, over the ${ManifestMaxBytes}-byte limit; refused`);
   const chunks: Buffer[] = [];
-  for await (const chunk of checkedEntry(dir, record, null, () => undefined, signal)) chunks.push(chunk);
+  for await (const chunk of checkedEntry(dir, record, signal)) chunks.push(chunk);
   let value: unknown;
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
