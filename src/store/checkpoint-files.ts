@@ -104,74 +104,55 @@ function* collectionPieces(state: StoreState): Generator<string, void, undefined
 }
 
 /**
- * The object-file lines of one leaf of a space's object map. The leaf's values
- * are then replaced by slices of the text made (equal strings), so that the
- * leaf holds its objects' text once, in one place: the objects a commit stored
- * one by one across the heap end up side by side, and the text is kept for
- * the next checkpoint (SortedMap.encodedLeaves), which re-encodes only leaves
- * changed since.
+ * The object-file lines of one leaf of a space's object map. The leaf then
+ * keeps only this text (SortedMap.encodedLeaves with decodeStoreLeaf): the
+ * objects a commit stored one by one across the heap end up side by side, in
+ * one string, and the next checkpoint re-encodes only leaves changed since.
  */
 const encodeStoreLeaf: LeafEncoder<string> = (keys, texts, base) => {
   const count = keys.length;
-  // Where each line, and the value in it, starts in the text made: the values are then cut from it.
-  const lineAt = new Array<number>(count + 1);
-  const valueAt = new Array<number>(count);
   const parts: string[] = [];
-  let at = 0;
   const fresh = (i: number): void => {
-    const key = plainKey(keys[i] as string);
-    lineAt[i] = at;
-    valueAt[i] = at + KeyPrefix.length + key.length + ValueInfix.length;
-    parts.push(KeyPrefix, key, ValueInfix, texts[i] as string, '}\n');
-    at = valueAt[i] + (texts[i] as string).length + 2;
+    parts.push(KeyPrefix, plainKey(keys[i] as string), ValueInfix, texts[i] as string, '}\n');
   };
   if (base === undefined) {
     for (let i = 0; i < count; i++) fresh(i);
-  } else {
-    // Lines of entries the base holds with the very same value are copied from its text, a run at a time:
-    // a scan of text already in the cache instead of reading every key and value again.
-    const { keys: old, values: oldTexts, text: oldText } = base;
-    let j = 0;
-    let pos = 0; // where base line j starts
-    let runStart = -1;
-    let runEnd = -1;
-    const flush = (): void => {
-      if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
-      runStart = -1;
-    };
-    for (let i = 0; i < count; i++) {
-      const key = keys[i] as string;
-      while (j < old.length && old[j] !== key && (old[j] as string) < key) {
-        pos = oldText.indexOf('\n', pos) + 1;
-        j++;
-      }
-      if (j < old.length && old[j] === key && oldTexts[j] === texts[i]) {
-        const lineEnd = oldText.indexOf('\n', pos) + 1;
+    return parts.join('');
+  }
+  // Lines of entries the base holds with the very same value are copied from its text, a run at a time:
+  // a scan of text already in the cache instead of reading every key and value again.
+  const { keys: old, values: oldTexts, text: oldText } = base;
+  let j = 0;
+  let pos = 0; // where base line j starts
+  let runStart = -1;
+  let runEnd = -1;
+  for (let i = 0; i < count; i++) {
+    const key = keys[i] as string;
+    while (j < old.length && old[j] !== key && (old[j] as string) < key) {
+      pos = oldText.indexOf('\n', pos) + 1;
+      j++;
+    }
+    if (j < old.length && old[j] === key) {
+      const lineEnd = oldText.indexOf('\n', pos) + 1;
+      const same = oldTexts[j] === texts[i];
+      j++;
+      if (same) {
         if (runStart < 0 || runEnd !== pos) {
-          flush();
+          if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
           runStart = pos;
         }
         runEnd = lineEnd;
-        lineAt[i] = at;
-        valueAt[i] = at + (oldText.indexOf(ValueInfix, pos + KeyPrefix.length) + ValueInfix.length - pos);
-        at += lineEnd - pos;
         pos = lineEnd;
-        j++;
         continue;
       }
-      if (j < old.length && old[j] === key) {
-        pos = oldText.indexOf('\n', pos) + 1;
-        j++;
-      }
-      flush();
-      fresh(i);
+      pos = lineEnd;
     }
-    flush();
+    if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+    runStart = -1;
+    fresh(i);
   }
-  lineAt[count] = at;
-  const text = parts.join('');
-  for (let i = 0; i < count; i++) texts[i] = text.slice(valueAt[i], (lineAt[i + 1] as number) - 2);
-  return text;
+  if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+  return parts.join('');
 };
 
 /** The keys of one leaf of a posting list, as an index line lists them: `k1","k2",...,"kn`; runs of keys its base holds are copied from its text. */
@@ -186,9 +167,12 @@ const encodePostingsLeaf: LeafEncoder<true> = (keys, _values, base) => {
   let pos = 0; // where base key j starts
   let runStart = -1;
   let runEnd = -1;
+  // The end of the key at `from`: the next quote (keys hold none), found by a loop over a few characters,
+  // several times faster than a call of indexOf.
   const endOf = (from: number): number => {
-    const end = oldText.indexOf(KeySeparator, from);
-    return end < 0 ? oldText.length : end;
+    let end = from;
+    while (end < oldText.length && oldText.charCodeAt(end) !== 0x22) end++;
+    return end;
   };
   const flush = (): void => {
     if (runStart >= 0) pieces.push(oldText.slice(runStart, runEnd));
@@ -217,43 +201,101 @@ const encodePostingsLeaf: LeafEncoder<true> = (keys, _values, base) => {
   return pieces.join(KeySeparator);
 };
 
-/** The index line of a posting list of one leaf (kept with it: Postings.memo) for `value`. */
+/** The index line of a posting list of one leaf for `value`. */
 function singleLeafLine(postings: Postings, value: string): string {
   return `${IndexValueHead}${JSON.stringify(value)}${IndexKeysInfix}${postings.singleLeafText(encodePostingsLeaf) as string}${IndexEnd}\n`;
 }
 
+/** A posting list's line: the one a restore kept with it as read (then kept only in the text it goes into), else made now. */
+function lineOf(postings: Postings, value: string): string {
+  return postings.takeMemo(value) ?? singleLeafLine(postings, value);
+}
+
+/** Whether a leaf of an index is kept as one text: when each of its posting lists is one leaf, so each line at most 64 keys. */
+function smallLines(_values: readonly string[], lists: readonly Postings[]): boolean {
+  for (let i = 0; i < lists.length; i++) if (!(lists[i] as Postings).oneLeaf) return false;
+  return true;
+}
+
+/**
+ * The lines of one leaf of an index whose posting lists are each one leaf
+ * (most values are held by a few objects). Lines of values the base holds
+ * with the very same posting list are copied from its text, a run at a time:
+ * an unchanged line costs a search for its end in text already in the cache,
+ * not a visit to its posting list somewhere in the heap.
+ */
+const encodeIndexLeaf: LeafEncoder<Postings> = (values, lists, base) => {
+  const count = values.length;
+  const parts: string[] = [];
+  if (base === undefined) {
+    for (let i = 0; i < count; i++) parts.push(lineOf(lists[i] as Postings, values[i] as string));
+    return parts.join('');
+  }
+  const { keys: old, values: oldLists, text: oldText } = base;
+  let j = 0;
+  let pos = 0; // where base line j starts
+  let runStart = -1;
+  let runEnd = -1;
+  for (let i = 0; i < count; i++) {
+    const value = values[i] as string;
+    while (j < old.length && old[j] !== value && (old[j] as string) < value) {
+      pos = oldText.indexOf('\n', pos) + 1;
+      j++;
+    }
+    if (j < old.length && old[j] === value) {
+      const lineEnd = oldText.indexOf('\n', pos) + 1;
+      const same = oldLists[j] === lists[i];
+      j++;
+      if (same) {
+        if (runStart < 0 || runEnd !== pos) {
+          if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+          runStart = pos;
+        }
+        runEnd = lineEnd;
+        pos = lineEnd;
+        continue;
+      }
+      pos = lineEnd;
+    }
+    if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+    runStart = -1;
+    parts.push(lineOf(lists[i] as Postings, value));
+  }
+  if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+  return parts.join('');
+};
 
 function* storePieces(state: StoreState, spaceId: string): Generator<string, void, undefined> {
-  yield* state.encodedObjects(spaceId, encodeStoreLeaf);
+  yield* state.encodedObjects(spaceId, encodeStoreLeaf, decodeStoreLeaf);
 }
 
 function* indexPieces(state: StoreState, spaceId: string, field: string): Generator<string, void, undefined> {
-  let text = '';
-  for (const [values, postingLists] of state.indexLeaves(spaceId, field)) {
+  for (const leaf of state.encodedIndex(spaceId, field, encodeIndexLeaf, smallLines)) {
+    if (typeof leaf === 'string') {
+      if (leaf.length > 0) yield leaf;
+      continue;
+    }
+    // A leaf with a long posting list, written a leaf of it at a time.
+    const { keys: values, values: lists } = leaf;
+    let text = '';
     for (let i = 0; i < values.length; i++) {
       const value = values[i] as string;
-      const postings = postingLists[i] as Postings;
-      // Most values are held by a few objects: a posting list of one leaf, whose whole line is kept with it.
+      const postings = lists[i] as Postings;
       if (postings.oneLeaf) {
         text += postings.memo(value, singleLeafLine);
         continue;
       }
-      const head = `${IndexValueHead}${JSON.stringify(value)}${IndexKeysInfix}`;
       if (text.length > 0) yield text;
       text = '';
       let first = true;
       for (const keys of postings.encodedLeaves(encodePostingsLeaf)) {
-        yield first ? head + keys : `","${keys}`;
+        yield first ? `${IndexValueHead}${JSON.stringify(value)}${IndexKeysInfix}${keys}` : `","${keys}`;
         first = false;
       }
       yield `${IndexEnd}\n`;
     }
-    if (text.length >= IndexTextChars) {
-      yield text;
-      text = '';
-    }
+    if (text.length > 0) yield text;
   }
-  if (text.length > 0) yield text;
 }
 
 /** collection.json of `state` (a snapshot: it never changes, so every call of `chunks` yields the same text). */
@@ -401,9 +443,6 @@ function closingQuote(line: string, from: number, end: number): number {
   }
   return -1;
 }
-
-/** Short index lines are joined into texts of about this many characters before they are handed out. */
-const IndexTextChars = 16 * 1024;
 
 /** Reads back a leaf of the object file: `count` lines, checked when they were read (SpaceBuilder.storeLine). */
 const decodeStoreLeaf: LeafDecoder<string> = (text, count) => {

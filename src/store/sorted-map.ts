@@ -75,6 +75,19 @@ class Leaf<V> {
     return this.v as readonly V[];
   }
 
+  /**
+   * Keep only the text: the keys and values are read back from it with
+   * `decode` when next used. A leaf just written by a checkpoint then holds
+   * one string instead of two per entry, and the checkpoint makes no copies
+   * of its values; a later change or lookup pays for a read of this leaf.
+   */
+  dropEntries(decode: LeafDecoder<V>): void {
+    if (this.memo === undefined || this.count === 0) return;
+    this.k = undefined;
+    this.v = undefined;
+    this.unread = decode;
+  }
+
   private read(): readonly string[] {
     const decode = this.unread as LeafDecoder<V>;
     const { keys, values } = decode(this.memo as string, this.count);
@@ -118,6 +131,12 @@ export interface LeafBase<V> {
   keys: readonly string[];
   values: readonly V[];
   text: string;
+}
+
+/** A leaf's own keys and values (see SortedMap.encodedLeavesWhere). */
+export interface LeafEntries<V> {
+  keys: readonly string[];
+  values: readonly V[];
 }
 
 /** `keys[i]` is the smallest key under `children[i]`. */
@@ -316,11 +335,12 @@ function* walkKeys<V>(node: Node<V>): Generator<string, void, undefined> {
 }
 
 /** The text `encode` makes of `leaf`, made on first use and kept with the leaf. */
-function encoded<V>(leaf: Leaf<V>, encode: LeafEncoder<V>): string {
+function encoded<V>(leaf: Leaf<V>, encode: LeafEncoder<V>, decode?: LeafDecoder<V>): string {
   if (leaf.memoBy !== encode || leaf.memo === undefined) {
     leaf.memo = encode(leaf.keys, leaf.values as V[], baseOf(leaf, encode));
     leaf.memoBy = encode;
     leaf.base = undefined;
+    if (decode !== undefined) leaf.dropEntries(decode);
   }
   return leaf.memo;
 }
@@ -484,11 +504,6 @@ export class SortedMap<V> {
     return walkKeys(this.root);
   }
 
-  /** The entries a leaf (up to 64) at a time, in key order, as the leaf's own key and value arrays, which must not be changed. */
-  *leafEntries(): IterableIterator<[readonly string[], readonly V[]]> {
-    for (const leaf of leaves(this.root)) yield [leaf.keys, leaf.values];
-  }
-
   /** Whether the map is one leaf (at most 64 entries; a map that shrank to that many may still be more). */
   get oneLeaf(): boolean {
     return this.root.leaf;
@@ -527,15 +542,38 @@ export class SortedMap<V> {
     this.memoTag = tag;
   }
 
+  /** The text kept for `tag` (by `memo` or `remember`), if any, which is then no longer kept: the caller keeps it elsewhere. */
+  takeMemo(tag: string): string | undefined {
+    const text = this.memoTag === tag ? this.memoText : undefined;
+    this.memoText = undefined;
+    this.memoTag = undefined;
+    return text;
+  }
+
   /**
    * Each leaf's text as `encode` makes it, in key order, lazily. A leaf's text
    * is made once and kept with the leaf, which later versions of the map share
    * until a change replaces it: calling this again after a few changes
    * re-encodes only the leaves they touched. Pass the same function each time
    * (a module-level one): a leaf keeps the text of the last encoder only.
+   * With `decode`, a leaf whose text is made now keeps only the text, read
+   * back with `decode` when next used (Leaf.dropEntries).
    */
-  *encodedLeaves(encode: LeafEncoder<V>): IterableIterator<string> {
-    for (const leaf of leaves(this.root)) yield encoded(leaf, encode);
+  *encodedLeaves(encode: LeafEncoder<V>, decode?: LeafDecoder<V>): IterableIterator<string> {
+    for (const leaf of leaves(this.root)) yield encoded(leaf, encode, decode);
+  }
+
+  /**
+   * As `encodedLeaves`, for a map only some of whose leaves `encode` makes
+   * text of: each leaf's text where `encodes(keys, values)` says so (kept with
+   * the leaf), else the leaf's own key and value arrays, not to be changed.
+   * `encodes` must depend only on the leaf's keys and values.
+   */
+  *encodedLeavesWhere(encode: LeafEncoder<V>, encodes: (keys: readonly string[], values: readonly V[]) => boolean): IterableIterator<string | LeafEntries<V>> {
+    for (const leaf of leaves(this.root)) {
+      if ((leaf.memoBy === encode && leaf.memo !== undefined) || encodes(leaf.keys, leaf.values)) yield encoded(leaf, encode);
+      else yield { keys: leaf.keys, values: leaf.values };
+    }
   }
 
   /** Same as `entries()`. */

@@ -15,7 +15,7 @@ import { BadRequestError, ConflictError } from '../errors.js';
 import { show, validateObjectKey } from './identifiers.js';
 import { isPlainObject, type Json } from './json.js';
 import type { TxOp } from './ops.js';
-import { SortedMap, type LeafEncoder } from './sorted-map.js';
+import { SortedMap, type LeafDecoder, type LeafEncoder, type LeafEntries } from './sorted-map.js';
 import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
 
 /** Most operations in one commit. */
@@ -206,15 +206,20 @@ export class Space {
     return walkIndex(this.indexes.get(field), (postings) => postings.keys());
   }
 
-  /** The objects' text as `encode` makes it of each leaf of the object map, in key order (SortedMap.encodedLeaves: kept with each leaf). */
-  encodedObjects(encode: LeafEncoder<string>): IterableIterator<string> {
-    return this.objects.encodedLeaves(encode);
+  /** The objects' text as `encode` makes it of each leaf of the object map, in key order (SortedMap.encodedLeaves: kept with each leaf, read back with `decode`). */
+  encodedObjects(encode: LeafEncoder<string>, decode: LeafDecoder<string>): IterableIterator<string> {
+    return this.objects.encodedLeaves(encode, decode);
   }
 
-  /** One field's index a leaf at a time: indexed values ascending and the posting list of each (read-only arrays, for a checkpoint writer). */
-  indexLeaves(field: string): IterableIterator<[readonly string[], readonly Postings[]]> {
+  /**
+   * One field's index a leaf at a time, for a checkpoint writer: the text
+   * `encode` makes of a leaf where `encodes` says so, kept with it
+   * (SortedMap.encodedLeavesWhere), else the leaf's indexed values ascending
+   * and the posting list of each.
+   */
+  encodedIndex(field: string, encode: LeafEncoder<Postings>, encodes: (values: readonly string[], lists: readonly Postings[]) => boolean): IterableIterator<string | LeafEntries<Postings>> {
     this.requireIndexed(field);
-    return (this.indexes.get(field) ?? SortedMap.empty<Postings>()).leafEntries();
+    return (this.indexes.get(field) ?? SortedMap.empty<Postings>()).encodedLeavesWhere(encode, encodes);
   }
 
   /**

@@ -18,7 +18,7 @@ import type { Json } from './json.js';
 import { checkOpShape, type StoreOp } from './ops.js';
 import { Space, type Postings, type SpaceData, type SpaceInfo } from './space.js';
 import { checkTemplate, sameIndexes, type TemplateDef, type TemplateRef } from './template.js';
-import type { LeafEncoder } from './sorted-map.js';
+import type { LeafDecoder, LeafEncoder, LeafEntries } from './sorted-map.js';
 
 /** Template name → version → definition (frozen). */
 type Templates = IMap<string, IMap<string, TemplateDef>>;
@@ -238,13 +238,13 @@ export class StoreState {
   }
 
   /** A space's objects as text `encode` makes of a few at a time, kept with them (Space.encodedObjects); for a checkpoint writer. */
-  encodedObjects(spaceId: string, encode: LeafEncoder<string>): IterableIterator<string> {
-    return this.requireSpace(spaceId).encodedObjects(encode);
+  encodedObjects(spaceId: string, encode: LeafEncoder<string>, decode: LeafDecoder<string>): IterableIterator<string> {
+    return this.requireSpace(spaceId).encodedObjects(encode, decode);
   }
 
-  /** One indexed field of a space a leaf at a time (Space.indexLeaves): what a checkpoint writer walks. */
-  indexLeaves(spaceId: string, field: string): IterableIterator<[readonly string[], readonly Postings[]]> {
-    return this.requireSpace(spaceId).indexLeaves(field);
+  /** One indexed field of a space a leaf at a time, as text where `encodes` says so (Space.encodedIndex): what a checkpoint writer walks. */
+  encodedIndex(spaceId: string, field: string, encode: LeafEncoder<Postings>, encodes: (values: readonly string[], lists: readonly Postings[]) => boolean): IterableIterator<string | LeafEntries<Postings>> {
+    return this.requireSpace(spaceId).encodedIndex(field, encode, encodes);
   }
 
   /** The fields a space's template version indexes; NotFoundError for an unknown space. */

@@ -242,6 +242,46 @@ describe('store checkpoint files', () => {
       expect(archive(snapshot)).to.deep.equal(before);
     });
 
+    it('encodes round after round of random changes as a fresh state would, from states built by commits and by a restore', () => {
+      // `owner` makes many short posting lists (an index leaf kept as one text), `type` a few long ones (kept a leaf
+      // of keys at a time); the objects' leaves keep only their text once written and are read back when changed.
+      let seed = 7;
+      const rand = (n: number): number => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return seed % n;
+      };
+      const value = () => ({ type: `t${rand(3)}`, owner: `o${String(rand(300)).padStart(3, '0')}`, n: rand(1000), s: 'q"\\\n'.slice(0, rand(5)) });
+      const start = applyAll(StoreState.empty(), load('plm', '1.0', ['type', 'owner']), create('s'));
+      const keys = Array.from({ length: 3000 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+      let state = start.apply(commit('s', ...keys.map((k) => put(k, value()))), start.seq + 1);
+      let restored = rebuild(archive(state), state.seq);
+      const rounds: TxOp[][] = [];
+      for (let round = 0; round < 6; round++) {
+        const ops: TxOp[] = [];
+        const touched = new Set<string>();
+        for (let i = 0; i < 40 + rand(200); i++) {
+          const key = rand(4) === 0 ? `k${String(rand(4000)).padStart(5, '0')}x` : (keys[rand(keys.length)] as string);
+          if (touched.has(key)) continue;
+          touched.add(key);
+          ops.push(rand(5) === 0 && state.getObjectText('s', key) !== undefined ? del(key) : put(key, value()));
+        }
+        rounds.push(ops);
+        state = state.apply(commit('s', ...ops), state.seq + 1);
+        restored = restored.apply(commit('s', ...ops), restored.seq + 1);
+        // The reference: the same objects put at once into a state never written before (its space files only:
+        // collection.json holds seqs, which differ).
+        const fresh = start.apply(commit('s', ...[...state.objects('s')].map(([k, v]) => put(k, v))), start.seq + 1);
+        const expected = [...archive(fresh)].filter(([path]) => path.startsWith('space/'));
+        expect(expected.length).to.equal(3);
+        const written = archive(state);
+        expect([...written].filter(([path]) => path.startsWith('space/'))).to.deep.equal(expected, `round ${round}, a state built by commits`);
+        expect([...archive(restored)].filter(([path]) => path.startsWith('space/'))).to.deep.equal(expected, `round ${round}, a restored state`);
+        expectSameState(rebuild(written, state.seq), state);
+        expectSameState(restored, state);
+      }
+      expect(rounds.flat().length).to.be.greaterThan(300);
+    });
+
     it('cuts a long posting list between keys, so the index file still reads back', () => {
       const state = bulky();
       const chunks = [...spaceArchiveFiles(state, 's')[1]!.chunks()];

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { SortedMap, type LeafEncoder } from '../../src/store/sorted-map.js';
+import { SortedMap, type LeafDecoder, type LeafEncoder } from '../../src/store/sorted-map.js';
 
 /** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
 function random(seed: number): () => number {
@@ -168,6 +168,49 @@ describe('store sorted map', () => {
       expect([...map.encodedLeaves(b.encode)].join('')).to.equal(text(map));
       expect(b.calls).to.equal(a.calls);
       expect([...SortedMap.empty<number>().encodedLeaves(a.encode)]).to.deep.equal(['']);
+    });
+
+    it('with a decoder, keeps only the text of a leaf it encodes, read back on first use', () => {
+      const map = fill(1000);
+      const counter = counting();
+      let decoded = 0;
+      const decode: LeafDecoder<number> = (leafText) => {
+        decoded++;
+        const entries = leafText.split(';').slice(0, -1).map((e) => e.split('='));
+        return { keys: entries.map(([k]) => k!), values: entries.map(([, v]) => Number(v)) };
+      };
+      const whole = text(map);
+      expect([...map.encodedLeaves(counter.encode, decode)].join('')).to.equal(whole);
+      expect(decoded).to.equal(0);
+      expect(map.get('k000500')).to.equal(500);
+      expect(decoded).to.equal(1);
+      expect(map.get('k000501')).to.equal(501);
+      expect(decoded).to.equal(1);
+      const changed = map.set('k000700', -7).delete('k000010');
+      expect(decoded).to.equal(3);
+      changed.assertValid();
+      const changedText = text(changed);
+      const reads = decoded;
+      expect([...changed.encodedLeaves(counter.encode, decode)].join('')).to.equal(changedText);
+      // Encoding reads no leaf: unchanged ones hand out their text, changed ones encode what they hold.
+      expect(decoded).to.equal(reads);
+      expect([...map.entries()]).to.deep.equal(Array.from({ length: 1000 }, (_, i) => [`k${String(i).padStart(6, '0')}`, i]));
+    });
+
+    it('encodes only the leaves a predicate allows, handing out the others as their entries', () => {
+      const map = fill(1000);
+      const counter = counting();
+      const evenFirst = (keys: readonly string[]) => Number(keys[0]!.slice(1)) % 2 === 0;
+      const out = [...map.encodedLeavesWhere(counter.encode, evenFirst)];
+      const texts = out.filter((o): o is string => typeof o === 'string');
+      const others = out.filter((o) => typeof o !== 'string');
+      expect(texts.length).to.be.greaterThan(0);
+      expect(others.length).to.be.greaterThan(0);
+      expect(counter.calls).to.equal(texts.length);
+      const joined = out.map((o) => (typeof o === 'string' ? o : o.keys.map((k, i) => `${k}=${o.values[i]};`).join(''))).join('');
+      expect(joined).to.equal(text(map));
+      [...map.encodedLeavesWhere(counter.encode, evenFirst)];
+      expect(counter.calls).to.equal(texts.length);
     });
 
     it('lets the encoder replace values by equal ones', () => {

@@ -19,7 +19,7 @@ import { deflateWorkerMain, lowerThreadPriority, writeWorkerMain } from './write
 import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit } from './write-worker-protocol.js';
 
 /** Bytes of batches sent to the worker and not yet acknowledged, at most. */
-const MaxInFlightBytes = 8 * 1024 * 1024;
+const MaxInFlightBytes = 32 * 1024 * 1024;
 /** Bytes gathered before one write to disk. */
 const WriteBatchBytes = 1024 * 1024;
 /** Bytes written between two fdatasyncs while a checkpoint is written (see write-worker.ts). */
