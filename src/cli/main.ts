@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=64
 /**
  * The `checkpointd` command: `run` (the daemon), the local commands `verify`,
  * `export` and `token create`, and the client commands that talk to a daemon's

@@ -89,7 +89,9 @@ export class EntryReader {
     if (job !== this.next) throw new Error(`EntryReader: entry ${job} asked for, entry ${this.next} is next`);
     this.next++;
     for (;;) {
-      this.release();
+      // Slots go back two at a time while chunks are waiting here (one message per chunk cost a few
+      // percent of a restore); all of them before waiting for the worker, which may be out of slots.
+      if (this.held >= 2 || this.queue.length === 0) this.release();
       const message = await this.take();
       if (message.type === 'failed') throw new Error('unreachable: failures are not queued');
       if (message.job !== job) throw new CheckpointdError(`the checkpoint read worker sent entry ${message.job} while entry ${job} was being read`);
