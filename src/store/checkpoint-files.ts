@@ -35,7 +35,7 @@
 import { BadRequestError } from '../errors.js';
 import { isObjectKeyAt, show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
 import { Space, SpaceData, type FieldIndex, type Postings } from './space.js';
-import { MaxLeafEntries, SortedMap, type LeafDecoder, type LeafEncoder, type LeafText } from './sorted-map.js';
+import { MaxLeafEntries, SortedMap, type LeafBase, type LeafDecoder, type LeafEncoder, type LeafText } from './sorted-map.js';
 import type { StoreState } from './store-state.js';
 import { checkTemplate, type TemplateDef, type TemplateRef } from './template.js';
 
@@ -110,23 +110,32 @@ function* collectionPieces(state: StoreState): Generator<string, void, undefined
  * one string, and the next checkpoint re-encodes only leaves changed since.
  */
 const encodeStoreLeaf: LeafEncoder<string> = (keys, texts, base) => {
-  const count = keys.length;
   const parts: string[] = [];
   const fresh = (i: number): void => {
     parts.push(KeyPrefix, plainKey(keys[i] as string), ValueInfix, texts[i] as string, '}\n');
   };
+  leafLines(keys, texts, base, parts, fresh);
+  return parts.join('');
+};
+
+/**
+ * Appends to `parts` the lines (each ending in `\n`) of a leaf's entries: made
+ * by `fresh`, except those `base` holds under the same key with the very same
+ * value (===), which are copied from its text a run at a time. A scan of text
+ * already in the cache instead of a visit to every key and value somewhere in
+ * the heap.
+ */
+function leafLines<V>(keys: readonly string[], values: readonly V[], base: LeafBase<V> | undefined, parts: string[], fresh: (i: number) => void): void {
   if (base === undefined) {
-    for (let i = 0; i < count; i++) fresh(i);
-    return parts.join('');
+    for (let i = 0; i < keys.length; i++) fresh(i);
+    return;
   }
-  // Lines of entries the base holds with the very same value are copied from its text, a run at a time:
-  // a scan of text already in the cache instead of reading every key and value again.
-  const { keys: old, values: oldTexts, text: oldText } = base;
+  const { keys: old, values: oldValues, text: oldText } = base;
   let j = 0;
   let pos = 0; // where base line j starts
   let runStart = -1;
   let runEnd = -1;
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
     while (j < old.length && old[j] !== key && (old[j] as string) < key) {
       pos = oldText.indexOf('\n', pos) + 1;
@@ -134,7 +143,7 @@ const encodeStoreLeaf: LeafEncoder<string> = (keys, texts, base) => {
     }
     if (j < old.length && old[j] === key) {
       const lineEnd = oldText.indexOf('\n', pos) + 1;
-      const same = oldTexts[j] === texts[i];
+      const same = oldValues[j] === values[i];
       j++;
       if (same) {
         if (runStart < 0 || runEnd !== pos) {
@@ -152,8 +161,7 @@ const encodeStoreLeaf: LeafEncoder<string> = (keys, texts, base) => {
     fresh(i);
   }
   if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
-  return parts.join('');
-};
+}
 
 /** The keys of one leaf of a posting list, as an index line lists them: `k1","k2",...,"kn`; runs of keys its base holds are copied from its text. */
 const encodePostingsLeaf: LeafEncoder<true> = (keys, _values, base) => {
@@ -219,49 +227,12 @@ function smallLines(_values: readonly string[], lists: readonly Postings[]): boo
 
 /**
  * The lines of one leaf of an index whose posting lists are each one leaf
- * (most values are held by a few objects). Lines of values the base holds
- * with the very same posting list are copied from its text, a run at a time:
- * an unchanged line costs a search for its end in text already in the cache,
- * not a visit to its posting list somewhere in the heap.
+ * (most values are held by a few objects); lines of values the base holds
+ * with the very same posting list are copied from its text (see leafLines).
  */
 const encodeIndexLeaf: LeafEncoder<Postings> = (values, lists, base) => {
-  const count = values.length;
   const parts: string[] = [];
-  if (base === undefined) {
-    for (let i = 0; i < count; i++) parts.push(lineOf(lists[i] as Postings, values[i] as string));
-    return parts.join('');
-  }
-  const { keys: old, values: oldLists, text: oldText } = base;
-  let j = 0;
-  let pos = 0; // where base line j starts
-  let runStart = -1;
-  let runEnd = -1;
-  for (let i = 0; i < count; i++) {
-    const value = values[i] as string;
-    while (j < old.length && old[j] !== value && (old[j] as string) < value) {
-      pos = oldText.indexOf('\n', pos) + 1;
-      j++;
-    }
-    if (j < old.length && old[j] === value) {
-      const lineEnd = oldText.indexOf('\n', pos) + 1;
-      const same = oldLists[j] === lists[i];
-      j++;
-      if (same) {
-        if (runStart < 0 || runEnd !== pos) {
-          if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
-          runStart = pos;
-        }
-        runEnd = lineEnd;
-        pos = lineEnd;
-        continue;
-      }
-      pos = lineEnd;
-    }
-    if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
-    runStart = -1;
-    parts.push(lineOf(lists[i] as Postings, value));
-  }
-  if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
+  leafLines(values, lists, base, parts, (i) => parts.push(lineOf(lists[i] as Postings, values[i] as string)));
   return parts.join('');
 };
 
