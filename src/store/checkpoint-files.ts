@@ -27,10 +27,13 @@
  * tokens (whole lines of a leaf of the object map, the keys of a leaf of a
  * posting list), so each piece is well-formed UTF-16 and encodes to UTF-8 on
  * its own; the archive writer gathers them into large writes. The text of
- * each leaf is kept with it (SortedMap.encodedLeaves), and so is the whole
- * line of a posting list of one leaf (SortedMap.memo), so a checkpoint
- * encodes only what changed since the one before. A restore keeps the texts
- * it read the same way: the first checkpoint after it encodes nothing new.
+ * each leaf of objects is kept with it, and then only the text
+ * (SortedMap.encodedLeaves with a decoder); a leaf of an index whose posting
+ * lists are each one leaf keeps the text of its lines; a long posting list
+ * keeps the text of each of its leaves. So a checkpoint encodes only what
+ * changed since the one before. A restore keeps the texts it read the same
+ * way (an index line of a short posting list with that list, SortedMap.memo,
+ * joined into its index leaf's text by the first checkpoint after it).
  */
 import { BadRequestError } from '../errors.js';
 import { isObjectKeyAt, show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';

@@ -26,7 +26,7 @@ const MinNodeEntries = 16;
  */
 class Leaf<V> {
   readonly leaf = true as const;
-  /** The text `memoBy` made of this leaf (see `encodedLeaves`); with `unread`, the only fields that change after a leaf is built. */
+  /** The text `memoBy` made of this leaf (see `encodedLeaves`). This, `unread`, `base` and the arrays dropped and read back again (`dropEntries`) are all that changes after a leaf is built; its entries never do. */
   memo: string | undefined = undefined;
   memoBy: LeafEncoder<V> | undefined = undefined;
   private k: readonly string[] | undefined;
