@@ -6,6 +6,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 import {
   readCheckpointArchive,
@@ -17,6 +18,8 @@ import {
   type SpaceSource,
 } from '../../src/checkpoint/archive/index.js';
 import { WorkerSink } from '../../src/checkpoint/archive/worker-sink.js';
+import type { FromWriteWorker, WriteWorkerInit } from '../../src/checkpoint/archive/write-worker-protocol.js';
+import { lowerThreadPriority, writeWorkerMain } from '../../src/checkpoint/archive/write-worker.js';
 import { CheckpointdError, storageFailure } from '../../src/errors.js';
 import { threadCount } from '../helpers/threads.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -237,6 +240,61 @@ describe('checkpoint archive: the write worker', function () {
     }
     expect(niceOf(String(process.pid)), 'the main thread').to.equal(0);
     expect([...seen]).to.include(10);
+  });
+
+  it('runs its writes no further ahead of the disk than maxUnsyncedBytes, however slow the fdatasyncs are', async function () {
+    // The worker's own code on a node:fs whose fdatasync answers 20 ms late and which records, at each write,
+    // how far the file's end is past the last finished sync. Without the limit the page cache takes all 32 MiB
+    // before the second sync has finished.
+    const source = `var __name = (f) => f;
+      const threads = require('node:worker_threads');
+      const real = require('node:fs');
+      let end = 0, synced = 0, peak = 0;
+      const fs = { ...real,
+        writeSync(fd, data, offset, length, position) {
+          const n = real.writeSync(fd, data, offset, length, position);
+          end = Math.max(end, position + n);
+          peak = Math.max(peak, end - synced);
+          return n;
+        },
+        fdatasync(fd, done) {
+          const to = end;
+          setTimeout(() => real.fdatasync(fd, (err) => { if (err === null) synced = Math.max(synced, to); done(err); }), 20);
+        },
+        fsync(fd, done) {
+          threads.parentPort.postMessage({ type: 'peak', peak });
+          real.fsync(fd, done);
+        },
+      };
+      (${writeWorkerMain.toString()})(threads, require('node:crypto'), require('node:zlib'), fs, require('node:os'), ${lowerThreadPriority.toString()});`;
+    const handle = await fs.open(path.join(dir, 'file'), 'wx+');
+    const init: WriteWorkerInit = { fd: handle.fd, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB };
+    const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
+    try {
+      const done = new Promise<{ peak: number; size: number }>((resolve, reject) => {
+        let peak = -1;
+        worker.on('message', (m: FromWriteWorker | { type: 'peak'; peak: number }) => {
+          if (m.type === 'peak') peak = m.peak;
+          else if (m.type === 'failed') reject(new Error(m.error.message));
+          else if (m.type === 'finished') resolve({ peak, size: m.size });
+        });
+        worker.on('error', reject);
+      });
+      // 32 batches of 1 MiB, all at once: only the limit holds the worker back.
+      for (let i = 0; i < 32; i++) {
+        const batch = Buffer.allocUnsafeSlow(MiB).fill(i);
+        worker.postMessage({ type: 'batch', data: batch, last: i === 31 }, [batch.buffer]);
+      }
+      worker.postMessage({ type: 'finish' });
+      const { peak, size } = await done;
+      expect(size).to.equal(32 * MiB);
+      expect(peak, 'bytes written past the last finished fdatasync, at most').to.be.at.most(init.maxUnsyncedBytes + init.writeBytes);
+      expect(peak, 'the syncs did hold the writes back').to.be.at.least(init.maxUnsyncedBytes);
+      expect((await handle.stat()).size).to.equal(32 * MiB);
+    } finally {
+      await worker.terminate();
+      await handle.close();
+    }
   });
 
   it('turns a worker that dies into a rejection of the next wait, not a hang', async function () {

@@ -25,6 +25,14 @@ export interface WriteWorkerInit {
   hashReadBytes: number;
   /** Bytes written between two fdatasyncs while writing (0: only the final fsync). */
   syncEveryBytes: number;
+  /**
+   * Bytes the writes may run ahead of the last finished fdatasync before the
+   * worker waits for the one in flight (0: no limit). Without a limit the
+   * page cache takes a gigabyte far faster than the disk does, and what is
+   * left dirty is written in one go at the end, in front of every commit's
+   * journal write.
+   */
+  maxUnsyncedBytes: number;
 }
 
 /** Main → worker. */

@@ -127,7 +127,8 @@ export function writeWorkerMain(
     // fsync of the journal waits for every dirty block of this file, so a gigabyte left dirty until the final
     // fsync stalls every commit made meanwhile. Here a commit waits for about SyncEveryBytes. One sync at a
     // time, on libuv's pool, while this thread goes on writing: waiting for each (8 MiB to a virtual disk
-    // took about 25 ms) held the encoder up for a third of a stored checkpoint's time.
+    // took about 25 ms) held the encoder up for a third of a stored checkpoint's time. But never more than
+    // maxUnsyncedBytes ahead of the last finished sync (see drain).
     if (init.syncEveryBytes > 0 && flushedTo - syncedTo >= init.syncEveryBytes && syncing === null) {
       const to = flushedTo;
       syncing = new Promise<void>((resolve) => {
@@ -255,6 +256,8 @@ export function writeWorkerMain(
           const output = await slot.output;
           if (slot.first) entryStart = offset;
           append(output);
+          // Go no further ahead of the disk than maxUnsyncedBytes: the encoder feels it through the acks below.
+          while (syncing !== null && init.maxUnsyncedBytes > 0 && flushedTo - syncedTo >= init.maxUnsyncedBytes) await syncing;
           send({ type: 'ack', bytes: slot.bytes });
           if (slot.end !== null) send({ type: 'entry', start: entryStart, compressedSize: offset - entryStart, ...slot.end });
         } else {
