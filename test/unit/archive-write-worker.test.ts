@@ -19,7 +19,7 @@ import {
 } from '../../src/checkpoint/archive/index.js';
 import { WorkerSink } from '../../src/checkpoint/archive/worker-sink.js';
 import type { FromWriteWorker, WriteWorkerInit } from '../../src/checkpoint/archive/write-worker-protocol.js';
-import { lowerThreadPriority, writeWorkerMain } from '../../src/checkpoint/archive/write-worker.js';
+import { deflateWorkerMain, lowerThreadPriority, writeWorkerMain } from '../../src/checkpoint/archive/write-worker.js';
 import { CheckpointdError, storageFailure } from '../../src/errors.js';
 import { threadCount } from '../helpers/threads.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -126,18 +126,38 @@ describe('checkpoint archive: the write worker', function () {
     await execFileP('unzip', ['-tq', path.join(dir, 'c')]);
   });
 
-  it('keeps what it writes in order when deflating a batch takes far longer than the next one', async function () {
+  it('keeps what it writes in order when deflating a batch takes far longer than the next one, on two deflate threads', async function () {
     // Random bytes deflate slowly, zeros at once: a queue that wrote whatever finished first would mix them up.
+    // The worker is driven directly with two deflate threads, whatever the machine's cores (a checkpoint gets one
+    // fewer than the cores), and its file is then the entry's deflate stream alone.
     const slow = randomBytes(MiB);
     const fast = Buffer.alloc(MiB);
     const pieces = [slow, fast, slow, fast, fast, slow, fast];
-    const target = path.join(dir, 'c');
-    await writeCheckpointArchive(target, header, null, space([{ path: 'space/s/store/mixed.ndjson', chunks: () => pieces }, { path: 'space/s/index/after.idx', chunks: () => ['after\n'] }]), {
-      compression: { method: 'deflate', level: 9 },
-    });
-    const got = await readAll(target);
-    expect(got.get('space/s/store/mixed.ndjson')!.equals(Buffer.concat(pieces))).to.equal(true);
-    expect(got.get('space/s/index/after.idx')!.toString()).to.equal('after\n');
+    const deflateSource = `var __name = (f) => f;\n(${deflateWorkerMain.toString()})(require('node:worker_threads'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
+    const source = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
+    const handle = await fs.open(path.join(dir, 'file'), 'wx+');
+    const init: WriteWorkerInit = { fd: handle.fd, level: 9, parallel: 2, deflateSource, writeBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: 0, maxUnsyncedBytes: 0 };
+    const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
+    try {
+      const finished = new Promise<void>((resolve, reject) => {
+        worker.on('message', (m: FromWriteWorker) => {
+          if (m.type === 'failed') reject(new Error(m.error.message));
+          else if (m.type === 'finished') resolve();
+        });
+        worker.on('error', reject);
+      });
+      pieces.forEach((piece, i) => {
+        const batch = Buffer.allocUnsafeSlow(piece.length);
+        piece.copy(batch);
+        worker.postMessage({ type: 'batch', data: batch, last: i === pieces.length - 1 }, [batch.buffer]);
+      });
+      worker.postMessage({ type: 'finish' });
+      await finished;
+      expect(zlib.inflateRawSync(await fs.readFile(path.join(dir, 'file'))).equals(Buffer.concat(pieces))).to.equal(true);
+    } finally {
+      await worker.terminate();
+      await handle.close();
+    }
   });
 
   for (const compression of [{ method: 'store' }, { method: 'deflate', level: 6 }] as Compression[]) {

@@ -34,12 +34,16 @@ const MaxUnsyncedBytes = 2 * SyncEveryBytes;
 /** Bytes read at a time when hashing the finished file. */
 const HashReadBytes = 4 * 1024 * 1024;
 /**
- * Deflate threads: as many as cores. They run at nice 10 (see
- * write-worker.ts), so commits keep the CPU they need: with two deflates at
- * normal priority on libuv's pool, p99 commit latency during a deflate:6
- * checkpoint went to 2.1x the baseline.
+ * Deflate threads: one core fewer than the machine has (at least one, at most
+ * four), so that a core stays for the main thread, the journal's writes on
+ * libuv's pool and the garbage collector, which commits wait on. They also run
+ * at nice 10 (see write-worker.ts), which was not enough on its own: on two
+ * cores, with two deflate threads, commits at a steady 2,000 a second stalled
+ * now and then for 80–240 ms during a deflate checkpoint (the event loop
+ * never for more than 16 ms); with one, never for more than 20 ms. A deflate
+ * checkpoint takes 25–45% longer on two cores for it.
  */
-const DeflateParallel = Math.max(1, Math.min(4, availableParallelism()));
+const DeflateParallel = Math.max(1, Math.min(4, availableParallelism() - 1));
 
 /**
  * The worker's source. An eval worker rather than a file: the function is
