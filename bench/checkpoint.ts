@@ -39,7 +39,7 @@ import { readCheckpointArchive } from '../src/checkpoint/archive/index.js';
 import { Catalogue, Checkpointer, type CatalogueEntry, type Compression, type Manifest } from '../src/checkpoint/index.js';
 import { silentLogger } from '../src/log/index.js';
 import { Store } from '../src/store/index.js';
-import { installationId, VaultPaths } from '../src/vault/index.js';
+import { fsyncDir, installationId, VaultPaths } from '../src/vault/index.js';
 import { loadDataset, LoadsInFlight, makeValue, PutsPerLoad } from './dataset.js';
 import { collectGarbage, elapsed, fmt, keyOf, MiB, prng, stats, type Stats } from './shared.js';
 
@@ -321,6 +321,7 @@ export async function checkpointBench(): Promise<void> {
     }
 
     const latency: Latency[] = [];
+    const deletes: { how: string; mib: number; stats: Stats; seconds: number; stallMs: number }[] = [];
     for (const [load, rate] of [['saturating', 0], ['steady', SteadyRate]] as const) {
       for (const [round, setting] of Settings.entries()) {
         // The checkpoint's window first, then a baseline as long as it (at least BaselineMs): a p99 over a
@@ -332,7 +333,20 @@ export async function checkpointBench(): Promise<void> {
         const during = await commitLatencies(store, seed + 1, async () => {
           entry = await checkpointer(setting.compression).create(request);
         }, rate);
-        if (entry !== null) await catalogue.remove((entry as CatalogueEntry).id);
+        if (entry !== null) {
+          const done = entry as CatalogueEntry;
+          if (setting.name !== 'store') {
+            await catalogue.remove(done.id);
+          } else {
+            // The largest file: commits while it is deleted, the catalogue's way (a slice at a time) after the
+            // saturating window and, as the reference, unlinked at once after the steady one; both under the
+            // saturating load.
+            await settle();
+            const sliced = rate === 0;
+            const window = await commitLatencies(store, seed + 50, () => (sliced ? catalogue.remove(done.id) : fs.unlink(done.file).then(() => fsyncDir(catalogue.dir))));
+            deletes.push({ how: sliced ? 'a slice at a time (Catalogue.remove)' : 'unlinked at once (reference)', mib: done.size / MiB, stats: stats(window.latencies), seconds: window.seconds, stallMs: window.stallMs });
+          }
+        }
         await settle();
         const base = await commitLatencies(store, seed, () => delay(Math.max(BaselineMs, during.seconds * 1000)), rate);
         const baseStats = stats(base.latencies);
@@ -375,6 +389,9 @@ export async function checkpointBench(): Promise<void> {
       );
     }
     console.log(`(commits slower than 2x the baseline p99 during the checkpoint, by tenth of its length: ${latency.map((l) => `${l.setting} ${l.load} [${l.slow.join(' ')}]`).join('; ')})`);
+    for (const d of deletes) {
+      console.log(`commits while the ${fmt(d.mib)} MiB store checkpoint is deleted, ${d.how}: ${d.seconds.toFixed(2)} s, p50 / p99 / max ${d.stats.p50.toFixed(1)} / ${d.stats.p99.toFixed(1)} / ${d.stats.max.toFixed(1)} ms, loop stall ${d.stallMs.toFixed(0)} ms`);
+    }
     console.log(`\npeak RSS ${fmt(rss / MiB)} MiB; total ${elapsed(started)}`);
 
     console.log('\ntargets:');

@@ -14,7 +14,7 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, NotFoundError, storageFailure } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { fsyncDir, removeTempFiles, writeFileAtomic } from '../vault/index.js';
+import { fsyncDir, removeLargeFile, removeTempFiles, tempPathFor, writeFileAtomic } from '../vault/index.js';
 import { readManifest, type Manifest } from './archive/index.js';
 
 const NamePattern = /^Checkpoint-(\d{9,})$/;
@@ -209,8 +209,11 @@ export class Catalogue {
   /** Remove checkpoint `id` (NotFoundError if absent). */
   async remove(id: number): Promise<void> {
     const file = this.pathOf(id);
+    // Out of the catalogue first, under a temp name (removed at start-up if a crash comes before the end), then
+    // given back to the file system a slice at a time (see removeLargeFile).
+    const doomed = tempPathFor(this.dir, path.basename(file));
     try {
-      await fs.unlink(file);
+      await fs.rename(file, doomed);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`checkpoint ${id} does not exist`);
       throw err;
@@ -218,5 +221,11 @@ export class Catalogue {
     await fsyncDir(this.dir);
     this.cache.delete(id);
     this.unreadable.delete(id);
+    try {
+      await removeLargeFile(doomed);
+    } catch (err) {
+      // The checkpoint is deleted (no longer listed); only its space is not back yet.
+      this.logger.warn('a deleted checkpoint could not be removed from the disk; the next start-up removes it', { id, file: doomed, error: (err as Error).message });
+    }
   }
 }
