@@ -15,7 +15,7 @@ import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
 import { FailoverManager, leasePollMs, LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
-import { installationId, PidLock, VaultPaths, writeFileAtomic } from '../vault/index.js';
+import { installationId, PidLock, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
 
 /** Name of the file the first admin token is written to, inside paths.data. */
 export const AdminTokenFile = 'admin.token';
@@ -86,6 +86,8 @@ export class Daemon {
     try {
       const vault = new VaultPaths(config.paths.fileVault);
       await vault.ensure();
+      // Before any temp file is made: temp names say which node made them (see removeTempFiles).
+      setTempOwner(config.node.name);
       const tokens = await TokenStore.open(config.auth.tokensFile, logger);
       if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
       const installation = await installationId(vault.root);

@@ -39,9 +39,35 @@ export async function readIfExists(file: string): Promise<string | null> {
   }
 }
 
-/** A temp file name in `dir` for a file to be published as `name`. */
+/**
+ * How long a temp file may go unwritten before anyone may take it for a
+ * crash's leftover. A checkpoint being written is written to every few
+ * milliseconds; a temp file nobody has touched for this long has no writer.
+ */
+export const StaleTempMs = 10 * 60 * 1000;
+
+/** The node whose temp files this process makes (see setTempOwner); null until the daemon names it. */
+let tempOwner: string | null = null;
+
+/**
+ * Name this process's temp files after `node` (its node name: letters,
+ * digits, `.`, `_`, `-`), so that on a shared FileVault a node starting up
+ * removes its own leftovers and not a file another node is writing now.
+ */
+export function setTempOwner(node: string): void {
+  tempOwner = node;
+}
+
+/** The node a temp file name says made it, or null. */
+function ownerOf(name: string): string | null {
+  const at = name.lastIndexOf('@');
+  return at < 0 ? null : name.slice(at + 1);
+}
+
+/** A temp file name in `dir` for a file to be published as `name`: `.tmp-<name>-<pid>-<random>[@<node>]`. */
 export function tempPathFor(dir: string, name: string): string {
-  return path.join(dir, `${TempPrefix}${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const owner = tempOwner === null ? '' : `@${tempOwner}`;
+  return path.join(dir, `${TempPrefix}${name}-${process.pid}-${randomBytes(4).toString('hex')}${owner}`);
 }
 
 /** Write `data` to `file` atomically with permission `mode`. */
@@ -67,8 +93,14 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   await fsyncDir(dir);
 }
 
-/** Remove leftover temp files of {@link writeFileAtomic} in `dir`; returns their names. */
-export async function removeTempFiles(dir: string): Promise<string[]> {
+/**
+ * Remove the temp files a crash left behind in `dir`, at start-up; returns
+ * their names. This node's own (see setTempOwner) all go: it is starting, so
+ * it writes none of them. Any other goes only once unwritten for `staleMs`:
+ * on a shared FileVault it may be a checkpoint another node is writing now,
+ * which a secondary restarting would otherwise delete from under it.
+ */
+export async function removeTempFiles(dir: string, staleMs = StaleTempMs): Promise<string[]> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -76,7 +108,16 @@ export async function removeTempFiles(dir: string): Promise<string[]> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
-  const temps = names.filter((n) => n.startsWith(TempPrefix));
-  await Promise.all(temps.map((n) => fs.rm(path.join(dir, n), { force: true, recursive: true })));
-  return temps;
+  const now = Date.now();
+  const removed: string[] = [];
+  for (const name of names.filter((n) => n.startsWith(TempPrefix))) {
+    const file = path.join(dir, name);
+    if (tempOwner === null || ownerOf(name) !== tempOwner) {
+      const stat = await fs.lstat(file).catch(() => null);
+      if (stat === null || now - stat.mtimeMs < staleMs) continue;
+    }
+    await fs.rm(file, { force: true, recursive: true });
+    removed.push(name);
+  }
+  return removed;
 }

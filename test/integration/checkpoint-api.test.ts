@@ -178,13 +178,24 @@ describe('checkpoint API (real daemon on loopback)', function () {
       expect(b).to.equal(a + 1);
     });
 
-    it('never lists temp files, and removes them at start-up', async function () {
-      const temp = path.join(d.dir, 'FileVault', 'checkpoint', '.tmp-Checkpoint-000000077-leftover');
-      await fs.writeFile(temp, 'half a checkpoint');
+    it('never lists temp files; at start-up removes its own and stale ones, not one another node is writing now', async function () {
+      const folder = path.join(d.dir, 'FileVault', 'checkpoint');
+      // This node is "test" (test/helpers/daemon-process.ts); temp names end in @<node>.
+      const own = path.join(folder, '.tmp-Checkpoint-000000077-1234-0badcafe@test');
+      const stale = path.join(folder, '.tmp-Checkpoint-000000078-1234-0badcafe@node-b');
+      const unowned = path.join(folder, '.tmp-Checkpoint-000000079-leftover');
+      const writing = path.join(folder, '.tmp-Checkpoint-000000080-1234-0badcafe@node-b');
+      for (const file of [own, stale, unowned, writing]) await fs.writeFile(file, 'half a checkpoint');
+      // Not written for an hour: a node that died while writing it.
+      const hourAgo = new Date(Date.now() - 3600_000);
+      await fs.utimes(stale, hourAgo, hourAgo);
+      await fs.utimes(unowned, hourAgo, hourAgo);
       const list = (await d.request('GET', '/api/collection/checkpoint')).body as { data: Resource[] };
-      expect(list.data.map((r) => r.data.id)).to.not.include(77);
+      expect(list.data.map((r) => r.data.id)).to.not.include.members([77, 78, 79, 80]);
       d = await d.restart();
-      await fs.access(temp).then(() => expect.fail('temp file survived start-up'), () => undefined);
+      for (const file of [own, stale, unowned]) await fs.access(file).then(() => expect.fail(`${path.basename(file)} survived start-up`), () => undefined);
+      await fs.access(writing);
+      await fs.rm(writing);
     });
   });
 
