@@ -177,6 +177,8 @@ describe('automatic checkpoints (real daemons on loopback)', function () {
     await space(d);
     await triggerAppears(d, 'schedule');
     await write(d, 2000);
+    // The list shows a checkpoint once it is published; the status's newest once its journal has rolled, just after.
+    await waitFor(async () => (await auto(d)).newest !== null, { what: 'the status to show the newest checkpoint' });
     const seq = (await auto(d)).newest!.seq;
     await waitFor(async () => (await checkpoints(d)).filter((c) => c.trigger === 'schedule').length >= 2, { what: 'a second scheduled checkpoint' });
     expect((await checkpoints(d)).at(-1)!.seq).to.be.above(seq);
