@@ -9,8 +9,10 @@
  *
  * The file is never cut short under a reader of this process (a download
  * streaming a checkpoint that is deleted meanwhile reads on to its end through
- * its descriptor): when this process has it open, or when that cannot be told
- * (no /proc), it is unlinked at once, as before.
+ * its descriptor), nor when it has another name (a hard link someone made as
+ * a copy keeps all of it): when this process has it open, when that cannot be
+ * told (no /proc), or when it has more than one link, it is unlinked at once,
+ * as before.
  */
 import { promises as fs } from 'node:fs';
 
@@ -39,13 +41,14 @@ async function openHere(dev: number, ino: number): Promise<boolean> {
 /**
  * Remove `file`, which nobody may open by its name any more (the caller has
  * renamed it to a name only it knows), shrinking it `stepBytes` at a time
- * first unless this process has it open. A file that is already gone is fine.
+ * first unless this process has it open or it has another name. A file that
+ * is already gone is fine.
  */
 export async function removeLargeFile(file: string, stepBytes = ShrinkStepBytes): Promise<void> {
   let handle: fs.FileHandle | null = null;
   try {
     const stat = await fs.stat(file);
-    if (stat.size > stepBytes && !(await openHere(stat.dev, stat.ino))) {
+    if (stat.size > stepBytes && stat.nlink === 1 && !(await openHere(stat.dev, stat.ino))) {
       handle = await fs.open(file, 'r+');
       for (let size = stat.size; size > 0; ) {
         size = Math.max(0, size - stepBytes);
