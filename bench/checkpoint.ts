@@ -164,12 +164,22 @@ interface Latency {
   slow: number[];
 }
 
-/** The commits started in one measured window: latency (ms) and start (fraction of the window). */
-interface Window {
+/** The commits started in one measured window: latency (ms) and start (fraction of the window); what the window's work returned. */
+interface Window<T = unknown> {
   latencies: number[];
   starts: number[];
   stallMs: number;
   seconds: number;
+  result: T;
+}
+
+/** Commits while a checkpoint file is deleted. */
+interface Deletion {
+  how: string;
+  mib: number;
+  stats: Stats;
+  seconds: number;
+  stallMs: number;
 }
 
 /**
@@ -183,7 +193,7 @@ interface Window {
  * would a client's, instead of delaying only the 16 in flight while the
  * writers wait (coordinated omission).
  */
-async function commitLatencies(store: Store, round: number, during: () => Promise<unknown>, rate = 0): Promise<Window> {
+async function commitLatencies<T>(store: Store, round: number, during: () => Promise<T>, rate = 0): Promise<Window<T>> {
   let running = true;
   let from = Infinity;
   let to = Infinity;
@@ -209,12 +219,13 @@ async function commitLatencies(store: Store, round: number, during: () => Promis
     }
   });
   let stallMs = NaN;
+  let result: T;
   try {
     await delay(WarmupMs);
     const monitor = monitorEventLoopDelay({ resolution: 5 });
     from = performance.now();
     monitor.enable();
-    await during();
+    result = await during();
     to = performance.now();
     monitor.disable();
     stallMs = monitor.max / 1e6;
@@ -222,7 +233,18 @@ async function commitLatencies(store: Store, round: number, during: () => Promis
     running = false;
     await Promise.all(writers);
   }
-  return { latencies, starts: starts.map((s) => s / (to - from)), stallMs, seconds: (to - from) / 1000 };
+  return { latencies, starts: starts.map((s) => s / (to - from)), stallMs, seconds: (to - from) / 1000, result };
+}
+
+/**
+ * Commits of saturating writers while `entry` is deleted: the catalogue's way
+ * (a slice at a time) or, as the reference, unlinked at once with an fsync of
+ * its folder.
+ */
+async function deletion(store: Store, catalogue: Catalogue, entry: CatalogueEntry, sliced: boolean, round: number): Promise<Deletion> {
+  await settle();
+  const window = await commitLatencies(store, round, () => (sliced ? catalogue.remove(entry.id) : fs.unlink(entry.file).then(() => fsyncDir(catalogue.dir))));
+  return { how: sliced ? 'a slice at a time (Catalogue.remove)' : 'unlinked at once (reference)', mib: entry.size / MiB, stats: stats(window.latencies), seconds: window.seconds, stallMs: window.stallMs };
 }
 
 /** How many of the window's commits took longer than `limit` ms, in each tenth of the window. */
@@ -321,7 +343,7 @@ export async function checkpointBench(): Promise<void> {
     }
 
     const latency: Latency[] = [];
-    const deletes: { how: string; mib: number; stats: Stats; seconds: number; stallMs: number }[] = [];
+    const deletes: Deletion[] = [];
     for (const [load, rate] of [['saturating', 0], ['steady', SteadyRate]] as const) {
       for (const [round, setting] of Settings.entries()) {
         // The checkpoint's window first, then a baseline as long as it (at least BaselineMs): a p99 over a
@@ -329,24 +351,11 @@ export async function checkpointBench(): Promise<void> {
         // collection with one that holds several.
         const seed = 2 * round + (rate > 0 ? 100 : 0);
         await settle();
-        let entry: CatalogueEntry | null = null;
-        const during = await commitLatencies(store, seed + 1, async () => {
-          entry = await checkpointer(setting.compression).create(request);
-        }, rate);
-        if (entry !== null) {
-          const done = entry as CatalogueEntry;
-          if (setting.name !== 'store') {
-            await catalogue.remove(done.id);
-          } else {
-            // The largest file: commits while it is deleted, the catalogue's way (a slice at a time) after the
-            // saturating window and, as the reference, unlinked at once after the steady one; both under the
-            // saturating load.
-            await settle();
-            const sliced = rate === 0;
-            const window = await commitLatencies(store, seed + 50, () => (sliced ? catalogue.remove(done.id) : fs.unlink(done.file).then(() => fsyncDir(catalogue.dir))));
-            deletes.push({ how: sliced ? 'a slice at a time (Catalogue.remove)' : 'unlinked at once (reference)', mib: done.size / MiB, stats: stats(window.latencies), seconds: window.seconds, stallMs: window.stallMs });
-          }
-        }
+        const during = await commitLatencies(store, seed + 1, () => checkpointer(setting.compression).create(request), rate);
+        // The largest file, store's, is deleted under watch: the catalogue's way after the saturating window,
+        // unlinked at once (the reference) after the steady one.
+        if (setting.name === 'store') deletes.push(await deletion(store, catalogue, during.result, rate === 0, seed + 50));
+        else await catalogue.remove(during.result.id);
         await settle();
         const base = await commitLatencies(store, seed, () => delay(Math.max(BaselineMs, during.seconds * 1000)), rate);
         const baseStats = stats(base.latencies);

@@ -44,7 +44,7 @@ export async function readIfExists(file: string): Promise<string | null> {
  * crash's leftover. A checkpoint being written is written to every few
  * milliseconds; a temp file nobody has touched for this long has no writer.
  */
-export const StaleTempMs = 10 * 60 * 1000;
+const StaleTempMs = 10 * 60 * 1000;
 
 /** The node whose temp files this process makes (see setTempOwner); null until the daemon names it. */
 let tempOwner: string | null = null;
@@ -96,11 +96,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
 /**
  * Remove the temp files a crash left behind in `dir`, at start-up; returns
  * their names. This node's own (see setTempOwner) all go: it is starting, so
- * it writes none of them. Any other goes only once unwritten for `staleMs`:
+ * it writes none of them. Any other goes only once unwritten for StaleTempMs:
  * on a shared FileVault it may be a checkpoint another node is writing now,
  * which a secondary restarting would otherwise delete from under it.
  */
-export async function removeTempFiles(dir: string, staleMs = StaleTempMs): Promise<string[]> {
+export async function removeTempFiles(dir: string): Promise<string[]> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -114,7 +114,7 @@ export async function removeTempFiles(dir: string, staleMs = StaleTempMs): Promi
     const file = path.join(dir, name);
     if (tempOwner === null || ownerOf(name) !== tempOwner) {
       const stat = await fs.lstat(file).catch(() => null);
-      if (stat === null || now - stat.mtimeMs < staleMs) continue;
+      if (stat === null || now - stat.mtimeMs < StaleTempMs) continue;
     }
     await fs.rm(file, { force: true, recursive: true });
     removed.push(name);

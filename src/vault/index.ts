@@ -1,5 +1,5 @@
-export { fsyncDir, readIfExists, removeTempFiles, setTempOwner, StaleTempMs, tempPathFor, TempPrefix, writeFileAtomic } from './atomic-file.js';
+export { fsyncDir, readIfExists, removeTempFiles, setTempOwner, tempPathFor, TempPrefix, writeFileAtomic } from './atomic-file.js';
 export { installationId, InstallationFile } from './installation.js';
 export { PidLock } from './pid-lock.js';
-export { removeLargeFile, ShrinkStepBytes } from './remove-large-file.js';
+export { removeLargeFile } from './remove-large-file.js';
 export { VaultPaths } from './vault-paths.js';

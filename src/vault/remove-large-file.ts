@@ -17,7 +17,7 @@
 import { promises as fs } from 'node:fs';
 
 /** Bytes given back per step. */
-export const ShrinkStepBytes = 32 * 1024 * 1024;
+const ShrinkStepBytes = 32 * 1024 * 1024;
 
 /** Whether a descriptor of this process refers to the file with `dev` and `ino`; true when it cannot be told. */
 async function openHere(dev: number, ino: number): Promise<boolean> {

@@ -17,9 +17,9 @@ import {
   type ManifestHeader,
   type SpaceSource,
 } from '../../src/checkpoint/archive/index.js';
-import { WorkerSink } from '../../src/checkpoint/archive/worker-sink.js';
+import { deflateSource, WorkerSink, workerSource } from '../../src/checkpoint/archive/worker-sink.js';
 import type { FromWriteWorker, WriteWorkerInit } from '../../src/checkpoint/archive/write-worker-protocol.js';
-import { deflateWorkerMain, lowerThreadPriority, writeWorkerMain } from '../../src/checkpoint/archive/write-worker.js';
+import { lowerThreadPriority, writeWorkerMain } from '../../src/checkpoint/archive/write-worker.js';
 import { CheckpointdError, storageFailure } from '../../src/errors.js';
 import { threadCount } from '../helpers/threads.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -133,11 +133,9 @@ describe('checkpoint archive: the write worker', function () {
     const slow = randomBytes(MiB);
     const fast = Buffer.alloc(MiB);
     const pieces = [slow, fast, slow, fast, fast, slow, fast];
-    const deflateSource = `var __name = (f) => f;\n(${deflateWorkerMain.toString()})(require('node:worker_threads'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
-    const source = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
     const handle = await fs.open(path.join(dir, 'file'), 'wx+');
     const init: WriteWorkerInit = { fd: handle.fd, level: 9, parallel: 2, deflateSource, writeBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: 0, maxUnsyncedBytes: 0 };
-    const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
+    const worker = new Worker(workerSource, { eval: true, workerData: init, execArgv: [] });
     try {
       const finished = new Promise<void>((resolve, reject) => {
         worker.on('message', (m: FromWriteWorker) => {

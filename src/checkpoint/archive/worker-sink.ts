@@ -50,9 +50,9 @@ const DeflateParallel = Math.max(1, Math.min(4, availableParallelism() - 1));
  * type-checked with the rest and runs the same from dist/ and under tsx (whose
  * hooks a worker does not get). tsx (esbuild) may insert calls to `__name`.
  */
-const workerSource = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
+export const workerSource = `var __name = (f) => f;\n(${writeWorkerMain.toString()})(require('node:worker_threads'), require('node:crypto'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
 /** The deflate threads' source, which the write worker starts. */
-const deflateSource = `var __name = (f) => f;\n(${deflateWorkerMain.toString()})(require('node:worker_threads'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
+export const deflateSource = `var __name = (f) => f;\n(${deflateWorkerMain.toString()})(require('node:worker_threads'), require('node:zlib'), require('node:fs'), require('node:os'), ${lowerThreadPriority.toString()});`;
 
 /** Where the worker put one entry's data, and what it found in it. */
 export interface EntryReport {
