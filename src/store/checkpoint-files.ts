@@ -122,13 +122,6 @@ const encodeStoreLeaf: LeafEncoder<string> = (keys, texts, base) => {
 };
 
 /**
- * Makes the line of entry `i` into `parts`. `was` is the index in the base of
- * an entry under the same key with another value, whose line is the base's
- * text from `start` to `end`; -1 when there is none.
- */
-type Fresh = (i: number, was: number, start: number, end: number) => void;
-
-/**
  * Appends to `parts` the lines (each ending in `\n`) of a leaf's entries: made
  * by `fresh`, except those `base` holds under the same key with the same
  * value, which are copied from its text a run at a time. A scan of text
@@ -143,9 +136,9 @@ type Fresh = (i: number, was: number, start: number, end: number) => void;
  * a comparison against 42). The keys and values a leaf shares with its base
  * are mostly the very same strings.
  */
-function leafLines<V>(keys: readonly string[], values: readonly V[], base: LeafBase<V> | undefined, parts: string[], fresh: Fresh): void {
+function leafLines<V>(keys: readonly string[], values: readonly V[], base: LeafBase<V> | undefined, parts: string[], fresh: (i: number) => void): void {
   if (base === undefined) {
-    for (let i = 0; i < keys.length; i++) fresh(i, -1, 0, 0);
+    for (let i = 0; i < keys.length; i++) fresh(i);
     return;
   }
   const { keys: old, values: oldValues, text: oldText } = base;
@@ -172,15 +165,11 @@ function leafLines<V>(keys: readonly string[], values: readonly V[], base: LeafB
         pos = lineEnd;
         continue;
       }
-      if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
-      runStart = -1;
-      fresh(i, j - 1, pos, lineEnd);
       pos = lineEnd;
-      continue;
     }
     if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
     runStart = -1;
-    fresh(i, -1, 0, 0);
+    fresh(i);
   }
   if (runStart >= 0) parts.push(oldText.slice(runStart, runEnd));
 }
@@ -233,24 +222,10 @@ function singleLeafLine(postings: Postings, value: string): string {
   return `${IndexValueHead}${JSON.stringify(value)}${IndexKeysInfix}${postings.singleLeafText(encodePostingsLeaf) as string}${IndexEnd}\n`;
 }
 
-/**
- * The line of `postings` (one leaf) for the value whose line was `text` from
- * `start` to `end` with the posting list `before` (one leaf too): its head
- * copied from there, and its keys copied from there where `before` has the
- * same ones (encodePostingsLeaf with a base). The value is neither read nor
- * escaped again, and of the keys only those added since: a line rewritten
- * for one key added or removed reads a few strings, not every key in it,
- * each somewhere in the heap. Undefined when the old line is not as expected.
- */
-function changedLine(postings: Postings, before: Postings, text: string, start: number, end: number): string | undefined {
-  const head = text.indexOf(IndexKeysInfix, start);
-  // The head's value is JSON text, in which every quote is escaped, so the first `,"keys":["` ends it.
-  if (head < 0 || head >= end || !before.oneLeaf || !text.endsWith(`${IndexEnd}\n`, end)) return undefined;
-  const keysStart = head + IndexKeysInfix.length;
-  const keys = postings.singleLeafText(encodePostingsLeaf, { map: before, text: text.slice(keysStart, end - IndexEnd.length - 1) });
-  return keys === undefined ? undefined : `${text.slice(start, keysStart)}${keys}${IndexEnd}\n`;
+/** A posting list's line: the one a restore kept with it as read (then kept only in the text it goes into), else made now. */
+function lineOf(postings: Postings, value: string): string {
+  return postings.takeMemo(value) ?? singleLeafLine(postings, value);
 }
-
 
 /** Whether a leaf of an index is kept as one text: when each of its posting lists is one leaf, so each line at most 64 keys. */
 function smallLines(_values: readonly string[], lists: readonly Postings[]): boolean {
@@ -261,19 +236,11 @@ function smallLines(_values: readonly string[], lists: readonly Postings[]): boo
 /**
  * The lines of one leaf of an index whose posting lists are each one leaf
  * (most values are held by a few objects); lines of values the base holds
- * with the very same posting list are copied from its text (see leafLines),
- * and those it holds with another made from their old line (changedLine).
+ * with the very same posting list are copied from its text (see leafLines).
  */
 const encodeIndexLeaf: LeafEncoder<Postings> = (values, lists, base) => {
   const parts: string[] = [];
-  leafLines(values, lists, base, parts, (i, was, start, end) => {
-    const postings = lists[i] as Postings;
-    const value = values[i] as string;
-    // The line a restore kept with the posting list as read (then kept only in the text it goes into), else made now.
-    const kept = postings.takeMemo(value);
-    const line = kept ?? (was >= 0 ? changedLine(postings, base!.values[was] as Postings, base!.text, start, end) : undefined);
-    parts.push(line ?? singleLeafLine(postings, value));
-  });
+  leafLines(values, lists, base, parts, (i) => parts.push(lineOf(lists[i] as Postings, values[i] as string)));
   return parts.join('');
 };
 

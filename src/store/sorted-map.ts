@@ -514,17 +514,12 @@ export class SortedMap<V> {
    * (the leaf's kept text if it has one; see `encodedLeaves`), without an
    * iterator; undefined for a larger map. A text made now is not kept with
    * the leaf: the caller keeps a text holding it (with `memo`), so that it is
-   * not held twice. `previous`, an earlier map of one leaf and the text
-   * `encode` made of it (which the caller kept), is the base `encode` may
-   * copy from when the leaf has none of its own.
+   * not held twice.
    */
-  singleLeafText(encode: LeafEncoder<V>, previous?: { map: SortedMap<V>; text: string }): string | undefined {
+  singleLeafText(encode: LeafEncoder<V>): string | undefined {
     const root = this.root;
     if (!root.leaf) return undefined;
-    if (root.memoBy === encode && root.memo !== undefined) return root.memo;
-    const prior = previous?.map.root;
-    const base = baseOf(root, encode) ?? (prior?.leaf === true ? { keys: prior.keys, values: prior.values, text: previous!.text } : undefined);
-    return encode(root.keys, root.values as V[], base);
+    return root.memoBy === encode && root.memo !== undefined ? root.memo : encode(root.keys, root.values as V[], baseOf(root, encode));
   }
 
   /**
