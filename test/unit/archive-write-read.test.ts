@@ -206,6 +206,33 @@ describe('checkpoint archive: writing and reading back', function () {
     });
   }
 
+  it('writes multi-byte text byte for byte across batch after batch, in pieces of every size', async function () {
+    // Pieces from 1 to 40k UTF-16 units (small ones joined, large ones written alone), 1–4 UTF-8 bytes each, so
+    // that the batcher's 1 MiB batches end near pieces that fit only by their byte count and pieces that do not.
+    const alphabet = ['a', 'é', '€', '😀', '"', '\n'];
+    let seed = 11;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const pieces: string[] = [];
+    let bytes = 0;
+    while (bytes < 3.5 * 1024 * 1024) {
+      const length = rand(4) === 0 ? 1 + rand(40_000) : 1 + rand(300);
+      let piece = '';
+      while (piece.length < length) piece += alphabet[rand(alphabet.length)]!.repeat(1 + rand(50));
+      pieces.push(piece);
+      bytes += Buffer.byteLength(piece);
+    }
+    const expected = bytesOf(pieces);
+    const target = path.join(dir, 'text');
+    const spaces: SpaceSource[] = [{ id: 't', template: { name: 'plm', version: '1.0' }, objects: 1, createdSeq: 1, updatedSeq: 1, files: [source('space/t/store/objects.ndjson', pieces)] }];
+    const written = await writeCheckpointArchive(target, { ...header, scope: 'space' }, null, spaces, { compression: { method: 'store' } });
+    expect(written.manifest.spaces[0]!.files[0]!.size).to.equal(expected.length);
+    const got = await readAll(target);
+    expect(got.get('space/t/store/objects.ndjson')!.equals(expected)).to.equal(true);
+  });
+
   it('handles empty (0-byte) files, stored and deflated', async function () {
     for (const compression of [{ method: 'store' }, { method: 'deflate', level: 6 }] as Compression[]) {
       const target = path.join(dir, `empty-${compression.method}`);
