@@ -273,6 +273,7 @@ async function settle(): Promise<void> {
 function config(threshold: number | null, coalesceMs: number, polling: boolean): CheckpointConfig {
   return {
     compression: Compression,
+    directWrites: true,
     journalThreshold: threshold,
     watch: { usePolling: polling, intervalMs: PollMs },
     events: Object.fromEntries(CheckpointEvents.map((e) => [e, false])) as CheckpointConfig['events'],

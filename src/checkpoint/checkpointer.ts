@@ -59,6 +59,8 @@ export interface CheckpointerOptions {
   logger: Logger;
   node: string;
   compression: Compression;
+  /** Write checkpoint files with O_DIRECT where the file system allows it (default true; see WriteOptions). */
+  directWrites?: boolean;
   /** The FileVault's installation id, written into every manifest. */
   installation: string;
 }
@@ -126,13 +128,13 @@ export class Checkpointer {
           updatedSeq: info!.updatedSeq,
           files: spaceArchiveFiles(state, info!.id),
         })),
-        { compression: this.options.compression },
+        { compression: this.options.compression, directWrites: this.options.directWrites !== false },
       );
-      const entry = await catalogue.publish(temp, id, written);
+      const entry = await catalogue.publish(temp, id, { size: written.size, sha256: written.sha256, manifest: written.manifest });
       if (request.scope === 'collection' && store.writable) await store.rollJournal();
       const ms = Math.round(performance.now() - started);
       this.durations.set(id, ms);
-      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms });
+      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache' });
       for (const listener of this.created) listener(entry);
       return entry;
     });

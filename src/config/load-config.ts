@@ -105,6 +105,8 @@ export interface FailoverConfig {
 /** `checkpoint`: file format, automatic triggers, retention. */
 export interface CheckpointConfig {
   compression: CheckpointCompression;
+  /** Write checkpoint files with O_DIRECT where the file system allows it, else through the page cache. */
+  directWrites: boolean;
   /** Journal bytes since the newest collection checkpoint that make the next one; null = no threshold. */
   journalThreshold: number | null;
   watch: { usePolling: boolean; intervalMs: number };
@@ -296,6 +298,7 @@ function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (re
   if (retry.maxMs < retry.minMs) throw fail(`"checkpoint.retry.maxMs" (${retry.maxMs}) must not be below "checkpoint.retry.minMs" (${retry.minMs})`);
   return {
     compression: parseCompression(raw.compression ?? DefaultCheckpointCompression),
+    directWrites: raw.directWrites ?? true,
     journalThreshold,
     watch: { usePolling: raw.watch?.usePolling ?? true, intervalMs: raw.watch?.intervalMs ?? DefaultWatchIntervalMs },
     events: Object.fromEntries(CheckpointEvents.map((event) => [event, raw.events?.[event] ?? true])) as Record<CheckpointEvent, boolean>,

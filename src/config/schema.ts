@@ -53,6 +53,7 @@ export interface ConfigFile {
   journal?: { sync?: JournalSync; groupCommitMs?: number; syncIntervalMs?: number };
   checkpoint?: {
     compression?: string;
+    directWrites?: boolean;
     journalThreshold?: number | string | null;
     watch?: { usePolling?: boolean; intervalMs?: number };
     events?: Partial<Record<CheckpointEvent, boolean>>;
@@ -140,6 +141,7 @@ export const checkpointSchema = section({
     pattern: '^(store|deflate(:[1-9])?)$',
     description: '"store", "deflate", or "deflate:1" to "deflate:9" (the level)',
   },
+  directWrites: flag,
   journalThreshold: { type: ['integer', 'string', 'null'], minimum: 0, description: 'a size (an integer or a string like "256MiB"), or null for none' },
   watch: section({ usePolling: flag, intervalMs: integer(10, 60_000) }),
   events: section(Object.fromEntries(CheckpointEvents.map((event) => [event, flag]))),

@@ -27,6 +27,24 @@ import { waitFor } from '../helpers/wait-for.js';
 const execFileP = promisify(execFile);
 const MiB = 1024 * 1024;
 
+/** Descriptors this process has open. */
+function openFiles(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Whether the file system under `dir` opens files for O_DIRECT (ext4 does, tmpfs since Linux 6.6). */
+async function directOpens(dir: string): Promise<boolean> {
+  const probe = path.join(dir, 'o-direct-probe');
+  try {
+    await (await fs.open(probe, fs.constants.O_CREAT | fs.constants.O_WRONLY | fs.constants.O_DIRECT)).close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await fs.rm(probe, { force: true });
+  }
+}
+
 const header: ManifestHeader = {
   id: 7,
   scope: 'space',
@@ -134,7 +152,7 @@ describe('checkpoint archive: the write worker', function () {
     const fast = Buffer.alloc(MiB);
     const pieces = [slow, fast, slow, fast, fast, slow, fast];
     const handle = await fs.open(path.join(dir, 'file'), 'wx+');
-    const init: WriteWorkerInit = { fd: handle.fd, level: 9, parallel: 2, deflateSource, writeBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: 0, maxUnsyncedBytes: 0 };
+    const init: WriteWorkerInit = { fd: handle.fd, directFd: null, level: 9, parallel: 2, deflateSource, writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: 0, maxUnsyncedBytes: 0 };
     const worker = new Worker(workerSource, { eval: true, workerData: init, execArgv: [] });
     try {
       const finished = new Promise<void>((resolve, reject) => {
@@ -158,12 +176,85 @@ describe('checkpoint archive: the write worker', function () {
     }
   });
 
+  for (const compression of [{ method: 'store' }, { method: 'deflate', level: 1 }] as Compression[]) {
+    it(`writes straight to the disk (O_DIRECT) the very bytes it writes through the page cache, ending mid-block (${compression.method})`, async function () {
+      // Entries ending anywhere in a 4 KiB block, and more than the two 4 MiB buffers the file is read back with.
+      const data = [Buffer.from('x'), randomBytes(4095), randomBytes(4097), text(3 * MiB + 17, 4), randomBytes(9 * MiB + 1)];
+      const sources = data.map((d, i): ArchiveFileSource => ({ path: `space/s/store/f${i}.ndjson`, chunks: () => [d.subarray(0, d.length >> 1), d.subarray(d.length >> 1)] }));
+      const fdsBefore = openFiles();
+      const direct = await writeCheckpointArchive(path.join(dir, 'direct'), header, null, space(sources), { compression });
+      const cached = await writeCheckpointArchive(path.join(dir, 'cached'), header, null, space(sources), { compression, directWrites: false });
+      expect(direct.direct, 'written with O_DIRECT where the file system opens it so').to.equal(await directOpens(dir));
+      expect(cached.direct).to.equal(false);
+      const [a, b] = [await fs.readFile(path.join(dir, 'direct')), await fs.readFile(path.join(dir, 'cached'))];
+      expect(a.length).to.equal(direct.size);
+      expect(a.equals(b), 'the same bytes both ways').to.equal(true);
+      expect(direct.sha256).to.equal(createHash('sha256').update(a).digest('hex'));
+      expect(cached.sha256).to.equal(direct.sha256);
+      const got = await readAll(path.join(dir, 'direct'));
+      data.forEach((d, i) => expect(got.get(`space/s/store/f${i}.ndjson`)!.equals(d), `entry ${i}`).to.equal(true));
+      await execFileP('unzip', ['-tq', path.join(dir, 'direct')]);
+      expect(openFiles(), 'descriptors left open').to.equal(fdsBefore);
+    });
+  }
+
+  it('falls back to the page cache where the file system opens a file for O_DIRECT but refuses its writes and reads (EINVAL)', async function () {
+    // The worker's own code on a node:fs that refuses every write and read on the O_DIRECT descriptor, as a
+    // file system does whose blocks are larger than the worker aligns to.
+    const source = `var __name = (f) => f;
+      const threads = require('node:worker_threads');
+      const real = require('node:fs');
+      const directFd = threads.workerData.directFd;
+      const einval = (syscall) => Object.assign(new Error('EINVAL: invalid argument, ' + syscall), { code: 'EINVAL', errno: -22, syscall });
+      const fs = { ...real,
+        writeSync(fd, ...rest) { if (fd === directFd) throw einval('write'); return real.writeSync(fd, ...rest); },
+        read(fd, buffer, offset, length, position, done) {
+          if (fd === directFd) { setImmediate(() => done(einval('read'))); return; }
+          real.read(fd, buffer, offset, length, position, done);
+        },
+      };
+      (${writeWorkerMain.toString()})(threads, require('node:crypto'), require('node:zlib'), fs, require('node:os'), ${lowerThreadPriority.toString()});`;
+    const file = path.join(dir, 'file');
+    const handle = await fs.open(file, 'wx+');
+    const directHandle = await fs.open(file, 'r+');
+    const init: WriteWorkerInit = { fd: handle.fd, directFd: directHandle.fd, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB };
+    const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
+    try {
+      const done = new Promise<{ size: number; sha256: string; direct: boolean }>((resolve, reject) => {
+        worker.on('message', (m: FromWriteWorker) => {
+          if (m.type === 'failed') reject(new Error(m.error.message));
+          else if (m.type === 'finished') resolve(m);
+        });
+        worker.on('error', reject);
+      });
+      const sent = [randomBytes(5000), randomBytes(3 * MiB + 3), randomBytes(MiB)];
+      worker.postMessage({ type: 'put', data: sent[0] });
+      sent.slice(1).forEach((piece, i) => {
+        const batch = Buffer.allocUnsafeSlow(piece.length);
+        piece.copy(batch);
+        worker.postMessage({ type: 'batch', data: batch, last: i === 1 }, [batch.buffer]);
+      });
+      worker.postMessage({ type: 'finish' });
+      const finished = await done;
+      const expected = Buffer.concat(sent);
+      expect(finished.direct, 'reported as written through the page cache').to.equal(false);
+      expect(finished.size).to.equal(expected.length);
+      expect(finished.sha256).to.equal(createHash('sha256').update(expected).digest('hex'));
+      expect((await fs.readFile(file)).equals(expected)).to.equal(true);
+    } finally {
+      await worker.terminate();
+      await directHandle.close();
+      await handle.close();
+    }
+  });
+
   for (const compression of [{ method: 'store' }, { method: 'deflate', level: 6 }] as Compression[]) {
     it(`removes the file and stops its worker when aborted mid-write (${compression.method})`, async function () {
       // Start (and stop) one worker first, so that threads started once per process (libuv's pool) are already there.
       await writeCheckpointArchive(path.join(dir, 'warm-up'), header, null, space([{ path: 'space/s/store/x.ndjson', chunks: () => ['x\n'] }]), { compression });
       await fs.rm(path.join(dir, 'warm-up'));
       const before = threadCount();
+      const fdsBefore = openFiles();
       let during = 0;
       const controller = new AbortController();
       const endless: ArchiveFileSource = {
@@ -185,6 +276,7 @@ describe('checkpoint archive: the write worker', function () {
       expect(during, 'a worker thread while writing').to.equal(before + 1);
       await waitFor(() => threadCount() === before, { what: 'the worker thread to end', timeoutMs: 2000 });
       expect(await fs.readdir(dir)).to.deep.equal([]);
+      expect(openFiles(), 'descriptors left open (the file, and its O_DIRECT one)').to.equal(fdsBefore);
     });
   }
 
@@ -286,7 +378,7 @@ describe('checkpoint archive: the write worker', function () {
       };
       (${writeWorkerMain.toString()})(threads, require('node:crypto'), require('node:zlib'), fs, require('node:os'), ${lowerThreadPriority.toString()});`;
     const handle = await fs.open(path.join(dir, 'file'), 'wx+');
-    const init: WriteWorkerInit = { fd: handle.fd, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB };
+    const init: WriteWorkerInit = { fd: handle.fd, directFd: null, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB };
     const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
     try {
       const done = new Promise<{ peak: number; size: number }>((resolve, reject) => {
@@ -314,6 +406,41 @@ describe('checkpoint archive: the write worker', function () {
       await handle.close();
     }
   });
+
+  for (const level of [0, 6]) {
+    it(`fills the batch buffers the worker gives back, and what it writes stays what was sent (${level === 0 ? 'store' : 'deflate:6'})`, async function () {
+      // A buffer given back while still being written, hashed or deflated would be overwritten here with the
+      // next batch's bytes: the file would not be the batches in order.
+      const handle = await fs.open(path.join(dir, 'sink'), 'wx+');
+      const sink = new WorkerSink(handle.fd, level);
+      const batches = 96;
+      const sent: Buffer[] = [];
+      try {
+        for (let i = 0; i < batches; i++) {
+          const batch = sink.batchBuffer();
+          expect(batch.byteOffset === 0 && batch.length === batch.buffer.byteLength, 'a batch buffer owns its ArrayBuffer').to.equal(true);
+          // Random bytes (and an odd length) in every other batch: a deflated one then takes a while.
+          const used = i % 2 === 0 ? batch.length : batch.length - 1 - i;
+          if (i % 2 === 0) batch.fill(i);
+          else randomBytes(used).copy(batch);
+          sent.push(Buffer.from(batch.subarray(0, used)));
+          await sink.batch(batch.subarray(0, used), i === batches - 1);
+        }
+        const [entry] = await sink.entriesWritten(1);
+        const { size } = await sink.finish();
+        const file = await fs.readFile(path.join(dir, 'sink'));
+        expect(file.length).to.equal(size);
+        const expected = Buffer.concat(sent);
+        expect(entry!.sha256).to.equal(createHash('sha256').update(expected).digest('hex'));
+        expect((level === 0 ? file : zlib.inflateRawSync(file)).equals(expected), 'the file holds the batches in order').to.equal(true);
+        // 32 MiB may be in flight, and a few batches wait to be written or given back: not one buffer per batch.
+        expect(sink.batchBuffersAllocated).to.be.within(1, 48);
+      } finally {
+        await sink.close();
+        await handle.close();
+      }
+    });
+  }
 
   it('turns a worker that dies into a rejection of the next wait, not a hang', async function () {
     const handle = await fs.open(path.join(dir, 'sink'), 'wx+');

@@ -38,6 +38,7 @@ const defaultFailover = (vault: string): Config['failover'] => ({
 /** The checkpoint section a file that sets nothing gets. */
 const defaultCheckpoint: Config['checkpoint'] = {
   compression: parseCompression(DefaultCheckpointCompression),
+  directWrites: true,
   journalThreshold: 256 * 1024 * 1024,
   watch: { usePolling: true, intervalMs: 500 },
   events: {
@@ -123,6 +124,7 @@ describe('loadConfig', () => {
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
       checkpoint: {
         compression: 'deflate:9',
+        directWrites: false,
         journalThreshold: '64MiB',
         watch: { usePolling: false, intervalMs: 250 },
         events: { 'clean-shutdown': false, promotion: false },
@@ -144,6 +146,7 @@ describe('loadConfig', () => {
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
       checkpoint: {
         compression: { method: 'deflate', level: 9 },
+        directWrites: false,
         journalThreshold: 64 * 1024 * 1024,
         watch: { usePolling: false, intervalMs: 250 },
         events: { ...defaultCheckpoint.events, 'clean-shutdown': false, promotion: false },

@@ -20,6 +20,8 @@ import type { FromWriteWorker, ToWriteWorker, WorkerErrorData, WriteWorkerInit }
 
 /** Bytes of batches sent to the worker and not yet acknowledged, at most. */
 const MaxInFlightBytes = 32 * 1024 * 1024;
+/** Bytes of source text gathered before hashing and writing them (or handing them to the deflater): a batch. */
+const BatchBytes = 1024 * 1024;
 /** Bytes gathered before one write to disk. */
 const WriteBatchBytes = 1024 * 1024;
 /** Bytes written between two fdatasyncs while a checkpoint is written (see write-worker.ts). */
@@ -78,22 +80,30 @@ export class WorkerSink {
   readonly entries: EntryReport[] = [];
   private readonly worker: Worker;
   private failure: Error | null = null;
-  private finished: { size: number; sha256: string } | null = null;
+  private finished: { size: number; sha256: string; direct: boolean } | null = null;
   private inFlight = 0;
   private acknowledged = 0;
+  /** Batch buffers the worker has given back, to be filled again. */
+  private readonly spare: ArrayBuffer[] = [];
+  private allocated = 0;
   private waiters: { ready: () => boolean; resolve: () => void; reject: (err: Error) => void }[] = [];
   private closed: Promise<void> | null = null;
   private exited = false;
   private readonly onAbort = (): void => this.fail(this.signal?.reason instanceof Error ? this.signal.reason : new CheckpointdError('the checkpoint write was aborted'));
 
-  /** Start a worker writing to `fd` (which the caller keeps open until `close` resolves); level 0 stores. */
+  /**
+   * Start a worker writing to `fd` (which the caller keeps open until `close`
+   * resolves); level 0 stores. `directFd`: the same file opened with O_DIRECT
+   * (see WriteWorkerInit), kept open by the caller just as long.
+   */
   constructor(
     fd: number,
     level: number,
     private readonly signal?: AbortSignal,
     private readonly onProgress?: (bytes: number) => void,
+    directFd: number | null = null,
   ) {
-    const workerData: WriteWorkerInit = { fd, level, parallel: DeflateParallel, deflateSource, writeBytes: WriteBatchBytes, hashReadBytes: HashReadBytes, syncEveryBytes: SyncEveryBytes, maxUnsyncedBytes: MaxUnsyncedBytes };
+    const workerData: WriteWorkerInit = { fd, directFd, level, parallel: DeflateParallel, deflateSource, writeBytes: WriteBatchBytes, batchBytes: BatchBytes, hashReadBytes: HashReadBytes, syncEveryBytes: SyncEveryBytes, maxUnsyncedBytes: MaxUnsyncedBytes };
     // No execArgv: the worker needs none of the main thread's flags (nor tsx, which it could not use).
     this.worker = new Worker(workerSource, { eval: true, workerData, execArgv: [] });
     this.worker.on('message', (message: FromWriteWorker) => this.onMessage(message));
@@ -105,6 +115,23 @@ export class WorkerSink {
     });
     if (signal?.aborted === true) this.onAbort();
     else signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /**
+   * An empty batch buffer of its own ArrayBuffer (to be moved by `batch`): one
+   * the worker has given back, or a new one. With them, a checkpoint's
+   * batches take as many buffers as are in flight, not one per megabyte.
+   */
+  batchBuffer(): Buffer {
+    const spare = this.spare.pop();
+    if (spare !== undefined) return Buffer.from(spare);
+    this.allocated++;
+    return Buffer.allocUnsafeSlow(BatchBytes);
+  }
+
+  /** Batch buffers `batchBuffer` has had to make so far. */
+  get batchBuffersAllocated(): number {
+    return this.allocated;
   }
 
   /** Append `data` (copied) as it is. */
@@ -136,7 +163,7 @@ export class WorkerSink {
   }
 
   /** Append nothing more: the worker writes, patches, fsyncs and hashes the file; its size and SHA-256. */
-  async finish(): Promise<{ size: number; sha256: string }> {
+  async finish(): Promise<{ size: number; sha256: string; direct: boolean }> {
     this.post({ type: 'finish' });
     await this.until(() => this.finished !== null);
     return this.finished!;
@@ -168,6 +195,7 @@ export class WorkerSink {
     if (message.type === 'ack') {
       this.inFlight -= message.bytes;
       this.acknowledged += message.bytes;
+      for (const buffer of message.spare) if (buffer.byteLength === BatchBytes) this.spare.push(buffer);
       if (message.bytes > 0 && this.onProgress !== undefined) {
         try {
           this.onProgress(this.acknowledged);
@@ -179,7 +207,7 @@ export class WorkerSink {
       const { start, compressedSize, size, crc, sha256 } = message;
       this.entries.push({ start, compressedSize, size, crc, sha256 });
     } else if (message.type === 'finished') {
-      this.finished = { size: message.size, sha256: message.sha256 };
+      this.finished = { size: message.size, sha256: message.sha256, direct: message.direct };
     } else {
       this.fail(errorOf(message.error));
     }

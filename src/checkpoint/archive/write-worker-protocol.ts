@@ -13,6 +13,12 @@
 export interface WriteWorkerInit {
   /** An open file descriptor of the (new, empty) target; the main thread owns and closes it. */
   fd: number;
+  /**
+   * A second descriptor of the same file opened with O_DIRECT, or null: the
+   * appends then go from an aligned staging area straight to the disk instead
+   * of through the page cache (the main thread owns and closes it too).
+   */
+  directFd: number | null;
   /** 0 stores entries' data, 1 to 9 deflates it at that zlib level. */
   level: number;
   /** Deflate threads, each deflating one batch at a time. */
@@ -21,6 +27,8 @@ export interface WriteWorkerInit {
   deflateSource: string;
   /** Bytes gathered before one write to disk. */
   writeBytes: number;
+  /** The size of the main thread's batch buffers: an ArrayBuffer of this size is given back once its bytes are written. */
+  batchBytes: number;
   /** Bytes read at a time when hashing the finished file. */
   hashReadBytes: number;
   /** Bytes written between two fdatasyncs while writing (0: only the final fsync). */
@@ -54,12 +62,17 @@ export type ToWriteWorker =
 
 /** Worker → main. */
 export type FromWriteWorker =
-  /** A batch's output is on its way to the disk: `bytes` uncompressed bytes may be sent again. */
-  | { type: 'ack'; bytes: number }
+  /**
+   * A batch's output is on its way to the disk: `bytes` uncompressed bytes may
+   * be sent again. `spare`: batch buffers whose bytes this thread is done with,
+   * moved back to be filled again (a fresh megabyte a batch is a gigabyte of
+   * memory first touched per gigabyte written).
+   */
+  | { type: 'ack'; bytes: number; spare: ArrayBuffer[] }
   /** An entry's data is appended: it starts at `start` and takes `compressedSize` bytes. */
   | { type: 'entry'; start: number; compressedSize: number; size: number; crc: number; sha256: string }
-  /** Everything is written, patched and fsynced: the file's size and SHA-256 (hex). */
-  | { type: 'finished'; size: number; sha256: string }
+  /** Everything is written, patched and fsynced: the file's size and SHA-256 (hex); `direct`: its appends bypassed the page cache. */
+  | { type: 'finished'; size: number; sha256: string; direct: boolean }
   /** The worker stopped on this error; it writes nothing more. */
   | { type: 'failed'; error: WorkerErrorData };
 
@@ -82,5 +95,5 @@ export interface DeflateJob {
   level: number;
 }
 
-/** A deflate thread → the write worker: the batch's output (moved), or why it failed. */
-export type DeflateResult = { id: number; output: Uint8Array; error?: undefined } | { id: number; output?: undefined; error: { name: string; message: string; code?: string } };
+/** A deflate thread → the write worker: the batch's output and its input back (both moved), or why it failed. */
+export type DeflateResult = { id: number; output: Uint8Array; input: Uint8Array; error?: undefined } | { id: number; output?: undefined; error: { name: string; message: string; code?: string } };
