@@ -278,7 +278,7 @@ export async function checkpointBench(): Promise<void> {
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
     const installation = await installationId(vault.root);
-    const checkpointer = (compression: Compression) => new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation });
+    const checkpointer = (compression: Compression) => new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation, directWrites: process.env.BENCH_DIRECT !== '0' });
     const request = { scope: 'collection' as const, description: 'bench', trigger: 'manual' };
 
     const loadStart = performance.now();
