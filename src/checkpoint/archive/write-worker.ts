@@ -164,7 +164,8 @@ export function writeWorkerMain(
       done += n;
       if (d.staged < init.writeBytes && !(end && done === data.length)) continue;
       const length = end && done === data.length ? Math.ceil(d.staged / Align) * Align : d.staged - (d.staged % Align);
-      d.stage.fill(0, d.staged, length);
+      // The last block's padding (cut off at the end).
+      if (length > d.staged) d.stage.fill(0, d.staged, length);
       if (!writeDirect(d, length)) {
         // Refused: what is staged and what is left of `data` go through the page cache from here on.
         direct = null;
@@ -229,7 +230,12 @@ export function writeWorkerMain(
   /** The SHA-256 of the file as it reads back: from the disk when written directly, else from the page cache, mostly. */
   const hashFile = async (): Promise<string> => {
     const hash = crypto.createHash('sha256');
-    if (init.directFd !== null && offset > 0) {
+    const endsEarly = (position: number): Error => {
+      const err = new Error(`the checkpoint being written ends at byte ${position}, before the ${offset} bytes written to it`);
+      err.name = 'CheckpointdError';
+      return err;
+    };
+    if (init.directFd !== null) {
       // Read straight from the disk too, the next read under way while this one is hashed: read through the
       // page cache, a gigabyte just written around it took three times as long (pages newly taken).
       const memory = new WebAssembly.Memory({ initial: Math.ceil((2 * init.hashReadBytes) / 65536) });
@@ -248,27 +254,20 @@ export function writeWorkerMain(
             } else reject(err);
           });
         });
-      let next = read(buffers[0]!, 0);
+      let next = offset > 0 ? read(buffers[0]!, 0) : null;
       for (let position = 0, i = 0; position < offset; i ^= 1) {
-        const bytesRead = Math.min(await next, offset - position);
-        if (bytesRead === 0) break;
+        const bytesRead = Math.min(await next!, offset - position);
+        if (bytesRead === 0) throw endsEarly(position);
         if (position + bytesRead < offset) next = read(buffers[i ^ 1]!, position + bytesRead);
         hash.update(buffers[i]!.subarray(0, bytesRead));
         position += bytesRead;
-        if (position === offset) return hash.digest('hex');
       }
-      const err = new Error(`the checkpoint being written ends before the ${offset} bytes written to it`);
-      err.name = 'CheckpointdError';
-      throw err;
+      return hash.digest('hex');
     }
     const buffer = Buffer.allocUnsafe(Math.min(init.hashReadBytes, Math.max(1, offset)));
     for (let position = 0; position < offset; ) {
       const bytesRead = fs.readSync(init.fd, buffer, 0, Math.min(buffer.length, offset - position), position);
-      if (bytesRead === 0) {
-        const err = new Error(`the checkpoint being written ends at byte ${position}, before the ${offset} bytes written to it`);
-        err.name = 'CheckpointdError';
-        throw err;
-      }
+      if (bytesRead === 0) throw endsEarly(position);
       hash.update(buffer.subarray(0, bytesRead));
       position += bytesRead;
     }
