@@ -6,6 +6,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminRoutes } from './admin-routes.js';
 import { checkpointRoutes } from './checkpoint-routes.js';
+import { answerClientError } from './client-error.js';
 import { failoverRoutes } from './failover-routes.js';
 import { ChallengeError } from './auth.js';
 import type { ApiContext } from './context.js';
@@ -35,6 +36,7 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
     routerOptions: { maxParamLength: 512 },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    clientErrorHandler: answerClientError,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     schemaErrorFormatter: (errors, dataVar) => {
       const first = errors[0];

@@ -70,6 +70,25 @@ export async function httpRequest(base: string, method: string, urlPath: string,
 }
 
 /** Options for {@link DaemonProcess.start}. */
+/** Bytes a raw socket receives for `request` until the server closes it (or 5 s pass). */
+export async function rawExchange(port: number, request: Buffer): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed: false });
+    }, 5000);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed: true });
+    });
+    socket.on('connect', () => socket.write(request));
+  });
+}
+
 export interface StartOptions {
   /** Reuse this folder (a restart); a new temp folder otherwise. */
   dir?: string;

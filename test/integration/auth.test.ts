@@ -21,7 +21,7 @@ import { WebSocket } from 'ws';
 import { TokenStore } from '../../src/api/token-store.js';
 import { HeartbeatServer } from '../../src/failover/index.js';
 import { silentLogger } from '../../src/log/index.js';
-import { childEnv, CliPath, DaemonProcess, tempDir, type Answer } from '../helpers/daemon-process.js';
+import { childEnv, CliPath, DaemonProcess, rawExchange, tempDir, type Answer } from '../helpers/daemon-process.js';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -61,25 +61,6 @@ async function spyingTimingSafeEqual(body: (calls: [number, number][]) => Promis
     crypto.timingSafeEqual = original;
     syncBuiltinESMExports();
   }
-}
-
-/** Bytes a raw socket receives for `request` until the server closes it (or 5 s pass). */
-async function rawExchange(port: number, request: Buffer): Promise<{ text: string; closed: boolean }> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed: false });
-    }, 5000);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed: true });
-    });
-    socket.on('connect', () => socket.write(request));
-  });
 }
 
 /** A masked WebSocket text frame (what a client would send right after its upgrade). */

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { CliPath, DaemonProcess } from '../helpers/daemon-process.js';
+import { CliPath, DaemonProcess, rawExchange } from '../helpers/daemon-process.js';
 
 const run = promisify(execFile);
 
@@ -172,6 +172,35 @@ describe('data API (real daemon on loopback)', function () {
       const res = await d.request('PUT', '/api/space/test/object/j', { raw: '{"a":' });
       expect(res.status).to.equal(400);
       expect((res.body as { detail: string }).detail).to.include('JSON');
+    });
+    for (const connection of ['keep-alive', 'close']) {
+      it(`answers a request whose Content-Length is short of its body before the bytes left over, never the other way round (Connection: ${connection})`, async function () {
+        // The server reads 14 of the 16 bytes (a valid number) and commits them; the 2 left are a malformed next request.
+        const key = `short-${connection}`;
+        const request = `PUT /api/space/test/object/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${d.token}\r\nContent-Type: application/json\r\nContent-Length: 14\r\nConnection: ${connection}\r\n\r\n9007199254740992`;
+        const { text, closed } = await rawExchange(Number(new URL(d.url).port), Buffer.from(request));
+        expect(closed, text).to.equal(true);
+        expect(text, 'the write is answered first, and as made').to.match(/^HTTP\/1\.1 201 /);
+        const stored = await d.request('GET', `/api/space/test/object/${key}`);
+        expect((stored.body as { data: unknown }).data).to.equal(90071992547409);
+        const after = text.indexOf('HTTP/1.1 4', 1);
+        if (connection === 'close') expect(after, 'nothing follows the answer the client asked to be the last').to.equal(-1);
+        else {
+          expect(after, text).to.be.greaterThan(0);
+          const next = text.slice(after);
+          expect(next).to.match(/^HTTP\/1\.1 400 /);
+          expect(next).to.match(/content-type: application\/problem\+json/i);
+          expect(JSON.parse(next.slice(next.indexOf('\r\n\r\n') + 4))).to.include({ status: 400 });
+        }
+      });
+    }
+    it('answers a malformed chunk in a request body with a problem+json 400 and closes, storing nothing (not left waiting for a body that cannot end)', async function () {
+      const request = `PUT /api/space/test/object/chunky HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${d.token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{"\r\nzz\r\n`;
+      const { text, closed } = await rawExchange(Number(new URL(d.url).port), Buffer.from(request));
+      expect(closed, 'closed by the server within 5 s').to.equal(true);
+      expect(text).to.match(/^HTTP\/1\.1 400 /);
+      expect(text).to.match(/content-type: application\/problem\+json/i);
+      expect((await d.request('GET', '/api/space/test/object/chunky')).status).to.equal(404);
     });
     it('refuses a body that is not JSON by its Content-Type (415), storing nothing', async function () {
       const res = await d.request('PUT', '/api/space/test/object/plain', { raw: 'hello', headers: { 'content-type': 'text/plain' } });
