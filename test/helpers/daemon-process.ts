@@ -69,7 +69,6 @@ export async function httpRequest(base: string, method: string, urlPath: string,
   });
 }
 
-/** Options for {@link DaemonProcess.start}. */
 /** Bytes a raw socket receives for `request` until the server closes it (or 5 s pass). */
 export async function rawExchange(port: number, request: Buffer): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve) => {
@@ -89,6 +88,7 @@ export async function rawExchange(port: number, request: Buffer): Promise<{ text
   });
 }
 
+/** Options for {@link DaemonProcess.start}. */
 export interface StartOptions {
   /** Reuse this folder (a restart); a new temp folder otherwise. */
   dir?: string;
