@@ -33,8 +33,14 @@ const SyncEveryBytes = 8 * 1024 * 1024;
  * with this one, up to 12–15 ms, and the checkpoint took as long.
  */
 const MaxUnsyncedBytes = 2 * SyncEveryBytes;
-/** Bytes read at a time when hashing the finished file. */
-const HashReadBytes = 4 * 1024 * 1024;
+/**
+ * Bytes read at a time when hashing the finished file (the next read under way
+ * while one is hashed). Read straight from the disk at its full speed, the
+ * read-back holds up the journal's writes: with 16 saturating writers around a
+ * 1 GiB `store` checkpoint, p99 12.8–14.0 ms with 4 MiB reads, 6.8–6.9 ms
+ * with 1 MiB, the checkpoint as long (bench/README.md, ninth session).
+ */
+const HashReadBytes = 1024 * 1024;
 /**
  * Deflate threads: one core fewer than the machine has (at least one, at most
  * four), so that a core stays for the main thread, the journal's writes on
