@@ -3,7 +3,9 @@
  * spaces, against Info-ZIP `zip -r` / `unzip` at the same compression on the
  * same data written as files, and `cp -r` of those files; then the commit
  * latency of 16 concurrent durable writers during a checkpoint against
- * without one, and the longest event-loop stall while it runs.
+ * without one, and the longest event-loop stall while it runs; and, as the
+ * floor under that, the same writers while other processes only copy the
+ * store checkpoint with O_DIRECT and hash the copy (no code of ours running).
  *
  * Everything runs in process on the real code: Store (journal.sync=commit) on
  * a temporary FileVault, Catalogue and Checkpointer on its checkpoint folder.
@@ -110,11 +112,11 @@ async function extract(file: string, dir: string): Promise<string[]> {
   return files;
 }
 
-/** Run a command to its end; its wall time in seconds. */
-function timed(command: string, args: string[], cwd: string): Promise<number> {
+/** Run a command to its end (its output shown unless `quiet`); its wall time in seconds. */
+function timed(command: string, args: string[], cwd: string, quiet = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const child = spawn(command, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(command, args, { cwd, stdio: ['ignore', quiet ? 'ignore' : 'inherit', quiet ? 'ignore' : 'inherit'] });
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       if (code === 0) resolve((performance.now() - start) / 1000);
@@ -171,6 +173,16 @@ interface Window<T = unknown> {
   stallMs: number;
   seconds: number;
   result: T;
+}
+
+/** Commits while other processes copy and hash a checkpoint file (copyAndHash), against the store baseline of the same load. */
+interface Floor {
+  load: string;
+  mib: number;
+  base: Stats;
+  during: Stats;
+  seconds: number;
+  stallMs: number;
 }
 
 /** Commits while a checkpoint file is deleted. */
@@ -245,6 +257,24 @@ async function deletion(store: Store, catalogue: Catalogue, entry: CatalogueEntr
   await settle();
   const window = await commitLatencies(store, round, () => (sliced ? catalogue.remove(entry.id) : fs.unlink(entry.file).then(() => fsyncDir(catalogue.dir))));
   return { how: sliced ? 'a slice at a time (Catalogue.remove)' : 'unlinked at once (reference)', mib: entry.size / MiB, stats: stats(window.latencies), seconds: window.seconds, stallMs: window.stallMs };
+}
+
+/**
+ * The floor under a checkpoint's effect on commits: other processes do only the disk and hashing work
+ * that writing `file` as a checkpoint must do (written with O_DIRECT, as checkpoints are, `dd bs=1M
+ * oflag=direct`, or through the page cache plus an fsync where the file system refuses O_DIRECT; then
+ * read back and hashed, `sha256sum`), and no code of ours runs besides the writers.
+ */
+async function copyAndHash(file: string, work: string): Promise<void> {
+  const copy = path.join(work, 'floor-copy');
+  try {
+    await timed('dd', [`if=${file}`, `of=${copy}`, 'bs=1M', 'oflag=direct', 'status=none'], work, true).catch(() =>
+      timed('dd', [`if=${file}`, `of=${copy}`, 'bs=1M', 'conv=fsync', 'status=none'], work, true),
+    );
+    await timed('sha256sum', [copy], work, true);
+  } finally {
+    await fs.rm(copy, { force: true });
+  }
 }
 
 /** How many of the window's commits took longer than `limit` ms, in each tenth of the window. */
@@ -344,6 +374,7 @@ export async function checkpointBench(): Promise<void> {
 
     const latency: Latency[] = [];
     const deletes: Deletion[] = [];
+    const floors: Floor[] = [];
     for (const [load, rate] of [['saturating', 0], ['steady', SteadyRate]] as const) {
       for (const [round, setting] of Settings.entries()) {
         // The checkpoint's window first, then a baseline as long as it (at least BaselineMs): a p99 over a
@@ -354,11 +385,17 @@ export async function checkpointBench(): Promise<void> {
         const during = await commitLatencies(store, seed + 1, () => checkpointer(setting.compression).create(request), rate);
         // The largest file, store's, is deleted under watch: the catalogue's way after the saturating window,
         // unlinked at once (the reference) after the steady one.
-        if (setting.name === 'store') deletes.push(await deletion(store, catalogue, during.result, rate === 0, seed + 50));
-        else await catalogue.remove(during.result.id);
+        // The floor, after the store window, on its file: other processes copy and hash it (copyAndHash).
+        let floor: Window | undefined;
+        if (setting.name === 'store') {
+          await settle();
+          floor = await commitLatencies(store, seed + 70, () => copyAndHash(during.result.file, work), rate);
+          deletes.push(await deletion(store, catalogue, during.result, rate === 0, seed + 50));
+        } else await catalogue.remove(during.result.id);
         await settle();
         const base = await commitLatencies(store, seed, () => delay(Math.max(BaselineMs, during.seconds * 1000)), rate);
         const baseStats = stats(base.latencies);
+        if (floor !== undefined) floors.push({ load, mib: during.result.size / MiB, base: baseStats, during: stats(floor.latencies), seconds: floor.seconds, stallMs: floor.stallMs });
         const slow = slowByTenth(during, 2 * baseStats.p99);
         latency.push({ setting: setting.name, load, base: baseStats, during: stats(during.latencies), checkpointS: during.seconds, stallBaseMs: base.stallMs, stallMs: during.stallMs, slow });
         console.log(`  latency with ${setting.name}, ${load} load: done (${elapsed(started)})`);
@@ -398,6 +435,12 @@ export async function checkpointBench(): Promise<void> {
       );
     }
     console.log(`(commits slower than 2x the baseline p99 during the checkpoint, by tenth of its length: ${latency.map((l) => `${l.setting} ${l.load} [${l.slow.join(' ')}]`).join('; ')})`);
+    for (const f of floors) {
+      console.log(
+        `floor, ${f.load} load: while other processes copy the ${fmt(f.mib)} MiB store checkpoint (dd bs=1M oflag=direct) and hash the copy (sha256sum), no code of ours running besides the writers: ` +
+          `${f.seconds.toFixed(2)} s, p50 / p99 / max ${f.during.p50.toFixed(1)} / ${f.during.p99.toFixed(1)} / ${f.during.max.toFixed(1)} ms, p99 ${(f.during.p99 / f.base.p99).toFixed(2)}x the store baseline's, loop stall ${f.stallMs.toFixed(0)} ms`,
+      );
+    }
     for (const d of deletes) {
       console.log(`commits while the ${fmt(d.mib)} MiB store checkpoint is deleted, ${d.how}: ${d.seconds.toFixed(2)} s, p50 / p99 / max ${d.stats.p50.toFixed(1)} / ${d.stats.p99.toFixed(1)} / ${d.stats.max.toFixed(1)} ms, loop stall ${d.stallMs.toFixed(0)} ms`);
     }
