@@ -13,9 +13,9 @@ import { readCertificateAuthorities, readServerCertificate, type Config } from '
 import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
-import { FailoverManager, leasePollMs, LeaseWatcher } from '../failover/index.js';
+import { FailoverManager, LeaseFile, leasePollMs, LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
-import { installationId, PidLock, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
+import { InstallationFile, installationId, PidLock, removeTempFiles, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
 
 /** Name of the file the first admin token is written to, inside paths.data. */
 export const AdminTokenFile = 'admin.token';
@@ -88,6 +88,7 @@ export class Daemon {
       await vault.ensure();
       // Before any temp file is made: temp names say which node made them (see removeTempFiles).
       setTempOwner(config.node.name);
+      await removeSmallFileTemps(config, vault, logger);
       const tokens = await TokenStore.open(config.auth.tokensFile, logger);
       if (!tokens.exists) await bootstrapAdminToken(config, tokens, logger);
       const installation = await installationId(vault.root);
@@ -222,6 +223,25 @@ export class Daemon {
       this.logger.info('stopped', { seq: this.store.state.seq });
     })();
     return this.stopping;
+  }
+}
+
+/**
+ * The temp files a crash left beside the small files replaced whole (writeFileAtomic): the installation id
+ * and the lease in the FileVault, the tokens file, the hash cache and the first admin token. Only those
+ * names go from the tokens file's folder, which may hold other programs' files. Checkpoint temp files are
+ * the catalogue's (Catalogue.init).
+ */
+async function removeSmallFileTemps(config: Config, vault: VaultPaths, logger: Logger): Promise<void> {
+  const folders: [string, string[]][] = [
+    [vault.root, [InstallationFile]],
+    [vault.failover, [LeaseFile]],
+    [path.dirname(config.auth.tokensFile), [path.basename(config.auth.tokensFile)]],
+    [config.paths.data, [CheckpointHashCache, AdminTokenFile]],
+  ];
+  for (const [dir, names] of folders) {
+    const removed = await removeTempFiles(dir, names);
+    if (removed.length > 0) logger.warn('removed temp files a crash left behind', { dir, files: removed });
   }
 }
 

@@ -99,8 +99,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
  * it writes none of them. Any other goes only once unwritten for StaleTempMs:
  * on a shared FileVault it may be a checkpoint another node is writing now,
  * which a secondary restarting would otherwise delete from under it.
+ *
+ * With `published`, only the temp files of those names (`.tmp-<name>-…`): for
+ * a folder this program shares with others (the tokens file's, say).
  */
-export async function removeTempFiles(dir: string): Promise<string[]> {
+export async function removeTempFiles(dir: string, published?: readonly string[]): Promise<string[]> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -110,7 +113,8 @@ export async function removeTempFiles(dir: string): Promise<string[]> {
   }
   const now = Date.now();
   const removed: string[] = [];
-  for (const name of names.filter((n) => n.startsWith(TempPrefix))) {
+  const ours = (n: string) => (published === undefined ? n.startsWith(TempPrefix) : published.some((p) => n.startsWith(`${TempPrefix}${p}-`)));
+  for (const name of names.filter(ours)) {
     const file = path.join(dir, name);
     if (tempOwner === null || ownerOf(name) !== tempOwner) {
       const stat = await fs.lstat(file).catch(() => null);

@@ -197,6 +197,34 @@ describe('checkpoint API (real daemon on loopback)', function () {
       await fs.access(writing);
       await fs.rm(writing);
     });
+
+    it('at start-up removes the temp files a crash left beside the installation id, the lease, the tokens file, the hash cache and the admin token, and only those in the tokens folder', async function () {
+      const e = await DaemonProcess.start({ config: { auth: { tokensFile: 'etc/tokens.json' } } });
+      let current = e;
+      try {
+        const etc = path.join(e.dir, 'etc');
+        const leftovers = [
+          path.join(e.dir, 'FileVault', '.tmp-installation.json-1234-0badcafe@test'),
+          path.join(e.dir, 'FileVault', 'failover', '.tmp-lease.json-1234-0badcafe@test'),
+          path.join(etc, '.tmp-tokens.json-1234-0badcafe@test'),
+          path.join(e.dir, 'data', '.tmp-checkpoint-sha256.json-1234-0badcafe@test'),
+          path.join(e.dir, 'data', '.tmp-admin.token-1234-0badcafe@test'),
+        ];
+        // Another program's temp file in the shared tokens folder, and another node's lease temp file written a moment ago.
+        const foreign = path.join(etc, '.tmp-other.conf-1234-0badcafe@test');
+        const othersLease = path.join(e.dir, 'FileVault', 'failover', '.tmp-lease.json-1234-0badcafe@node-b');
+        for (const file of [...leftovers, foreign, othersLease]) await fs.writeFile(file, 'half written');
+        const restarted = (current = await e.restart());
+        for (const file of leftovers) await fs.access(file).then(() => expect.fail(`${path.relative(e.dir, file)} survived start-up`), () => undefined);
+        await fs.access(foreign);
+        await fs.access(othersLease);
+        const logged = restarted.lines.filter((l) => l.message === 'removed temp files a crash left behind').flatMap((l) => l.files as string[]);
+        expect(logged.sort()).to.deep.equal(leftovers.map((f) => path.basename(f)).sort());
+        expect((await restarted.request('GET', '/api/collection/checkpoint')).status).to.equal(200);
+      } finally {
+        await current.cleanup();
+      }
+    });
   });
 
   describe('hash cache', function () {
