@@ -7,6 +7,7 @@
  * log) before anyone needs it — never at the moment of a failover. Reading it
  * also leaves the file in this host's page cache.
  */
+import { promises as fs } from 'node:fs';
 import { verifyCheckpointArchive } from './archive/index.js';
 import type { Catalogue } from './catalogue.js';
 import { isOwnCollection } from './retention.js';
@@ -78,7 +79,19 @@ export class StandbyPreloader {
     const newest = candidates[0];
     if (newest === undefined || this.seen.has(newest.id) || (this.verified !== null && newest.manifest.seq < this.verified.seq)) return;
     const started = performance.now();
-    const result = await verifyCheckpointArchive(newest.file);
+    const deleted = () => {
+      this.seen.add(newest.id);
+      logger.info('a checkpoint was deleted while this standby verified it; skipped', { id: newest.id, file: newest.file });
+    };
+    let result: Awaited<ReturnType<typeof verifyCheckpointArchive>>;
+    try {
+      result = await verifyCheckpointArchive(newest.file);
+    } catch (err) {
+      if (await isGone(newest.file)) return deleted();
+      throw err;
+    }
+    // A delete on the primary renames the file away, then shrinks it a slice at a time: a read under way here sees it end early.
+    if (!result.ok && (await isGone(newest.file))) return deleted();
     this.seen.add(newest.id);
     const ms = Math.round(performance.now() - started);
     if (!result.ok) {
@@ -94,5 +107,15 @@ export class StandbyPreloader {
     }
     this.verified = { id: newest.id, seq: newest.manifest.seq, bytes: newest.size, ms, at: new Date().toISOString() };
     logger.info('checkpoint pre-loaded (verified on this standby)', { id: newest.id, seq: newest.manifest.seq, bytes: newest.size, ms });
+  }
+}
+
+/** Whether `file` is no longer there by its name (deleted, or renamed away to be deleted). */
+async function isGone(file: string): Promise<boolean> {
+  try {
+    await fs.stat(file);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
   }
 }

@@ -1,0 +1,123 @@
+/**
+ * A standby verifies each new checkpoint in the background (StandbyPreloader). A checkpoint the primary
+ * deletes while the standby reads it is shrunk under the read (Catalogue.remove renames it away, then gives
+ * it back a slice at a time): that is a delete, not damage, and must not be reported as a checkpoint that
+ * does not verify. Real store, checkpoint file and catalogue; the delete runs in another process, as the
+ * primary's would.
+ */
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { promises as fs, readdirSync, readlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Catalogue, Checkpointer, StandbyPreloader } from '../../src/checkpoint/index.js';
+import { createLogger, silentLogger } from '../../src/log/index.js';
+import { Store } from '../../src/store/index.js';
+import { commit, create, load, put } from '../helpers/store-ops.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const RemoveScript = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/remove-checkpoint.ts');
+type LogLine = Record<string, unknown> & { level: string; message: string };
+
+/** Whether this process holds `file` open (/proc/self/fd). */
+function openHere(file: string): boolean {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === file) return true;
+    } catch {
+      // Closed since readdir.
+    }
+  }
+  return false;
+}
+
+/** The next line `child` prints, which must be `expected`. */
+function lineFrom(child: ChildProcess, expected: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (chunk: Buffer) => {
+      text += String(chunk);
+      if (!text.includes('\n')) return;
+      child.stdout!.off('data', onData);
+      if (text.trim() === expected) resolve();
+      else reject(new Error(`the remover said ${JSON.stringify(text)}, not ${expected}`));
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`the remover exited (${code}) before saying ${expected}`)));
+  });
+}
+
+describe('standby pre-loading (StandbyPreloader)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let store: Store;
+  let checkpointer: Checkpointer;
+  const installation = randomUUID();
+
+  beforeEach(async () => {
+    dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-preload-')));
+    const logger = silentLogger();
+    store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+    await store.commit(load('plm', '1.0', []));
+    await store.commit(create('s'));
+    // About 96 MiB, so that verifying it takes a while: random text does not compress, and is checked byte by byte.
+    for (let c = 0; c < 8; c++) {
+      await store.commit(commit('s', ...Array.from({ length: 12 }, (_, i) => put(`k${c}-${i}`, { pad: randomBytes(768 * 1024).toString('base64') }))));
+    }
+    const catalogue = new Catalogue(path.join(dir, 'checkpoint'), logger);
+    await catalogue.init();
+    checkpointer = new Checkpointer({ catalogue, store, logger, node: 'primary', compression: { method: 'store' }, installation });
+  });
+  afterEach(async () => {
+    await store.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('verifies a new checkpoint and reports it pre-loaded', async () => {
+    const entry = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
+    const lines: LogLine[] = [];
+    const preloader = standby(lines);
+    preloader.refresh();
+    await waitFor(() => preloader.status().verified, { what: 'the checkpoint to be verified', timeoutMs: 30_000 });
+    expect(preloader.status()).to.deep.include({ damaged: [] });
+    expect(preloader.status().verified).to.deep.include({ id: entry.id, seq: entry.manifest.seq, bytes: entry.size });
+    expect(lines.map((l) => l.message)).to.include('checkpoint pre-loaded (verified on this standby)');
+  });
+
+  it('takes a checkpoint the primary deletes while it is being verified for deleted, not damaged: no error, nothing marked', async () => {
+    const entry = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
+    const lines: LogLine[] = [];
+    const catalogue = new Catalogue(path.join(dir, 'checkpoint'), silentLogger());
+    // Listed once already, as a standby's catalogue would be: the pass's only open of the file is then its verification.
+    expect((await catalogue.list()).map((e) => e.id)).to.deep.equal([entry.id]);
+    const preloader = standby(lines, catalogue);
+    const remover = spawn(process.execPath, ['--import', 'tsx', RemoveScript, path.join(dir, 'checkpoint'), String(entry.id)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await lineFrom(remover, 'ready');
+      preloader.refresh();
+      await waitFor(() => openHere(entry.file), { what: 'the standby to open the checkpoint', timeoutMs: 10_000, intervalMs: 0 });
+      const removed = lineFrom(remover, 'removed');
+      remover.stdin.write('go\n');
+      await removed;
+      await waitFor(() => lines.some((l) => l.message.startsWith('a checkpoint was deleted') || l.level === 'error' || l.message.startsWith('checkpoint pre-loaded')), { what: 'the pass to end', timeoutMs: 30_000 });
+      expect(lines.filter((l) => l.level === 'error' || l.level === 'warn')).to.deep.equal([]);
+      expect(preloader.status()).to.deep.equal({ verified: null, damaged: [] });
+      expect(lines.map((l) => [l.message, l.id])).to.deep.include(['a checkpoint was deleted while this standby verified it; skipped', entry.id]);
+    } finally {
+      remover.kill('SIGKILL');
+    }
+  });
+
+  function standby(lines: LogLine[], catalogue = new Catalogue(path.join(dir, 'checkpoint'), silentLogger())): StandbyPreloader {
+    const stream = new Writable({
+      write(chunk: Buffer | string, _encoding, done) {
+        for (const line of String(chunk).split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as LogLine);
+        done();
+      },
+    });
+    return new StandbyPreloader({ catalogue, installation, logger: createLogger({ level: 'debug', stream }), intervalMs: 0 });
+  }
+});
