@@ -274,6 +274,7 @@ function config(threshold: number | null, coalesceMs: number, polling: boolean):
   return {
     compression: Compression,
     directWrites: true,
+    maxDiskRate: null,
     journalThreshold: threshold,
     watch: { usePolling: polling, intervalMs: PollMs },
     events: Object.fromEntries(CheckpointEvents.map((e) => [e, false])) as CheckpointConfig['events'],

@@ -39,6 +39,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { readCheckpointArchive } from '../src/checkpoint/archive/index.js';
 import { Catalogue, Checkpointer, type CatalogueEntry, type Compression, type Manifest } from '../src/checkpoint/index.js';
+import { parseSize } from '../src/config/index.js';
 import { silentLogger } from '../src/log/index.js';
 import { Store } from '../src/store/index.js';
 import { fsyncDir, installationId, VaultPaths } from '../src/vault/index.js';
@@ -53,6 +54,8 @@ const Writers = 16;
 /** The steady load's commits a second, all writers together (BENCH_RATE). */
 const SteadyRate = Number(process.env.BENCH_RATE ?? 2000);
 const WarmupMs = 500;
+/** checkpoint.maxDiskRate for every checkpoint the bench makes (BENCH_DISK_RATE, e.g. "25MiB"); none by default. */
+const DiskRate = process.env.BENCH_DISK_RATE === undefined ? null : parseSize(process.env.BENCH_DISK_RATE, 'BENCH_DISK_RATE');
 const Settings: { name: string; compression: Compression; zipFlag: string }[] = [
   { name: 'store', compression: { method: 'store' }, zipFlag: '-0' },
   { name: 'deflate:1', compression: { method: 'deflate', level: 1 }, zipFlag: '-1' },
@@ -300,7 +303,10 @@ export async function checkpointBench(): Promise<void> {
   const started = performance.now();
   let store: Store | null = null;
   try {
-    console.log(`checkpoint benchmark: scale ${Scale} (about ${fmt(TargetBytes / MiB)} MiB), folder ${dir} (${os.cpus().length} cores, node ${process.version})`);
+    console.log(
+      `checkpoint benchmark: scale ${Scale} (about ${fmt(TargetBytes / MiB)} MiB), folder ${dir} (${os.cpus().length} cores, node ${process.version})` +
+        (DiskRate === null ? '' : `; checkpoint.maxDiskRate ${fmt(DiskRate / MiB, 1)} MiB/s`),
+    );
     const vault = new VaultPaths(path.join(dir, 'FileVault'));
     await vault.ensure();
     const logger = silentLogger();
@@ -308,7 +314,8 @@ export async function checkpointBench(): Promise<void> {
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
     const installation = await installationId(vault.root);
-    const checkpointer = (compression: Compression) => new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation, directWrites: process.env.BENCH_DIRECT !== '0' });
+    const checkpointer = (compression: Compression) =>
+      new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation, directWrites: process.env.BENCH_DIRECT !== '0', maxDiskRate: DiskRate });
     const request = { scope: 'collection' as const, description: 'bench', trigger: 'manual' };
 
     const loadStart = performance.now();

@@ -61,6 +61,8 @@ export interface CheckpointerOptions {
   compression: Compression;
   /** Write checkpoint files with O_DIRECT where the file system allows it (default true; see WriteOptions). */
   directWrites?: boolean;
+  /** Most bytes a second a checkpoint file is written and read back at (checkpoint.maxDiskRate); null or absent: no limit. */
+  maxDiskRate?: number | null;
   /** The FileVault's installation id, written into every manifest. */
   installation: string;
 }
@@ -128,13 +130,13 @@ export class Checkpointer {
           updatedSeq: info!.updatedSeq,
           files: spaceArchiveFiles(state, info!.id),
         })),
-        { compression: this.options.compression, directWrites: this.options.directWrites !== false },
+        { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate: this.options.maxDiskRate ?? null },
       );
       const entry = await catalogue.publish(temp, id, { size: written.size, sha256: written.sha256, manifest: written.manifest });
       if (request.scope === 'collection' && store.writable) await store.rollJournal();
       const ms = Math.round(performance.now() - started);
       this.durations.set(id, ms);
-      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache' });
+      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache', maxDiskRate: this.options.maxDiskRate ?? null });
       for (const listener of this.created) listener(entry);
       return entry;
     });

@@ -115,7 +115,7 @@ export class Daemon {
           ...(start === null ? {} : { base: start.state }),
         });
       const store = await openFollower(base);
-      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, directWrites: config.checkpoint.directWrites, installation });
+      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, directWrites: config.checkpoint.directWrites, maxDiskRate: config.checkpoint.maxDiskRate, installation });
       const autoHolder: { auto: AutoCheckpointer | null } = { auto: null };
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.

@@ -54,6 +54,8 @@ export const DefaultCheckpointCompression = 'deflate:1';
 export const DefaultJournalThreshold = '256MiB';
 /** Smallest `checkpoint.journalThreshold`: below this every few commits would start a full checkpoint. */
 export const MinJournalThresholdBytes = 4096;
+/** Lowest `checkpoint.maxDiskRate`, bytes a second: below it a checkpoint of any size takes hours. */
+export const MinDiskRateBytes = 1024 * 1024;
 /** How often chokidar polls the journal folder when `checkpoint.watch.usePolling` is on. */
 export const DefaultWatchIntervalMs = 500;
 /** Triggers within this many milliseconds make one checkpoint. */

@@ -36,6 +36,7 @@ import {
   DefaultRetryMaxMs,
   DefaultRetryMinMs,
   DefaultWatchIntervalMs,
+  MinDiskRateBytes,
   MinJournalThresholdBytes,
   DefaultNodeRole,
   DefaultSyncIntervalMs,
@@ -107,6 +108,8 @@ export interface CheckpointConfig {
   compression: CheckpointCompression;
   /** Write checkpoint files with O_DIRECT where the file system allows it, else through the page cache. */
   directWrites: boolean;
+  /** Most bytes a second a checkpoint file is written and read back at, in small evenly spaced writes and reads; null = no limit. */
+  maxDiskRate: number | null;
   /** Journal bytes since the newest collection checkpoint that make the next one; null = no threshold. */
   journalThreshold: number | null;
   watch: { usePolling: boolean; intervalMs: number };
@@ -277,6 +280,17 @@ function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (re
       throw fail(mustBe('checkpoint.journalThreshold', `a size of at least ${MinJournalThresholdBytes} bytes, or null for none`, thresholdSetting));
     }
   }
+  let maxDiskRate: number | null = null;
+  if (raw.maxDiskRate !== undefined && raw.maxDiskRate !== null) {
+    try {
+      maxDiskRate = parseSize(raw.maxDiskRate, 'checkpoint.maxDiskRate');
+    } catch (error) {
+      rethrow(error);
+    }
+    if (maxDiskRate! < MinDiskRateBytes) {
+      throw fail(mustBe('checkpoint.maxDiskRate', `a size a second of at least 1MiB (a 1 GiB checkpoint then takes half an hour), or null for no limit`, raw.maxDiskRate));
+    }
+  }
   const schedule = raw.schedule ?? null;
   if (schedule !== null && !validateCron(schedule)) {
     const why = validateCronDetailed(schedule).errors.map((e) => e.message).join('; ');
@@ -299,6 +313,7 @@ function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (re
   return {
     compression: parseCompression(raw.compression ?? DefaultCheckpointCompression),
     directWrites: raw.directWrites ?? true,
+    maxDiskRate,
     journalThreshold,
     watch: { usePolling: raw.watch?.usePolling ?? true, intervalMs: raw.watch?.intervalMs ?? DefaultWatchIntervalMs },
     events: Object.fromEntries(CheckpointEvents.map((event) => [event, raw.events?.[event] ?? true])) as Record<CheckpointEvent, boolean>,

@@ -54,6 +54,7 @@ export interface ConfigFile {
   checkpoint?: {
     compression?: string;
     directWrites?: boolean;
+    maxDiskRate?: number | string | null;
     journalThreshold?: number | string | null;
     watch?: { usePolling?: boolean; intervalMs?: number };
     events?: Partial<Record<CheckpointEvent, boolean>>;
@@ -142,6 +143,7 @@ export const checkpointSchema = section({
     description: '"store", "deflate", or "deflate:1" to "deflate:9" (the level)',
   },
   directWrites: flag,
+  maxDiskRate: { type: ['integer', 'string', 'null'], minimum: 0, description: 'a size a second (an integer or a string like "32MiB"), or null for no limit' },
   journalThreshold: { type: ['integer', 'string', 'null'], minimum: 0, description: 'a size (an integer or a string like "256MiB"), or null for none' },
   watch: section({ usePolling: flag, intervalMs: integer(10, 60_000) }),
   events: section(Object.fromEntries(CheckpointEvents.map((event) => [event, flag]))),

@@ -152,7 +152,7 @@ describe('checkpoint archive: the write worker', function () {
     const fast = Buffer.alloc(MiB);
     const pieces = [slow, fast, slow, fast, fast, slow, fast];
     const handle = await fs.open(path.join(dir, 'file'), 'wx+');
-    const init: WriteWorkerInit = { fd: handle.fd, directFd: null, level: 9, parallel: 2, deflateSource, writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: 0, maxUnsyncedBytes: 0 };
+    const init: WriteWorkerInit = { fd: handle.fd, directFd: null, level: 9, parallel: 2, deflateSource, writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: 0, maxUnsyncedBytes: 0, bytesPerSecond: 0 };
     const worker = new Worker(workerSource, { eval: true, workerData: init, execArgv: [] });
     try {
       const finished = new Promise<void>((resolve, reject) => {
@@ -217,7 +217,7 @@ describe('checkpoint archive: the write worker', function () {
     const file = path.join(dir, 'file');
     const handle = await fs.open(file, 'wx+');
     const directHandle = await fs.open(file, 'r+');
-    const init: WriteWorkerInit = { fd: handle.fd, directFd: directHandle.fd, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB };
+    const init: WriteWorkerInit = { fd: handle.fd, directFd: directHandle.fd, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB, bytesPerSecond: 0 };
     const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
     try {
       const done = new Promise<{ size: number; sha256: string; direct: boolean }>((resolve, reject) => {
@@ -352,6 +352,96 @@ describe('checkpoint archive: the write worker', function () {
     expect([...seen]).to.include(10);
   });
 
+  for (const direct of [false, true]) {
+    it(`paces its writes and its read-back to bytesPerSecond, a writeBytes piece at a time, with no burst after a pause (${direct ? 'O_DIRECT' : 'page cache'})`, async function () {
+      // The worker's own code on a node:fs that records when each write and read starts and how many bytes it moves.
+      const source = `var __name = (f) => f;
+        const threads = require('node:worker_threads');
+        const real = require('node:fs');
+        // Into shared memory, read once the worker has finished: [count, then kind (0 write, 1 read), start, bytes for each].
+        const log = new Float64Array(threads.workerData.log);
+        const note = (kind, bytes) => {
+          const i = 1 + 3 * log[0]++;
+          log[i] = kind;
+          log[i + 1] = performance.now();
+          log[i + 2] = bytes;
+        };
+        const fs = { ...real,
+          writeSync(fd, data, offset, length, position) { note(0, length); return real.writeSync(fd, data, offset, length, position); },
+          readSync(fd, buffer, offset, length, position) { note(1, length); return real.readSync(fd, buffer, offset, length, position); },
+          read(fd, buffer, offset, length, position, done) { note(1, length); return real.read(fd, buffer, offset, length, position, done); },
+        };
+        (${writeWorkerMain.toString()})(threads, require('node:crypto'), require('node:zlib'), fs, require('node:os'), ${lowerThreadPriority.toString()});`;
+      const file = path.join(dir, 'file');
+      const handle = await fs.open(file, 'wx+');
+      const directHandle = direct ? await fs.open(file, fs.constants.O_RDWR | fs.constants.O_DIRECT).catch(() => null) : null;
+      if (direct && directHandle === null) {
+        await handle.close();
+        this.skip();
+      }
+      const Piece = 64 * 1024;
+      const rate = 8 * MiB;
+      const init: WriteWorkerInit = { fd: handle.fd, directFd: directHandle?.fd ?? null, level: 0, parallel: 0, deflateSource: '', writeBytes: Piece, batchBytes: MiB, hashReadBytes: Piece, syncEveryBytes: 0, maxUnsyncedBytes: 0, bytesPerSecond: rate };
+      const log = new SharedArrayBuffer(8 * (1 + 3 * 1000));
+      const worker = new Worker(source, { eval: true, workerData: { ...init, log }, execArgv: [] });
+      try {
+        type Move = { kind: 'write' | 'read'; at: number; bytes: number };
+        const done = new Promise<{ moves: Move[]; size: number; sha256: string }>((resolve, reject) => {
+          worker.on('message', (m: FromWriteWorker) => {
+            if (m.type === 'failed') reject(new Error(m.error.message));
+            else if (m.type === 'finished') {
+              const values = new Float64Array(log);
+              const moves = Array.from({ length: values[0]! }, (_, k): Move => ({ kind: values[1 + 3 * k] === 0 ? 'write' : 'read', at: values[2 + 3 * k]!, bytes: values[3 + 3 * k]! }));
+              resolve({ moves, size: m.size, sha256: m.sha256 });
+            }
+          });
+          worker.on('error', reject);
+        });
+        const data = randomBytes(2 * MiB);
+        worker.postMessage({ type: 'batch', data: data.subarray(0, MiB), last: false });
+        // A pause longer than the first MiB takes: the time it leaves unused must not let the next MiB go at once.
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        worker.postMessage({ type: 'batch', data: data.subarray(MiB), last: true });
+        worker.postMessage({ type: 'finish' });
+        const { moves, size, sha256 } = await done;
+        expect(size).to.equal(2 * MiB);
+        expect(sha256).to.equal(createHash('sha256').update(data).digest('hex'));
+        const writes = moves.filter((m) => m.kind === 'write');
+        const reads = moves.filter((m) => m.kind === 'read');
+        expect(writes.reduce((sum, m) => sum + m.bytes, 0)).to.equal(2 * MiB);
+        expect(reads.reduce((sum, m) => sum + m.bytes, 0)).to.be.at.least(2 * MiB);
+        // A direct write may carry one 4 KiB block more: the staging area holds writeBytes plus a block.
+        for (const m of moves) expect(m.bytes, `a ${m.kind} of ${m.bytes} bytes`).to.be.at.most(Piece + (direct && m.kind === 'write' ? 4096 : 0));
+        // From any move to any later one, no sooner than the bytes in between take at the rate: no burst anywhere,
+        // also right after the pause. 3 ms of slack: a move that slept past its turn leaves the next one less.
+        for (let i = 0; i < moves.length; i++) {
+          for (let j = i + 1, bytes = moves[i]!.bytes; j < moves.length; bytes += moves[j]!.bytes, j++) {
+            const ms = moves[j]!.at - moves[i]!.at;
+            if (ms < (bytes * 1000) / rate - 3) expect.fail(`${moves[j]!.kind} ${j} started ${ms.toFixed(2)} ms after ${moves[i]!.kind} ${i}, ${bytes} bytes later`);
+          }
+        }
+        const seconds = (moves[moves.length - 1]!.at - moves[0]!.at) / 1000;
+        expect(seconds, 'the 4 MiB written and read back, at 8 MiB/s').to.be.at.least((4 * MiB - Piece) / rate - 0.05);
+      } finally {
+        await worker.terminate();
+        await directHandle?.close();
+        await handle.close();
+      }
+    });
+  }
+
+  it('writes a paced checkpoint (maxDiskRate) that reads back and verifies', async function () {
+    const data = [text(MiB, 9), randomBytes(MiB + 5)];
+    const sources = data.map((d, i): ArchiveFileSource => ({ path: `space/s/store/f${i}.ndjson`, chunks: () => [d] }));
+    const started = performance.now();
+    const written = await writeCheckpointArchive(path.join(dir, 'paced'), header, null, space(sources), { compression: { method: 'deflate', level: 1 }, maxDiskRate: 4 * MiB });
+    const seconds = (performance.now() - started) / 1000;
+    expect(seconds, 'written and read back at 4 MiB/s at most').to.be.at.least((2 * written.size) / (4 * MiB) - 0.1);
+    expect((await verifyCheckpointArchive(path.join(dir, 'paced'))).ok).to.equal(true);
+    const got = await readAll(path.join(dir, 'paced'));
+    data.forEach((d, i) => expect(got.get(`space/s/store/f${i}.ndjson`)!.equals(d), `entry ${i}`).to.equal(true));
+  });
+
   it('runs its writes no further ahead of the disk than maxUnsyncedBytes, however slow the fdatasyncs are', async function () {
     // The worker's own code on a node:fs whose fdatasync answers 20 ms late and which records, at each write,
     // how far the file's end is past the last finished sync. Without the limit the page cache takes all 32 MiB
@@ -378,7 +468,7 @@ describe('checkpoint archive: the write worker', function () {
       };
       (${writeWorkerMain.toString()})(threads, require('node:crypto'), require('node:zlib'), fs, require('node:os'), ${lowerThreadPriority.toString()});`;
     const handle = await fs.open(path.join(dir, 'file'), 'wx+');
-    const init: WriteWorkerInit = { fd: handle.fd, directFd: null, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB };
+    const init: WriteWorkerInit = { fd: handle.fd, directFd: null, level: 0, parallel: 0, deflateSource: '', writeBytes: MiB, batchBytes: MiB, hashReadBytes: 4 * MiB, syncEveryBytes: MiB, maxUnsyncedBytes: 4 * MiB, bytesPerSecond: 0 };
     const worker = new Worker(source, { eval: true, workerData: init, execArgv: [] });
     try {
       const done = new Promise<{ peak: number; size: number }>((resolve, reject) => {

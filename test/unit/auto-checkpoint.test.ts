@@ -23,6 +23,7 @@ import { waitFor } from '../helpers/wait-for.js';
 const quiet: CheckpointConfig = {
   compression: { method: 'store' },
   directWrites: true,
+  maxDiskRate: null,
   journalThreshold: null,
   watch: { usePolling: false, intervalMs: 1000 },
   events: { 'space-created': false, 'space-upgraded': false, 'template-loaded': false, 'restore-done': false, promotion: false, 'clean-shutdown': false, 'crash-recovery': false },

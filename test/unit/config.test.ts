@@ -39,6 +39,7 @@ const defaultFailover = (vault: string): Config['failover'] => ({
 const defaultCheckpoint: Config['checkpoint'] = {
   compression: parseCompression(DefaultCheckpointCompression),
   directWrites: true,
+  maxDiskRate: null,
   journalThreshold: 256 * 1024 * 1024,
   watch: { usePolling: true, intervalMs: 500 },
   events: {
@@ -125,6 +126,7 @@ describe('loadConfig', () => {
       checkpoint: {
         compression: 'deflate:9',
         directWrites: false,
+        maxDiskRate: '32MiB',
         journalThreshold: '64MiB',
         watch: { usePolling: false, intervalMs: 250 },
         events: { 'clean-shutdown': false, promotion: false },
@@ -147,6 +149,7 @@ describe('loadConfig', () => {
       checkpoint: {
         compression: { method: 'deflate', level: 9 },
         directWrites: false,
+        maxDiskRate: 32 * 1024 * 1024,
         journalThreshold: 64 * 1024 * 1024,
         watch: { usePolling: false, intervalMs: 250 },
         events: { ...defaultCheckpoint.events, 'clean-shutdown': false, promotion: false },
@@ -177,6 +180,11 @@ describe('loadConfig', () => {
     expect((await checkpoint({ retention: { keepWithin: '2w' } })).retention.keepWithinMs).to.equal(14 * 86_400_000);
     expect(await problemWith({ checkpoint: { journalThreshold: '10 parsecs' } })).to.include('"checkpoint.journalThreshold" must be a size');
     expect(await problemWith({ checkpoint: { journalThreshold: 100 } })).to.include('"checkpoint.journalThreshold" must be a size of at least 4096 bytes');
+    expect((await checkpoint({ maxDiskRate: '25 MiB' })).maxDiskRate).to.equal(25 * 1024 * 1024);
+    expect((await checkpoint({ maxDiskRate: 2_000_000 })).maxDiskRate).to.equal(2_000_000);
+    expect((await checkpoint({ maxDiskRate: null })).maxDiskRate).to.equal(null);
+    expect(await problemWith({ checkpoint: { maxDiskRate: 'fast' } })).to.include('"checkpoint.maxDiskRate" must be a size');
+    expect(await problemWith({ checkpoint: { maxDiskRate: '512KiB' } })).to.include('"checkpoint.maxDiskRate" must be a size a second of at least 1MiB');
     const cron = await problemWith({ checkpoint: { schedule: '61 * * * *' } });
     expect(cron).to.match(/^"checkpoint\.schedule" must be a cron expression like "0 0 3 \* \* \*".*got "61 \* \* \* \*"/);
     expect(await problemWith({ checkpoint: { schedule: 'every day' } })).to.include('"checkpoint.schedule" must be a cron expression');

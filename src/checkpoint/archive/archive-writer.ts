@@ -76,6 +76,12 @@ export interface WriteOptions {
    * it, the page cache is used all the same, with an fdatasync every few MiB.
    */
   directWrites?: boolean;
+  /**
+   * Most bytes a second the file is written and read back at, together, in
+   * small evenly spaced writes and reads (default: as fast as the disk takes
+   * them); see checkpoint.maxDiskRate.
+   */
+  maxDiskRate?: number | null;
   signal?: AbortSignal;
   /** Called as source bytes are written, with the running total; the manifest is not counted. */
   onProgress?: (bytes: number) => void;
@@ -395,7 +401,7 @@ export async function writeCheckpointArchive(
     const method = compression.method === 'store' ? Method.store : Method.deflate;
     const level = compression.method === 'deflate' ? compression.level : 0;
     const forceZip64 = options.forceZip64 === true;
-    sink = new WorkerSink(handle.fd, level, signal, onProgress, direct?.fd ?? null);
+    sink = new WorkerSink(handle.fd, level, signal, onProgress, direct?.fd ?? null, options.maxDiskRate ?? 0);
     const entries = new EntryWriter(sink, method, dosTimeOf(header.time), forceZip64, signal);
     entries.reserveManifest(manifestLength);
     if (collection !== null) await entries.entry(collection);

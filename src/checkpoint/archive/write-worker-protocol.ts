@@ -41,6 +41,12 @@ export interface WriteWorkerInit {
    * journal write.
    */
   maxUnsyncedBytes: number;
+  /**
+   * Most bytes a second this worker writes and reads back, together (0: as
+   * fast as the disk takes them): each write and read waits for its turn, so
+   * that they are evenly spaced (see checkpoint.maxDiskRate).
+   */
+  bytesPerSecond: number;
 }
 
 /** Main → worker. */

@@ -129,8 +129,32 @@ export function writeWorkerMain(
     if (buffer.byteLength === init.batchBytes && buffer instanceof ArrayBuffer) spare.push(buffer);
   };
 
+  // Pacing (WriteWorkerInit.bytesPerSecond): each write or read of n bytes starts no sooner than n / rate after
+  // the one before it started, and time left unused is not saved up, so that the disk sees an even trickle,
+  // never a burst. Journal fsyncs flush the disk's whole write cache (a virtual disk without FUA), so every
+  // byte written beside them is waited for by some commit (bench/README.md, tenth session).
+  let nextTurn = 0;
+  /** Milliseconds to wait before moving `bytes` to or from the disk; 0 unpaced. */
+  const turnIn = (bytes: number): number => {
+    if (init.bytesPerSecond <= 0) return 0;
+    const now = performance.now();
+    const at = Math.max(nextTurn, now);
+    nextTurn = at + (bytes * 1000) / init.bytesPerSecond;
+    return at - now;
+  };
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  /** Wait for the turn of `bytes` (this thread does nothing else meanwhile: the main thread feels it as backpressure). */
+  const waitTurn = (bytes: number): void => {
+    const ms = turnIn(bytes);
+    if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
+  };
+
   const writeAll = (data: Buffer, position: number): void => {
-    for (let done = 0; done < data.length; ) done += fs.writeSync(init.fd, data, done, data.length - done, position + done);
+    for (let done = 0; done < data.length; ) {
+      const length = init.bytesPerSecond > 0 ? Math.min(init.writeBytes, data.length - done) : data.length - done;
+      waitTurn(length);
+      done += fs.writeSync(init.fd, data, done, length, position + done);
+    }
   };
 
   // Direct writes (O_DIRECT, see WriteWorkerInit.directFd): bytes are copied into an aligned staging area and
@@ -147,6 +171,7 @@ export function writeWorkerMain(
   }
   /** Write the staging area's first `length` bytes (a multiple of Align) at its place; false if the file system refuses direct writes. */
   const writeDirect = (d: NonNullable<typeof direct>, length: number): boolean => {
+    waitTurn(length);
     try {
       for (let done = 0; done < length; ) done += fs.writeSync(d.fd, d.stage, done, length - done, d.at + done);
     } catch (err) {
@@ -246,13 +271,17 @@ export function writeWorkerMain(
           // O_DIRECT reads whole blocks from a block's start; past the end of the file it reads what there is.
           const aligned = directReads && position % Align === 0;
           const length = aligned ? buffer.length : Math.min(buffer.length, offset - position);
-          fs.read(aligned ? init.directFd! : init.fd, buffer, 0, length, position, (err, bytesRead) => {
-            if (err === null) resolve(bytesRead);
-            else if (aligned && err.code === 'EINVAL' && position === 0) {
-              directReads = false;
-              resolve(read(buffer, position));
-            } else reject(err);
-          });
+          const go = (): void =>
+            fs.read(aligned ? init.directFd! : init.fd, buffer, 0, length, position, (err, bytesRead) => {
+              if (err === null) resolve(bytesRead);
+              else if (aligned && err.code === 'EINVAL' && position === 0) {
+                directReads = false;
+                resolve(read(buffer, position));
+              } else reject(err);
+            });
+          const wait = turnIn(Math.min(length, offset - position));
+          if (wait > 0) setTimeout(go, wait);
+          else go();
         });
       let next = offset > 0 ? read(buffers[0]!, 0) : null;
       for (let position = 0, i = 0; position < offset; i ^= 1) {
@@ -266,6 +295,7 @@ export function writeWorkerMain(
     }
     const buffer = Buffer.allocUnsafe(Math.min(init.hashReadBytes, Math.max(1, offset)));
     for (let position = 0; position < offset; ) {
+      waitTurn(Math.min(buffer.length, offset - position));
       const bytesRead = fs.readSync(init.fd, buffer, 0, Math.min(buffer.length, offset - position), position);
       if (bytesRead === 0) throw endsEarly(position);
       hash.update(buffer.subarray(0, bytesRead));
