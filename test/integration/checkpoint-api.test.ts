@@ -227,6 +227,25 @@ describe('checkpoint API (real daemon on loopback)', function () {
     });
   });
 
+  describe('paced writes', function () {
+    it('writes checkpoints at checkpoint.maxDiskRate when it is set, and says so in its log line; a file that verifies', async function () {
+      const e = await DaemonProcess.start({ config: { checkpoint: { maxDiskRate: '1MiB' } } });
+      try {
+        await seed(e, ['s'], 50);
+        const created = await e.request('POST', '/api/admin/checkpoint', { body: {} });
+        expect(created.status).to.equal(201);
+        const id = (created.body as Resource).data.id;
+        const line = e.lines.find((l) => l.message === 'checkpoint created' && l.id === id);
+        expect(line).to.deep.include({ maxDiskRate: 1024 * 1024 });
+        const file = path.join(e.dir, 'FileVault', 'checkpoint', `Checkpoint-${String(id).padStart(9, '0')}`);
+        const { stdout } = await run(process.execPath, [CliPath, 'verify', file]);
+        expect(stdout).to.match(new RegExp(`: ok: checkpoint ${id}, collection scope, 1 spaces?, `));
+      } finally {
+        await e.cleanup();
+      }
+    });
+  });
+
   describe('hash cache', function () {
     it('keeps known checkpoint hashes across a restart instead of re-reading the files, and re-reads a changed one', async function () {
       const e = await DaemonProcess.start({ config: { log: { level: 'debug' } } });
