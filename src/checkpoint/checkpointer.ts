@@ -85,7 +85,17 @@ export class Checkpointer {
   private readonly failed = new Set<(request: CreateRequest, err: Error) => void>();
   private readonly restored = new Set<(result: RestoreResult) => void>();
 
-  constructor(private readonly options: CheckpointerOptions) {}
+  /** checkpoint.maxDiskRate for the next checkpoints (a reload may change it; one under way keeps its own). */
+  private diskRate: number | null;
+
+  constructor(private readonly options: CheckpointerOptions) {
+    this.diskRate = options.maxDiskRate ?? null;
+  }
+
+  /** Pace the checkpoints started from now on at `rate` bytes a second (null: no limit). */
+  setMaxDiskRate(rate: number | null): void {
+    this.diskRate = rate;
+  }
 
   /** Runs `work` after every earlier create, restore or delete. */
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
@@ -105,6 +115,7 @@ export class Checkpointer {
       const infos = request.scope === 'collection' ? state.spaces() : [state.space(request.spaceId ?? '')];
       if (infos.some((i) => i === undefined)) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);
       begun = true;
+      const maxDiskRate = this.diskRate;
       const id = await catalogue.nextId();
       logger.info('checkpoint started', { id, scope: request.scope, trigger: request.trigger, seq: state.seq });
       const temp = tempPathFor(catalogue.dir, checkpointFileName(id));
@@ -130,13 +141,13 @@ export class Checkpointer {
           updatedSeq: info!.updatedSeq,
           files: spaceArchiveFiles(state, info!.id),
         })),
-        { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate: this.options.maxDiskRate ?? null },
+        { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate },
       );
       const entry = await catalogue.publish(temp, id, { size: written.size, sha256: written.sha256, manifest: written.manifest });
       if (request.scope === 'collection' && store.writable) await store.rollJournal();
       const ms = Math.round(performance.now() - started);
       this.durations.set(id, ms);
-      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache', maxDiskRate: this.options.maxDiskRate ?? null });
+      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache', maxDiskRate });
       for (const listener of this.created) listener(entry);
       return entry;
     });

@@ -47,6 +47,7 @@ export class Daemon {
     readonly logger: Logger,
     readonly store: Store,
     readonly tokens: TokenStore,
+    readonly checkpointer: Checkpointer,
     private readonly autoHolder: { auto: AutoCheckpointer | null },
     readonly failover: FailoverManager,
     private readonly app: FastifyInstance,
@@ -176,7 +177,7 @@ export class Daemon {
         const local = `${certificate === null ? 'http' : 'https'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
         if (certificate !== null) logger.info('serving HTTPS', { cert: config.api.tls?.cert, names: certificate.names, validTo: certificate.validTo });
         if (publicUrl === '') publicUrl = local;
-        const daemon = new Daemon(config, logger, store, tokens, autoHolder, failover, app, lock, local);
+        const daemon = new Daemon(config, logger, store, tokens, checkpointer, autoHolder, failover, app, lock, local);
         holder.daemon = daemon;
         await failover.start();
         daemon.serving = true;

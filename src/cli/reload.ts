@@ -1,8 +1,9 @@
 /**
  * SIGHUP (`systemctl reload`): re-read the configuration file and apply what
  * can change under a running daemon: the log level, the tokens file (a token
- * added by `checkpointd token create` or removed by hand), and the TLS
- * certificate at `api.tls` (a renewed one). Every other setting (ports,
+ * added by `checkpointd token create` or removed by hand), the TLS
+ * certificate at `api.tls` (a renewed one), and `checkpoint.maxDiskRate` (for
+ * the checkpoints started after it). Every other setting (ports,
  * paths, role, timings, …) is built into the running parts, so a change to
  * one is named in a "needs a restart" warning and not applied. A file that no
  * longer loads is refused as a whole and the daemon keeps its settings: a
@@ -12,7 +13,7 @@ import { loadConfig, type Config } from '../config/index.js';
 import type { Daemon } from './daemon.js';
 
 /** Settings a reload applies; a change to any other needs a restart. */
-export const ReloadableSettings: readonly string[] = ['log.level'];
+export const ReloadableSettings: readonly string[] = ['log.level', 'checkpoint.maxDiskRate'];
 
 /**
  * Reload from `running.file`. `running` is the configuration in force (what
@@ -56,9 +57,12 @@ export async function reloadConfig(daemon: Daemon, running: Config): Promise<Con
     logger.error('TLS certificate cannot be reloaded; serving the one loaded before', { error: (err as Error).message });
   }
 
-  logger.info('reloaded', { file: running.file, logLevel: levelBefore === level ? level : `${levelBefore}→${level}`, tokens, tls });
+  const { maxDiskRate } = next.checkpoint;
+  daemon.checkpointer.setMaxDiskRate(maxDiskRate);
+
+  logger.info('reloaded', { file: running.file, logLevel: levelBefore === level ? level : `${levelBefore}→${level}`, tokens, tls, maxDiskRate });
   if (quieter) logger.level = level;
-  return { ...running, log: { ...running.log, level } };
+  return { ...running, log: { ...running.log, level }, checkpoint: { ...running.checkpoint, maxDiskRate } };
 }
 
 /** Dotted names of the settings whose values differ between `a` and `b` (arrays compare whole). */

@@ -126,6 +126,25 @@ describe('signals', function () {
     });
   });
 
+  describe('SIGHUP and checkpoint.maxDiskRate', function () {
+    it('paces the checkpoints started after a reload at the new checkpoint.maxDiskRate, and needs no restart for it', async () => {
+      d = await DaemonProcess.start();
+      await seedSpace(d);
+      const created = async (): Promise<LogLine> => {
+        const id = ((await d!.request('POST', '/api/admin/checkpoint', { body: {} })).body as { data: { id: number } }).data.id;
+        return d!.lines.find((l) => l.message === 'checkpoint created' && l.id === id)!;
+      };
+      expect((await created()).maxDiskRate).to.equal(null);
+      await editConfig(d, (c) => (c.checkpoint = { ...c.checkpoint, maxDiskRate: '2MiB' }));
+      expect((await hup(d, reloaded)).maxDiskRate).to.equal(2 * 1024 * 1024);
+      expect((await created()).maxDiskRate).to.equal(2 * 1024 * 1024);
+      await editConfig(d, (c) => (c.checkpoint = { ...c.checkpoint, maxDiskRate: null }));
+      expect((await hup(d, reloaded)).maxDiskRate).to.equal(null);
+      expect((await created()).maxDiskRate).to.equal(null);
+      expect(d.lines.filter((l) => l.message === 'configuration changes that need a restart were not applied')).to.deep.equal([]);
+    });
+  });
+
   describe('SIGTERM', function () {
     it('while writers commit: answers or refuses every request, exits 0 with the lease released, and every acknowledged commit survives a restart', async () => {
       d = await DaemonProcess.start({ config: { checkpoint: { events: { ...QuietCheckpoints.events, 'clean-shutdown': true } } } });
