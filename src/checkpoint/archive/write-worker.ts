@@ -130,23 +130,27 @@ export function writeWorkerMain(
   };
 
   // Pacing (WriteWorkerInit.bytesPerSecond): each write or read of n bytes starts no sooner than n / rate after
-  // the one before it started, and time left unused is not saved up, so that the disk sees an even trickle,
-  // never a burst. Journal fsyncs flush the disk's whole write cache (a virtual disk without FUA), so every
-  // byte written beside them is waited for by some commit (bench/README.md, tenth session).
+  // the one before it started (by the clock, not by its schedule: one that started late does not let the next
+  // catch up), so that the disk sees an even trickle, never a burst. Journal fsyncs flush the disk's whole
+  // write cache (a virtual disk without FUA), so every byte written beside them is waited for by some commit
+  // (bench/README.md, tenth session).
   let nextTurn = 0;
-  /** Milliseconds to wait before moving `bytes` to or from the disk; 0 unpaced. */
-  const turnIn = (bytes: number): number => {
-    if (init.bytesPerSecond <= 0) return 0;
-    const now = performance.now();
-    const at = Math.max(nextTurn, now);
-    nextTurn = at + (bytes * 1000) / init.bytesPerSecond;
-    return at - now;
-  };
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  /** Wait for the turn of `bytes` (this thread does nothing else meanwhile: the main thread feels it as backpressure). */
+  /** Wait for the turn of `bytes`, then take it (this thread does nothing else meanwhile: the main thread feels it as backpressure). */
   const waitTurn = (bytes: number): void => {
-    const ms = turnIn(bytes);
-    if (ms > 0) Atomics.wait(sleeper, 0, 0, ms);
+    if (init.bytesPerSecond <= 0) return;
+    for (let ms = nextTurn - performance.now(); ms > 0; ms = nextTurn - performance.now()) Atomics.wait(sleeper, 0, 0, ms);
+    nextTurn = performance.now() + (bytes * 1000) / init.bytesPerSecond;
+  };
+  /** Call `go` at the turn of `bytes`, taking it, without holding the thread up (a read while the last one is hashed). */
+  const atTurn = (bytes: number, go: () => void): void => {
+    const ms = init.bytesPerSecond <= 0 ? 0 : nextTurn - performance.now();
+    if (ms > 0) {
+      setTimeout(() => atTurn(bytes, go), Math.ceil(ms));
+      return;
+    }
+    if (init.bytesPerSecond > 0) nextTurn = performance.now() + (bytes * 1000) / init.bytesPerSecond;
+    go();
   };
 
   const writeAll = (data: Buffer, position: number): void => {
@@ -279,9 +283,7 @@ export function writeWorkerMain(
                 resolve(read(buffer, position));
               } else reject(err);
             });
-          const wait = turnIn(Math.min(length, offset - position));
-          if (wait > 0) setTimeout(go, wait);
-          else go();
+          atTurn(Math.min(length, offset - position), go);
         });
       let next = offset > 0 ? read(buffers[0]!, 0) : null;
       for (let position = 0, i = 0; position < offset; i ^= 1) {
