@@ -7,21 +7,10 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { HeartbeatClient, HeartbeatServer, type Handover, type Heartbeat } from '../../src/failover/heartbeat.js';
-import { createLogger, silentLogger } from '../../src/log/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { waitFor } from '../helpers/wait-for.js';
-
-function capture(): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: createLogger({ level: 'debug', stream }), lines };
-}
 
 describe('failover heartbeat (WebSocket on loopback)', function () {
   this.timeout(10_000);
@@ -30,10 +19,10 @@ describe('failover heartbeat (WebSocket on loopback)', function () {
   let hub: HeartbeatServer;
   let seq: number;
   const clients: HeartbeatClient[] = [];
-  let log: ReturnType<typeof capture>;
+  let log: ReturnType<typeof captureLogger>;
 
   beforeEach(async () => {
-    log = capture();
+    log = captureLogger();
     seq = 10;
     server = http.createServer((_req, res) => res.end('ok'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

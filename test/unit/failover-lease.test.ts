@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ConflictError } from '../../src/errors.js';
 import {
@@ -20,21 +19,11 @@ import {
   type LeaseHolderOptions,
   type LeaseWatcherOptions,
 } from '../../src/failover/index.js';
-import { createLogger, silentLogger, type Logger } from '../../src/log/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 type LogLine = Record<string, unknown> & { level: string; message: string };
-
-function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer | string, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
-  return { logger: createLogger({ level: 'debug', stream }), lines };
-}
 
 function linesWith(lines: LogLine[], level: string, message: string): LogLine[] {
   return lines.filter((l) => l.level === level && l.message.startsWith(message));

@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { JournalCorruptError } from '../../src/errors.js';
 import {
   JournalWriter,
@@ -12,7 +11,8 @@ import {
   type JournalRecord,
   type ScanResult,
 } from '../../src/journal/index.js';
-import { createLogger, silentLogger, type Logger } from '../../src/log/index.js';
+import { silentLogger, type Logger } from '../../src/log/index.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const Epoch = 1;
@@ -64,17 +64,6 @@ async function corruption(dir: string): Promise<JournalCorruptError> {
     throw err;
   }
   throw new Error('expected a JournalCorruptError');
-}
-
-function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer | string, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: createLogger({ level: 'debug', stream }), lines };
 }
 
 function range(from: number, to: number): number[] {

@@ -8,30 +8,29 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { promises as fs, readdirSync, readlinkSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Catalogue, Checkpointer, StandbyPreloader } from '../../src/checkpoint/index.js';
-import { createLogger, silentLogger } from '../../src/log/index.js';
+import { silentLogger } from '../../src/log/index.js';
 import { Store } from '../../src/store/index.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { descriptorOf } from '../helpers/descriptor.js';
+import type { LogLine } from '../helpers/daemon-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const RemoveScript = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/remove-checkpoint.ts');
-type LogLine = Record<string, unknown> & { level: string; message: string };
 
 /** Whether this process holds `file` open (/proc/self/fd). */
 function openHere(file: string): boolean {
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === file) return true;
-    } catch {
-      // Closed since readdir.
-    }
+  try {
+    descriptorOf(file);
+    return true;
+  } catch {
+    return false;
   }
-  return false;
 }
 
 /** The next line `child` prints, which must be `expected`. */
@@ -78,8 +77,7 @@ describe('standby pre-loading (StandbyPreloader)', function () {
 
   it('verifies a new checkpoint and reports it pre-loaded', async () => {
     const entry = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
-    const lines: LogLine[] = [];
-    const preloader = standby(lines);
+    const { preloader, lines } = standby();
     preloader.refresh();
     await waitFor(() => preloader.status().verified, { what: 'the checkpoint to be verified', timeoutMs: 30_000 });
     expect(preloader.status()).to.deep.include({ damaged: [] });
@@ -89,11 +87,10 @@ describe('standby pre-loading (StandbyPreloader)', function () {
 
   it('takes a checkpoint the primary deletes while it is being verified for deleted, not damaged: no error, nothing marked', async () => {
     const entry = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
-    const lines: LogLine[] = [];
     const catalogue = new Catalogue(path.join(dir, 'checkpoint'), silentLogger());
     // Listed once already, as a standby's catalogue would be: the pass's only open of the file is then its verification.
     expect((await catalogue.list()).map((e) => e.id)).to.deep.equal([entry.id]);
-    const preloader = standby(lines, catalogue);
+    const { preloader, lines } = standby(catalogue);
     const remover = spawn(process.execPath, ['--import', 'tsx', RemoveScript, path.join(dir, 'checkpoint'), String(entry.id)], { stdio: ['pipe', 'pipe', 'inherit'] });
     try {
       await lineFrom(remover, 'ready');
@@ -111,13 +108,9 @@ describe('standby pre-loading (StandbyPreloader)', function () {
     }
   });
 
-  function standby(lines: LogLine[], catalogue = new Catalogue(path.join(dir, 'checkpoint'), silentLogger())): StandbyPreloader {
-    const stream = new Writable({
-      write(chunk: Buffer | string, _encoding, done) {
-        for (const line of String(chunk).split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as LogLine);
-        done();
-      },
-    });
-    return new StandbyPreloader({ catalogue, installation, logger: createLogger({ level: 'debug', stream }), intervalMs: 0 });
+  function standby(catalogue = new Catalogue(path.join(dir, 'checkpoint'), silentLogger())): { preloader: StandbyPreloader; lines: LogLine[] } {
+    const { logger, lines } = captureLogger();
+    return { preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 0 }), lines };
   }
+
 });

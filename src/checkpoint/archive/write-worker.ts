@@ -135,21 +135,26 @@ export function writeWorkerMain(
   // write cache (a virtual disk without FUA), so every byte written beside them is waited for by some commit
   // (bench/README.md, tenth session).
   let nextTurn = 0;
+  /** Milliseconds until the next move's turn (0: now, or unpaced). */
+  const untilTurn = (): number => (init.bytesPerSecond <= 0 ? 0 : nextTurn - performance.now());
+  /** Take the turn for a move of `bytes` starting now. */
+  const takeTurn = (bytes: number): void => {
+    if (init.bytesPerSecond > 0) nextTurn = performance.now() + (bytes * 1000) / init.bytesPerSecond;
+  };
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   /** Wait for the turn of `bytes`, then take it (this thread does nothing else meanwhile: the main thread feels it as backpressure). */
   const waitTurn = (bytes: number): void => {
-    if (init.bytesPerSecond <= 0) return;
-    for (let ms = nextTurn - performance.now(); ms > 0; ms = nextTurn - performance.now()) Atomics.wait(sleeper, 0, 0, ms);
-    nextTurn = performance.now() + (bytes * 1000) / init.bytesPerSecond;
+    for (let ms = untilTurn(); ms > 0; ms = untilTurn()) Atomics.wait(sleeper, 0, 0, ms);
+    takeTurn(bytes);
   };
   /** Call `go` at the turn of `bytes`, taking it, without holding the thread up (a read while the last one is hashed). */
   const atTurn = (bytes: number, go: () => void): void => {
-    const ms = init.bytesPerSecond <= 0 ? 0 : nextTurn - performance.now();
+    const ms = untilTurn();
     if (ms > 0) {
       setTimeout(() => atTurn(bytes, go), Math.ceil(ms));
       return;
     }
-    if (init.bytesPerSecond > 0) nextTurn = performance.now() + (bytes * 1000) / init.bytesPerSecond;
+    takeTurn(bytes);
     go();
   };
 
