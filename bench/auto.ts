@@ -151,8 +151,8 @@ async function preload(store: Store): Promise<number> {
 function journalBytesAfter(dir: string, seq: number): number {
   let bytes = 0;
   for (const name of readdirSync(dir)) {
-    const firstSeq = parseJournalFileName(name);
-    if (firstSeq === null || firstSeq <= seq) continue;
+    const firstSeq = parseJournalFileName(name)?.firstSeq;
+    if (firstSeq === undefined || firstSeq <= seq) continue;
     try {
       bytes += statSync(path.join(dir, name)).size;
     } catch (err) {

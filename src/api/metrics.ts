@@ -165,6 +165,10 @@ export class Metrics {
       for (const s of f?.standbys ?? []) set(s.lag, { node: s.node });
       if (f?.standby?.lag !== null && f?.standby?.lag !== undefined) set(f.standby.lag, { node: options.node });
     });
+    pulled(registry, 'standby_follow_failing_seconds', 'Secondary: how long applying the journal has been failing (a read error, a record that does not apply; retried with backoff), 0 while it works.', [], (set) => {
+      const standby = failover()?.standby;
+      set(standby === null || standby === undefined ? null : (standby.followError?.failingForMs ?? 0) / 1000);
+    });
     pulled(registry, 'journal_seq', 'Last journal sequence number this node has applied.', [], (set) => set(options.store.state.seq));
     pulled(registry, 'journal_since_checkpoint_bytes', 'Journal bytes written after the newest collection checkpoint (what checkpoint.journalThreshold compares).', [], (set) => set(this.view.journalBytes));
     pulled(registry, 'vault_readable', `1 if the FileVault's checkpoint folder answered the last scrape within ${VaultWaitMs / 1000} s, else 0 (the checkpoint figures are then the last ones read).`, [], (set) =>

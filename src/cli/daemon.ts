@@ -15,7 +15,8 @@ import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
 import { FailoverManager, LeaseFile, leasePollMs, LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
-import { InstallationFile, installationId, PidLock, removeTempFiles, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
+import { checkVaultMount, InstallationFile, installationId, PidLock, removeTempFiles, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
+import { ConfigError } from '../errors.js';
 
 /** Name of the file the first admin token is written to, inside paths.data. */
 export const AdminTokenFile = 'admin.token';
@@ -87,6 +88,7 @@ export class Daemon {
     try {
       const vault = new VaultPaths(config.paths.fileVault);
       await vault.ensure();
+      await checkMount(config, vault, logger);
       // Before any temp file is made: temp names say which node made them (see removeTempFiles).
       setTempOwner(config.node.name);
       await removeSmallFileTemps(config, vault, logger);
@@ -224,6 +226,27 @@ export class Daemon {
       this.logger.info('stopped', { seq: this.store.state.seq });
     })();
     return this.stopping;
+  }
+}
+
+/**
+ * The FileVault's mount: one known to cache (attributes, listings, pages) lets
+ * a secondary read a stale lease and promote while the primary lives, so it
+ * stops the start (status 2) unless failover.allowCachedVault says otherwise.
+ */
+async function checkMount(config: Config, vault: VaultPaths, logger: Logger): Promise<void> {
+  const report = await checkVaultMount(vault.root, { allowCached: config.failover.allowCachedVault });
+  if (report.verdict === 'refuse') {
+    throw new ConfigError(`the FileVault mount caches what other nodes write: ${report.problems.join(' ')}`);
+  }
+  if (report.verdict === 'warn') {
+    logger.warn('the FileVault mount may cache what other nodes write; a secondary then refuses to promote below the seq the last heartbeat reported, but may act on a stale lease', {
+      fileVault: vault.root,
+      fsType: report.fsType,
+      mountPoint: report.mountPoint,
+      problems: report.problems,
+      unchecked: report.unchecked,
+    });
   }
 }
 

@@ -80,3 +80,9 @@ export const DefaultRenewMs = 1000;
 export const DefaultSafetyMarginMs = 1000;
 /** Name of the cluster token file inside FileVault/failover when `failover.clusterTokenFile` is not set. */
 export const DefaultClusterTokenFileName = 'cluster.token';
+/**
+ * Whether a node starts on a FileVault whose mount caches attributes, names
+ * or pages (see `vault/mount-check.ts`): off, so such a mount refuses start-up
+ * rather than let a secondary promote past a live primary on a stale lease.
+ */
+export const DefaultAllowCachedVault = false;

@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import {
+  DefaultAllowCachedVault,
   DefaultApiHost,
   DefaultApiPort,
   DefaultBodyLimitBytes,
@@ -83,7 +84,7 @@ export interface ApiTlsConfig {
   key: string;
 }
 
-/** `failover`: timing, the cluster token, the role-change hook, how the primary's certificate is verified. */
+/** `failover`: timing, the cluster token, the role-change hook, how the primary's certificate is verified, whether a caching FileVault mount is allowed. */
 export interface FailoverConfig {
   /** Shared secret secondaries present on the heartbeat WebSocket. */
   clusterTokenFile: string;
@@ -101,6 +102,13 @@ export interface FailoverConfig {
    * host of the URL in the lease).
    */
   tls: { ca: string | null; serverName: string | null };
+  /**
+   * Start on a FileVault whose mount caches attributes, names or pages (NFS
+   * without actimeo=0 and lookupcache=none, SMB without cache=none, …) with a
+   * warning, instead of refusing to: another node's lease or journal file may
+   * then be read stale.
+   */
+  allowCachedVault: boolean;
 }
 
 /** `checkpoint`: file format, automatic triggers, retention. */
@@ -255,6 +263,7 @@ function resolveFailover(raw: NonNullable<ConfigFile['failover']>, configFolder:
     safetyMarginMs: raw.safetyMarginMs ?? DefaultSafetyMarginMs,
     onRoleChange: raw.onRoleChange ?? null,
     tls: { ca: raw.tls?.ca == null ? null : path.resolve(configFolder, raw.tls.ca), serverName: raw.tls?.serverName ?? null },
+    allowCachedVault: raw.allowCachedVault ?? DefaultAllowCachedVault,
   };
   // The rules that keep two primaries from ever serving at once, and a live primary from being replaced.
   if (f.heartbeatTimeoutMs <= f.heartbeatMs) throw fail(`"failover.heartbeatTimeoutMs" (${f.heartbeatTimeoutMs}) must be longer than "failover.heartbeatMs" (${f.heartbeatMs})`);

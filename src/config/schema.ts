@@ -72,6 +72,7 @@ export interface ConfigFile {
     safetyMarginMs?: number;
     onRoleChange?: string | null;
     tls?: { ca?: string | null; serverName?: string | null };
+    allowCachedVault?: boolean;
   };
   log?: { level?: LogLevel };
 }
@@ -156,7 +157,7 @@ export const checkpointSchema = section({
   retry: section({ minMs: integer(10, 3_600_000), maxMs: integer(10, 86_400_000) }),
 });
 
-/** `failover`: heartbeat, lease and promotion timing, the cluster token, the role-change hook, how the primary's certificate is verified. */
+/** `failover`: heartbeat, lease and promotion timing, the cluster token, the role-change hook, how the primary's certificate is verified, whether a caching FileVault mount is allowed. */
 export const failoverSchema = section({
   clusterTokenFile: { type: ['string', 'null'], minLength: 1, description: 'a non-empty path, or null' },
   heartbeatMs: integer(50, 60_000),
@@ -169,6 +170,7 @@ export const failoverSchema = section({
     ca: { type: ['string', 'null'], minLength: 1, description: 'a non-empty path of a PEM file, or null for the system\'s certificate authorities' },
     serverName: { type: ['string', 'null'], minLength: 1, description: 'a host name the primary\'s certificate holds, or null for the host of the lease URL' },
   }),
+  allowCachedVault: { type: 'boolean', description: 'true or false (true: start on a FileVault mount that caches, with a warning)' },
 });
 
 /** `log`: how much the daemon says. */

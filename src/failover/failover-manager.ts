@@ -19,6 +19,7 @@
  *   /primary); it comes back as a secondary on its next start.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type { Server } from 'node:http';
@@ -36,6 +37,8 @@ import { LeaseHolder, LeaseWatcher, readLease, type Lease } from './lease.js';
 const TickMs = 100;
 /** How often a secondary applies the journal even without a heartbeat (and re-reads the pause mark). */
 const FollowMs = 500;
+/** Longest wait between retries of a failing catch-up. */
+const FollowRetryMaxMs = 10_000;
 /** A secondary is caught up when it read the journal to its end within this long (or heartbeatTimeoutMs, if longer). */
 export const CaughtUpWithinMs = 3 * FollowMs;
 /** Name of the cluster-wide pause mark in `FileVault/failover`: while it exists, no node promotes. */
@@ -95,6 +98,10 @@ export interface StandbyView {
   lag: number | null;
   /** Since this node last read the journal to its end (null: never). */
   lastCaughtUpAgoMs: number | null;
+  /** Following fails now (retried with backoff): why, how often, for how long; null while it works. */
+  followError: { error: string; attempts: number; failingForMs: number } | null;
+  /** Why this node refused to promote when the primary looked gone, or null. */
+  promotionRefused: string | null;
   checkpoints: PreloadStatus | null;
 }
 
@@ -148,6 +155,8 @@ export class FailoverManager {
   private lostEpoch = 0;
   private stopped = false;
   private fencedBecause: string | null = null;
+  /** A configured primary waiting out a lease its previous run left: its claim is a start, not a promotion. */
+  private startAsPrimary = false;
   /** Promotion off (maintenance), as this node last read the pause mark. */
   private paused = false;
   /** When (monotonic ms) this node last read the journal to its end without a gap. */
@@ -156,6 +165,12 @@ export class FailoverManager {
   private primarySeq: number | null = null;
   /** Records replayed between deciding to promote and taking over (warm standby keeps this near zero). */
   private replayedAtPromotion = 0;
+  /** The one rebuild from a checkpoint in progress (a pruned or diverged journal); later triggers join it. */
+  private rebuilding: Promise<void> | null = null;
+  /** Following the journal fails (a read error, a record that does not apply): retried with backoff, reported. */
+  private followFailure: { error: string; since: number; attempts: number; retryAt: number } | null = null;
+  /** Why the last promotion attempt was refused (the FileVault shows less than the primary said it had), or null. */
+  private promotionRefused: string | null = null;
 
   constructor(private readonly options: FailoverManagerOptions) {}
 
@@ -193,11 +208,22 @@ export class FailoverManager {
     });
     if (options.configuredRole === 'primary') {
       const lease = await readLease(options.dir).catch(() => null);
+      const highest = await highestEpoch(options.dir);
       if (lease !== null && !lease.released && lease.holder !== options.node) {
         options.logger.warn('configured as primary, but the lease is held by another node; following it (this node takes over if that one is gone)', { holder: lease.holder, epoch: lease.epoch });
-      } else if (await this.claimNext('start as primary')) {
-        options.early?.watcher.stop();
-        return;
+      } else if ((lease?.released === true && (lease.candidate === undefined || lease.candidate === options.node)) || (lease === null && highest === 0)) {
+        // Released, or a new installation (no epoch ever claimed): nobody can be serving, claim at once (still
+        // conditional on the epoch read: O_EXCL lets one node have it).
+        if (await this.claimNext('start as primary', (lease?.epoch ?? 0) + 1)) {
+          options.early?.watcher.stop();
+          return;
+        }
+      } else {
+        // The lease names this node (its previous run died without releasing it) or cannot be read: another node may
+        // have taken over since, or be about to. Wait it out like any candidate: claim once it has been seen
+        // unchanged for leaseTtlMs (counted from the process start), conditional on the epoch read then.
+        this.startAsPrimary = true;
+        options.logger.info('configured as primary; the lease was not released: taking it once it has not changed for leaseTtlMs', { holder: lease?.holder ?? null, epoch: lease?.epoch ?? null, leaseTtlMs: options.config.leaseTtlMs });
       }
     }
     await this.follow(options.early);
@@ -224,7 +250,7 @@ export class FailoverManager {
     }
     options.logger.info('epoch claimed', { epoch, why, seq: options.store.state.seq });
     try {
-      await this.becomePrimary(epoch, options.configuredRole !== 'primary' || why !== 'start as primary');
+      await this.becomePrimary(epoch, why !== 'start as primary');
     } catch (err) {
       // The journal may already be ours: this node can neither serve nor follow any more.
       this.roleValue = 'fenced';
@@ -239,7 +265,8 @@ export class FailoverManager {
     const { options } = this;
     this.stopFollowing();
     const started = performance.now();
-    await options.store.promote(epoch);
+    this.startAsPrimary = false;
+    const sealedSeq = await options.store.promote(epoch);
     const holder = new LeaseHolder({
       dir: options.dir,
       node: options.node,
@@ -258,6 +285,7 @@ export class FailoverManager {
     options.logger.info(promoted ? 'promoted to primary' : 'serving as primary', {
       epoch,
       seq: options.store.state.seq,
+      sealedSeq,
       ms: Math.round(performance.now() - started),
       // Journal records this node had not applied when it decided to take over.
       replayed: promoted ? this.replayedAtPromotion : undefined,
@@ -324,12 +352,12 @@ export class FailoverManager {
       },
       onBeat: async (beat) => {
         this.primarySeq = beat.seq;
-        await this.catchUp();
+        await this.catchUp().catch(() => undefined); // reported by catchUp; the answer says what was applied
         return { seq: options.store.state.seq, epoch: options.store.epoch };
       },
     });
     // Read to the journal's end at once: /standby answers from that.
-    await this.catchUp().catch((err: unknown) => options.logger.warn('following the journal failed', { error: (err as Error).message }));
+    await this.catchUp().catch(() => undefined);
     options.logger.info('following the primary', { lease: this.watcher.current()?.holder ?? null, seq: options.store.state.seq });
     this.tick = setInterval(() => this.check(), TickMs);
     this.roleChanged();
@@ -354,22 +382,80 @@ export class FailoverManager {
     );
   }
 
-  private async catchUp(): Promise<void> {
+  /**
+   * Apply what the journal holds past this node's state. A failure (a read
+   * error, a record that does not apply) is retried with backoff and reported
+   * (status, /standby 503, metric) until it succeeds: the record is never
+   * passed over. `force`: try now even while backing off (a promotion must
+   * start from everything the vault shows). Rejects on failure.
+   */
+  private async catchUp(force = false): Promise<void> {
+    if (this.rebuilding !== null) return this.rebuilding;
+    const failure = this.followFailure;
+    if (!force && failure !== null && performance.now() < failure.retryAt) return;
     this.lastFollow = performance.now();
     this.options.preloader?.refresh();
     await this.readPaused();
-    const { gap } = await this.options.store.catchUp();
-    if (gap === null) {
-      this.caughtUpAt = performance.now();
+    let result: Awaited<ReturnType<Store['catchUp']>>;
+    try {
+      result = await this.options.store.catchUp();
+    } catch (err) {
+      this.followFailed(err as Error);
+      throw err;
+    }
+    if (result.gap === null && result.diverged === null) {
+      this.followRecovered();
       return;
     }
-    // The primary pruned journal this node had not read yet: start again from the newest checkpoint
-    // that verifies (an older one plus a longer journal when the newest is damaged).
-    this.options.logger.warn('the journal this node needs was pruned before it read it; loading the newest checkpoint', gap);
-    await this.options.store.adopt(await this.options.rebuild());
-    const after = await this.options.store.catchUp();
-    if (after.gap !== null) this.options.logger.error('no checkpoint reaches the journal that is left; this node cannot follow', after.gap);
-    else this.caughtUpAt = performance.now();
+    this.rebuilding ??= this.rebuildFollower(result).finally(() => {
+      this.rebuilding = null;
+    });
+    return this.rebuilding;
+  }
+
+  /**
+   * Start again from the newest checkpoint that verifies: the journal this
+   * node needs was pruned, or a promotion sealed it below records this node
+   * applied (they were void). One at a time: later triggers join it, so at
+   * most one extra state is in memory.
+   */
+  private async rebuildFollower(found: Awaited<ReturnType<Store['catchUp']>>): Promise<void> {
+    const { options } = this;
+    if (found.gap !== null) options.logger.warn('the journal this node needs was pruned before it read it; loading the newest checkpoint', found.gap);
+    else options.logger.error('a promotion sealed the journal below records this node had applied (they are void); rebuilding from the newest checkpoint', found.diverged);
+    try {
+      await options.store.adopt(await options.rebuild());
+      const after = await options.store.catchUp();
+      if (after.gap !== null || after.diverged !== null) {
+        options.logger.error('no checkpoint reaches the journal that is left; this node cannot follow', after.gap ?? after.diverged);
+        this.followFailed(new Error('no checkpoint reaches the journal that is left'));
+      } else {
+        this.followRecovered();
+      }
+    } catch (err) {
+      this.followFailed(err as Error);
+      throw err;
+    }
+  }
+
+  /** A catch-up failed: not caught up any more; retry with backoff; logged once per run of failures. */
+  private followFailed(err: Error): void {
+    const now = performance.now();
+    const attempts = (this.followFailure?.attempts ?? 0) + 1;
+    const backoffMs = Math.min(FollowRetryMaxMs, FollowMs * 2 ** Math.min(attempts - 1, 10));
+    if (this.followFailure === null) {
+      this.options.logger.error('following the journal failed; this standby is not caught up until it succeeds (retrying with backoff)', { error: err.message, seq: this.options.store.state.seq });
+    }
+    this.followFailure = { error: err.message, since: this.followFailure?.since ?? now, attempts, retryAt: now + backoffMs };
+    this.caughtUpAt = null;
+  }
+
+  private followRecovered(): void {
+    if (this.followFailure !== null) {
+      this.options.logger.info('following the journal again', { failedAttempts: this.followFailure.attempts, failedForMs: Math.round(performance.now() - this.followFailure.since), seq: this.options.store.state.seq });
+      this.followFailure = null;
+    }
+    this.caughtUpAt = performance.now();
   }
 
   /** A secondary that has read the journal to its end lately (what /standby and a secondary's /readiness answer). */
@@ -386,6 +472,8 @@ export class FailoverManager {
       primarySeq: this.primarySeq,
       lag: this.primarySeq === null ? null : Math.max(0, this.primarySeq - appliedSeq),
       lastCaughtUpAgoMs: this.caughtUpAt === null ? null : Math.round(performance.now() - this.caughtUpAt),
+      followError: this.followFailure === null ? null : { error: this.followFailure.error, attempts: this.followFailure.attempts, failingForMs: Math.round(performance.now() - this.followFailure.since) },
+      promotionRefused: this.promotionRefused,
       checkpoints: this.options.preloader?.status() ?? null,
     };
   }
@@ -395,10 +483,9 @@ export class FailoverManager {
     if (watcher === null || client === null || this.promoting || this.stopped) return;
     const lease = watcher.current();
     client.target(lease !== null && lease.holder !== options.node && !lease.released ? lease.url : null);
-    if (performance.now() - this.lastFollow >= FollowMs) {
-      this.catchUp().catch((err: unknown) => options.logger.warn('following the journal failed', { error: (err as Error).message }));
-    }
-    if (this.paused || performance.now() < this.retryNotBefore) return;
+    if (performance.now() - this.lastFollow >= FollowMs) this.catchUp().catch(() => undefined); // reported by catchUp
+    // The pause stops promotions, not a configured primary's own start.
+    if ((this.paused && !this.startAsPrimary) || performance.now() < this.retryNotBefore) return;
     const silent = client.silentForMs() >= options.config.heartbeatTimeoutMs;
     const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs;
     // A lease released for a named candidate is that node's alone to take at once.
@@ -417,8 +504,9 @@ export class FailoverManager {
     const next = lease !== null && lease.epoch + 1 !== this.lostEpoch ? lease.epoch + 1 : undefined;
     const seen = lease === null ? null : JSON.stringify([lease.holder, lease.epoch, lease.counter, lease.released]);
     const seqBefore = options.store.state.seq;
-    this.catchUp()
+    this.catchUp(true)
       .then(async () => {
+        if (!(await this.viewHoldsWhatPrimarySaid())) return false;
         this.replayedAtPromotion = options.store.state.seq - seqBefore;
         // One fresh read before claiming: a lease that moved meanwhile means the primary lives.
         const now = await readLease(options.dir);
@@ -426,12 +514,46 @@ export class FailoverManager {
           options.logger.info('promotion called off: the lease moved', { holder: now?.holder ?? null, epoch: now?.epoch ?? null });
           return false;
         }
-        return this.claimNext(released ? 'the primary released the lease' : 'heartbeat and lease both silent', next);
+        return this.claimNext(this.startAsPrimary ? 'start as primary' : released ? 'the primary released the lease' : 'heartbeat and lease both silent', next);
       })
       .catch((err: unknown) => options.logger.error('promotion failed; still following', { error: (err as Error).message }))
       .finally(() => {
         this.promoting = false;
       });
+  }
+
+  /**
+   * Never seal below what is known: the last heartbeat said the primary had
+   * `primarySeq` durable, so a promotion that sealed the journal lower would
+   * drop acknowledged commits. When this node's view of the FileVault shows
+   * less (its client caches the folder or the file), wait for it to catch up,
+   * at most leaseTtlMs; else refuse this attempt (the next tick tries again),
+   * logging once why and what to change.
+   */
+  private async viewHoldsWhatPrimarySaid(): Promise<boolean> {
+    const { options } = this;
+    const known = this.primarySeq;
+    if (known === null) return true;
+    const deadline = performance.now() + options.config.leaseTtlMs;
+    while (options.store.state.seq < known && performance.now() < deadline && !this.stopped) {
+      await delay(TickMs);
+      await this.catchUp(true);
+    }
+    const seen = options.store.state.seq;
+    if (seen >= known) {
+      if (this.promotionRefused !== null) options.logger.info('the FileVault now shows what the primary last reported; promotion may go ahead', { seq: seen });
+      this.promotionRefused = null;
+      return true;
+    }
+    if (this.promotionRefused === null) {
+      options.logger.error('refusing to promote: the FileVault shows less of the journal than the primary reported durable; this node waits for its view to catch up', {
+        primarySeq: known,
+        vaultSeq: seen,
+        advice: 'the FileVault mount caches directory listings or file attributes; remount it without caching (see the README, installation) — or, if the primary\'s journal is really lost, promote by hand',
+      });
+    }
+    this.promotionRefused = `the last heartbeat said the primary had seq ${known} durable, but this node's view of the FileVault shows only seq ${seen}`;
+    return false;
   }
 
   private stopFollowing(): void {

@@ -5,7 +5,7 @@
  */
 export { crc32c } from './crc32c.js';
 export { encodeRecord, type JournalRecord } from './record.js';
-export { journalFileName, listJournalFiles, parseJournalFileName, pruneJournalFiles, type JournalFile } from './journal-files.js';
+export { countedJournalFiles, journalFileName, listCountedJournalFiles, listJournalFiles, parseJournalFileName, pruneJournalFiles, type JournalFile } from './journal-files.js';
 export { scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
 export { JournalWriter, type JournalStats, type JournalWriterOptions } from './journal-writer.js';
 export { JournalTail, type TailResult } from './journal-tail.js';

@@ -6,8 +6,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { JournalCorruptError } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { listJournalFiles, type JournalFile } from './journal-files.js';
-import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
+import { countedJournalFiles, listJournalFiles, type JournalFile } from './journal-files.js';
+import { FrameHeaderBytes, MaxBatchBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
 
 /** Bytes read per call; memory stays at this or one frame, whichever is larger. */
 const ReadChunkBytes = 1024 * 1024;
@@ -57,10 +57,28 @@ export interface ScanResult {
   cut: JournalCut | null;
 }
 
+/** Void files already logged by this process: each is reported once, not at every scan. */
+const reportedVoid = new Set<string>();
+
+/** Log `what` about `file` once per process. */
+function reportVoidOnce(key: string, log: () => void): void {
+  if (reportedVoid.has(key)) return;
+  reportedVoid.add(key);
+  log();
+}
+
 /** Reads every journal file in seq order, checking frames and seq continuity; see record.ts for the rules. */
 export async function scanJournal(dir: string, options: ScanOptions): Promise<ScanResult> {
   const fromSeq = options.fromSeq ?? 0;
-  const all = await listJournalFiles(dir);
+  const { counted: all, superseded } = countedJournalFiles(await listJournalFiles(dir));
+  for (const file of superseded) {
+    reportVoidOnce(file.path, () =>
+      options.logger.warn('journal file of a superseded epoch ignored (a fenced primary rolled after its successor took over; nothing in it was acknowledged)', {
+        file: file.path,
+        epoch: file.epoch,
+      }),
+    );
+  }
   // The file that holds seq fromSeq + 1 (or the first one) and those after it.
   const skip = options.skipReadFiles === true ? Math.max(0, all.findLastIndex((f) => f.firstSeq <= fromSeq + 1)) : 0;
   const files = all.slice(skip);
@@ -93,8 +111,9 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
 
 /**
  * Where the file before `next` was sealed: it ends at the seq before `next`
- * begins, and when `next` begins a higher epoch, whatever follows that seq in
- * it is void. Null when `next` has no readable first record.
+ * begins, and when `next` has a higher epoch, whatever follows that seq in
+ * it is void. The epoch is in `next`'s name; a file named without one
+ * (earlier versions) gives its first record's, and no seal when it has none.
  */
 interface Seal {
   endSeq: number;
@@ -102,6 +121,7 @@ interface Seal {
 }
 
 async function sealOf(next: JournalFile): Promise<Seal | null> {
+  if (next.epoch !== null) return { endSeq: next.firstSeq - 1, nextEpoch: next.epoch };
   const handle = await open(next.path, 'r');
   try {
     const reader = new ChunkReader(handle, (await handle.stat()).size);
@@ -138,21 +158,23 @@ async function scanFile(
   try {
     const reader = new ChunkReader(handle, (await handle.stat()).size);
     while (offset < reader.size) {
-      if (seal !== null && expected > seal.endSeq && expected > file.firstSeq && result.lastEpoch < seal.nextEpoch) {
-        options.logger.warn('journal bytes written after the file was sealed by a newer epoch are ignored (a fenced primary\'s late write, never acknowledged)', {
-          file: file.path,
-          offset,
-          bytes: reader.size - offset,
-          sealedAtSeq: seal.endSeq,
-          nextEpoch: seal.nextEpoch,
-        });
+      if (seal !== null && expected > seal.endSeq && (file.epoch ?? result.lastEpoch) < seal.nextEpoch) {
+        reportVoidOnce(`${file.path}@${offset}`, () =>
+          options.logger.warn('journal bytes written after the file was sealed by a newer epoch are ignored (a fenced primary\'s late write, never acknowledged)', {
+            file: file.path,
+            offset,
+            bytes: reader.size - offset,
+            sealedAtSeq: seal.endSeq,
+            nextEpoch: seal.nextEpoch,
+          }),
+        );
         break;
       }
       const frame = await readFrameAt(reader, offset);
       if (!frame.ok) {
         const later = await findLaterFrame(reader, offset + 1, expected - 1);
-        if (later === null && laterFiles === 0) {
-          bad = { reason: frame.reason, size: reader.size };
+        if (laterFiles === 0 && (later === null || (await landedPastHole(reader, offset, later, expected)))) {
+          bad = { reason: later === null ? frame.reason : `${frame.reason}; a later batch landed past a hole where an earlier one never did (two writes in flight)`, size: reader.size };
           break;
         }
         const follow = later === null ? 0 : await countFrames(reader, later);
@@ -263,6 +285,51 @@ async function findLaterFrame(reader: ChunkReader, from: number, lastGoodSeq: nu
     if (frame.ok && frame.record.seq > lastGoodSeq) return p;
   }
   return null;
+}
+
+/**
+ * True when the bad stretch from `offset` to the valid frame at `later` is a
+ * batch that never landed, with the one written after it landed: the stretch
+ * holds a run of zero bytes (never written), and from `later` on the file
+ * holds nothing but one batch — one frame, or frames of consecutive seqs
+ * after a gap, MaxBatchBytes at most — and then at most an unfinished frame.
+ * Batches are acknowledged in file order, so none of it was acknowledged.
+ */
+async function landedPastHole(reader: ChunkReader, offset: number, later: number, expected: number): Promise<boolean> {
+  if (!(await holdsZeroRun(reader, offset, later))) return false;
+  let at = later;
+  let frames = 0;
+  let seq = expected; // the missing batch held at least the seq expected here
+  while (at < reader.size) {
+    const frame = await readFrameAt(reader, at);
+    if (!frame.ok) break;
+    if (frame.record.seq <= seq || (frames > 0 && frame.record.seq !== seq + 1)) return false;
+    seq = frame.record.seq;
+    frames++;
+    at += frame.size;
+  }
+  if (frames > 1 && at - later > MaxBatchBytes) return false;
+  return at >= reader.size || (await findLaterFrame(reader, at + 1, seq)) === null;
+}
+
+/** Bytes of zeros in a row that mark a stretch the writer never wrote (frames have none: their JSON payload cannot hold a NUL). */
+const HoleRunBytes = 64;
+
+/** True when [from, to) holds HoleRunBytes zero bytes in a row, or is all zeros when shorter. */
+async function holdsZeroRun(reader: ChunkReader, from: number, to: number): Promise<boolean> {
+  const need = Math.min(HoleRunBytes, to - from);
+  let run = 0;
+  for (let at = from; at < to; ) {
+    const n = Math.min(64 * 1024, to - at);
+    const chunk = reader.cached(at, n) ?? (await reader.bytes(at, n));
+    if (chunk === null) return false;
+    for (const byte of chunk) {
+      run = byte === 0 ? run + 1 : 0;
+      if (run >= need) return true;
+    }
+    at += n;
+  }
+  return false;
 }
 
 /** How many valid frames run back to back from `offset`, for the operator's message. */

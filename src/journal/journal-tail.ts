@@ -10,9 +10,18 @@
  * and its successor's journal begins where the good records end). A gap — the
  * file the next seq is in has been pruned — is reported, not skipped: the
  * follower must load a newer checkpoint instead.
+ *
+ * A record counts as read only once `onRecord` has applied it: when it throws,
+ * the poll rejects and the next one delivers the same record again.
+ *
+ * Only counted files are followed (journal-files.ts): a superseded epoch's
+ * file is never read. When a newer epoch's file begins at or before a seq this
+ * follower already applied from an older epoch, what it applied past that
+ * point was void (the promotion sealed below it): that is reported as
+ * `diverged`, and the follower must rebuild from a checkpoint.
  */
 import { open, stat } from 'node:fs/promises';
-import { listJournalFiles, type JournalFile } from './journal-files.js';
+import { listCountedJournalFiles, type JournalFile } from './journal-files.js';
 import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
 
 /** Bytes read per call. */
@@ -24,6 +33,8 @@ export interface TailResult {
   records: number;
   /** The seq wanted next is in no file any more (pruned): the first seq the journal still has, else null. */
   gap: { wanted: number; firstAvailable: number } | null;
+  /** A newer epoch sealed the journal below what this follower applied (see above), else null. */
+  diverged: { appliedSeq: number; appliedEpoch: number; file: string; sealedAt: number } | null;
 }
 
 /** Reads new journal records as they appear. */
@@ -31,10 +42,11 @@ export class JournalTail {
   /** Where the last poll stopped: the file, the offset of the next frame. */
   private at: { file: JournalFile; offset: number } | null = null;
 
-  /** Follow `dir` from seq `nextSeq` on. */
+  /** Follow `dir` from seq `nextSeq` on; `epoch`: the epoch of the record before it (of the state it follows from). */
   constructor(
     private readonly dir: string,
     private next: number,
+    private epoch: number,
   ) {}
 
   /** The seq the next delivered record will carry. */
@@ -42,41 +54,48 @@ export class JournalTail {
     return this.next;
   }
 
-  /** Start again from `nextSeq` (after loading a checkpoint past a gap, say). */
-  reset(nextSeq: number): void {
+  /** Start again from `nextSeq` (after loading a checkpoint past a gap, say), whose previous record has `epoch`. */
+  reset(nextSeq: number, epoch: number): void {
     this.next = nextSeq;
+    this.epoch = epoch;
     this.at = null;
   }
 
   /** Deliver every complete record past the last one; `onRecord` may return a promise, which is awaited. */
   async poll(onRecord: (record: JournalRecord) => unknown): Promise<TailResult> {
-    const files = await listJournalFiles(this.dir);
+    const files = await listCountedJournalFiles(this.dir);
     // No file at all may mean the folder is gone (the FileVault went away): that is an error, not "nothing new".
     if (files.length === 0) await stat(this.dir);
     let records = 0;
     for (;;) {
+      const sealed = files.find((f) => f.epoch !== null && f.epoch > this.epoch && f.firstSeq <= this.next - 1);
+      if (sealed !== undefined) {
+        return { records, gap: null, diverged: { appliedSeq: this.next - 1, appliedEpoch: this.epoch, file: sealed.path, sealedAt: sealed.firstSeq - 1 } };
+      }
       const index = this.fileIndex(files);
       if (index === -1) {
         const first = files[0];
         const gap = first !== undefined && first.firstSeq > this.next ? { wanted: this.next, firstAvailable: first.firstSeq } : null;
-        return { records, gap };
+        return { records, gap, diverged: null };
       }
       const file = files[index]!;
       const later = files[index + 1];
       if (this.at?.file.path !== file.path) this.at = { file, offset: 0 };
       // A file ends where the next one begins: records after that in it are a fenced primary's late writes.
       await this.readFile(this.at, later === undefined ? Infinity : later.firstSeq - 1, async (record) => {
-        records++;
-        this.next = record.seq + 1;
         const pending = onRecord(record);
         if (pending instanceof Promise) await pending;
+        // Applied: only now is it read.
+        records++;
+        this.next = record.seq + 1;
+        this.epoch = record.epoch;
       });
       // Move on only when the next file starts exactly where this one's good records end.
       if (later !== undefined && later.firstSeq === this.next) {
         this.at = { file: later, offset: 0 };
         continue;
       }
-      return { records, gap: null };
+      return { records, gap: null, diverged: null };
     }
   }
 
@@ -121,8 +140,9 @@ export class JournalTail {
         if (!decoded.ok) return;
         const { record } = decoded;
         if (record.seq > this.next || record.seq > endSeq) return; // not the seq that must follow, or past the file's seal: stop, never skip
-        at.offset += FrameHeaderBytes + length;
+        // Past a record only once it is applied: a failed apply leaves the offset on it, and the next poll retries it.
         if (record.seq === this.next) await deliver(record);
+        at.offset += FrameHeaderBytes + length;
       }
     } finally {
       await handle.close();

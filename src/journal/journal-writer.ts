@@ -8,8 +8,8 @@ import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promi
 import { ConflictError, JournalWriteError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { fsyncDir } from '../vault/index.js';
-import { journalFileName, listJournalFiles } from './journal-files.js';
-import { encodeRecord } from './record.js';
+import { journalFileName, listCountedJournalFiles } from './journal-files.js';
+import { MaxBatchBytes, encodeRecord } from './record.js';
 
 /** How a {@link JournalWriter} writes, syncs and reports failure. */
 export interface JournalWriterOptions {
@@ -17,7 +17,7 @@ export interface JournalWriterOptions {
   dir: string;
   /** Seq of the next record: the scanned journal's lastSeq + 1. */
   nextSeq: number;
-  /** Epoch stamped on each record until {@link JournalWriter.setEpoch}. */
+  /** This writer's epoch: stamped on each record and named in each file it creates. */
   epoch: number;
   /** `commit`: acknowledge after fdatasync; `interval`: after the write, fdatasync every `syncIntervalMs`. */
   sync: 'commit' | 'interval';
@@ -99,7 +99,7 @@ export class JournalWriter {
   private file: string;
   private fileFirstSeq: number;
   private nextSeq: number;
-  private epoch: number;
+  private readonly epoch: number;
   private queue: Pending[] = [];
   /** Batch writes started and not yet acknowledged, in file order. */
   private inflight: Batch[] = [];
@@ -146,7 +146,12 @@ export class JournalWriter {
     }
   }
 
-  /** Opens the newest journal file for appending, or creates `journalFileName(nextSeq)` when there is none. */
+  /**
+   * Opens the newest journal file for appending when this epoch wrote it, or
+   * creates `journalFileName(nextSeq, epoch)` with O_EXCL: a new epoch never
+   * writes a file an earlier one made (a fenced writer's late write may still
+   * land there).
+   */
   static async open(options: JournalWriterOptions): Promise<JournalWriter> {
     if (!Number.isSafeInteger(options.nextSeq) || options.nextSeq < 1) {
       throw new RangeError(`journal nextSeq must be a positive integer, got ${options.nextSeq}`);
@@ -154,19 +159,22 @@ export class JournalWriter {
     checkEpoch(options.epoch);
     const created = await mkdir(options.dir, { recursive: true });
     if (created !== undefined) await fsyncDir(path.dirname(created));
-    const newest = (await listJournalFiles(options.dir)).at(-1);
+    const newest = (await listCountedJournalFiles(options.dir)).at(-1);
+    if (newest !== undefined && newest.firstSeq > options.nextSeq) {
+      throw new ConflictError(
+        `journal ${newest.path} starts at seq ${newest.firstSeq}, past the next seq ${options.nextSeq}; scan the journal and open the writer at its lastSeq + 1`,
+      );
+    }
+    if (newest !== undefined && newest.epoch !== null && newest.epoch > options.epoch) {
+      throw new ConflictError(`journal ${newest.path} was written by epoch ${newest.epoch}, newer than this writer's epoch ${options.epoch}; this node must not write the journal`);
+    }
     let writer: JournalWriter;
-    if (newest === undefined) {
-      const file = path.join(options.dir, journalFileName(options.nextSeq));
+    if (newest === undefined || newest.epoch !== options.epoch) {
+      const file = path.join(options.dir, journalFileName(options.nextSeq, options.epoch));
       const handle = await open(file, openFlags(options.sync, true));
       await fsyncDir(options.dir);
       writer = new JournalWriter(options, handle, file, options.nextSeq, 0);
     } else {
-      if (newest.firstSeq > options.nextSeq) {
-        throw new ConflictError(
-          `journal ${newest.path} starts at seq ${newest.firstSeq}, past the next seq ${options.nextSeq}; scan the journal and open the writer at its lastSeq + 1`,
-        );
-      }
       const handle = await open(newest.path, openFlags(options.sync, false));
       const { size } = await handle.stat();
       if (size === 0 && newest.firstSeq !== options.nextSeq) {
@@ -177,7 +185,7 @@ export class JournalWriter {
       }
       writer = new JournalWriter(options, handle, newest.path, newest.firstSeq, size);
     }
-    options.logger.info('journal opened', { file: writer.file, nextSeq: options.nextSeq, sync: options.sync });
+    options.logger.info('journal opened', { file: writer.file, nextSeq: options.nextSeq, epoch: options.epoch, sync: options.sync });
     return writer;
   }
 
@@ -216,7 +224,7 @@ export class JournalWriter {
       await this.syncForHandOver();
       const firstSeq = this.ackedSeq + 1;
       if (this.fileBytes === 0 && this.fileFirstSeq === firstSeq) return this.file;
-      const file = path.join(this.options.dir, journalFileName(firstSeq));
+      const file = path.join(this.options.dir, journalFileName(firstSeq, this.epoch));
       try {
         const handle = await open(file, openFlags(this.options.sync, true));
         const old = this.handle;
@@ -233,12 +241,6 @@ export class JournalWriter {
       this.options.logger.info('journal rolled', { file, firstSeq });
       return file;
     });
-  }
-
-  /** Records appended from now on carry `epoch`. */
-  setEpoch(epoch: number): void {
-    checkEpoch(epoch);
-    this.epoch = epoch;
   }
 
   /** Counters for status and metrics. */
@@ -294,21 +296,31 @@ export class JournalWriter {
       this.refuseQueued();
       return;
     }
-    if (this.inflight.length < MaxInflight) this.dispatch();
+    while (this.queue.length > 0 && this.inflight.length < MaxInflight) this.dispatch();
   }
 
   /** Inside an exclusive operation: write everything queued and wait until it is acknowledged (or refused). */
   private async flushHeld(): Promise<void> {
-    if (this.queue.length > 0) {
-      if (this.broken !== null) this.refuseQueued();
-      else this.dispatch();
+    while (this.queue.length > 0) {
+      if (this.broken !== null) {
+        this.refuseQueued();
+        break;
+      }
+      this.dispatch();
+      await this.whenDrained();
     }
     await this.whenDrained();
   }
 
-  /** Takes the whole queue as one batch and starts its write at the end of what is already in flight. */
+  /**
+   * Takes the queue as one batch — all of it, or as many records as fit in
+   * MaxBatchBytes (at least one) — and starts its write at the end of what is
+   * already in flight. Recovery relies on the bound (record.ts).
+   */
   private dispatch(): void {
-    const records = this.queue.splice(0);
+    let take = 0;
+    for (let bytes = 0; take < this.queue.length && (take === 0 || bytes + this.queue[take]!.frame.length <= MaxBatchBytes); take++) bytes += this.queue[take]!.frame.length;
+    const records = this.queue.splice(0, take);
     const data = records.length === 1 ? records[0]!.frame : Buffer.concat(records.map((p) => p.frame));
     const batch: Batch = { records, position: this.fileBytes, bytes: data.length, outcome: undefined };
     this.fileBytes += data.length;
@@ -527,7 +539,7 @@ export class JournalWriter {
 }
 
 function checkEpoch(epoch: number): void {
-  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`journal epoch must be a non-negative integer, got ${epoch}`);
+  if (!Number.isSafeInteger(epoch) || epoch < 1) throw new RangeError(`journal epoch must be a positive integer, got ${epoch}`);
 }
 
 function messageOf(err: unknown): string {

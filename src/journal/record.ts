@@ -1,10 +1,12 @@
 /**
  * The journal's on-disk format and how start-up recovery reads it.
  *
- * Files live in `FileVault/journal/` and are named `journal-<firstSeq>.log`
- * (`journal-000000001.log`: zero-padded to 9 digits, more when needed), where
- * firstSeq is the seq of the first record the file holds or will hold. Each
- * file is a plain run of frames, nothing else: no header, no footer.
+ * Files live in `FileVault/journal/` and are named
+ * `journal-<firstSeq>-<epoch>.log` (`journal-000000001-000000001.log`:
+ * zero-padded to 9 digits, more when needed), where firstSeq is the seq of the
+ * first record the file holds or will hold and epoch is its writer's; each
+ * epoch writes only its own files (journal-files.ts). Each file is a plain run
+ * of frames, nothing else: no header, no footer.
  *
  *   frame   = length u32 LE | crc u32 LE | payload (length bytes)
  *   crc     = CRC-32C over the 4 length bytes followed by the payload
@@ -23,18 +25,25 @@
  *   frame carrying a later seq anywhere after it, is a torn tail: a write that
  *   never finished, hence never acknowledged. It is cut off at the end of the
  *   last good record (ftruncate + fsync, logged) and nothing before it is lost.
+ * - Two batches in flight when the writer died: the second landed, the first
+ *   did not (a hole of zero bytes before it). Batches are acknowledged in file
+ *   order, so nothing from the first missing byte on was acknowledged: when
+ *   the bad stretch holds a run of zero bytes and what follows it to the end
+ *   of the last file is at most one batch (one frame, or at most
+ *   MaxBatchBytes), it is a torn tail too.
  * - A bad frame followed by a valid later frame, a bad frame in any file but
  *   the last, a seq that is not previous + 1, or a file whose name does not
  *   match its first seq, is damage in the middle: cutting there would drop
  *   acknowledged commits, so recovery stops with JournalCorruptError and
  *   changes nothing. An operator restores the file or accepts the loss.
  * - Empty (0-byte) files are fine; a writer creates them before the first append.
- * - A file ends where the next one begins. When the next file begins a higher
+ * - A file ends where the next one begins. When the next file has a higher
  *   epoch (a promotion sealed this one), anything after the seq before it is
  *   void: bytes a fenced primary's hung write (NFS) put there after the seal.
- *   They were never acknowledged (the old primary fenced itself before the
- *   new one could claim the epoch), so they are ignored and logged, and the
- *   file is left as it is. Within one epoch (a roll) such bytes are damage.
+ *   A file of a lower epoch than one sorted before it is void as a whole.
+ *   Void bytes were never acknowledged (the old primary fenced itself before
+ *   the new one could claim the epoch), so they are ignored and logged, and
+ *   the file is left as it is. Within one epoch (a roll) such bytes are damage.
  */
 import { MaxRecordBytes } from '../config/defaults.js';
 import { PayloadTooLargeError } from '../errors.js';
@@ -46,6 +55,13 @@ export interface JournalRecord<Op = unknown> {
   epoch: number;
   op: Op;
 }
+
+/**
+ * Most bytes one batch write of several records holds (a single record may be
+ * larger, up to MaxRecordBytes). Recovery relies on it: at most one batch can
+ * have landed past one that did not.
+ */
+export const MaxBatchBytes = 4 * 1024 * 1024;
 
 /** Bytes before the payload: length and CRC. */
 export const FrameHeaderBytes = 8;

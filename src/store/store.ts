@@ -17,13 +17,14 @@ import path from 'node:path';
 import {
   JournalTail,
   JournalWriter,
-  listJournalFiles,
+  listCountedJournalFiles,
   pruneJournalFiles,
   scanJournal,
   type JournalFile,
   type JournalRecord,
   type JournalStats,
   type ScanResult,
+  type TailResult,
 } from '../journal/index.js';
 import type { JournalSync } from '../config/index.js';
 import { ConflictError, JournalCorruptError, UnavailableError } from '../errors.js';
@@ -51,6 +52,13 @@ export interface StoreOptions {
    * must reach back to it.
    */
   base?: StoreState;
+}
+
+/** What {@link Store.catchUp} found. */
+export interface CatchUpResult {
+  applied: number;
+  gap: TailResult['gap'];
+  diverged: TailResult['diverged'];
 }
 
 /** Called after each durable commit, in seq order. */
@@ -98,7 +106,7 @@ export class Store {
     private epochValue: number,
     restoreRefs: Map<number, number>,
   ) {
-    this.tail = writer === null ? new JournalTail(options.journalDir, state.seq + 1) : null;
+    this.tail = writer === null ? new JournalTail(options.journalDir, state.seq + 1, epochValue) : null;
     this.head = state;
     this.visibleState = state;
     for (const [id, seq] of restoreRefs) this.restoreRefs.set(id, seq);
@@ -109,7 +117,7 @@ export class Store {
     const { logger } = options;
     let state = options.base ?? StoreState.empty();
     const baseSeq = state.seq;
-    const files = await listJournalFiles(options.journalDir);
+    const files = await listCountedJournalFiles(options.journalDir);
     checkJournalReachesBack(files, baseSeq);
     let replayed = 0;
     const restoreRefs = new Map<number, number>();
@@ -133,7 +141,8 @@ export class Store {
     }).catch((err: unknown) => {
       throw err instanceof JournalCorruptError ? withCoveredAdvice(err, files, baseSeq) : err;
     });
-    const end = journalEnd(scan, await listJournalFiles(options.journalDir));
+    const after = await listCountedJournalFiles(options.journalDir);
+    const end = journalEnd(scan, after);
     if (end < baseSeq) {
       throw new Error(
         `the journal ends at seq ${end} but the checkpoint to start from is at seq ${baseSeq}: journal files are missing from ${options.journalDir}; ` +
@@ -142,7 +151,7 @@ export class Store {
     }
     logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: end, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
     const recovery = { scan, replayed, baseSeq };
-    const epoch = Math.max(scan.lastEpoch, 1);
+    const epoch = Math.max(scan.lastEpoch, after.at(-1)?.epoch ?? 0, 1);
     if (options.readOnly === true) return new Store(options, null, state, recovery, logger, epoch, restoreRefs);
     // The journal reports failures to the store it feeds, which exists only once the writer does.
     const holder: { store?: Store } = {};
@@ -207,6 +216,8 @@ export class Store {
     if (next === this.head) {
       // A no-op (reloading an identical template): nothing to journal, but answer only once what it repeats is durable.
       await this.lastDurable.catch(() => undefined);
+      // Its answer says the state holds it: a fenced node may no longer say so.
+      this.throwIfFenced('a no-op, not acknowledged');
       return { seq: this.visibleState.seq, state: this.visibleState };
     }
     const appended = writer.append(op);
@@ -215,9 +226,10 @@ export class Store {
     this.pending.push(next);
     this.lastDurable = appended.durable;
     await appended.durable;
-    while (this.pending.length > 0 && this.pending[0]!.seq <= seq) this.visibleState = this.pending.shift()!;
-    // Fenced while the record was being written: it is in the journal, but this node may no longer say so.
+    // Fenced while the record was being written: it is in the journal, but this node may no longer say so, nor
+    // show it to reads or checkpoints (a successor may have sealed the journal before it: then it is void).
     this.throwIfFenced('written to the journal but not acknowledged');
+    while (this.pending.length > 0 && this.pending[0]!.seq <= seq) this.visibleState = this.pending.shift()!;
     for (const listener of this.listeners) {
       try {
         listener(op, seq);
@@ -250,7 +262,7 @@ export class Store {
 
   /** The journal files, oldest first. */
   journalFiles(): Promise<JournalFile[]> {
-    return listJournalFiles(this.options.journalDir);
+    return listCountedJournalFiles(this.options.journalDir);
   }
 
   /** Epoch stamped on the records this store writes. */
@@ -261,14 +273,17 @@ export class Store {
   /**
    * A follower (read-only store) applies the journal records written since
    * its last call, as the primary writes them: a warm standby. Returns how
-   * many it applied, or the gap when the records it needs were pruned (it
-   * must then start again from a newer checkpoint).
+   * many it applied; the gap when the records it needs were pruned; and
+   * `diverged` when a promotion sealed the journal below records it applied
+   * (they were void). After either it must start again from a checkpoint.
+   * A record whose apply fails is not passed: the call rejects, and the next
+   * one applies that record again.
    */
-  catchUp(): Promise<{ applied: number; gap: { wanted: number; firstAvailable: number } | null }> {
-    const run = this.following.then(async () => {
-      if (this.tail === null) return { applied: 0, gap: null };
-      const { records, gap } = await this.tail.poll((record) => this.follow(record));
-      return { applied: records, gap };
+  catchUp(): Promise<CatchUpResult> {
+    const run = this.following.then(async (): Promise<CatchUpResult> => {
+      if (this.tail === null) return { applied: 0, gap: null, diverged: null };
+      const { records, gap, diverged } = await this.tail.poll((record) => this.follow(record));
+      return { applied: records, gap, diverged };
     });
     this.following = run.catch(() => undefined);
     return run;
@@ -290,32 +305,34 @@ export class Store {
   }
 
   /**
-   * Become the journal's writer at `epoch` (a promotion): apply what is left
-   * of the journal, cut a torn tail the old primary left at its last good
-   * record, and open a new journal file for the new epoch. The caller has
-   * claimed the epoch, so no other node writes any more.
+   * Become the journal's writer at `epoch` (a promotion, or a primary's
+   * start): apply what is left of the journal and open a new file for the
+   * epoch, starting after the last good record. Nothing the previous epoch
+   * wrote is changed, not even a torn tail: its writer may still be alive and
+   * its late writes may land there; the new file seals them off (void by rule,
+   * journal-files.ts). The caller has claimed the epoch, so no other node
+   * writes any more. Returns the seal: the last seq of the previous epoch.
    */
-  promote(epoch: number): Promise<void> {
+  promote(epoch: number): Promise<number> {
     const run = this.following.then(async () => {
       if (this.writer !== null) throw new ConflictError('this store already writes the journal');
       const { options, logger } = this;
       const fromSeq = this.visibleState.seq;
       // Only the files from the one this node is reading on: it read and checked the ones before.
       const scan = await scanJournal(options.journalDir, {
-        repair: true,
+        repair: false,
         logger,
         fromSeq,
         skipReadFiles: true,
         onRecord: (record: JournalRecord) => this.follow(record),
       });
-      const end = journalEnd(scan, await listJournalFiles(options.journalDir));
-      const writer = await openWriter(options, end + 1, epoch, (lastDurableSeq) => this.rollBack(lastDurableSeq));
-      // A new file for the new epoch (an empty newest file is reused).
-      await writer.roll();
-      this.writer = writer;
+      const end = journalEnd(scan, await listCountedJournalFiles(options.journalDir));
+      this.writer = await openWriter(options, end + 1, epoch, (lastDurableSeq) => this.rollBack(lastDurableSeq));
+      if (scan.cut !== null) logger.warn('journal torn tail sealed off at the last good record', { ...scan.cut, sealedSeq: end, nextFile: this.writer.stats.file });
       this.tail = null;
       this.epochValue = epoch;
-      logger.info('journal taken over', { epoch, sealedSeq: end, applied: end - fromSeq, tailCut: scan.cut });
+      logger.info('journal taken over', { epoch, sealedSeq: end, applied: end - fromSeq, tailCut: scan.cut, file: this.writer.stats.file });
+      return end;
     });
     this.following = run.catch(() => undefined);
     return run;
@@ -356,7 +373,7 @@ export class Store {
       this.writer = null;
       this.pending = [];
       this.head = this.visibleState;
-      this.tail = new JournalTail(this.options.journalDir, this.visibleState.seq + 1);
+      this.tail = new JournalTail(this.options.journalDir, this.visibleState.seq + 1, this.epochValue);
       this.logger.info('journal handed over; following it', { seq: this.visibleState.seq });
     });
     this.following = run.catch(() => undefined);
@@ -381,7 +398,7 @@ export class Store {
       this.epochValue = fresh.epochValue;
       this.restoreRefs.clear();
       for (const [id, seq] of fresh.restoreRefs) this.restoreRefs.set(id, seq);
-      this.tail = new JournalTail(this.options.journalDir, fresh.visibleState.seq + 1);
+      this.tail = new JournalTail(this.options.journalDir, fresh.visibleState.seq + 1, fresh.epochValue);
       this.logger.info('state rebuilt from the checkpoint and the journal; following it', { seq: fresh.visibleState.seq });
     });
     this.following = run.catch(() => undefined);

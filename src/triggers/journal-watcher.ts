@@ -43,8 +43,8 @@ export interface JournalWatcherOptions {
 
 /** The journal files' sizes, kept current by chokidar. */
 export class JournalWatcher {
-  /** Size by first seq. */
-  private readonly sizes = new Map<number, number>();
+  /** First seq and size, by file. */
+  private readonly sizes = new Map<string, { firstSeq: number; size: number }>();
   /** Trailing stats booked, by file. */
   private readonly rechecks = new Map<string, NodeJS.Timeout>();
   private closed = false;
@@ -63,17 +63,17 @@ export class JournalWatcher {
     });
     const self = new JournalWatcher(watcher);
     const seen = (file: string, stats?: Stats): void => {
-      const firstSeq = parseJournalFileName(path.basename(file));
-      if (firstSeq === null || stats === undefined) return;
-      self.sizes.set(firstSeq, stats.size);
+      const firstSeq = parseJournalFileName(path.basename(file))?.firstSeq;
+      if (firstSeq === undefined || stats === undefined) return;
+      self.sizes.set(file, { firstSeq, size: stats.size });
       options.onChange();
       clearTimeout(self.rechecks.get(file));
       if (!self.closed) {
         self.rechecks.set(file, setTimeout(() => {
           self.rechecks.delete(file);
           fs.stat(file).then((now) => {
-            if (!self.closed && self.sizes.has(firstSeq) && now.size !== self.sizes.get(firstSeq)) {
-              self.sizes.set(firstSeq, now.size);
+            if (!self.closed && self.sizes.has(file) && now.size !== self.sizes.get(file)?.size) {
+              self.sizes.set(file, { firstSeq, size: now.size });
               options.onChange();
             }
           }, () => undefined);
@@ -83,8 +83,7 @@ export class JournalWatcher {
     watcher.on('add', seen);
     watcher.on('change', seen);
     watcher.on('unlink', (file) => {
-      const firstSeq = parseJournalFileName(path.basename(file));
-      if (firstSeq !== null && self.sizes.delete(firstSeq)) options.onChange();
+      if (self.sizes.delete(file)) options.onChange();
     });
     watcher.on('error', (err) => options.logger.warn('journal watcher error; the journal threshold may be noticed late', { dir: options.dir, error: (err as Error).message }));
     await new Promise<void>((resolve) => watcher.once('ready', resolve));
@@ -94,7 +93,7 @@ export class JournalWatcher {
   /** Bytes in the journal files that begin after seq `seq`. */
   bytesAfter(seq: number): number {
     let bytes = 0;
-    for (const [firstSeq, size] of this.sizes) if (firstSeq > seq) bytes += size;
+    for (const { firstSeq, size } of this.sizes.values()) if (firstSeq > seq) bytes += size;
     return bytes;
   }
 

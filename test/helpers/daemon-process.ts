@@ -104,7 +104,16 @@ export interface StartOptions {
   tls?: TlsTrust;
   /** Run the daemon as this user (the test runs as root; permission faults need a user that mode bits bind). */
   user?: ChildUser;
+  /**
+   * A configured primary restarted after a crash waits its own old lease out
+   * (leaseTtlMs) before it serves: by default start() waits until it serves or
+   * the lease names another node; false returns once it listens.
+   */
+  waitForLease?: boolean;
 }
+
+/** What a configured primary logs when it must wait out the lease its previous run left. */
+export const WaitingOutLease = 'configured as primary; the lease was not released: taking it once it has not changed for leaseTtlMs';
 
 /** A user and group id to run a child daemon as. */
 export interface ChildUser {
@@ -185,6 +194,17 @@ export class DaemonProcess {
     const logged = daemon.lines.find((l) => typeof l.file === 'string' && String(l.file).endsWith('admin.token'));
     const tokenFile = logged !== undefined ? String(logged.file) : (options.tokenFile ?? path.join(dir, 'data', 'admin.token'));
     daemon.token = (await fs.readFile(tokenFile, 'utf8')).trim();
+    if (options.waitForLease !== false && daemon.lines.some((l) => l.message === WaitingOutLease)) {
+      const name = daemon.lines.find((l) => l.message === WaitingOutLease)!.node;
+      await waitFor(
+        async () => {
+          if ((await daemon.request('GET', '/primary', { token: null })).status === 200) return true;
+          const lease = ((await daemon.request('GET', '/api/admin/status')).body as { data?: { failover?: { lease?: { holder: string } | null } } }).data?.failover?.lease;
+          return lease !== null && lease !== undefined && lease.holder !== name;
+        },
+        { what: 'the restarted primary to wait out its old lease', timeoutMs: 30_000, intervalMs: 50 },
+      );
+    }
     return daemon;
   }
 

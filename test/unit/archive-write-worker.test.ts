@@ -273,7 +273,8 @@ describe('checkpoint archive: the write worker', function () {
       const target = path.join(dir, 'aborted');
       const err = await writeCheckpointArchive(target, header, null, space([endless]), { compression, signal: controller.signal }).catch((e: unknown) => e);
       expect(err).to.be.instanceOf(Error).with.property('name', 'AbortError');
-      expect(during, 'a worker thread while writing').to.equal(before + 1);
+      // at least: the runtime may start a helper thread of its own meanwhile (seen once on a loaded machine)
+      expect(during, 'a worker thread while writing').to.be.at.least(before + 1);
       await waitFor(() => threadCount() === before, { what: 'the worker thread to end', timeoutMs: 2000 });
       expect(await fs.readdir(dir)).to.deep.equal([]);
       expect(openFiles(), 'descriptors left open (the file, and its O_DIRECT one)').to.equal(fdsBefore);

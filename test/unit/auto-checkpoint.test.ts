@@ -187,7 +187,7 @@ describe('automatic checkpoints (in-process)', function () {
       await close(r);
     }
     const files = await fs.readdir(path.join(root, 'journal'));
-    expect(files).to.deep.equal([`journal-${String(seq + 1).padStart(9, '0')}.log`]);
+    expect(files).to.deep.equal([`journal-${String(seq + 1).padStart(9, '0')}-000000001.log`]);
     expect((await fs.stat(path.join(root, 'journal', files[0]!))).size, 'nothing written after the checkpoint').to.equal(0);
     const again = await rig(root);
     try {

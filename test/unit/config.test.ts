@@ -33,6 +33,7 @@ const defaultFailover = (vault: string): Config['failover'] => ({
   safetyMarginMs: 1000,
   onRoleChange: null,
   tls: { ca: null, serverName: null },
+  allowCachedVault: false,
 });
 
 /** The checkpoint section a file that sets nothing gets. */
@@ -135,7 +136,7 @@ describe('loadConfig', () => {
         retention: { keepLast: 3, keepWithin: '1d12h' },
         retry: { minMs: 100, maxMs: 2000 },
       },
-      failover: { clusterTokenFile: '../shared/cluster.token', heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move', tls: { ca: '../shared/ca.pem', serverName: 'cp.example.com' } },
+      failover: { clusterTokenFile: '../shared/cluster.token', heartbeatMs: 250, heartbeatTimeoutMs: 1000, leaseTtlMs: 3000, renewMs: 500, safetyMarginMs: 500, onRoleChange: '/usr/local/bin/vip-move', tls: { ca: '../shared/ca.pem', serverName: 'cp.example.com' }, allowCachedVault: true },
       log: { level: 'debug' },
     });
     const config = await loadConfig(file, {});
@@ -167,6 +168,7 @@ describe('loadConfig', () => {
         safetyMarginMs: 500,
         onRoleChange: '/usr/local/bin/vip-move',
         tls: { ca: path.join(path.dirname(confDir), 'shared', 'ca.pem'), serverName: 'cp.example.com' },
+        allowCachedVault: true,
       },
       log: { level: 'debug' },
     } satisfies Config);
@@ -199,6 +201,17 @@ describe('loadConfig', () => {
     expect(await problemWith({ failover: { heartbeatMs: 1000, heartbeatTimeoutMs: 1000 } })).to.include('"failover.heartbeatTimeoutMs" (1000) must be longer than "failover.heartbeatMs" (1000)');
     expect(await problemWith({ failover: { renewMs: 3000, safetyMarginMs: 2000, leaseTtlMs: 5000 } })).to.include('must be shorter than "failover.leaseTtlMs" (5000)');
     expect(await problemWith({ failover: { leaseTtlMs: 'long' } })).to.include('"failover.leaseTtlMs" must be an integer');
+  });
+
+  it('reads failover.allowCachedVault (false unless set) and refuses a value that is not true or false, naming the key', async () => {
+    expect((await loadConfig(await writeConfig({}), {})).failover.allowCachedVault).to.equal(false);
+    expect((await loadConfig(await writeConfig({ failover: { allowCachedVault: true } }), {})).failover.allowCachedVault).to.equal(true);
+    expect((await loadConfig(await writeConfig({ failover: { allowCachedVault: false } }), {})).failover.allowCachedVault).to.equal(false);
+    expect(await problemWith({ failover: { allowCachedVault: 'yes' } })).to.equal(
+      '"failover.allowCachedVault" must be true or false (true: start on a FileVault mount that caches, with a warning), got "yes"',
+    );
+    expect(await problemWith({ failover: { allowCachedVault: 1 } })).to.match(/^"failover\.allowCachedVault" must be true or false .*, got 1$/);
+    expect(await problemWith({ failover: { allowCachedVault: null } })).to.match(/^"failover\.allowCachedVault" must be true or false .*, got null$/);
   });
 
   it('reads checkpoint.compression as store or deflate with a level, and refuses anything else', async () => {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MaxRecordBytes } from '../../src/config/defaults.js';
 import { PayloadTooLargeError } from '../../src/errors.js';
-import { crc32c, encodeRecord, journalFileName, listJournalFiles } from '../../src/journal/index.js';
+import { countedJournalFiles, crc32c, encodeRecord, journalFileName, listJournalFiles, parseJournalFileName } from '../../src/journal/index.js';
 
 describe('journal format', function () {
   describe('crc32c', function () {
@@ -49,10 +49,26 @@ describe('journal format', function () {
   });
 
   describe('journal file names', function () {
-    it('pads the first seq to nine digits and grows past them', function () {
-      expect(journalFileName(1)).to.equal('journal-000000001.log');
-      expect(journalFileName(123456789)).to.equal('journal-123456789.log');
-      expect(journalFileName(1234567890)).to.equal('journal-1234567890.log');
+    it('names the first seq and the epoch, padded to nine digits and growing past them', function () {
+      expect(journalFileName(1, 1)).to.equal('journal-000000001-000000001.log');
+      expect(journalFileName(123456789, 7)).to.equal('journal-123456789-000000007.log');
+      expect(journalFileName(1234567890, 1234567890)).to.equal('journal-1234567890-1234567890.log');
+      expect(() => journalFileName(1, 0)).to.throw(RangeError);
+    });
+
+    it('reads both names: with an epoch, and without one (earlier versions)', function () {
+      expect(parseJournalFileName('journal-000000101-000000002.log')).to.deep.equal({ firstSeq: 101, epoch: 2 });
+      expect(parseJournalFileName('journal-000000101.log')).to.deep.equal({ firstSeq: 101, epoch: null });
+      expect(parseJournalFileName('journal-101-000000002.log')).to.equal(null);
+      expect(parseJournalFileName('journal-000000101-2.log')).to.equal(null);
+      expect(parseJournalFileName('journal-000000101-000000000.log')).to.equal(null);
+    });
+
+    it('counts a superseded epoch\'s file that starts after a newer epoch\'s as void', function () {
+      const file = (firstSeq: number, epoch: number | null) => ({ path: `f${firstSeq}-${epoch}`, firstSeq, epoch });
+      const { counted, superseded } = countedJournalFiles([file(1, null), file(51, 1), file(101, 1), file(101, 2), file(151, 1), file(160, 2), file(170, 3), file(171, 2)]);
+      expect(counted.map((f) => f.path)).to.deep.equal(['f1-null', 'f51-1', 'f101-1', 'f101-2', 'f160-2', 'f170-3']);
+      expect(superseded.map((f) => f.path)).to.deep.equal(['f151-1', 'f171-2']);
     });
 
     it('lists only journal files, in numeric seq order', async function () {
@@ -65,11 +81,13 @@ describe('journal format', function () {
           'journal-000000001.log',
           'journal-12.log',
           'journal-000000002.log.tmp',
+          'journal-000000010-000000002.log',
+          'journal-000000009-000000003.log',
           'notes.txt',
         ];
         for (const name of names) await fs.writeFile(path.join(dir, name), '');
         const files = await listJournalFiles(dir);
-        expect(files.map((f) => f.firstSeq)).to.deep.equal([1, 9, 10, 1000000000]);
+        expect(files.map((f) => [f.firstSeq, f.epoch])).to.deep.equal([[1, null], [9, null], [9, 3], [10, null], [10, 2], [1000000000, null]]);
         expect(files[0]!.path).to.equal(path.join(dir, 'journal-000000001.log'));
       } finally {
         await fs.rm(dir, { recursive: true, force: true });

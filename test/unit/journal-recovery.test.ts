@@ -76,7 +76,7 @@ describe('journal recovery (scanJournal)', function () {
 
   beforeEach(async function () {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-'));
-    file = path.join(dir, journalFileName(1));
+    file = path.join(dir, journalFileName(1, 1));
   });
 
   afterEach(async function () {
@@ -161,6 +161,36 @@ describe('journal recovery (scanJournal)', function () {
       expect(rescan.result.cut).to.equal(null);
     });
 
+    it('is cut where the first of two batches in flight never landed (a hole of zeros) and the second did: nothing from the hole on was acknowledged', async function () {
+      await writeJournal(dir, 1, 10);
+      const bytes = await fs.readFile(file);
+      const offsets = frameOffsets(1, 10);
+      // The crash: batch 6..7 never reached the disk (reads back as zeros), batch 8..10 written after it did.
+      bytes.fill(0, offsets[5], offsets[7]);
+      await fs.writeFile(file, bytes);
+
+      const reported = await scan(dir, false);
+      expect(reported.seqs).to.deep.equal(range(1, 5));
+      expect(reported.result.cut).to.deep.include({ file, offset: offsets[5], bytesCut: bytes.length - offsets[5]! });
+      expect(reported.result.cut?.reason).to.match(/later batch landed past a hole/);
+
+      const { result, seqs } = await scan(dir, true);
+      expect(seqs).to.deep.equal(range(1, 5));
+      expect(result.lastSeq).to.equal(5);
+      expect((await fs.stat(file)).size).to.equal(offsets[5]);
+    });
+
+    it('still stops when what follows a hole is more than one batch (acknowledged records cannot be cut)', async function () {
+      const small = [1, 2, 3].map((seq) => encodeRecord({ seq, epoch: Epoch, op: opFor(seq) }));
+      const hole = Buffer.alloc(encodeRecord({ seq: 4, epoch: Epoch, op: opFor(4) }).length);
+      const big = [5, 6, 7, 8, 9].map((seq) => encodeRecord({ seq, epoch: Epoch, op: 'x'.repeat(1024 * 1024) }));
+      await fs.mkdir(dir, { recursive: true });
+      await fs.writeFile(file, Buffer.concat([...small, hole, ...big]));
+      const error = await corruption(dir);
+      expect(error).to.include({ file, lastGoodSeq: 3 });
+      expect(error.message).to.include('5 valid record(s) follow');
+    });
+
     it('is cut when a byte of the last record is flipped', async function () {
       await writeJournal(dir, 1, 10);
       const bytes = await fs.readFile(file);
@@ -187,7 +217,7 @@ describe('journal recovery (scanJournal)', function () {
     it('is cut back to an empty file when its only record is torn', async function () {
       await writeJournal(dir, 1, 3, [3]);
       await writeJournal(dir, 4, 4);
-      const last = path.join(dir, journalFileName(4));
+      const last = path.join(dir, journalFileName(4, 1));
       await fs.truncate(last, 6);
       const { result } = await scan(dir, true);
       expect(result).to.include({ lastSeq: 3 });
@@ -243,17 +273,17 @@ describe('journal recovery (scanJournal)', function () {
     it('stops on a seq gap between files', async function () {
       await writeJournal(dir, 1, 5);
       await fs.writeFile(
-        path.join(dir, journalFileName(8)),
+        path.join(dir, journalFileName(8, 1)),
         Buffer.concat([8, 9].map((seq) => encodeRecord({ seq, epoch: Epoch, op: opFor(seq) }))),
       );
       const error = await corruption(dir);
-      expect(error).to.include({ file: path.join(dir, journalFileName(8)), offset: 0, lastGoodSeq: 5 });
+      expect(error).to.include({ file: path.join(dir, journalFileName(8, 1)), offset: 0, lastGoodSeq: 5 });
       expect(error.message).to.include('seqs 6..7 are missing');
     });
 
     it("stops when a file's first record is not the seq its name says", async function () {
       await fs.writeFile(
-        path.join(dir, journalFileName(3)),
+        path.join(dir, journalFileName(3, 1)),
         Buffer.concat([1, 2].map((seq) => encodeRecord({ seq, epoch: Epoch, op: opFor(seq) }))),
       );
       const error = await corruption(dir);

@@ -61,7 +61,7 @@ describe('JournalWriter', function () {
   it('creates the folder and a first file named for nextSeq', async function () {
     const writer = await JournalWriter.open(options(dir, { nextSeq: 42 }));
     await writer.close();
-    expect((await listJournalFiles(dir)).map((f) => path.basename(f.path))).to.deep.equal([journalFileName(42)]);
+    expect((await listJournalFiles(dir)).map((f) => path.basename(f.path))).to.deep.equal([journalFileName(42, 1)]);
   });
 
   it('writes records that a scan reads back in order, with seq, epoch and op', async function () {
@@ -155,7 +155,7 @@ describe('JournalWriter', function () {
     const writer = await JournalWriter.open(options(dir));
     for (let i = 0; i < 5; i++) await writer.append({ i }).durable;
     const rolled = await writer.roll();
-    expect(path.basename(rolled)).to.equal(journalFileName(6));
+    expect(path.basename(rolled)).to.equal(journalFileName(6, 1));
     expect(writer.stats.file).to.equal(rolled);
     for (let i = 5; i < 10; i++) await writer.append({ i }).durable;
     await writer.close();
@@ -168,7 +168,7 @@ describe('JournalWriter', function () {
     const writer = await JournalWriter.open(options(dir));
     const queued = [writer.append('a'), writer.append('b'), writer.append('c')];
     const rolled = await writer.roll();
-    expect(path.basename(rolled)).to.equal(journalFileName(4));
+    expect(path.basename(rolled)).to.equal(journalFileName(4, 1));
     await Promise.all(queued.map((q) => q.durable));
     expect(writer.append('d').seq).to.equal(4);
     await writer.close();
@@ -185,14 +185,38 @@ describe('JournalWriter', function () {
     expect(await listJournalFiles(dir)).to.have.length(2);
   });
 
-  it('stamps later records with the epoch given to setEpoch', async function () {
-    const writer = await JournalWriter.open(options(dir, { epoch: 1 }));
-    await writer.append('old').durable;
-    writer.setEpoch(2);
-    await writer.append('new').durable;
-    await writer.close();
-    expect((await readBack(dir)).map((r) => r.epoch)).to.deep.equal([1, 2]);
+  it('writes a new epoch into a new file of its own, never into the previous epoch\'s (even an empty one)', async function () {
+    const first = await JournalWriter.open(options(dir, { epoch: 1 }));
+    await first.append('old').durable;
+    const empty = await first.roll();
+    await first.close();
+    const second = await JournalWriter.open(options(dir, { epoch: 2, nextSeq: 2 }));
+    await second.append('new').durable;
+    await second.close();
+    expect((await listJournalFiles(dir)).map((f) => path.basename(f.path))).to.deep.equal([journalFileName(1, 1), journalFileName(2, 1), journalFileName(2, 2)]);
+    expect((await fs.stat(empty)).size).to.equal(0);
+    expect((await readBack(dir)).map((r) => [r.seq, r.epoch])).to.deep.equal([[1, 1], [2, 2]]);
     expect((await scanJournal(dir, { repair: false, logger: silentLogger() })).lastEpoch).to.equal(2);
+  });
+
+  it('refuses to open for an epoch older than the newest file\'s', async function () {
+    const newer = await JournalWriter.open(options(dir, { epoch: 3 }));
+    await newer.close();
+    const err = await rejection(JournalWriter.open(options(dir, { epoch: 2 })));
+    expect(err).to.be.instanceOf(ConflictError);
+    expect((err as Error).message).to.match(/epoch 3, newer than this writer's epoch 2/);
+  });
+
+  it('splits a queue larger than MaxBatchBytes into batches of at most that size', async function () {
+    // groupCommitMs: all ten wait for one flush, which would write them as one 10 MiB batch without the bound.
+    const writer = await JournalWriter.open(options(dir, { groupCommitMs: 20 }));
+    const big = 'x'.repeat(1024 * 1024);
+    const appended = Array.from({ length: 10 }, () => writer.append(big));
+    await Promise.all(appended.map((a) => a.durable));
+    await writer.close();
+    // 1 MiB and a few bytes each: three fit in 4 MiB, four do not.
+    expect(writer.stats.batches).to.equal(4);
+    expect((await readBack(dir)).map((r) => r.seq)).to.deep.equal(Array.from({ length: 10 }, (_, i) => i + 1));
   });
 
   it('writes what is queued on close, then refuses appends', async function () {
@@ -321,7 +345,7 @@ describe('JournalWriter', function () {
       try {
         // Writes to /dev/full fail with ENOSPC, and it cannot be truncated.
         await fs.mkdir(dir);
-        await fs.symlink('/dev/full', path.join(dir, journalFileName(1)));
+        await fs.symlink('/dev/full', path.join(dir, journalFileName(1, 1)));
         const failures: number[] = [];
         const writer = await JournalWriter.open(options(dir, { onFailure: (seq) => failures.push(seq) }));
         const first = writer.append('lost');

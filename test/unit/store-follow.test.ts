@@ -52,7 +52,7 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     await p.close();
   });
 
-  it('stops before a half-written record, and promotion cuts it and writes a new file at the new epoch', async () => {
+  it('stops before a half-written record; promotion leaves it, sealed off, and writes a new file of the new epoch', async () => {
     const p = await primary();
     await p.commit(commit('s', put('a', { kind: 'Part' })));
     const file = (await p.journalFiles()).at(-1)!.path;
@@ -68,11 +68,12 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     const { seq } = await f.commit(commit('s', put('b', { kind: 'Doc' })));
     expect(seq).to.equal(4);
     const files = await f.journalFiles();
-    expect(path.basename(files.at(-1)!.path)).to.equal('journal-000000004.log');
+    expect(path.basename(files.at(-1)!.path)).to.equal('journal-000000004-000000002.log');
     await f.close();
     const records: JournalRecord[] = [];
     const scan = await scanJournal(options.journalDir, { repair: false, logger: silentLogger(), onRecord: (r) => records.push(r) });
-    expect(scan.cut, 'the torn tail was cut at promotion').to.equal(null);
+    expect(scan.cut, 'the torn tail lies past the seal: void, not a tail to cut').to.equal(null);
+    expect((await fs.readFile(file)).subarray(-9), 'the old epoch\'s file is left as it is').to.deep.equal(Buffer.from([40, 0, 0, 0, 1, 2, 3, 4, 5]));
     expect(records.map((r) => [r.seq, r.epoch])).to.deep.equal([[1, 1], [2, 1], [3, 1], [4, 2]]);
   });
 
@@ -141,6 +142,68 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     await f.promote(2);
     expect((await f.commit(commit('s', put('after', { kind: 'Doc' })))).seq).to.equal(9);
     await f.close();
+  });
+
+  for (const newFile of ['empty', 'written'] as const) {
+    it(`never reuses the old epoch's empty newest file: a stalled write landing there at offset 0 is void (new epoch's file ${newFile})`, async () => {
+      const p = await primary();
+      await p.commit(commit('s', put('a', { kind: 'Part' })));
+      // A checkpoint rolled the journal: the old epoch's newest file is empty when its next write stalls.
+      const rolled = await p.rollJournal();
+      expect((await fs.stat(rolled)).size).to.equal(0);
+      await p.close();
+      const behind = await Store.open({ ...options, readOnly: true });
+      const f = await Store.open({ ...options, readOnly: true });
+      await f.promote(2);
+      const own = (await f.journalFiles()).at(-1)!.path;
+      expect(own, 'a file of its own').to.not.equal(rolled);
+      expect(path.basename(own)).to.equal('journal-000000004-000000002.log');
+      if (newFile === 'written') expect((await f.commit(commit('s', put('b', { kind: 'Doc' })))).seq).to.equal(4);
+      // The stalled write of the old epoch lands now, at offset 0 of its own file.
+      await fs.writeFile(rolled, encodeRecord({ seq: 4, epoch: 1, op: commit('s', put('ghost', { kind: 'Part' })) }));
+
+      const started = await Store.open({ ...options, readOnly: true });
+      expect(started.state.getObject('s', 'ghost'), 'start-up ignores the void record').to.equal(undefined);
+      expect(started.state.seq).to.equal(newFile === 'written' ? 4 : 3);
+      const caught = await behind.catchUp();
+      expect(caught.diverged).to.equal(null);
+      expect(behind.state.getObject('s', 'ghost'), 'a follower ignores it').to.equal(undefined);
+      if (newFile === 'written') expect(behind.state.getObject('s', 'b')).to.deep.equal({ kind: 'Doc' });
+      expect((await f.commit(commit('s', put('c', { kind: 'Doc' })))).seq).to.equal(newFile === 'written' ? 5 : 4);
+      expect((await behind.catchUp()).applied).to.equal(1);
+      expect(behind.state.getObject('s', 'c')).to.deep.equal({ kind: 'Doc' });
+      await f.close();
+    });
+  }
+
+  it("ignores a superseded epoch's file rolled after its successor took over, and never refuses to start because of it", async () => {
+    const p = await primary();
+    await p.commit(commit('s', put('a', { kind: 'Part' })));
+    await p.close();
+    const f = await Store.open({ ...options, readOnly: true });
+    await f.promote(2);
+    await f.commit(commit('s', put('b', { kind: 'Doc' })));
+    // The fenced old primary rolled (a late checkpoint) and wrote on: a file of epoch 1 after epoch 2's.
+    await fs.writeFile(path.join(options.journalDir, 'journal-000000005-000000001.log'), encodeRecord({ seq: 5, epoch: 1, op: commit('s', put('ghost', { kind: 'Part' })) }));
+    const started = await Store.open({ ...options, readOnly: true });
+    expect(started.state.seq).to.equal(4);
+    expect(started.state.getObject('s', 'ghost')).to.equal(undefined);
+    expect((await f.commit(commit('s', put('c', { kind: 'Doc' })))).seq).to.equal(5);
+    expect((await started.catchUp()).applied).to.equal(1);
+    expect(started.state.getObject('s', 'c')).to.deep.equal({ kind: 'Doc' });
+    await f.close();
+  });
+
+  it('reports diverged when a promotion sealed the journal below records it had applied', async () => {
+    const p = await primary();
+    const f = await Store.open({ ...options, readOnly: true });
+    await p.commit(commit('s', put('a', { kind: 'Part' })));
+    expect((await f.catchUp()).applied).to.equal(1);
+    await p.close();
+    // A successor that saw only seq 2 (a stale view) sealed there: seq 3 of epoch 1 is void.
+    await fs.writeFile(path.join(options.journalDir, 'journal-000000003-000000002.log'), encodeRecord({ seq: 3, epoch: 2, op: commit('s', put('b', { kind: 'Doc' })) }));
+    const { diverged } = await f.catchUp();
+    expect(diverged).to.deep.include({ appliedSeq: 3, appliedEpoch: 1, sealedAt: 2 });
   });
 
   it('reports a gap when the journal it needs was pruned', async () => {
