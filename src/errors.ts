@@ -52,6 +52,13 @@ export class UnavailableError extends CheckpointdError {
   override readonly status = 503;
 }
 
+/**
+ * This node may not acknowledge now: it is not the primary with a valid lease
+ * (a lapsed or lost lease, a higher epoch, a switchover in progress). 503: the
+ * client retries on the primary. The rule is failover/fence.ts.
+ */
+export class FencedError extends UnavailableError {}
+
 /** The journal could not be written or synced; the commit was not acknowledged (503). */
 export class JournalWriteError extends UnavailableError {}
 

@@ -169,6 +169,10 @@ export class Metrics {
       const standby = failover()?.standby;
       set(standby === null || standby === undefined ? null : (standby.followError?.failingForMs ?? 0) / 1000);
     });
+    pulled(registry, 'vault_visibility_lag_seconds', 'Secondary: how late its reads of the FileVault show the lease renewals the primary announced in its heartbeats (median of recent samples, or the oldest unseen one); absent while unknown.', [], (set) => {
+      const ms = failover()?.standby?.visibilityLag?.leaseMs;
+      set(ms === null || ms === undefined ? null : ms / 1000);
+    });
     pulled(registry, 'journal_seq', 'Last journal sequence number this node has applied.', [], (set) => set(options.store.state.seq));
     pulled(registry, 'journal_since_checkpoint_bytes', 'Journal bytes written after the newest collection checkpoint (what checkpoint.journalThreshold compares).', [], (set) => set(this.view.journalBytes));
     pulled(registry, 'vault_readable', `1 if the FileVault's checkpoint folder answered the last scrape within ${VaultWaitMs / 1000} s, else 0 (the checkpoint figures are then the last ones read).`, [], (set) =>

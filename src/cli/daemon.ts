@@ -13,7 +13,7 @@ import { readCertificateAuthorities, readServerCertificate, type Config } from '
 import { listJournalFiles } from '../journal/index.js';
 import type { Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
-import { FailoverManager, LeaseFile, leasePollMs, LeaseWatcher } from '../failover/index.js';
+import { FailoverManager, LeaseFile, watchLeaseFromStart, type LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
 import { checkVaultMount, InstallationFile, installationId, PidLock, removeTempFiles, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
 import { ConfigError } from '../errors.js';
@@ -88,7 +88,7 @@ export class Daemon {
     try {
       const vault = new VaultPaths(config.paths.fileVault);
       await vault.ensure();
-      await checkMount(config, vault, logger);
+      const mount = await checkMount(config, vault, logger);
       // Before any temp file is made: temp names say which node made them (see removeTempFiles).
       setTempOwner(config.node.name);
       await removeSmallFileTemps(config, vault, logger);
@@ -101,8 +101,7 @@ export class Daemon {
       const startBase = async (): ReturnType<typeof loadStartBase> =>
         loadStartBase(catalogue, installation, (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null, logger);
       // Watch the lease from now on: a node starting while the primary is dead counts that silence during its load.
-      const early = { watcher: new LeaseWatcher({ dir: vault.failover, pollMs: leasePollMs(config.failover), logger }), startedAt: performance.now() };
-      await early.watcher.start();
+      const early = await watchLeaseFromStart(vault.failover, config.failover, logger);
       earlyWatcher = early.watcher;
       const base = await startBase();
       // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
@@ -159,14 +158,16 @@ export class Daemon {
           const auto = new AutoCheckpointer({ checkpointer, store, config: config.checkpoint, journalDir: vault.journal, logger });
           await auto.start();
           autoHolder.auto = auto;
-          if (promoted) auto.event('promotion');
-          else if (crash !== null) auto.event('crash-recovery');
+          if (!promoted && crash !== null) auto.event('crash-recovery');
         },
+        requestCheckpoint: (event) => autoHolder.auto?.event(event),
         rebuild: async () => openFollower(await startBase()),
         early,
         preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
         heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
         onClusterTokenRefused: () => metrics.authFailed('cluster_token'),
+        vaultMayCache: mount.verdict === 'warn',
+        vaultDescription: `${vault.root} (${mount.fsType} mounted at ${mount.mountPoint})`,
         onNotPrimary: async () => {
           const auto = autoHolder.auto;
           autoHolder.auto = null;
@@ -234,7 +235,7 @@ export class Daemon {
  * a secondary read a stale lease and promote while the primary lives, so it
  * stops the start (status 2) unless failover.allowCachedVault says otherwise.
  */
-async function checkMount(config: Config, vault: VaultPaths, logger: Logger): Promise<void> {
+async function checkMount(config: Config, vault: VaultPaths, logger: Logger): Promise<Awaited<ReturnType<typeof checkVaultMount>>> {
   const report = await checkVaultMount(vault.root, { allowCached: config.failover.allowCachedVault });
   if (report.verdict === 'refuse') {
     throw new ConfigError(`the FileVault mount caches what other nodes write: ${report.problems.join(' ')}`);
@@ -248,6 +249,7 @@ async function checkMount(config: Config, vault: VaultPaths, logger: Logger): Pr
       unchecked: report.unchecked,
     });
   }
+  return report;
 }
 
 /**

@@ -31,7 +31,11 @@ import type { PreloadStatus } from '../checkpoint/index.js';
 import type { Store } from '../store/index.js';
 import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
 import { HeartbeatClient, HeartbeatServer, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';
-import { LeaseHolder, LeaseWatcher, readLease, type Lease } from './lease.js';
+import { Fence } from './fence.js';
+import { readLease, type Lease } from './lease-file.js';
+import { LeaseHolder } from './lease-holder.js';
+import { LeaseWatcher } from './lease-watcher.js';
+import { VisibilityLag } from './visibility-lag.js';
 
 /** How often a secondary checks the two channels and applies the journal without a heartbeat. */
 const TickMs = 100;
@@ -68,6 +72,12 @@ export interface FailoverManagerOptions {
   newestCheckpoint: () => number | null;
   /** Called once this node serves as primary (`promoted`: it took over from another). */
   onPrimary: (epoch: number, promoted: boolean) => Promise<void>;
+  /**
+   * Asked for a collection checkpoint right after a promotion (once onPrimary
+   * has started the primary's duties): the new epoch's history then starts
+   * from a base every standby verifies, not from the old primary's.
+   */
+  requestCheckpoint?: (event: 'promotion') => void;
   /** Called when this node stops serving as primary (fenced, or handed over). */
   onNotPrimary: () => Promise<void>;
   /** A store opened read-only from the newest checkpoint and the journal, for a fenced primary to rejoin with. */
@@ -78,13 +88,21 @@ export interface FailoverManagerOptions {
    * the lease's silence during its load, and so does the heartbeat's, so a
    * cold standby takes over once loaded rather than a lease TTL later.
    */
-  early?: { watcher: LeaseWatcher; startedAt: number };
+  early?: EarlyWatch;
   /** Warm standby: verifies each new checkpoint while this node follows (asked on every catch-up; works in the background). */
   preloader?: { refresh(): void; status(): PreloadStatus };
   /** How the heartbeat client verifies a primary that serves wss (`failover.tls`, the CA already read). */
   heartbeatTls?: HeartbeatTls;
   /** Called when the heartbeat endpoint refuses a wrong or missing cluster token (metrics). */
   onClusterTokenRefused?: () => void;
+  /**
+   * The FileVault's mount is known or suspected to cache (its check warned:
+   * failover.allowCachedVault): lease silence is then trusted only once the
+   * visibility lag has been measured under the bound.
+   */
+  vaultMayCache?: boolean;
+  /** The FileVault as the error about its lag names it (path, file-system type, mount point). */
+  vaultDescription?: string;
 }
 
 /** A secondary's view of how far it has followed (status, /standby, /readiness). */
@@ -102,6 +120,13 @@ export interface StandbyView {
   followError: { error: string; attempts: number; failingForMs: number } | null;
   /** Why this node refused to promote when the primary looked gone, or null. */
   promotionRefused: string | null;
+  /**
+   * How late this node's vault reads show the primary's writes (ms; null while
+   * unknown): the lease (which gates promotion on silence), the journal (from
+   * a beat until its seq was applied), the bound, and why lease silence is not
+   * trusted now (null: it is).
+   */
+  visibilityLag: { leaseMs: number | null; journalMs: number | null; boundMs: number; distrusted: string | null } | null;
   checkpoints: PreloadStatus | null;
 }
 
@@ -135,6 +160,24 @@ export async function clusterToken(file: string): Promise<string> {
     if (err.code !== 'EEXIST') throw err;
   });
   return (await fs.readFile(file, 'utf8')).trim();
+}
+
+/** A lease watcher started with the process, before its (long) checkpoint load; see FailoverManagerOptions.early. */
+export interface EarlyWatch {
+  watcher: LeaseWatcher;
+  /** performance.now() when it started: the heartbeat's silence counts from here too. */
+  startedAt: number;
+}
+
+/** Start watching the lease now, before the node loads its checkpoint; hand the result to the FailoverManager. */
+export async function watchLeaseFromStart(dir: string, config: FailoverConfig, logger: Logger): Promise<EarlyWatch> {
+  const early = { watcher: new LeaseWatcher({ dir, pollMs: leasePollMs(config), logger }), startedAt: performance.now() };
+  await early.watcher.start();
+  return early;
+}
+
+function roundOrNull(n: number | null): number | null {
+  return n === null ? null : Math.round(n);
 }
 
 /** Runs the role state machine of one node. */
@@ -171,6 +214,10 @@ export class FailoverManager {
   private followFailure: { error: string; since: number; attempts: number; retryAt: number } | null = null;
   /** Why the last promotion attempt was refused (the FileVault shows less than the primary said it had), or null. */
   private promotionRefused: string | null = null;
+  /** How late this node's vault reads show the primary's writes (measured while following). */
+  private lag: VisibilityLag | null = null;
+  /** Lease silence was distrusted (the vault's lag is too high or unknown on a caching mount) at the last check: logged once per spell. */
+  private silenceDistrusted = false;
 
   constructor(private readonly options: FailoverManagerOptions) {}
 
@@ -189,10 +236,8 @@ export class FailoverManager {
     const { options } = this;
     // Nothing is acknowledged unless this node is the primary with a valid lease (a store that took the
     // journal but failed to take the lease, say, stays fenced).
-    options.store.setFence(() => {
-      if (this.roleValue === 'primary' && this.holder !== null && this.holder.valid()) return null;
-      return this.fencedBecause ?? this.holder?.lostReason ?? 'this node does not hold the lease';
-    });
+    const fence = new Fence({ role: () => this.roleValue, holder: () => this.holder, fencedBecause: () => this.fencedBecause });
+    options.store.setFence(() => fence.reason());
     this.token = await clusterToken(options.config.clusterTokenFile);
     await this.readPaused();
     this.hub = new HeartbeatServer({
@@ -203,7 +248,7 @@ export class FailoverManager {
       onRefused: options.onClusterTokenRefused,
       beat: () =>
         this.roleValue === 'primary'
-          ? { type: 'heartbeat', node: options.node, epoch: this.epochValue, seq: options.store.state.seq, checkpoint: options.newestCheckpoint() }
+          ? { type: 'heartbeat', node: options.node, epoch: this.epochValue, seq: options.store.state.seq, checkpoint: options.newestCheckpoint(), leaseCounter: this.holder?.counter }
           : null,
     });
     if (options.configuredRole === 'primary') {
@@ -292,6 +337,7 @@ export class FailoverManager {
     });
     this.roleChanged();
     await options.onPrimary(epoch, promoted);
+    if (promoted) options.requestCheckpoint?.('promotion');
   }
 
   private fence(reason: string): void {
@@ -331,9 +377,10 @@ export class FailoverManager {
   }
 
   /** Follow the primary; `early`: the watcher of the start (it has watched the lease since the process started). */
-  private async follow(early?: { watcher: LeaseWatcher; startedAt: number }): Promise<void> {
+  private async follow(early?: EarlyWatch): Promise<void> {
     const { options } = this;
     this.roleValue = 'secondary';
+    this.lag = new VisibilityLag(VisibilityLag.boundFor({ leaseTtlMs: options.config.leaseTtlMs, renewMs: options.config.renewMs, safetyMarginMs: options.config.safetyMarginMs }));
     this.watcher = early?.watcher ?? new LeaseWatcher({ dir: options.dir, pollMs: leasePollMs(options.config), logger: options.logger });
     await this.watcher.start();
     this.client = new HeartbeatClient({
@@ -352,6 +399,7 @@ export class FailoverManager {
       },
       onBeat: async (beat) => {
         this.primarySeq = beat.seq;
+        this.lag?.beat(beat.epoch, beat.leaseCounter, beat.seq);
         await this.catchUp().catch(() => undefined); // reported by catchUp; the answer says what was applied
         return { seq: options.store.state.seq, epoch: options.store.epoch };
       },
@@ -451,6 +499,7 @@ export class FailoverManager {
   }
 
   private followRecovered(): void {
+    this.lag?.journalApplied(this.options.store.epoch, this.options.store.state.seq);
     if (this.followFailure !== null) {
       this.options.logger.info('following the journal again', { failedAttempts: this.followFailure.attempts, failedForMs: Math.round(performance.now() - this.followFailure.since), seq: this.options.store.state.seq });
       this.followFailure = null;
@@ -458,9 +507,32 @@ export class FailoverManager {
     this.caughtUpAt = performance.now();
   }
 
-  /** A secondary that has read the journal to its end lately (what /standby and a secondary's /readiness answer). */
+  /**
+   * A secondary that has read the journal to its end lately, through a vault
+   * whose reads it trusts (what /standby and a secondary's /readiness answer).
+   */
   caughtUp(): boolean {
-    return this.roleValue === 'secondary' && this.caughtUpAt !== null && performance.now() - this.caughtUpAt <= Math.max(CaughtUpWithinMs, this.options.config.heartbeatTimeoutMs);
+    return (
+      this.roleValue === 'secondary' &&
+      this.caughtUpAt !== null &&
+      performance.now() - this.caughtUpAt <= Math.max(CaughtUpWithinMs, this.options.config.heartbeatTimeoutMs) &&
+      this.silenceTrustedReason() === null
+    );
+  }
+
+  /**
+   * Why this node may not count an unchanged lease as the primary's silence
+   * now, or null when it may: its vault reads show the lease renewals later
+   * than the bound (visibility-lag.ts), or the mount may cache and the lag
+   * has not been measured yet.
+   */
+  private silenceTrustedReason(): string | null {
+    const lag = this.lag;
+    if (lag === null) return null;
+    const ms = lag.leaseLagMs();
+    if (lag.tooHigh()) return `this node's reads of the FileVault show the primary's lease renewals ${Math.round(ms!)} ms late, above the bound of ${Math.round(lag.boundMs)} ms`;
+    if (this.options.vaultMayCache === true && !lag.measured) return 'the FileVault mount may cache and its visibility lag has not been measured yet (no heartbeat whose lease renewal this node has seen)';
+    return null;
   }
 
   private standbyView(): StandbyView | null {
@@ -474,6 +546,7 @@ export class FailoverManager {
       lastCaughtUpAgoMs: this.caughtUpAt === null ? null : Math.round(performance.now() - this.caughtUpAt),
       followError: this.followFailure === null ? null : { error: this.followFailure.error, attempts: this.followFailure.attempts, failingForMs: Math.round(performance.now() - this.followFailure.since) },
       promotionRefused: this.promotionRefused,
+      visibilityLag: this.lag === null ? null : { leaseMs: roundOrNull(this.lag.leaseLagMs()), journalMs: roundOrNull(this.lag.journalLagMs()), boundMs: Math.round(this.lag.boundMs), distrusted: this.silenceTrustedReason() },
       checkpoints: this.options.preloader?.status() ?? null,
     };
   }
@@ -486,8 +559,12 @@ export class FailoverManager {
     if (performance.now() - this.lastFollow >= FollowMs) this.catchUp().catch(() => undefined); // reported by catchUp
     // The pause stops promotions, not a configured primary's own start.
     if ((this.paused && !this.startAsPrimary) || performance.now() < this.retryNotBefore) return;
+    const seenAt = watcher.firstSeenAt();
+    if (lease !== null && seenAt !== undefined) this.lag?.leaseRead(lease.epoch, lease.counter, seenAt);
+    const distrust = this.silenceTrustedReason();
+    this.reportDistrust(distrust);
     const silent = client.silentForMs() >= options.config.heartbeatTimeoutMs;
-    const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs;
+    const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs && distrust === null;
     // A lease released for a named candidate is that node's alone to take at once.
     const released = watcher.released() && lease !== null && lease.holder !== options.node && (lease.candidate === undefined || lease.candidate === options.node);
     if (!(released || (silent && stale))) return;
@@ -554,6 +631,22 @@ export class FailoverManager {
     }
     this.promotionRefused = `the last heartbeat said the primary had seq ${known} durable, but this node's view of the FileVault shows only seq ${seen}`;
     return false;
+  }
+
+  /** Logs once when lease silence stops being trusted, and once when it is trusted again. */
+  private reportDistrust(reason: string | null): void {
+    if ((reason !== null) === this.silenceDistrusted) return;
+    this.silenceDistrusted = reason !== null;
+    const { options } = this;
+    if (reason !== null) {
+      options.logger.error('lease silence is not trusted for promotion: the FileVault shows the primary\'s writes late; /standby answers 503', {
+        reason,
+        fileVault: options.vaultDescription ?? options.dir,
+        advice: 'remount the FileVault without attribute, directory or page caching (NFS: noac,lookupcache=none; SMB: cache=none,actimeo=0; sshfs: dir_cache=no,attr_timeout=0,entry_timeout=0, no kernel_cache) — README, "FileVault mount options"',
+      });
+    } else {
+      options.logger.info('lease silence is trusted again: the FileVault shows the primary\'s writes in time', { leaseLagMs: Math.round(this.lag?.leaseLagMs() ?? 0) });
+    }
   }
 
   private stopFollowing(): void {

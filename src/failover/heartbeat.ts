@@ -34,6 +34,8 @@ export interface Heartbeat {
   epoch: number;
   seq: number;
   checkpoint: number | null;
+  /** The lease counter the primary last wrote (already in the file when the beat is sent): a secondary times how late its own reads show it. */
+  leaseCounter?: number;
   /** The primary's monotonic clock (ms) when it sent the beat; the answer echoes it, which times the round trip. */
   sent?: number;
 }

@@ -1,20 +1,14 @@
 /**
  * Failover (DESIGN.md "Failover"): the primary's lease in
- * `FileVault/failover/lease.json` and the epoch claims beside it. The lease
- * rules are described at the top of lease.ts, the epoch claims at the top of
- * epochs.ts.
+ * `FileVault/failover/lease.json` and the epoch claims beside it. The whole
+ * protocol is stated at the top of fence.ts; the lease file, its holder and
+ * its watcher each have a file, the epoch claims epochs.ts.
  */
-export {
-  LeaseFile,
-  LeaseFormatError,
-  LeaseHolder,
-  LeaseWatcher,
-  readLease,
-  writeLease,
-  type Lease,
-  type LeaseHolderOptions,
-  type LeaseWatcherOptions,
-} from './lease.js';
+export { Fence, type FenceState } from './fence.js';
+export { LeaseFile, LeaseFormatError, readLease, writeLease, type Lease } from './lease-file.js';
+export { LeaseHolder, type LeaseHolderOptions } from './lease-holder.js';
+export { LeaseWatcher, type LeaseWatcherOptions } from './lease-watcher.js';
+export { VisibilityLag } from './visibility-lag.js';
 export { claimEpoch, epochFileName, highestEpoch, parseEpochFileName, readEpochClaim, type EpochClaim } from './epochs.js';
-export { clusterToken, FailoverManager, leasePollMs, type FailoverManagerOptions, type FailoverStatus, type Role } from './failover-manager.js';
+export { clusterToken, FailoverManager, leasePollMs, watchLeaseFromStart, type EarlyWatch, type FailoverManagerOptions, type FailoverStatus, type Role } from './failover-manager.js';
 export { HeartbeatClient, HeartbeatPath, HeartbeatServer, type Handover, type Heartbeat, type HeartbeatAck, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';

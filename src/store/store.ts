@@ -27,7 +27,7 @@ import {
   type TailResult,
 } from '../journal/index.js';
 import type { JournalSync } from '../config/index.js';
-import { ConflictError, JournalCorruptError, UnavailableError } from '../errors.js';
+import { ConflictError, FencedError, JournalCorruptError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { isValidOp, type RestoreOp, type StoreOp } from './ops.js';
 import { StoreState } from './store-state.js';
@@ -241,9 +241,10 @@ export class Store {
   }
 
   /**
-   * Install the fence: `reason` is asked before every commit and again before
-   * every acknowledgement, and a non-null answer refuses it (503). The primary's
-   * lease sets it, so a node whose lease may have lapsed never acknowledges.
+   * Install the fence (failover/fence.ts): `reason` is asked before every
+   * commit and again before every acknowledgement, and a non-null answer
+   * refuses it (FencedError, 503), so a node whose lease may have lapsed never
+   * acknowledges, nor shows what it wrote meanwhile.
    */
   setFence(reason: () => string | null): void {
     this.fence = reason;
@@ -251,7 +252,7 @@ export class Store {
 
   private throwIfFenced(what: string): void {
     const reason = this.fence();
-    if (reason !== null) throw new UnavailableError(`this node is fenced (${reason}); the commit was ${what}; retry on the primary`);
+    if (reason !== null) throw new FencedError(`this node is fenced (${reason}); the commit was ${what}; retry on the primary`);
   }
 
   /** Call `listener` after each durable commit from now on; returns the unsubscribe function. */

@@ -9,8 +9,8 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { node, samplePrimaries, seedSpace, status, stopSamplers } from '../helpers/cluster.js';
-import { DaemonProcess, tempDir, WaitingOutLease } from '../helpers/daemon-process.js';
+import { node, samplePrimaries, seedSpace, shared, status, stopSamplers } from '../helpers/cluster.js';
+import { DaemonProcess, QuietCheckpoints, tempDir, WaitingOutLease } from '../helpers/daemon-process.js';
 import { VaultFaults } from '../helpers/vault-faults.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -172,6 +172,39 @@ describe('failover under a stalled FileVault (LD_PRELOAD fault shim, real daemon
     expect((await a.request('PUT', '/api/space/s/object/k2', { body: { v: 2 } })).status).to.equal(201);
     expect(((await a.request('GET', '/api/space/s/object/k0')).body as { data: unknown }).data).to.deep.equal({ v: 0 });
     expect((await a.request('GET', '/api/space/s/object/k1')).status, 'the refused write is not there').to.equal(404);
+  });
+
+  it('a standby whose journal was pruned while it slept loads one checkpoint, however many heartbeats arrive during the (slow) load', async () => {
+    root = await tempDir('cpd-rebuild-');
+    faults = await VaultFaults.create([path.join(root, 'FileVault', 'checkpoint') + '/']);
+    const checkpoint = { events: { ...QuietCheckpoints.events, 'space-created': true }, coalesceMs: 0, retention: { keepLast: 1 } };
+    await fs.mkdir(path.join(root, 'a'), { recursive: true });
+    const a = await DaemonProcess.start({ dir: path.join(root, 'a'), config: { ...shared(root), node: { name: 'a', role: 'primary' }, checkpoint } });
+    daemons.push(a);
+    const b = await node(root, 'b', 'secondary', {}, { env: faults.env() });
+    daemons.push(b);
+    await seedSpace(a);
+    await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+    b.child.kill('SIGSTOP');
+    try {
+      const created = (): number => a.lines.filter((l) => l.message === 'checkpoint created').length;
+      for (const space of ['t1', 't2']) {
+        const before = created();
+        expect((await a.request('PUT', `/api/space/s/object/${space}`, { body: { space } })).status).to.equal(201);
+        expect((await a.request('POST', '/api/space', { body: { id: space, template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+        await waitFor(() => created() > before, { what: `the checkpoint for ${space}` });
+      }
+      await waitFor(async () => !(await fs.readdir(path.join(root, 'FileVault', 'journal'))).includes('journal-000000001-000000001.log'), { what: 'the journal to be pruned' });
+      // Listing the checkpoints takes b 1.5 s from now: a load spans about 15 heartbeats.
+      await faults.slowListing(1500);
+    } finally {
+      b.child.kill('SIGCONT');
+    }
+    expect((await a.request('PUT', '/api/space/s/object/after', { body: { late: true } })).status).to.equal(201);
+    await waitFor(async () => (await b.request('GET', '/api/space/s/object/after')).status === 200, { what: 'b to catch up past the pruned journal', timeoutMs: 30_000 });
+    await faults.slowListing(0);
+    expect(b.lines.filter((l) => l.message === 'the journal this node needs was pruned before it read it; loading the newest checkpoint'), 'one load').to.have.length(1);
+    expect(b.lines.filter((l) => l.message === 'state rebuilt from the checkpoint and the journal; following it')).to.have.length(1);
   });
 
   it('a restarting primary held up while it waits out its own old lease claims nothing once a secondary took over', async () => {

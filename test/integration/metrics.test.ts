@@ -46,6 +46,7 @@ const Documented: Record<string, string> = {
   checkpointd_standbys: 'gauge',
   checkpointd_standby_lag_records: 'gauge',
   checkpointd_standby_follow_failing_seconds: 'gauge',
+  checkpointd_vault_visibility_lag_seconds: 'gauge',
   checkpointd_journal_seq: 'gauge',
   checkpointd_journal_since_checkpoint_bytes: 'gauge',
   checkpointd_vault_readable: 'gauge',

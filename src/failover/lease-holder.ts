@@ -1,18 +1,12 @@
 /**
- * The primary's lease: `FileVault/failover/lease.json`.
- *
- *   { "holder": "node-a", "url": "https://a:8470/api", "epoch": 7, "counter": 42,
- *     "time": "2026-01-01T00:00:00.000Z", "released": false }
- *
- * Rules (DESIGN.md "Failover"):
- * - The primary ({@link LeaseHolder}) rewrites the file every `renewMs`,
- *   atomically (temp file, fsync, rename, fsync the folder). `counter` goes up
- *   on every write attempt, even after one that failed: a "failed" write may
+ * The primary's side of the lease (fence.ts states the whole protocol):
+ * - The primary rewrites `lease.json` every `renewMs`. `counter` goes up on
+ *   every write attempt, even after one that failed: a "failed" write may
  *   still have landed, and the next one must look different to a watcher.
- * - Before each renewal the primary lists the epoch claims (epochs.ts) and
- *   reads the file. A claim of a higher epoch, a lease naming one, or another
- *   holder at an epoch as high as its own means another node took over: it
- *   stops renewing and reports the lease lost. (Read-then-write is no
+ * - Before each renewal it lists the epoch claims (epochs.ts) and reads the
+ *   file. A claim of a higher epoch, a lease naming one, or another holder at
+ *   an epoch as high as its own means another node took over: it stops
+ *   renewing and reports the lease lost. (Read-then-write is no
  *   compare-and-swap: a renewal may overwrite the new primary's first lease,
  *   but never its epoch claim.) An unparsable file is rewritten (writes are
  *   atomic, so no live primary left it that way); a file that cannot be read
@@ -23,119 +17,17 @@
  *   moment after it. Once that lapses the lease is lost for good, renewals
  *   stop, and a later success of a hung write does not bring it back; the
  *   node must claim a new epoch to serve again.
- * - A secondary ({@link LeaseWatcher}) never compares `time` (another host's
- *   wall clock) with its own. It polls the file and measures, on its own
- *   monotonic clock, how long the content (holder, epoch, counter, released)
- *   has stayed the same. A read error observes nothing, so it can only make the
- *   secondary wait longer, never promote sooner.
  * - `released: true` (clean shutdown, switchover) lets a secondary take over
  *   without waiting for the TTL.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { fsyncDir, readIfExists, tempPathFor } from '../vault/index.js';
 import { epochFileName, highestEpoch } from './epochs.js';
-
-/** Name of the lease file in `FileVault/failover`. */
-export const LeaseFile = 'lease.json';
-
-/** The content of `lease.json`. */
-export interface Lease {
-  /** Node name of the primary. */
-  holder: string;
-  /** The holder's API base URL, so a secondary can name the primary. */
-  url: string;
-  /** The holder's epoch. */
-  epoch: number;
-  /** Renewal count; changes on every write. */
-  counter: number;
-  /** Wall-clock ISO time of the write: informational only, never compared across hosts. */
-  time: string;
-  /** True once the holder gave the lease up (clean shutdown, switchover). */
-  released: boolean;
-  /** With `released`: the one node that should take over (a switchover to a chosen node); absent: any. */
-  candidate?: string;
-}
-
-/** `lease.json` exists but is not a lease (bad JSON or wrong shape). */
-export class LeaseFormatError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'LeaseFormatError';
-  }
-}
+import { LeaseFile, LeaseFormatError, readLease, writeLease, type Lease } from './lease-file.js';
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function shapeProblem(value: unknown): string | null {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
-  const v = value as Record<string, unknown>;
-  if (typeof v.holder !== 'string' || v.holder === '') return '"holder" is not a node name';
-  if (typeof v.url !== 'string') return '"url" is not a string';
-  if (!Number.isSafeInteger(v.epoch) || (v.epoch as number) < 1) return '"epoch" is not a positive integer';
-  if (!Number.isSafeInteger(v.counter) || (v.counter as number) < 0) return '"counter" is not a non-negative integer';
-  if (typeof v.time !== 'string') return '"time" is not a string';
-  if (typeof v.released !== 'boolean') return '"released" is not true or false';
-  if (v.candidate !== undefined && typeof v.candidate !== 'string') return '"candidate" is not a node name';
-  return null;
-}
-
-/**
- * The lease in `dir` (`FileVault/failover`), or null when there is none.
- * Throws {@link LeaseFormatError} when the file is not a lease, and the OS
- * error when it cannot be read.
- */
-export async function readLease(dir: string): Promise<Lease | null> {
-  const file = path.join(dir, LeaseFile);
-  const text = await readIfExists(file);
-  if (text === null) return null;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new LeaseFormatError(
-      `${file} is not valid JSON (${messageOf(err)}); the primary's next renewal rewrites it — if no primary is running, remove the file`,
-      { cause: err },
-    );
-  }
-  const problem = shapeProblem(value);
-  if (problem !== null) {
-    throw new LeaseFormatError(
-      `${file} is not a lease: ${problem}; the primary's next renewal rewrites it — if no primary is running, remove the file`,
-    );
-  }
-  const v = value as Lease;
-  return { holder: v.holder, url: v.url, epoch: v.epoch, counter: v.counter, time: v.time, released: v.released, ...(v.candidate === undefined ? {} : { candidate: v.candidate }) };
-}
-
-/**
- * Publish `lease` as `dir/lease.json` atomically: temp file in the same folder,
- * fsync, rename, fsync the folder. The temp file is removed on failure.
- */
-export async function writeLease(dir: string, lease: Lease): Promise<void> {
-  const { holder, url, epoch, counter, time, released, candidate } = lease;
-  const text = JSON.stringify({ holder, url, epoch, counter, time, released, ...(candidate === undefined ? {} : { candidate }) }) + '\n';
-  const temp = tempPathFor(dir, LeaseFile);
-  const handle = await fs.open(temp, 'wx', 0o644);
-  try {
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } catch (err) {
-      await handle.close().catch(() => undefined);
-      throw err;
-    }
-    await handle.close();
-    await fs.rename(temp, path.join(dir, LeaseFile));
-  } catch (err) {
-    await fs.rm(temp, { force: true }).catch(() => undefined);
-    throw err;
-  }
-  await fsyncDir(dir);
 }
 
 /** How a {@link LeaseHolder} renews. */
@@ -459,120 +351,3 @@ export class LeaseHolder {
   }
 }
 
-/** How a {@link LeaseWatcher} polls. */
-export interface LeaseWatcherOptions {
-  /** `FileVault/failover`. */
-  dir: string;
-  /** Time between reads. */
-  pollMs: number;
-  logger: Logger;
-  /** Monotonic clock in milliseconds; `performance.now()` unless a test injects one. */
-  now?: () => number;
-}
-
-function contentKey(lease: Lease | null): string {
-  return lease === null ? 'none' : JSON.stringify([lease.holder, lease.epoch, lease.counter, lease.released]);
-}
-
-/**
- * The secondary's side of the lease: polls `lease.json` and measures, on this
- * host's monotonic clock, how long its content has stayed the same.
- */
-export class LeaseWatcher {
-  private readonly options: LeaseWatcherOptions;
-  private readonly now: () => number;
-  private running = false;
-  private lease: Lease | null = null;
-  private key: string | undefined;
-  private changedAt: number | undefined;
-  /** When the lease was last read successfully. */
-  private seenAt: number | undefined;
-  private failing = false;
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(options: LeaseWatcherOptions) {
-    if (!(options.pollMs > 0)) throw new RangeError(`lease pollMs must be positive, got ${options.pollMs}`);
-    this.options = options;
-    this.now = options.now ?? (() => performance.now());
-  }
-
-  /** Start watching: the unchanged time counts from now. Resolves after the first read (whose errors are only logged). */
-  async start(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    this.changedAt = this.now();
-    this.seenAt = this.changedAt;
-    await this.poll();
-    this.schedule();
-  }
-
-  /** Stop polling. */
-  stop(): void {
-    this.running = false;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  /** The lease as last read successfully; null when there was none (or nothing could be read yet). */
-  current(): Lease | null {
-    return this.lease;
-  }
-
-  /**
-   * For how long the lease content (holder, epoch, counter, released) has been
-   * SEEN unchanged: from the read that first saw it (or start()) to the latest
-   * successful read. Time without a read does not count: a process that was
-   * paused (SIGSTOP, a suspended VM, a long GC) or could not read the file
-   * has observed nothing, and must read again before the lease looks old.
-   */
-  unchangedForMs(): number {
-    return this.changedAt === undefined || this.seenAt === undefined ? 0 : this.seenAt - this.changedAt;
-  }
-
-  /** Read the lease now (a primary said it released it), besides the regular polls. */
-  async refresh(): Promise<void> {
-    if (this.running) await this.poll();
-  }
-
-  /** True when the last lease read says its holder released it. */
-  released(): boolean {
-    return this.lease?.released === true;
-  }
-
-  private schedule(): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.poll().then(() => this.schedule());
-    }, this.options.pollMs);
-  }
-
-  /** One read; never rejects. An error observes nothing, so it never makes the lease look older. */
-  private async poll(): Promise<void> {
-    let lease: Lease | null;
-    try {
-      lease = await readLease(this.options.dir);
-    } catch (err) {
-      if (!this.failing) {
-        this.failing = true;
-        this.options.logger.warn('lease file unreadable; counting it as unchanged until it can be read', {
-          file: path.join(this.options.dir, LeaseFile),
-          error: messageOf(err),
-        });
-      }
-      return;
-    }
-    if (this.failing) {
-      this.failing = false;
-      this.options.logger.info('lease file readable again', { file: path.join(this.options.dir, LeaseFile) });
-    }
-    const key = contentKey(lease);
-    const at = this.now();
-    if (key !== this.key) {
-      this.key = key;
-      this.changedAt = at;
-    }
-    this.seenAt = at;
-    this.lease = lease;
-  }
-}

@@ -1,0 +1,125 @@
+/**
+ * The FileVault's visibility lag, as a secondary measures it: how long its own
+ * reads of the vault take to show what the primary has written.
+ *
+ * Each heartbeat carries the lease counter the primary last wrote (the file
+ * held it before the beat was sent) and the seq it last made durable. The
+ * secondary notes when each beat arrived; when its lease reads first show
+ * that counter (or a later one of the same epoch), the time since the beat is
+ * one sample of the lag. A vault with no client cache shows it at once (the
+ * sample is about a read interval, often 0: the read came before the beat); a
+ * mount that caches attributes or pages shows it seconds later. While a beat's
+ * counter is not seen yet, its age is a lower bound of the lag, so a cache that
+ * hides every renewal is caught before any sample completes. The journal gets
+ * the same treatment (the beat's seq against the seq applied), reported
+ * apart: applying records also takes time, so it informs and does not gate.
+ *
+ * Why it matters (fence.ts, rule 5): a secondary counts the lease as silent
+ * when its content has not changed for leaseTtlMs. If its reads lag by L, a
+ * primary that renewed every renewMs looks silent L earlier than it is; above
+ * (leaseTtlMs - renewMs - safetyMarginMs) / 2 that margin is gone.
+ */
+
+/** Samples kept; the estimate is their median, so one late timer does not count as a lagging vault. */
+const Samples = 9;
+/** Beats remembered while their counter (or seq) has not been seen yet. */
+const PendingBeats = 256;
+
+interface Pending {
+  /** The lease counter, or the journal seq, the beat announced. */
+  value: number;
+  epoch: number;
+  at: number;
+}
+
+/** One kind of position (lease counter or journal seq): beats waiting to be seen, and samples. */
+class Track {
+  private pending: Pending[] = [];
+  private samples: number[] = [];
+
+  /** A beat at `at` announced `value` in `epoch`. */
+  announced(value: number, epoch: number, at: number): void {
+    if (this.pending.length > 0 && this.pending.at(-1)!.epoch !== epoch) this.pending = [];
+    if (this.pending.length > 0 && this.pending.at(-1)!.value >= value) return;
+    this.pending.push({ value, epoch, at });
+    if (this.pending.length > PendingBeats) this.pending.shift();
+  }
+
+  /** The vault showed `value` in `epoch` at `at`: every beat it satisfies gives a sample. */
+  seen(value: number, epoch: number, at: number): void {
+    while (this.pending.length > 0 && this.pending[0]!.epoch === epoch && this.pending[0]!.value <= value) {
+      this.samples.push(Math.max(0, at - this.pending.shift()!.at));
+      if (this.samples.length > Samples) this.samples.shift();
+    }
+  }
+
+  /** The lag in ms: the samples' median, or the oldest unseen beat's age if larger; null before any sample or pending beat. */
+  value(now: number): number | null {
+    const oldest = this.pending[0];
+    const waiting = oldest === undefined ? null : now - oldest.at;
+    if (this.samples.length === 0) return waiting;
+    const sorted = [...this.samples].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    return waiting === null ? median : Math.max(median, waiting);
+  }
+
+  /** True once at least one sample completed. */
+  get measured(): boolean {
+    return this.samples.length > 0;
+  }
+}
+
+/** A secondary's estimate of how late its vault reads show the primary's writes. */
+export class VisibilityLag {
+  private readonly lease = new Track();
+  private readonly journal = new Track();
+
+  constructor(
+    /** Above this the margin of the lease rules is gone: (leaseTtlMs - renewMs - safetyMarginMs) / 2. */
+    readonly boundMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** The bound for these failover timings. */
+  static boundFor(timing: { leaseTtlMs: number; renewMs: number; safetyMarginMs: number }): number {
+    return Math.max(0, (timing.leaseTtlMs - timing.renewMs - timing.safetyMarginMs) / 2);
+  }
+
+  /** A heartbeat arrived: the primary of `epoch` had written lease counter `counter` (if it said) and made `seq` durable. */
+  beat(epoch: number, counter: number | undefined, seq: number): void {
+    const at = this.now();
+    if (counter !== undefined) this.lease.announced(counter, epoch, at);
+    this.journal.announced(seq, epoch, at);
+  }
+
+  /** A lease read showed `counter` in `epoch`, first seen at `seenAt` (monotonic ms). */
+  leaseRead(epoch: number, counter: number, seenAt: number): void {
+    this.lease.seen(counter, epoch, seenAt);
+  }
+
+  /** This node has applied the journal up to `seq`, whose record was written in `epoch`. */
+  journalApplied(epoch: number, seq: number): void {
+    this.journal.seen(seq, epoch, this.now());
+  }
+
+  /** The lease's visibility lag in ms, or null while unknown. */
+  leaseLagMs(): number | null {
+    return this.lease.value(this.now());
+  }
+
+  /** The journal's lag in ms (from a beat until this node applied its seq), or null while unknown. */
+  journalLagMs(): number | null {
+    return this.journal.value(this.now());
+  }
+
+  /** True once the lease lag was measured at least once. */
+  get measured(): boolean {
+    return this.lease.measured;
+  }
+
+  /** True when the lease lag is known to be above the bound. */
+  tooHigh(): boolean {
+    const lag = this.leaseLagMs();
+    return lag !== null && lag > this.boundMs;
+  }
+}

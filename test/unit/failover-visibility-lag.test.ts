@@ -1,0 +1,63 @@
+/**
+ * The vault's visibility lag as a secondary measures it (src/failover/visibility-lag.ts),
+ * on an injected clock: beats announce lease counters and seqs, reads show them later.
+ */
+import { expect } from 'chai';
+import { VisibilityLag } from '../../src/failover/index.js';
+
+describe('VisibilityLag', function () {
+  let now = 0;
+  const lag = (): VisibilityLag => new VisibilityLag(VisibilityLag.boundFor({ leaseTtlMs: 5000, renewMs: 1000, safetyMarginMs: 1000 }), () => now);
+  beforeEach(() => {
+    now = 1000;
+  });
+
+  it('derives the bound from the lease timings: (leaseTtlMs - renewMs - safetyMarginMs) / 2', function () {
+    expect(lag().boundMs).to.equal(1500);
+    expect(VisibilityLag.boundFor({ leaseTtlMs: 1000, renewMs: 200, safetyMarginMs: 300 })).to.equal(250);
+  });
+
+  it('is unknown before any beat, and about 0 on a vault that shows each renewal before the beat arrives', function () {
+    const l = lag();
+    expect(l.leaseLagMs()).to.equal(null);
+    expect(l.measured).to.equal(false);
+    for (let counter = 1; counter <= 5; counter++) {
+      l.leaseRead(1, counter, now); // the poll read the renewal first
+      now += 10;
+      l.beat(1, counter, 10 * counter);
+      l.leaseRead(1, counter, now - 10);
+      now += 990;
+    }
+    expect(l.measured).to.equal(true);
+    expect(l.leaseLagMs()).to.equal(0);
+    expect(l.tooHigh()).to.equal(false);
+  });
+
+  it('grows while a cache hides the renewals (the oldest unseen beat\'s age), and stays high by the median once they show all at once', function () {
+    const l = lag();
+    l.beat(1, 1, 1);
+    l.leaseRead(1, 1, now);
+    for (let counter = 2; counter <= 31; counter++) {
+      now += 1000;
+      l.beat(1, counter, counter);
+      l.leaseRead(1, 1, 1000); // the cached file still shows counter 1
+    }
+    expect(l.leaseLagMs()).to.equal(29_000);
+    expect(l.tooHigh()).to.equal(true);
+    now += 1000;
+    l.leaseRead(1, 31, now); // the cache expires: every beat's counter shows at once
+    expect(l.leaseLagMs(), 'median of the last samples').to.be.greaterThan(1500);
+    expect(l.tooHigh()).to.equal(true);
+  });
+
+  it('starts again when the epoch changes (a new primary), and times the journal apart', function () {
+    const l = lag();
+    l.beat(1, 5, 100);
+    now += 4000;
+    l.beat(2, 1, 120);
+    expect(l.leaseLagMs(), 'the old epoch\'s unseen beat is dropped').to.equal(0);
+    now += 300;
+    l.journalApplied(2, 120);
+    expect(l.journalLagMs()).to.equal(300);
+  });
+});
