@@ -7,8 +7,13 @@
  *
  * - SafeOptions (no caching): steady writes, SIGKILL of the primary right
  *   after a journal roll, and a switchover: 0 lost, never two primaries.
- * - CachingOptions (`kernel_cache,attr_timeout=30,entry_timeout=30`): the
- *   daemon refuses the mount at start-up and says why.
+ * - Both, a heartbeat cut while the primary renews: nobody promotes. With
+ *   CachingOptions (allowed by failover.allowCachedVault) the secondary's
+ *   cached lease.json hides every renewal: it measures that lag from the
+ *   heartbeats, stops trusting lease silence and says so, so the cut alone
+ *   does not make it promote (the split brain this suite was written for).
+ * - CachingOptions (`kernel_cache,attr_timeout=30,entry_timeout=30`), not
+ *   allowed: the daemon refuses the mount at start-up and says why.
  * - sshfs defaults (directory listings cached 20 s) with
  *   failover.allowCachedVault: SIGKILL right after a roll, when the secondary
  *   cannot yet list the file the primary rolled to. It must not seal below what
@@ -21,14 +26,16 @@ import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fastFailover, samplePrimaries, seedSpace, status, stopSamplers } from '../helpers/cluster.js';
+import { CuttableProxy } from '../helpers/cuttable-proxy.js';
 import { DaemonProcess, QuietCheckpoints, tempDir } from '../helpers/daemon-process.js';
 import { CachingOptions, DefaultOptions, SafeOptions, SshServer, sshfsAvailable, type SshfsMount } from '../helpers/sshfs.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /** Start node `name` on its own mount of the FileVault. */
-async function nodeOn(root: string, name: string, role: 'primary' | 'secondary', mount: string, failover: Record<string, unknown> = {}): Promise<DaemonProcess> {
+async function nodeOn(root: string, name: string, role: 'primary' | 'secondary', mount: string, failover: Record<string, unknown> = {}, api: Record<string, unknown> = {}): Promise<DaemonProcess> {
   await fs.mkdir(path.join(root, name), { recursive: true });
   const config = {
+    api,
     node: { name, role },
     paths: { data: 'data', fileVault: mount },
     auth: { tokensFile: path.join(root, 'shared', 'tokens.json') },
@@ -138,6 +145,55 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
     expect(samples).to.be.greaterThan(10);
     expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
   });
+
+  for (const [setting, options, allowed] of [
+    ['safe options', SafeOptions, false],
+    ['the caching recipe, allowed (failover.allowCachedVault)', CachingOptions, true],
+  ] as const) {
+    it(`${setting}: a heartbeat cut while the primary renews promotes nobody; the primary keeps acknowledging`, async () => {
+      const m = await mounts(options);
+      const port = await DaemonProcess.freePort();
+      const proxy = await CuttableProxy.start(port);
+      try {
+        const failover = allowed ? { allowCachedVault: true } : {};
+        const a = await nodeOn(root, 'a', 'primary', m.a, failover, { port, publicUrl: `http://127.0.0.1:${proxy.port}` });
+        daemons.push(a);
+        const b = await nodeOn(root, 'b', 'secondary', m.b, failover);
+        daemons.push(b);
+        await seedSpace(a);
+        await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+        if (allowed) {
+          // b's cached lease.json hides a's renewals: it measures that and stops trusting lease silence.
+          await waitFor(() => b.lines.some((l) => l.message === "lease silence is not trusted for promotion: the FileVault shows the primary's writes late; /standby answers 503"), { what: 'b to distrust lease silence', timeoutMs: 30_000 });
+          expect((await b.request('GET', '/standby', { token: null })).status).to.equal(503);
+        }
+        const sampler = samplePrimaries(() => daemons);
+        proxy.partition();
+        const acknowledged = new Map<string, unknown>();
+        // Past every timeout on b's clock: heartbeat silent, and the lease (as b reads it) unchanged for longer than leaseTtlMs.
+        await waitFor(
+          async () => {
+            const i = acknowledged.size;
+            const res = await a.request('PUT', `/api/space/s/object/k${i}`, { body: { i } });
+            if (res.status === 201) acknowledged.set(`k${i}`, { i });
+            const view = ((await b.request('GET', '/api/admin/status')).body as { data: { failover: { heartbeatSilentMs: number } } }).data.failover;
+            return view.heartbeatSilentMs > 3 * (fastFailover.leaseTtlMs + fastFailover.heartbeatTimeoutMs);
+          },
+          { what: 'a long heartbeat silence on b', timeoutMs: 60_000, intervalMs: 50 },
+        );
+        expect(b.lines.some((l) => l.message === 'promoted to primary' || l.message === 'epoch claimed'), 'b claimed nothing').to.equal(false);
+        expect((await a.request('GET', '/primary', { token: null })).status).to.equal(200);
+        expect(acknowledged.size).to.be.greaterThan(5);
+        proxy.heal();
+        await waitFor(async () => (await b.request('GET', '/api/space/s/object/' + [...acknowledged.keys()].at(-1)!)).status === 200, { what: 'b to follow again', timeoutMs: 60_000 });
+        await expectAll(b, acknowledged);
+        const { doubles } = await sampler.stop();
+        expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
 
   it('the caching recipe (kernel_cache, 30 s attribute and entry caches): the daemon refuses the mount and says what to change', async () => {
     const m = await mounts(CachingOptions);
