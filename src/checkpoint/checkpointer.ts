@@ -16,7 +16,7 @@
  * restore record and swap the staged spaces in, in one commit. Any failure
  * before the swap leaves the previous state serving.
  */
-import { ConflictError, NotFoundError, UnprocessableError } from '../errors.js';
+import { ConflictError, NotFoundError, UnavailableError, UnprocessableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { collectionArchiveFile, spaceArchiveFiles, StoreState, type RestoreOp, type Store } from '../store/index.js';
 import { tempPathFor } from '../vault/index.js';
@@ -111,6 +111,8 @@ export class Checkpointer {
     const run = this.exclusive(async () => {
       const { store, catalogue, logger } = this.options;
       const started = performance.now();
+      // Asked again when its turn comes, not only when it was queued: a node fenced meanwhile checkpoints nothing.
+      if (store.refusal !== null) throw new UnavailableError(`${store.refusal}; create checkpoints on the primary`);
       const state = store.state;
       const infos = request.scope === 'collection' ? state.spaces() : [state.space(request.spaceId ?? '')];
       if (infos.some((i) => i === undefined)) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);

@@ -230,6 +230,9 @@ export class Daemon {
   }
 }
 
+/** File systems a FileVault on one host may sit on; any other is taken as shared over a network. */
+const LocalFileSystems = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'tmpfs', 'overlay', 'zfs', 'f2fs', 'jfs', 'reiserfs', 'bcachefs', 'ramfs']);
+
 /**
  * The FileVault's mount: one known to cache (attributes, listings, pages) lets
  * a secondary read a stale lease and promote while the primary lives, so it
@@ -239,6 +242,14 @@ async function checkMount(config: Config, vault: VaultPaths, logger: Logger): Pr
   const report = await checkVaultMount(vault.root, { allowCached: config.failover.allowCachedVault });
   if (report.verdict === 'refuse') {
     throw new ConfigError(`the FileVault mount caches what other nodes write: ${report.problems.join(' ')}`);
+  }
+  if (config.journal.sync === 'interval' && report.fsType !== '' && !LocalFileSystems.has(report.fsType)) {
+    // Acknowledged before the fdatasync: on a network file system the record may sit in this client's cache,
+    // unseen by a standby that takes over, or lost with this host.
+    logger.warn('journal.sync is "interval" on a network FileVault: commits are acknowledged before they reach the server, so a failover or a crash of this host can lose the last syncIntervalMs of acknowledged commits; use journal.sync "commit" for failover without loss', {
+      fileVault: vault.root,
+      fsType: report.fsType,
+    });
   }
   if (report.verdict === 'warn') {
     logger.warn('the FileVault mount may cache what other nodes write; a secondary then refuses to promote below the seq the last heartbeat reported, but may act on a stale lease', {

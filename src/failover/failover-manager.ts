@@ -476,7 +476,10 @@ export class FailoverManager {
       const after = await options.store.catchUp();
       if (after.gap !== null || after.diverged !== null) {
         options.logger.error('no checkpoint reaches the journal that is left; this node cannot follow', after.gap ?? after.diverged);
-        this.followFailed(new Error('no checkpoint reaches the journal that is left'));
+        // Thrown, not only reported: a promotion waiting on this catch-up must not go ahead over the gap.
+        const err = new Error('no checkpoint reaches the journal that is left; this node cannot follow, nor take over');
+        this.followFailed(err);
+        throw err;
       } else {
         this.followRecovered();
       }
@@ -689,7 +692,18 @@ export class FailoverManager {
     options.logger.warn('switchover: handing the primary role over', { to, seq: options.store.state.seq, epoch: this.epochValue });
     this.roleValue = 'secondary'; // the fence refuses new commits from here on
     await options.onNotPrimary();
-    await options.store.demote();
+    try {
+      await options.store.demote();
+    } catch (err) {
+      // The journal could not be handed over cleanly: stop renewing, so the lease lapses and a standby takes over
+      // by the normal rules (this node must not keep the lease while it neither serves nor follows).
+      holder.stop();
+      this.roleValue = 'fenced';
+      this.fencedBecause = `switchover failed while handing the journal over (${(err as Error).message})`;
+      options.logger.error('switchover failed while handing the journal over; this node stopped renewing its lease and is fenced: a standby takes over once the lease lapses; restart this node to rejoin', { error: (err as Error).message });
+      this.roleChanged();
+      throw err;
+    }
     await holder.release(to);
     holder.stop();
     this.holder = null;

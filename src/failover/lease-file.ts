@@ -43,7 +43,8 @@ export class LeaseFormatError extends Error {
   }
 }
 
-function messageOf(err: unknown): string {
+/** An error's message, whatever was thrown. */
+export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 

@@ -24,11 +24,7 @@ import path from 'node:path';
 import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { epochFileName, highestEpoch } from './epochs.js';
-import { LeaseFile, LeaseFormatError, readLease, writeLease, type Lease } from './lease-file.js';
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+import { LeaseFile, LeaseFormatError, messageOf, readLease, writeLease, type Lease } from './lease-file.js';
 
 /** How a {@link LeaseHolder} renews. */
 export interface LeaseHolderOptions {
@@ -49,6 +45,14 @@ export interface LeaseHolderOptions {
   logger: Logger;
   /** Monotonic clock in milliseconds; `performance.now()` unless a test injects one. */
   now?: () => number;
+  /**
+   * Wall clock in milliseconds; `Date.now()` unless a test injects one. The
+   * monotonic clock stops while the host is suspended, the wall clock does
+   * not: a lease's age is the larger of the two, so a primary resumed after a
+   * suspend never acts on a lease that lapsed meanwhile (a wall clock stepped
+   * forward can only fence it early, which is safe).
+   */
+  wallNow?: () => number;
 }
 
 type HolderState = 'idle' | 'holding' | 'lost' | 'stopped';
@@ -69,6 +73,9 @@ export class LeaseHolder {
   private lastGoodCounter = 0;
   /** Monotonic time at which the last successful write started. */
   private lastGoodStart = Number.NEGATIVE_INFINITY;
+  /** Wall-clock time at which the last successful write started. */
+  private lastGoodWall = Number.NEGATIVE_INFINITY;
+  private readonly wall: () => number;
   private failures = 0;
   private renewTimer: NodeJS.Timeout | undefined;
   private lapseTimer: NodeJS.Timeout | undefined;
@@ -87,6 +94,7 @@ export class LeaseHolder {
     }
     this.options = options;
     this.now = options.now ?? (() => performance.now());
+    this.wall = options.wallNow ?? (() => Date.now());
     this.file = path.join(options.dir, LeaseFile);
     this.validityMs = ttlMs - safetyMarginMs;
   }
@@ -108,7 +116,7 @@ export class LeaseHolder {
 
   /** Milliseconds since the last successful write started (the lease's age as this holder knows it); null before the first. */
   renewedAgoMs(): number | null {
-    return Number.isFinite(this.lastGoodStart) ? this.now() - this.lastGoodStart : null;
+    return Number.isFinite(this.lastGoodStart) ? this.age() : null;
   }
 
   /** Call `listener` once, with the reason, when the lease is lost; not on stop() or release(). */
@@ -141,6 +149,7 @@ export class LeaseHolder {
     }
     this.attempts = existing !== null && existing.epoch === this.options.epoch ? existing.counter : 0;
     const started = this.now();
+    const startedWall = this.wall();
     try {
       await this.write(false);
     } catch (err) {
@@ -152,6 +161,7 @@ export class LeaseHolder {
     if (this.state !== 'idle') return; // stopped while the first write ran
     this.state = 'holding';
     this.lastGoodStart = started;
+    this.lastGoodWall = startedWall;
     this.lastGoodCounter = this.attempts;
     this.options.logger.info('lease taken', { file: this.file, epoch: this.options.epoch, counter: this.attempts });
     this.armLapseTimer();
@@ -160,7 +170,7 @@ export class LeaseHolder {
 
   /** True while this node may act as primary: holding, and the last successful renewal started less than ttlMs - safetyMarginMs ago. */
   valid(): boolean {
-    return this.state === 'holding' && this.now() - this.lastGoodStart < this.validityMs;
+    return this.state === 'holding' && this.age() < this.validityMs;
   }
 
   /**
@@ -270,6 +280,7 @@ export class LeaseHolder {
   private async renew(): Promise<void> {
     if (this.state !== 'holding' || this.lapsed()) return;
     const started = this.now();
+    const startedWall = this.wall();
     let failure: unknown = undefined;
     let failed = false;
     try {
@@ -292,7 +303,7 @@ export class LeaseHolder {
         this.options.logger.warn('lease renewal failed; retrying every renewMs until it lapses', {
           file: this.file,
           error: messageOf(failure),
-          lapsesInMs: Math.max(0, Math.round(this.lastGoodStart + this.validityMs - this.now())),
+          lapsesInMs: Math.max(0, Math.round(this.validityMs - this.age())),
         });
       }
     } else {
@@ -305,6 +316,7 @@ export class LeaseHolder {
       }
       this.failures = 0;
       this.lastGoodStart = started;
+      this.lastGoodWall = startedWall;
       this.lastGoodCounter = this.attempts;
       this.armLapseTimer();
     }
@@ -314,7 +326,7 @@ export class LeaseHolder {
   /** Fires at the moment validity ends, so the lease is reported lost then and not at the next renewal. */
   private armLapseTimer(): void {
     clearTimeout(this.lapseTimer);
-    const remaining = this.lastGoodStart + this.validityMs - this.now();
+    const remaining = this.validityMs - this.age();
     this.lapseTimer = setTimeout(
       () => {
         this.lapseTimer = undefined;
@@ -324,10 +336,15 @@ export class LeaseHolder {
     );
   }
 
+  /** Since the last successful write started: the larger of the monotonic and the wall-clock spans (see wallNow). */
+  private age(): number {
+    return Math.max(this.now() - this.lastGoodStart, this.wall() - this.lastGoodWall);
+  }
+
   /** True (and the lease is lost) when the last successful renewal is too old. */
   private lapsed(): boolean {
     if (this.state !== 'holding') return this.state === 'lost';
-    const age = this.now() - this.lastGoodStart;
+    const age = this.age();
     if (age < this.validityMs) return false;
     this.lose(
       `lease renewal failed for ${Math.round(age)}ms (ttlMs ${this.options.ttlMs} - safetyMarginMs ${this.options.safetyMarginMs}); ` +

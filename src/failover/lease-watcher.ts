@@ -8,11 +8,7 @@
  */
 import path from 'node:path';
 import type { Logger } from '../log/index.js';
-import { LeaseFile, readLease, type Lease } from './lease-file.js';
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+import { LeaseFile, messageOf, readLease, type Lease } from './lease-file.js';
 
 /** How a {@link LeaseWatcher} polls. */
 export interface LeaseWatcherOptions {

@@ -25,6 +25,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { DaemonProcess } from './daemon-process.js';
 import { waitFor } from './wait-for.js';
+import { accepts } from './tcp.js';
 
 /** Where Debian installs the binary; a non-root user's PATH often lacks /usr/sbin. */
 const DebianHaproxy = '/usr/sbin/haproxy';
@@ -206,17 +207,6 @@ export class Haproxy {
   }
 }
 
-/** True when a TCP connection to 127.0.0.1:`port` is accepted. */
-async function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** Send one command to a stats socket (non-interactive mode: haproxy answers and closes). */
 async function socketCommand(socketPath: string, command: string): Promise<string> {

@@ -22,11 +22,11 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs, constants as fsConstants } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { DaemonProcess, tempDir } from './daemon-process.js';
 import { waitFor } from './wait-for.js';
+import { accepts } from './tcp.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -338,14 +338,3 @@ async function accessible(file: string, mode: number): Promise<boolean> {
   }
 }
 
-/** True when a TCP connection to 127.0.0.1:`port` is accepted. */
-async function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}

@@ -203,6 +203,19 @@ describe('failover lease and epochs', function () {
       expect(lost).to.deep.equal([]);
     });
 
+    it('is not valid after a host suspend: the monotonic clock stood still, the wall clock went on', async function () {
+      const now = 1000;
+      let wall = Date.parse('2026-12-06T12:00:00Z');
+      const { holder: h } = holder({ renewMs: 60_000, ttlMs: 200_000, safetyMarginMs: 50_000, now: () => now, wallNow: () => wall });
+      await h.start();
+      expect(h.valid()).to.equal(true);
+      wall += 149_999;
+      expect(h.valid(), 'within validity on both clocks').to.equal(true);
+      wall += 1; // suspended past the lease: performance.now() did not move
+      expect(h.valid()).to.equal(false);
+      expect(h.renewedAgoMs()).to.equal(150_000);
+    });
+
     it('refuses timings where a renewal does not fit in ttlMs - safetyMarginMs', function () {
       expect(() => holder({ renewMs: 500, ttlMs: 1000, safetyMarginMs: 500 })).to.throw(RangeError, /renewMs/);
       expect(() => holder({ renewMs: 100, ttlMs: 1000, safetyMarginMs: 1000 })).to.throw(RangeError);

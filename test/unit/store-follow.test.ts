@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { JournalCorruptError, UnavailableError } from '../../src/errors.js';
+import { FencedError, JournalCorruptError, UnavailableError } from '../../src/errors.js';
 import { encodeRecord, scanJournal, type JournalRecord } from '../../src/journal/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Store, type StoreOptions } from '../../src/store/index.js';
@@ -234,6 +234,9 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     let late: unknown;
     await during.catch((err: unknown) => (late = err));
     expect((late as Error).message).to.include('written to the journal but not acknowledged');
+    expect(late).to.be.instanceOf(FencedError);
+    expect(p.state.seq, 'nor shown to reads or checkpoints').to.equal(2);
+    expect(p.state.getObject('s', 'y')).to.equal(undefined);
     await p.close();
   });
 });
