@@ -35,7 +35,7 @@ import { Fence } from './fence.js';
 import { readLease, type Lease } from './lease-file.js';
 import { LeaseHolder } from './lease-holder.js';
 import { LeaseWatcher } from './lease-watcher.js';
-import { VisibilityLag } from './visibility-lag.js';
+import { ForgetTtls, VisibilityLag } from './visibility-lag.js';
 
 /** How often a secondary checks the two channels and applies the journal without a heartbeat. */
 const TickMs = 100;
@@ -380,7 +380,7 @@ export class FailoverManager {
   private async follow(early?: EarlyWatch): Promise<void> {
     const { options } = this;
     this.roleValue = 'secondary';
-    this.lag = new VisibilityLag(VisibilityLag.boundFor({ leaseTtlMs: options.config.leaseTtlMs, renewMs: options.config.renewMs, safetyMarginMs: options.config.safetyMarginMs }));
+    this.lag = new VisibilityLag(VisibilityLag.boundFor(options.config), ForgetTtls * options.config.leaseTtlMs);
     this.watcher = early?.watcher ?? new LeaseWatcher({ dir: options.dir, pollMs: leasePollMs(options.config), logger: options.logger });
     await this.watcher.start();
     this.client = new HeartbeatClient({
@@ -562,6 +562,8 @@ export class FailoverManager {
     if (performance.now() - this.lastFollow >= FollowMs) this.catchUp().catch(() => undefined); // reported by catchUp
     // The pause stops promotions, not a configured primary's own start.
     if ((this.paused && !this.startAsPrimary) || performance.now() < this.retryNotBefore) return;
+    const failedAt = watcher.lastFailedReadAt();
+    if (failedAt !== undefined) this.lag?.leaseReadFailed(failedAt);
     const seenAt = watcher.firstSeenAt();
     if (lease !== null && seenAt !== undefined) this.lag?.leaseRead(lease.epoch, lease.counter, seenAt);
     const distrust = this.silenceTrustedReason();

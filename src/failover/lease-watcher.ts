@@ -39,6 +39,7 @@ export class LeaseWatcher {
   /** When the lease was last read successfully. */
   private seenAt: number | undefined;
   private failing = false;
+  private failedAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(options: LeaseWatcherOptions) {
@@ -80,6 +81,11 @@ export class LeaseWatcher {
     return this.changedAt === undefined || this.seenAt === undefined ? 0 : this.seenAt - this.changedAt;
   }
 
+  /** When (monotonic ms) a read of the lease last failed; undefined if none has. */
+  lastFailedReadAt(): number | undefined {
+    return this.failedAt;
+  }
+
   /** When (monotonic ms) the current lease content was first read; undefined before start(). */
   firstSeenAt(): number | undefined {
     return this.changedAt;
@@ -109,6 +115,7 @@ export class LeaseWatcher {
     try {
       lease = await readLease(this.options.dir);
     } catch (err) {
+      this.failedAt = this.now();
       if (!this.failing) {
         this.failing = true;
         this.options.logger.warn('lease file unreadable; counting it as unchanged until it can be read', {

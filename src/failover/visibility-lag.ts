@@ -14,6 +14,11 @@
  * the same treatment (the beat's seq against the seq applied), reported
  * apart: applying records also takes time, so it informs and does not gate.
  *
+ * A lease read that fails observes nothing: beats that arrived before it are
+ * dropped untimed (their samples would time the outage, not the cache). What
+ * it measured is forgotten after `forgetMs` without news (a primary that died
+ * sends none): the lag is then unknown again, and the mount decides.
+ *
  * Why it matters (fence.ts, rule 5): a secondary counts the lease as silent
  * when its content has not changed for leaseTtlMs. If its reads lag by L, a
  * primary that renewed every renewMs looks silent L earlier than it is; above
@@ -22,6 +27,8 @@
 
 /** Samples kept; the estimate is their median, so one late timer does not count as a lagging vault. */
 const Samples = 9;
+/** What is measured is forgotten after this many lease TTLs without news. */
+export const ForgetTtls = 4;
 /** Beats remembered while their counter (or seq) has not been seen yet. */
 const PendingBeats = 256;
 
@@ -35,7 +42,14 @@ interface Pending {
 /** One kind of position (lease counter or journal seq): beats waiting to be seen, and samples. */
 class Track {
   private pending: Pending[] = [];
-  private samples: number[] = [];
+  private samples: { ms: number; at: number }[] = [];
+
+  constructor(private readonly forgetMs: number) {}
+
+  /** Reads failed at `at`: the beats that arrived before cannot be timed. */
+  failed(at: number): void {
+    this.pending = this.pending.filter((p) => p.at > at);
+  }
 
   /** A beat at `at` announced `value` in `epoch`. */
   announced(value: number, epoch: number, at: number): void {
@@ -48,37 +62,49 @@ class Track {
   /** The vault showed `value` in `epoch` at `at`: every beat it satisfies gives a sample. */
   seen(value: number, epoch: number, at: number): void {
     while (this.pending.length > 0 && this.pending[0]!.epoch === epoch && this.pending[0]!.value <= value) {
-      this.samples.push(Math.max(0, at - this.pending.shift()!.at));
+      this.samples.push({ ms: Math.max(0, at - this.pending.shift()!.at), at });
       if (this.samples.length > Samples) this.samples.shift();
     }
   }
 
   /** The lag in ms: the samples' median, or the oldest unseen beat's age if larger; null before any sample or pending beat. */
   value(now: number): number | null {
+    this.forget(now);
     const oldest = this.pending[0];
     const waiting = oldest === undefined ? null : now - oldest.at;
     if (this.samples.length === 0) return waiting;
-    const sorted = [...this.samples].sort((a, b) => a - b);
+    const sorted = this.samples.map((s) => s.ms).sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)]!;
     return waiting === null ? median : Math.max(median, waiting);
   }
 
-  /** True once at least one sample completed. */
-  get measured(): boolean {
+  /** True while a sample not yet forgotten exists. */
+  measured(now: number): boolean {
+    this.forget(now);
     return this.samples.length > 0;
+  }
+
+  private forget(now: number): void {
+    while (this.samples.length > 0 && now - this.samples[0]!.at > this.forgetMs) this.samples.shift();
+    while (this.pending.length > 0 && now - this.pending[0]!.at > this.forgetMs) this.pending.shift();
   }
 }
 
 /** A secondary's estimate of how late its vault reads show the primary's writes. */
 export class VisibilityLag {
-  private readonly lease = new Track();
-  private readonly journal = new Track();
+  private readonly lease: Track;
+  private readonly journal: Track;
 
   constructor(
     /** Above this the margin of the lease rules is gone: (leaseTtlMs - renewMs - safetyMarginMs) / 2. */
     readonly boundMs: number,
+    /** What was measured is forgotten after this long without news (ForgetTtls lease TTLs in the daemon). */
+    forgetMs: number,
     private readonly now: () => number = () => performance.now(),
-  ) {}
+  ) {
+    this.lease = new Track(forgetMs);
+    this.journal = new Track(forgetMs);
+  }
 
   /** The bound for these failover timings. */
   static boundFor(timing: { leaseTtlMs: number; renewMs: number; safetyMarginMs: number }): number {
@@ -90,6 +116,11 @@ export class VisibilityLag {
     const at = this.now();
     if (counter !== undefined) this.lease.announced(counter, epoch, at);
     this.journal.announced(seq, epoch, at);
+  }
+
+  /** A lease read failed at `at` (monotonic ms). */
+  leaseReadFailed(at: number): void {
+    this.lease.failed(at);
   }
 
   /** A lease read showed `counter` in `epoch`, first seen at `seenAt` (monotonic ms). */
@@ -112,9 +143,9 @@ export class VisibilityLag {
     return this.journal.value(this.now());
   }
 
-  /** True once the lease lag was measured at least once. */
+  /** True while a lease lag measured lately is known. */
   get measured(): boolean {
-    return this.lease.measured;
+    return this.lease.measured(this.now());
   }
 
   /** True when the lease lag is known to be above the bound. */

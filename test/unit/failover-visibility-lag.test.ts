@@ -7,7 +7,7 @@ import { VisibilityLag } from '../../src/failover/index.js';
 
 describe('VisibilityLag', function () {
   let now = 0;
-  const lag = (): VisibilityLag => new VisibilityLag(VisibilityLag.boundFor({ leaseTtlMs: 5000, renewMs: 1000, safetyMarginMs: 1000 }), () => now);
+  const lag = (forgetMs = 60_000): VisibilityLag => new VisibilityLag(VisibilityLag.boundFor({ leaseTtlMs: 5000, renewMs: 1000, safetyMarginMs: 1000 }), forgetMs, () => now);
   beforeEach(() => {
     now = 1000;
   });
@@ -48,6 +48,36 @@ describe('VisibilityLag', function () {
     l.leaseRead(1, 31, now); // the cache expires: every beat's counter shows at once
     expect(l.leaseLagMs(), 'median of the last samples').to.be.greaterThan(1500);
     expect(l.tooHigh()).to.equal(true);
+  });
+
+  it('does not time an outage of lease reads as lag: beats that arrived before a failed read are dropped untimed', function () {
+    const l = lag();
+    l.beat(1, 1, 1);
+    l.leaseRead(1, 1, now);
+    // Reads fail for 3 s while beats 2..4 arrive; then the primary dies and a read shows counter 4.
+    for (let counter = 2; counter <= 4; counter++) {
+      now += 1000;
+      l.beat(1, counter, counter);
+    }
+    l.leaseReadFailed(now);
+    now += 1000;
+    l.leaseRead(1, 4, now);
+    expect(l.leaseLagMs()).to.equal(0);
+    expect(l.tooHigh()).to.equal(false);
+  });
+
+  it('forgets what it measured after forgetMs without news: a dead primary leaves the lag unknown, not high for ever', function () {
+    const l = lag(20_000);
+    for (let counter = 1; counter <= 3; counter++) {
+      l.beat(1, counter, counter);
+      now += 2000;
+      l.leaseRead(1, counter, now);
+    }
+    expect(l.tooHigh()).to.equal(true);
+    now += 20_001;
+    expect(l.leaseLagMs()).to.equal(null);
+    expect(l.measured).to.equal(false);
+    expect(l.tooHigh()).to.equal(false);
   });
 
   it('starts again when the epoch changes (a new primary), and times the journal apart', function () {

@@ -217,11 +217,18 @@ describe('failover under a stalled FileVault (LD_PRELOAD fault shim, real daemon
     await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
     const acknowledged = new Map<string, unknown>([['a0', { writer: 'a' }]]);
     expect((await a.request('PUT', '/api/space/s/object/a0', { body: { writer: 'a' } })).status).to.equal(201);
-    await a.kill('SIGKILL');
-    // The lease still names a: restarted, it must wait the lease out like any candidate, not claim at once.
-    const a2 = await node(root, 'a', 'primary', {}, { waitForLease: false });
-    daemons.push(a2);
-    expect(a2.lines.some((l) => l.message === WaitingOutLease)).to.equal(true);
+    // b sleeps through a's crash and restart, so the lease still names a when a starts again.
+    b.child.kill('SIGSTOP');
+    let a2: DaemonProcess;
+    try {
+      await a.kill('SIGKILL');
+      // Restarted, a must wait its own lease out like any candidate, not claim at once.
+      a2 = await node(root, 'a', 'primary', {}, { waitForLease: false });
+      daemons.push(a2);
+      expect(a2.lines.some((l) => l.message === WaitingOutLease)).to.equal(true);
+    } finally {
+      b.child.kill('SIGCONT');
+    }
     // Held up (SIGSTOP) while b takes over and acknowledges writes.
     a2.child.kill('SIGSTOP');
     try {
