@@ -15,9 +15,11 @@
  * apart: applying records also takes time, so it informs and does not gate.
  *
  * A lease read that fails observes nothing: beats that arrived before it are
- * dropped untimed (their samples would time the outage, not the cache). What
- * it measured is forgotten after `forgetMs` without news (a primary that died
- * sends none): the lag is then unknown again, and the mount decides.
+ * dropped untimed (their samples would time the outage, not the cache). A lag
+ * above the bound is forgotten after `forgetMs` without news (no beat, no
+ * sample: a primary that died sends none), so it cannot block a failover for
+ * good: the lag is then unknown again, and the mount decides. A lag under the
+ * bound is kept: it is what a dead primary's standby last knew of its vault.
  *
  * Why it matters (fence.ts, rule 5): a secondary counts the lease as silent
  * when its content has not changed for leaseTtlMs. If its reads lag by L, a
@@ -78,14 +80,24 @@ class Track {
     return waiting === null ? median : Math.max(median, waiting);
   }
 
-  /** True while a sample not yet forgotten exists. */
-  measured(now: number): boolean {
-    this.forget(now);
+  /** True once a sample exists (and was not forgotten). */
+  get measured(): boolean {
     return this.samples.length > 0;
   }
 
+  /** Forget everything (a lag above the bound, without news for forgetMs). */
+  clear(): void {
+    this.pending = [];
+    this.samples = [];
+  }
+
+  /** When (monotonic ms) the last beat arrived or the last sample completed; -Infinity before any. */
+  newsAt(): number {
+    return Math.max(this.pending.at(-1)?.at ?? Number.NEGATIVE_INFINITY, this.samples.at(-1)?.at ?? Number.NEGATIVE_INFINITY);
+  }
+
+  /** Beats unseen for forgetMs are dropped: their age would otherwise grow for ever once beats stop. */
   private forget(now: number): void {
-    while (this.samples.length > 0 && now - this.samples[0]!.at > this.forgetMs) this.samples.shift();
     while (this.pending.length > 0 && now - this.pending[0]!.at > this.forgetMs) this.pending.shift();
   }
 }
@@ -98,8 +110,8 @@ export class VisibilityLag {
   constructor(
     /** Above this the margin of the lease rules is gone: (leaseTtlMs - renewMs - safetyMarginMs) / 2. */
     readonly boundMs: number,
-    /** What was measured is forgotten after this long without news (ForgetTtls lease TTLs in the daemon). */
-    forgetMs: number,
+    /** A lag above the bound is forgotten after this long without news (ForgetTtls lease TTLs in the daemon). */
+    private readonly forgetMs: number,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.lease = new Track(forgetMs);
@@ -135,7 +147,13 @@ export class VisibilityLag {
 
   /** The lease's visibility lag in ms, or null while unknown. */
   leaseLagMs(): number | null {
-    return this.lease.value(this.now());
+    const now = this.now();
+    const lag = this.lease.value(now);
+    if (lag !== null && lag > this.boundMs && now - this.lease.newsAt() > this.forgetMs) {
+      this.lease.clear();
+      return null;
+    }
+    return lag;
   }
 
   /** The journal's lag in ms (from a beat until this node applied its seq), or null while unknown. */
@@ -143,9 +161,10 @@ export class VisibilityLag {
     return this.journal.value(this.now());
   }
 
-  /** True while a lease lag measured lately is known. */
+  /** True while a measured lease lag is known. */
   get measured(): boolean {
-    return this.lease.measured(this.now());
+    this.leaseLagMs(); // forgets a high one without news
+    return this.lease.measured;
   }
 
   /** True when the lease lag is known to be above the bound. */

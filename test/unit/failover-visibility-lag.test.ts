@@ -66,7 +66,7 @@ describe('VisibilityLag', function () {
     expect(l.tooHigh()).to.equal(false);
   });
 
-  it('forgets what it measured after forgetMs without news: a dead primary leaves the lag unknown, not high for ever', function () {
+  it('forgets a lag above the bound after forgetMs without news (a dead primary sends none), and keeps one under it', function () {
     const l = lag(20_000);
     for (let counter = 1; counter <= 3; counter++) {
       l.beat(1, counter, counter);
@@ -78,6 +78,14 @@ describe('VisibilityLag', function () {
     expect(l.leaseLagMs()).to.equal(null);
     expect(l.measured).to.equal(false);
     expect(l.tooHigh()).to.equal(false);
+
+    const good = lag(20_000);
+    good.beat(1, 1, 1);
+    now += 50;
+    good.leaseRead(1, 1, now);
+    now += 60_000;
+    expect(good.leaseLagMs(), 'a good lag is what the standby last knew').to.equal(50);
+    expect(good.measured).to.equal(true);
   });
 
   it('starts again when the epoch changes (a new primary), and times the journal apart', function () {
