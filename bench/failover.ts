@@ -37,6 +37,7 @@ import { Catalogue, Checkpointer } from '../src/checkpoint/index.js';
 import { silentLogger } from '../src/log/index.js';
 import { Store } from '../src/store/index.js';
 import { installationId, VaultPaths } from '../src/vault/index.js';
+import { DefaultHeartbeatMs, DefaultHeartbeatTimeoutMs, DefaultLeaseTtlMs, DefaultRenewMs, DefaultSafetyMarginMs } from '../src/config/defaults.js';
 import { DaemonProcess, httpRequest, type LogLine } from '../test/helpers/daemon-process.js';
 import { Haproxy } from '../test/helpers/haproxy.js';
 import { waitFor } from '../test/helpers/wait-for.js';
@@ -138,6 +139,8 @@ async function startNode(cluster: Cluster, name: string, role: 'primary' | 'seco
       api: { port },
       paths: { data: 'data', fileVault: cluster.vault },
       auth: { tokensFile: path.join(cluster.root, 'tokens.json') },
+      // The product's timings, not the test helper's shorter lease.
+      failover: { heartbeatMs: DefaultHeartbeatMs, heartbeatTimeoutMs: DefaultHeartbeatTimeoutMs, leaseTtlMs: DefaultLeaseTtlMs, renewMs: DefaultRenewMs, safetyMarginMs: DefaultSafetyMarginMs },
       // The product's automatic checkpoints, except the clean-shutdown one (the benchmark's own teardown).
       checkpoint: { journalThreshold: '256MiB', retention: { keepLast: 2 }, events: { 'space-created': true, 'space-upgraded': true, 'template-loaded': true, 'restore-done': true, promotion: true, 'clean-shutdown': false, 'crash-recovery': true } },
     },
