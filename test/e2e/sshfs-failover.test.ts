@@ -12,6 +12,9 @@
  *   cached lease.json hides every renewal: it measures that lag from the
  *   heartbeats, stops trusting lease silence and says so, so the cut alone
  *   does not make it promote (the split brain this suite was written for).
+ * - CachingOptions, allowed, SIGKILL of the primary: the secondary cannot
+ *   tell a dead primary from a cached lease, refuses to promote on lease
+ *   silence and says so (status, /standby 503): a human decides.
  * - CachingOptions (`kernel_cache,attr_timeout=30,entry_timeout=30`), not
  *   allowed: the daemon refuses the mount at start-up and says why.
  * - sshfs defaults (directory listings cached 20 s) with
@@ -194,6 +197,28 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
       }
     });
   }
+
+  it('the caching recipe, allowed: after SIGKILL of the primary the secondary refuses to promote on lease silence it cannot trust, and says so (a human decides)', async () => {
+    const m = await mounts(CachingOptions);
+    const a = await nodeOn(root, 'a', 'primary', m.a, { allowCachedVault: true });
+    daemons.push(a);
+    const b = await nodeOn(root, 'b', 'secondary', m.b, { allowCachedVault: true });
+    daemons.push(b);
+    await seedSpace(a);
+    await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+    const distrust = "lease silence is not trusted for promotion: the FileVault shows the primary's writes late; /standby answers 503";
+    await waitFor(() => b.lines.some((l) => l.message === distrust), { what: 'b to distrust lease silence', timeoutMs: 30_000 });
+    await a.kill('SIGKILL');
+    // Well past every timeout on b's clock, and past the 30 s attribute cache: b still has not claimed.
+    await waitFor(
+      async () => ((await b.request('GET', '/api/admin/status')).body as { data: { failover: { heartbeatSilentMs: number } } }).data.failover.heartbeatSilentMs > 35_000,
+      { what: 'a long silence on b', timeoutMs: 60_000, intervalMs: 200 },
+    );
+    expect(b.lines.some((l) => l.message === 'epoch claimed' || l.message === 'promoted to primary'), 'b claimed nothing').to.equal(false);
+    const view = ((await b.request('GET', '/api/admin/status')).body as { data: { failover: { standby: { visibilityLag: { distrusted: string | null } } } } }).data.failover.standby;
+    expect(view.visibilityLag.distrusted, 'status says why').to.be.a('string');
+    expect((await b.request('GET', '/standby', { token: null })).status).to.equal(503);
+  });
 
   it('the caching recipe (kernel_cache, 30 s attribute and entry caches): the daemon refuses the mount and says what to change', async () => {
     const m = await mounts(CachingOptions);
