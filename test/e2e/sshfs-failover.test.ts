@@ -118,6 +118,17 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
     return { a, b };
   }
 
+  /** Primary `a` and secondary `b` on their mounts, a space seeded, b answering heartbeats. */
+  async function pairOn(m: { a: string; b: string }, failover: Record<string, unknown> = {}): Promise<{ a: DaemonProcess; b: DaemonProcess }> {
+    const a = await nodeOn(root, 'a', 'primary', m.a, failover);
+    daemons.push(a);
+    const b = await nodeOn(root, 'b', 'secondary', m.b, failover);
+    daemons.push(b);
+    await seedSpace(a);
+    await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+    return { a, b };
+  }
+
   it('safe options: steady writes, SIGKILL of the primary right after a journal roll, then a switchover: nothing lost, never two primaries', async () => {
     const m = await mounts(SafeOptions);
     const a = await nodeOn(root, 'a', 'primary', m.a);
@@ -200,12 +211,7 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
 
   it('the caching recipe, allowed: after SIGKILL of the primary the secondary refuses to promote on lease silence it cannot trust, and says so (a human decides)', async () => {
     const m = await mounts(CachingOptions);
-    const a = await nodeOn(root, 'a', 'primary', m.a, { allowCachedVault: true });
-    daemons.push(a);
-    const b = await nodeOn(root, 'b', 'secondary', m.b, { allowCachedVault: true });
-    daemons.push(b);
-    await seedSpace(a);
-    await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+    const { a, b } = await pairOn(m, { allowCachedVault: true });
     const distrust = "lease silence is not trusted for promotion: the FileVault shows the primary's writes late; /standby answers 503";
     await waitFor(() => b.lines.some((l) => l.message === distrust), { what: 'b to distrust lease silence', timeoutMs: 30_000 });
     await a.kill('SIGKILL');
@@ -231,12 +237,7 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
 
   it('sshfs defaults (listings cached 20 s), allowed: SIGKILL right after a roll never seals below what the primary reported; the secondary waits, says why, and promotes with every write', async () => {
     const m = await mounts(DefaultOptions);
-    const a = await nodeOn(root, 'a', 'primary', m.a, { allowCachedVault: true });
-    daemons.push(a);
-    const b = await nodeOn(root, 'b', 'secondary', m.b, { allowCachedVault: true });
-    daemons.push(b);
-    await seedSpace(a);
-    await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+    const { a, b } = await pairOn(m, { allowCachedVault: true });
     const sampler = samplePrimaries(() => daemons.filter((d) => d.exit === null));
     // b lists the journal folder now (its cache holds this listing for 20 s); then a rolls and writes on.
     await waitFor(async () => (await b.request('GET', '/standby', { token: null })).status === 200, { what: 'b caught up' });
