@@ -21,7 +21,8 @@
 import { promises as fs } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import { isOwnCollection, type Catalogue, type CatalogueEntry, type Checkpointer, type CheckpointScope, type CreateRequest, type RestoreResult } from '../checkpoint/index.js';
-import type { FailoverStatus, Role } from '../failover/index.js';
+import type { FailoverStatus, LeaseRenewal, Role } from '../failover/index.js';
+import type { Pause } from '../log/index.js';
 import type { Store } from '../store/index.js';
 import { AuthFailures, type AuthFailure } from './auth.js';
 
@@ -38,6 +39,8 @@ const TriggerKinds = ['manual', 'journal-threshold', 'schedule', 'event', 'other
 const Methods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 /** Checkpoints take from milliseconds (an empty space) to many minutes (hundreds of gigabytes). */
 const CheckpointBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+/** Lease renewals: renewMs (1 s by default) when all is well, up to the lease's validity (4 s) and past it. */
+const LeaseRenewalBuckets = [0.1, 0.25, 0.5, 0.75, 1, 1.1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 10];
 /** Requests: prom-client's defaults, plus long downloads. */
 const RequestBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
 
@@ -126,6 +129,8 @@ export class Metrics {
   private readonly checkpointFailures: Counter<'scope' | 'trigger'>;
   private readonly restores: Counter<'scope'>;
   private readonly failovers: Counter;
+  private readonly leaseRenewalSeconds: Histogram;
+  private readonly pauses: Counter<'cause'>;
   private readonly view: VaultView = { readable: false, counts: null, newest: null, journalBytes: null };
   /** A catalogue read still running from an earlier scrape (one at a time). */
   private listing: Promise<CatalogueEntry[] | null> | null = null;
@@ -204,6 +209,18 @@ export class Metrics {
       registers: [registry],
     });
     this.restores = new Counter({ name: `${MetricPrefix}restores_total`, help: 'Restores this process completed, by scope.', labelNames: ['scope'], registers: [registry] });
+    this.leaseRenewalSeconds = new Histogram({
+      name: `${MetricPrefix}lease_renewal_interval_seconds`,
+      help: 'Primary: time between the starts of two successful lease renewals (renewMs when all is well; the lease lapses past leaseTtlMs - safetyMarginMs).',
+      buckets: LeaseRenewalBuckets,
+      registers: [registry],
+    });
+    this.pauses = new Counter({
+      name: `${MetricPrefix}process_pauses_total`,
+      help: 'Pauses of the main event loop of a second or more, by likely cause (logged at warn with their length).',
+      labelNames: ['cause'],
+      registers: [registry],
+    });
     this.failovers = new Counter({ name: `${MetricPrefix}failovers_total`, help: 'Times this process took over as primary from another node (failover or switchover).', registers: [registry] });
     this.requests = new Counter({
       name: `${MetricPrefix}http_requests_total`,
@@ -264,6 +281,16 @@ export class Metrics {
   /** A restore completed. */
   restored(result: RestoreResult): void {
     this.restores.inc({ scope: result.scope });
+  }
+
+  /** The primary renewed its lease. */
+  leaseRenewed(renewal: LeaseRenewal): void {
+    this.leaseRenewalSeconds.observe(renewal.intervalMs / 1000);
+  }
+
+  /** The main event loop paused for a second or more. */
+  paused(pause: Pause): void {
+    this.pauses.inc({ cause: pause.cause });
   }
 
   /** This node took over as primary from another. */

@@ -11,7 +11,7 @@ import { buildServer, Metrics, TokenStore, type ApiContext } from '../api/index.
 import { Catalogue, Checkpointer, loadStartBase, replayRestore, StandbyPreloader } from '../checkpoint/index.js';
 import { readCertificateAuthorities, readServerCertificate, type Config } from '../config/index.js';
 import { listJournalFiles } from '../journal/index.js';
-import type { Logger } from '../log/index.js';
+import { PauseMonitor, type Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
 import { FailoverManager, LeaseFile, watchLeaseFromStart, type LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
@@ -54,6 +54,7 @@ export class Daemon {
     private readonly app: FastifyInstance,
     private readonly lock: PidLock,
     readonly url: string,
+    private readonly pauses: PauseMonitor,
   ) {}
 
   /** Automatic checkpoints, while this node is the primary. */
@@ -85,6 +86,10 @@ export class Daemon {
     const ca = config.failover.tls.ca === null ? null : await readCertificateAuthorities(config.file, config.failover.tls.ca);
     const lock = await PidLock.acquire(path.join(config.paths.data, 'checkpointd.pid'));
     let earlyWatcher: LeaseWatcher | null = null;
+    // From the start: a long checkpoint load is where a large heap pauses first.
+    const pauseSink: { metrics?: Metrics } = {};
+    const pauses = new PauseMonitor({ logger, onPause: (pause) => pauseSink.metrics?.paused(pause) });
+    pauses.start();
     try {
       const vault = new VaultPaths(config.paths.fileVault);
       await vault.ensure();
@@ -125,6 +130,7 @@ export class Daemon {
       const failoverStatus = (): ReturnType<FailoverManager['status']> | null => holder.daemon?.failover.status() ?? null;
       const metrics = new Metrics({ node: config.node.name, store, catalogue, installation, failover: failoverStatus });
       metrics.watch(checkpointer);
+      pauseSink.metrics = metrics;
       const ctx: ApiContext = {
         config,
         logger,
@@ -166,6 +172,7 @@ export class Daemon {
         preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
         heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
         onClusterTokenRefused: () => metrics.authFailed('cluster_token'),
+        onLeaseRenewed: (renewal) => metrics.leaseRenewed(renewal),
         vaultMayCache: mount.verdict === 'warn',
         vaultDescription: `${vault.root} (${mount.fsType} mounted at ${mount.mountPoint})`,
         onNotPrimary: async () => {
@@ -180,7 +187,7 @@ export class Daemon {
         const local = `${certificate === null ? 'http' : 'https'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
         if (certificate !== null) logger.info('serving HTTPS', { cert: config.api.tls?.cert, names: certificate.names, validTo: certificate.validTo });
         if (publicUrl === '') publicUrl = local;
-        const daemon = new Daemon(config, logger, store, tokens, checkpointer, autoHolder, failover, app, lock, local);
+        const daemon = new Daemon(config, logger, store, tokens, checkpointer, autoHolder, failover, app, lock, local, pauses);
         holder.daemon = daemon;
         await failover.start();
         daemon.serving = true;
@@ -196,6 +203,7 @@ export class Daemon {
       }
     } catch (err) {
       earlyWatcher?.stop();
+      pauses.stop();
       await lock.release();
       throw err;
     }
@@ -224,6 +232,7 @@ export class Daemon {
       await this.store.close();
       await this.failover.release();
       await this.lock.release();
+      this.pauses.stop();
       this.logger.info('stopped', { seq: this.store.state.seq });
     })();
     return this.stopping;

@@ -13,7 +13,7 @@
  * promotion claims N+1). Claim files are never removed, so the highest one is
  * the newest epoch.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, readIfExists } from '../vault/index.js';
 
@@ -56,6 +56,22 @@ export async function highestEpoch(dir: string): Promise<number> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw err;
   }
+  return highestIn(names);
+}
+
+/** {@link highestEpoch}, blocking: for the lease holder's thread (lease-holder.ts). */
+export function highestEpochSync(dir: string): number {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  return highestIn(names);
+}
+
+function highestIn(names: string[]): number {
   let highest = 0;
   for (const name of names) highest = Math.max(highest, parseEpochFileName(name) ?? 0);
   return highest;

@@ -33,7 +33,7 @@ import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
 import { HeartbeatClient, HeartbeatServer, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';
 import { Fence } from './fence.js';
 import { readLease, type Lease } from './lease-file.js';
-import { LeaseHolder } from './lease-holder.js';
+import { LeaseHolder, type LeaseRenewal } from './lease-holder.js';
 import { LeaseWatcher } from './lease-watcher.js';
 import { ForgetTtls, VisibilityLag } from './visibility-lag.js';
 
@@ -95,6 +95,8 @@ export interface FailoverManagerOptions {
   heartbeatTls?: HeartbeatTls;
   /** Called when the heartbeat endpoint refuses a wrong or missing cluster token (metrics). */
   onClusterTokenRefused?: () => void;
+  /** Called after every successful lease renewal while primary, with what the renewal thread measured (metrics). */
+  onLeaseRenewed?: (renewal: LeaseRenewal) => void;
   /**
    * The FileVault's mount is known or suspected to cache (its check warned:
    * failover.allowCachedVault): lease silence is then trusted only once the
@@ -323,6 +325,7 @@ export class FailoverManager {
       logger: options.logger,
     });
     holder.onLost((reason) => this.fence(reason));
+    if (options.onLeaseRenewed !== undefined) holder.onRenewed(options.onLeaseRenewed);
     await holder.start();
     this.holder = holder;
     this.epochValue = epoch;
@@ -706,7 +709,17 @@ export class FailoverManager {
       this.roleChanged();
       throw err;
     }
-    await holder.release(to);
+    try {
+      await holder.release(to);
+    } catch (err) {
+      // The journal was handed over cleanly and renewals have stopped: follow, as after a switchover that
+      // succeeded; the standby takes over once the unreleased lease lapses (leaseTtlMs) instead of at once.
+      holder.stop();
+      this.holder = null;
+      options.logger.error('switchover: could not release the lease; this node follows as a secondary, and the standby takes over once the lease lapses (leaseTtlMs)', { to, error: (err as Error).message });
+      await this.follow();
+      throw err;
+    }
     holder.stop();
     this.holder = null;
     this.hub?.handover(options.node, to);

@@ -5,8 +5,9 @@
  * its watcher each have a file, the epoch claims epochs.ts.
  */
 export { Fence, type FenceState } from './fence.js';
-export { LeaseFile, LeaseFormatError, readLease, writeLease, type Lease } from './lease-file.js';
-export { LeaseHolder, type LeaseHolderOptions } from './lease-holder.js';
+export { LeaseFile, LeaseFormatError, readLease, readLeaseSync, writeLeaseSync, type Lease } from './lease-file.js';
+export { HolderState, SharedLeaseState } from './lease-state.js';
+export { LeaseHolder, type LeaseHolderOptions, type LeaseRenewal } from './lease-holder.js';
 export { LeaseWatcher, type LeaseWatcherOptions } from './lease-watcher.js';
 export { VisibilityLag } from './visibility-lag.js';
 export { claimEpoch, epochFileName, highestEpoch, parseEpochFileName, readEpochClaim, type EpochClaim } from './epochs.js';

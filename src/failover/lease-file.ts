@@ -10,9 +10,9 @@
  * hosts). Who writes it and when is lease-holder.ts; who reads it, and what
  * its silence means, lease-watcher.ts; the whole protocol, fence.ts.
  */
-import { promises as fs } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, readIfExists, tempPathFor } from '../vault/index.js';
+import { fsyncDirSync, readIfExists, tempPathFor } from '../vault/index.js';
 
 /** Name of the lease file in `FileVault/failover`. */
 export const LeaseFile = 'lease.json';
@@ -62,14 +62,10 @@ function shapeProblem(value: unknown): string | null {
 }
 
 /**
- * The lease in `dir` (`FileVault/failover`), or null when there is none.
- * Throws {@link LeaseFormatError} when the file is not a lease, and the OS
- * error when it cannot be read.
+ * The lease in `text`, read from `file`. Throws {@link LeaseFormatError} when
+ * it is not a lease.
  */
-export async function readLease(dir: string): Promise<Lease | null> {
-  const file = path.join(dir, LeaseFile);
-  const text = await readIfExists(file);
-  if (text === null) return null;
+function parseLease(file: string, text: string): Lease {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -90,28 +86,54 @@ export async function readLease(dir: string): Promise<Lease | null> {
 }
 
 /**
- * Publish `lease` as `dir/lease.json` atomically: temp file in the same folder,
- * fsync, rename, fsync the folder. The temp file is removed on failure.
+ * The lease in `dir` (`FileVault/failover`), or null when there is none.
+ * Throws {@link LeaseFormatError} when the file is not a lease, and the OS
+ * error when it cannot be read.
  */
-export async function writeLease(dir: string, lease: Lease): Promise<void> {
+export async function readLease(dir: string): Promise<Lease | null> {
+  const file = path.join(dir, LeaseFile);
+  const text = await readIfExists(file);
+  return text === null ? null : parseLease(file, text);
+}
+
+/**
+ * {@link readLease}, blocking. The lease holder's thread reads this way so
+ * that its reads never queue behind the journal's or a checkpoint's in
+ * libuv's thread pool (lease-holder.ts).
+ */
+export function readLeaseSync(dir: string): Lease | null {
+  const file = path.join(dir, LeaseFile);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  return parseLease(file, text);
+}
+
+/**
+ * Publish `lease` as `dir/lease.json` atomically, blocking (see
+ * readLeaseSync): temp file in the same folder, fsync, rename, fsync the
+ * folder. The temp file is removed on failure.
+ */
+export function writeLeaseSync(dir: string, lease: Lease): void {
   const { holder, url, epoch, counter, time, released, candidate } = lease;
   const text = JSON.stringify({ holder, url, epoch, counter, time, released, ...(candidate === undefined ? {} : { candidate }) }) + '\n';
   const temp = tempPathFor(dir, LeaseFile);
-  const handle = await fs.open(temp, 'wx', 0o644);
+  const fd = openSync(temp, 'wx', 0o644);
   try {
     try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } catch (err) {
-      await handle.close().catch(() => undefined);
-      throw err;
+      writeFileSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
     }
-    await handle.close();
-    await fs.rename(temp, path.join(dir, LeaseFile));
+    renameSync(temp, path.join(dir, LeaseFile));
   } catch (err) {
-    await fs.rm(temp, { force: true }).catch(() => undefined);
+    rmSync(temp, { force: true });
     throw err;
   }
-  await fsyncDir(dir);
+  fsyncDirSync(dir);
 }
-

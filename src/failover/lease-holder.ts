@@ -19,12 +19,22 @@
  *   node must claim a new epoch to serve again.
  * - `released: true` (clean shutdown, switchover) lets a secondary take over
  *   without waiting for the TTL.
+ * - Renewals run on a thread of their own (lease-worker.ts) with blocking
+ *   file calls, so they keep their pace whatever the main thread does: they
+ *   never wait in libuv's shared thread pool behind journal batches or
+ *   checkpoint reads, nor behind a busy or collecting main event loop. The
+ *   two threads share the holder's state in memory (lease-state.ts), so
+ *   `valid()` answers at once from the last renewal's start; the main thread
+ *   also ends the lease itself when validity runs out while a renewal hangs.
  */
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { epochFileName, highestEpoch } from './epochs.js';
-import { LeaseFile, LeaseFormatError, messageOf, readLease, writeLease, type Lease } from './lease-file.js';
+import { currentTempOwner } from '../vault/index.js';
+import { LeaseFile, messageOf } from './lease-file.js';
+import { HolderState, SharedLeaseState } from './lease-state.js';
+import { lapseReason, MainThreadStallMs, type FromLeaseWorker, type LeaseWorkerInit, type ToLeaseWorker } from './lease-worker.js';
 
 /** How a {@link LeaseHolder} renews. */
 export interface LeaseHolderOptions {
@@ -43,19 +53,36 @@ export interface LeaseHolderOptions {
   /** Validity ends this long before the TTL, for clock-rate differences and scheduling delays. */
   safetyMarginMs: number;
   logger: Logger;
-  /** Monotonic clock in milliseconds; `performance.now()` unless a test injects one. */
-  now?: () => number;
-  /**
-   * Wall clock in milliseconds; `Date.now()` unless a test injects one. The
-   * monotonic clock stops while the host is suspended, the wall clock does
-   * not: a lease's age is the larger of the two, so a primary resumed after a
-   * suspend never acts on a lease that lapsed meanwhile (a wall clock stepped
-   * forward can only fence it early, which is safe).
-   */
-  wallNow?: () => number;
+  /** Renewals stop once the main thread has not run for this long; MainThreadStallMs (30 s) unless a test says otherwise. */
+  mainThreadStallMs?: number;
 }
 
-type HolderState = 'idle' | 'holding' | 'lost' | 'stopped';
+/** One successful renewal, as the renewal thread measured it. */
+export interface LeaseRenewal {
+  /** Since the renewal before it started: renewMs when all is well. */
+  intervalMs: number;
+  /** How late its timer fired: the renewal thread was not scheduled (process stopped, CPU starved, host suspended). */
+  lateMs: number;
+  /** How long its reads and writes of the FileVault took. */
+  ioMs: number;
+}
+
+/**
+ * The renewal thread's module: the compiled file next to this one, or, when
+ * running from the TypeScript sources (the tests, through tsx, from the
+ * project folder), that file loaded through tsx's loader, which a worker does
+ * not inherit.
+ */
+function spawnRenewalThread(init: LeaseWorkerInit): Worker {
+  const own = new URL(import.meta.url);
+  const workerData = { leaseWorker: init };
+  if (own.pathname.endsWith('.ts')) {
+    const module = new URL('./lease-worker.ts', own).href;
+    const source = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(module)}); });`;
+    return new Worker(source, { eval: true, workerData, execArgv: [] });
+  }
+  return new Worker(new URL('./lease-worker.js', own), { workerData, execArgv: [] });
+}
 
 /**
  * The primary's side of the lease: takes it, renews it, tells its listeners
@@ -64,23 +91,18 @@ type HolderState = 'idle' | 'holding' | 'lost' | 'stopped';
  */
 export class LeaseHolder {
   private readonly options: LeaseHolderOptions;
-  private readonly now: () => number;
   private readonly file: string;
   private readonly validityMs: number;
-  private state: HolderState = 'idle';
-  /** Counter of the latest write attempt; every attempt takes a new one. */
-  private attempts = 0;
-  private lastGoodCounter = 0;
-  /** Monotonic time at which the last successful write started. */
-  private lastGoodStart = Number.NEGATIVE_INFINITY;
-  /** Wall-clock time at which the last successful write started. */
-  private lastGoodWall = Number.NEGATIVE_INFINITY;
-  private readonly wall: () => number;
-  private failures = 0;
-  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly shared = SharedLeaseState.create();
+  private worker: Worker | null = null;
+  private started = false;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (reply: Extract<FromLeaseWorker, { type: 'reply' }>) => void; reject: (err: Error) => void }>();
   private lapseTimer: NodeJS.Timeout | undefined;
-  private renewing: Promise<void> | undefined;
+  /** Tells the renewal thread that the main thread still runs (see MainThreadStallMs). */
+  private aliveTimer: NodeJS.Timeout | undefined;
   private readonly listeners: Array<(reason: string) => void> = [];
+  private readonly renewalListeners: Array<(renewal: LeaseRenewal) => void> = [];
   private lostBecause: string | null = null;
 
   constructor(options: LeaseHolderOptions) {
@@ -93,20 +115,18 @@ export class LeaseHolder {
       );
     }
     this.options = options;
-    this.now = options.now ?? (() => performance.now());
-    this.wall = options.wallNow ?? (() => Date.now());
     this.file = path.join(options.dir, LeaseFile);
     this.validityMs = ttlMs - safetyMarginMs;
   }
 
   /** Counter of the last successful write (0 before start). */
   get counter(): number {
-    return this.lastGoodCounter;
+    return this.shared.counter;
   }
 
   /** Renewals failed in a row since the last success. */
   get failedRenewals(): number {
-    return this.failures;
+    return this.shared.failures;
   }
 
   /** Why the lease was lost, or null while it was not. */
@@ -116,7 +136,7 @@ export class LeaseHolder {
 
   /** Milliseconds since the last successful write started (the lease's age as this holder knows it); null before the first. */
   renewedAgoMs(): number | null {
-    return Number.isFinite(this.lastGoodStart) ? this.age() : null;
+    return this.shared.ageMs();
   }
 
   /** Call `listener` once, with the reason, when the lease is lost; not on stop() or release(). */
@@ -124,53 +144,43 @@ export class LeaseHolder {
     this.listeners.push(listener);
   }
 
+  /** Call `listener` after every successful renewal (not the first write), with what the renewal thread measured. */
+  onRenewed(listener: (renewal: LeaseRenewal) => void): void {
+    this.renewalListeners.push(listener);
+  }
+
   /**
    * Take the lease: write it once (the counter continues from the file's when
    * it names our epoch, else starts at 1), then renew every `renewMs`.
    * Throws ConflictError when an epoch claim or the file is newer than ours, and
-   * UnavailableError when the write fails.
+   * UnavailableError when the read or the write fails.
    */
   async start(): Promise<void> {
-    if (this.state !== 'idle') throw new Error('LeaseHolder.start() may be called once; make a new LeaseHolder to take the lease again');
-    let existing: Lease | null;
-    let taken: string | null;
-    try {
-      taken = await this.newerClaim();
-      existing = await this.readCurrent();
-      taken ??= existing === null ? null : this.takenBy(existing);
-    } catch (err) {
-      throw new UnavailableError(
-        `could not read the lease ${this.file} or the epoch claims beside it: ${messageOf(err)}; check that the FileVault is mounted and readable by this user`,
-        { cause: err },
-      );
+    if (this.started) throw new Error('LeaseHolder.start() may be called once; make a new LeaseHolder to take the lease again');
+    this.started = true;
+    const { dir, node, url, epoch, renewMs, ttlMs, safetyMarginMs } = this.options;
+    const mainThreadStallMs = this.options.mainThreadStallMs ?? MainThreadStallMs;
+    const worker = spawnRenewalThread({ dir, node, url, epoch, renewMs, ttlMs, safetyMarginMs, mainThreadStallMs, tempOwner: currentTempOwner(), shared: this.shared.buffer });
+    this.worker = worker;
+    worker.on('message', (message: FromLeaseWorker) => this.onMessage(message));
+    worker.on('error', (err) => this.threadEnded(`the lease renewal thread failed: ${messageOf(err)}`));
+    worker.on('exit', (code) => this.threadEnded(`the lease renewal thread stopped (exit code ${code})`));
+    const reply = await this.request({ type: 'start', id: 0 });
+    if (reply.failure !== null) {
+      this.terminate();
+      throw reply.failure.conflict ? new ConflictError(reply.failure.message) : new UnavailableError(reply.failure.message);
     }
-    if (taken !== null) {
-      throw new ConflictError(`${taken}; this node must not serve as primary — it has to catch up and claim a newer epoch first`);
-    }
-    this.attempts = existing !== null && existing.epoch === this.options.epoch ? existing.counter : 0;
-    const started = this.now();
-    const startedWall = this.wall();
-    try {
-      await this.write(false);
-    } catch (err) {
-      throw new UnavailableError(
-        `could not write the lease ${this.file}: ${messageOf(err)}; check that the FileVault is mounted and writable by this user`,
-        { cause: err },
-      );
-    }
-    if (this.state !== 'idle') return; // stopped while the first write ran
-    this.state = 'holding';
-    this.lastGoodStart = started;
-    this.lastGoodWall = startedWall;
-    this.lastGoodCounter = this.attempts;
-    this.options.logger.info('lease taken', { file: this.file, epoch: this.options.epoch, counter: this.attempts });
+    if (this.shared.state !== HolderState.Holding) return; // stopped while the first write ran
+    this.options.logger.info('lease taken', { file: this.file, epoch, counter: reply.counter });
     this.armLapseTimer();
-    this.scheduleRenewal(started);
+    this.aliveTimer = setInterval(() => this.shared.mainAlive(), Math.min(renewMs, mainThreadStallMs / 4));
+    this.aliveTimer.unref();
   }
 
   /** True while this node may act as primary: holding, and the last successful renewal started less than ttlMs - safetyMarginMs ago. */
   valid(): boolean {
-    return this.state === 'holding' && this.age() < this.validityMs;
+    const age = this.shared.ageMs();
+    return this.shared.state === HolderState.Holding && age !== null && age < this.validityMs;
   }
 
   /**
@@ -179,184 +189,136 @@ export class LeaseHolder {
    * node already holds it (that file is theirs). Waits for a renewal in flight.
    */
   async release(candidate?: string): Promise<void> {
-    const wasValid = this.valid();
-    this.halt('stopped');
-    await this.renewing;
-    if (!wasValid) {
+    clearTimeout(this.lapseTimer);
+    if (this.worker === null) {
       this.options.logger.info('lease not released: this node no longer held it', { file: this.file, reason: this.lostBecause });
       return;
     }
+    let reply: Extract<FromLeaseWorker, { type: 'reply' }>;
     try {
-      const taken = await this.takenReason();
-      if (taken !== null) {
-        this.options.logger.info('lease not released: another node holds it', { file: this.file, reason: taken });
-        return;
-      }
-      await this.write(true, candidate);
-    } catch (err) {
-      throw new UnavailableError(
-        `could not release the lease ${this.file}: ${messageOf(err)}; a secondary takes over once the lease TTL has passed instead`,
-        { cause: err },
-      );
+      reply = await this.request({ type: 'release', id: 0, ...(candidate === undefined ? {} : { candidate }) });
+    } finally {
+      this.terminate();
     }
-    this.options.logger.info('lease released', { file: this.file, epoch: this.options.epoch, counter: this.attempts });
+    if (reply.failure !== null) throw new UnavailableError(reply.failure.message);
+    if (reply.note !== undefined) {
+      this.options.logger.info(`lease not released: ${reply.note}`, { file: this.file, reason: this.lostBecause });
+      return;
+    }
+    this.options.logger.info('lease released', { file: this.file, epoch: this.options.epoch, counter: reply.counter });
   }
 
   /** Stop renewing without writing (the lease then lapses). A write in flight finishes on its own. */
   stop(): void {
-    this.halt('stopped');
-  }
-
-  private halt(state: 'lost' | 'stopped'): void {
-    if (this.state !== 'lost') this.state = state;
-    clearTimeout(this.renewTimer);
+    this.shared.transition(HolderState.Holding, HolderState.Stopped);
+    this.shared.transition(HolderState.Idle, HolderState.Stopped);
     clearTimeout(this.lapseTimer);
-    this.renewTimer = undefined;
     this.lapseTimer = undefined;
+    this.worker?.postMessage({ type: 'stop' } satisfies ToLeaseWorker);
+    this.terminate();
   }
 
   /**
-   * Why another node has taken over, or null: a newer epoch claim file, or a
-   * lease naming a newer claim. The claim files are checked as well as the
-   * lease because a renewal can overwrite the new primary's first lease (read,
-   * then write, is no compare-and-swap); claim files are never overwritten.
+   * Let the renewal thread go. A thread blocked in a file call that hangs
+   * (a hard-mounted NFS server that is gone) cannot be stopped until the call
+   * returns; it is unreferenced so that it never keeps the process alive.
    */
-  private async takenReason(): Promise<string | null> {
-    const newer = await this.newerClaim();
-    if (newer !== null) return newer;
-    const current = await this.readCurrent();
-    return current === null ? null : this.takenBy(current);
+  private terminate(): void {
+    clearInterval(this.aliveTimer);
+    this.aliveTimer = undefined;
+    const worker = this.worker;
+    if (worker === null) return;
+    this.worker = null;
+    worker.unref();
+    void worker.terminate().catch(() => undefined);
   }
 
-  /** Why an epoch claim file shows a newer epoch than ours, or null. */
-  private async newerClaim(): Promise<string | null> {
-    const { dir, epoch } = this.options;
-    const highest = await highestEpoch(dir);
-    if (highest <= epoch) return null;
-    return `${path.join(dir, epochFileName(highest))} claims epoch ${highest}, newer than this node's epoch ${epoch}`;
+  private request(message: ToLeaseWorker & { id: number }): Promise<Extract<FromLeaseWorker, { type: 'reply' }>> {
+    const worker = this.worker;
+    if (worker === null) return Promise.reject(new UnavailableError('the lease renewal thread is not running'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ ...message, id });
+    });
   }
 
-  /** Why `lease` shows that another node took over, or null when it does not. */
-  private takenBy(lease: Lease): string | null {
-    const { epoch, node } = this.options;
-    if (lease.epoch > epoch) {
-      return `${this.file} names epoch ${lease.epoch} (held by ${lease.holder}), newer than this node's epoch ${epoch}`;
-    }
-    if (lease.holder !== node && lease.epoch >= epoch) {
-      return `${this.file} is held by ${lease.holder} at epoch ${lease.epoch}, this node's own epoch`;
-    }
-    return null;
-  }
-
-  /** The lease file, treating one that is not a lease as absent (it is about to be rewritten). */
-  private async readCurrent(): Promise<Lease | null> {
-    try {
-      return await readLease(this.options.dir);
-    } catch (err) {
-      if (!(err instanceof LeaseFormatError)) throw err;
-      this.options.logger.warn('lease file unreadable; rewriting it', { file: this.file, error: err.message });
-      return null;
-    }
-  }
-
-  private async write(released: boolean, candidate?: string): Promise<void> {
-    const { node, url, epoch } = this.options;
-    this.attempts += 1;
-    await writeLease(this.options.dir, { holder: node, url, epoch, counter: this.attempts, time: new Date().toISOString(), released, ...(candidate === undefined ? {} : { candidate }) });
-  }
-
-  private scheduleRenewal(lastStart: number): void {
-    if (this.state !== 'holding') return;
-    const delay = Math.max(0, this.options.renewMs - (this.now() - lastStart));
-    this.renewTimer = setTimeout(() => {
-      this.renewTimer = undefined;
-      this.renewing = this.renew().finally(() => {
-        this.renewing = undefined;
-      });
-    }, delay);
-  }
-
-  /** One renewal: check the file for a newer claim, write, account; never rejects. */
-  private async renew(): Promise<void> {
-    if (this.state !== 'holding' || this.lapsed()) return;
-    const started = this.now();
-    const startedWall = this.wall();
-    let failure: unknown = undefined;
-    let failed = false;
-    try {
-      const taken = await this.takenReason();
-      if (taken !== null) {
-        if (this.state === 'holding') this.lose(taken);
+  private onMessage(message: FromLeaseWorker): void {
+    switch (message.type) {
+      case 'reply': {
+        const waiter = this.pending.get(message.id);
+        this.pending.delete(message.id);
+        waiter?.resolve(message);
         return;
       }
-      if (this.state !== 'holding') return;
-      await this.write(false);
-    } catch (err) {
-      failure = err;
-      failed = true;
+      case 'log':
+        this.options.logger[message.level](message.message, message.meta);
+        return;
+      case 'renewed':
+        this.armLapseTimer();
+        if (message.afterFailures === 0) this.warnIfLate(message); // a failure streak was logged already
+        for (const listener of this.renewalListeners) listener({ intervalMs: message.intervalMs, lateMs: message.lateMs, ioMs: message.ioMs });
+        return;
+      case 'lost':
+        this.lose(message.reason);
+        return;
     }
-    // Stopped or lost meanwhile, or lapsed while the write hung: a late success changes nothing.
-    if (this.state !== 'holding' || this.lapsed()) return;
-    if (failed) {
-      this.failures += 1;
-      if (this.failures === 1) {
-        this.options.logger.warn('lease renewal failed; retrying every renewMs until it lapses', {
-          file: this.file,
-          error: messageOf(failure),
-          lapsesInMs: Math.max(0, Math.round(this.validityMs - this.age())),
-        });
-      }
-    } else {
-      if (this.failures > 0) {
-        this.options.logger.info('lease renewal recovered', {
-          file: this.file,
-          failedRenewals: this.failures,
-          failedForMs: Math.round(started - this.lastGoodStart),
-        });
-      }
-      this.failures = 0;
-      this.lastGoodStart = started;
-      this.lastGoodWall = startedWall;
-      this.lastGoodCounter = this.attempts;
-      this.armLapseTimer();
-    }
-    this.scheduleRenewal(started);
   }
 
-  /** Fires at the moment validity ends, so the lease is reported lost then and not at the next renewal. */
+  /**
+   * A renewal that came more than half the slack between renewMs and the
+   * lease's validity late is logged with where the time went: the FileVault
+   * (its reads and writes were slow) or the process (the renewal thread's
+   * timer fired late: the process was stopped, starved of CPU or suspended).
+   */
+  private warnIfLate(renewal: LeaseRenewal): void {
+    const { renewMs } = this.options;
+    if (renewal.intervalMs <= renewMs + (this.validityMs - renewMs) / 2) return;
+    this.options.logger.warn('lease renewal late', {
+      file: this.file,
+      intervalMs: Math.round(renewal.intervalMs),
+      renewMs,
+      validityMs: this.validityMs,
+      cause: renewal.ioMs >= renewal.lateMs ? 'the FileVault was slow to read or write' : 'the process did not run (stopped, starved of CPU or suspended)',
+      ioMs: Math.round(renewal.ioMs),
+      lateMs: Math.round(renewal.lateMs),
+    });
+  }
+
+  /** The renewal thread ended without being asked to: requests fail, and a lease held so far is lost. */
+  private threadEnded(why: string): void {
+    if (this.worker === null) return;
+    this.worker = null;
+    for (const waiter of this.pending.values()) waiter.reject(new UnavailableError(why));
+    this.pending.clear();
+    if (this.shared.transition(HolderState.Holding, HolderState.Lost)) this.lose(why);
+  }
+
+  /** Fires at the moment validity ends, so the lease is reported lost then, even while a renewal hangs in the renewal thread. */
   private armLapseTimer(): void {
     clearTimeout(this.lapseTimer);
-    const remaining = this.validityMs - this.age();
+    if (this.shared.state !== HolderState.Holding) return;
+    const age = this.shared.ageMs() ?? 0;
+    const remaining = this.validityMs - age;
     this.lapseTimer = setTimeout(
       () => {
         this.lapseTimer = undefined;
-        if (this.state === 'holding' && !this.lapsed()) this.armLapseTimer();
+        if (this.shared.state !== HolderState.Holding) return;
+        const now = this.shared.ageMs() ?? 0;
+        if (now < this.validityMs) this.armLapseTimer();
+        else if (this.shared.transition(HolderState.Holding, HolderState.Lost)) this.lose(lapseReason(now, this.options.ttlMs, this.options.safetyMarginMs));
       },
       Math.max(0, Math.ceil(remaining)),
     );
   }
 
-  /** Since the last successful write started: the larger of the monotonic and the wall-clock spans (see wallNow). */
-  private age(): number {
-    return Math.max(this.now() - this.lastGoodStart, this.wall() - this.lastGoodWall);
-  }
-
-  /** True (and the lease is lost) when the last successful renewal is too old. */
-  private lapsed(): boolean {
-    if (this.state !== 'holding') return this.state === 'lost';
-    const age = this.age();
-    if (age < this.validityMs) return false;
-    this.lose(
-      `lease renewal failed for ${Math.round(age)}ms (ttlMs ${this.options.ttlMs} - safetyMarginMs ${this.options.safetyMarginMs}); ` +
-        'check that the FileVault is reachable and writable',
-    );
-    return true;
-  }
-
+  /** Tell the listeners, once; the state is already Lost (this thread's or the renewal thread's compare-and-swap). */
   private lose(reason: string): void {
-    this.halt('lost');
+    clearTimeout(this.lapseTimer);
+    this.lapseTimer = undefined;
     if (this.lostBecause !== null) return;
     this.lostBecause = reason;
+    this.terminate();
     this.options.logger.warn('lease lost', { file: this.file, epoch: this.options.epoch, reason });
     for (const listener of this.listeners) {
       try {
@@ -367,4 +329,3 @@ export class LeaseHolder {
     }
   }
 }
-

@@ -4,7 +4,7 @@
  * fsynced, so a reader (or a restart after a crash) never sees half a file.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { closeSync, fsyncSync, openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 
 /** Prefix of temp files; never listed, removed at start-up by their owners. */
@@ -26,6 +26,18 @@ export async function fsyncDir(dir: string): Promise<void> {
     if (!RefusedFolderSyncCodes.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
   } finally {
     await handle.close();
+  }
+}
+
+/** {@link fsyncDir}, blocking: for a thread whose I/O must not queue behind anyone's in libuv's pool (the lease renewal). */
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    if (!RefusedFolderSyncCodes.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -56,6 +68,11 @@ let tempOwner: string | null = null;
  */
 export function setTempOwner(node: string): void {
   tempOwner = node;
+}
+
+/** The node named by setTempOwner, or null: handed to worker threads, whose module state starts empty. */
+export function currentTempOwner(): string | null {
+  return tempOwner;
 }
 
 /** The node a temp file name says made it, or null. */

@@ -12,9 +12,14 @@
  *   cached lease.json hides every renewal: it measures that lag from the
  *   heartbeats, stops trusting lease silence and says so, so the cut alone
  *   does not make it promote (the split brain this suite was written for).
- * - CachingOptions, allowed, SIGKILL of the primary: the secondary cannot
- *   tell a dead primary from a cached lease, refuses to promote on lease
- *   silence and says so (status, /standby 503): a human decides.
+ * - CachingOptions, allowed, steady writes and SIGKILL of the primary right
+ *   after a journal roll: the secondary cannot tell a dead primary from a
+ *   cached lease, refuses to promote on lease silence and says so (status,
+ *   /standby 503): a human decides — here, by starting the primary again,
+ *   which serves every acknowledged write.
+ * - CachingOptions, allowed, steady writes and a switchover: the standby
+ *   takes over once its cached view shows the released lease and every
+ *   acknowledged write; never two primaries.
  * - CachingOptions (`kernel_cache,attr_timeout=30,entry_timeout=30`), not
  *   allowed: the daemon refuses the mount at start-up and says why.
  * - sshfs defaults (directory listings cached 20 s) with
@@ -209,12 +214,18 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
     });
   }
 
-  it('the caching recipe, allowed: after SIGKILL of the primary the secondary refuses to promote on lease silence it cannot trust, and says so (a human decides)', async () => {
+  it('the caching recipe, allowed: steady writes, SIGKILL of the primary right after a roll: the secondary refuses to promote on lease silence it cannot trust and says so; the restarted primary serves every write', async () => {
     const m = await mounts(CachingOptions);
     const { a, b } = await pairOn(m, { allowCachedVault: true });
     const distrust = "lease silence is not trusted for promotion: the FileVault shows the primary's writes late; /standby answers 503";
     await waitFor(() => b.lines.some((l) => l.message === distrust), { what: 'b to distrust lease silence', timeoutMs: 30_000 });
+    const sampler = samplePrimaries(() => daemons.filter((d) => d.exit === null));
+    const load = writeSteadily(() => a);
+    await waitFor(() => load.count() >= 20, { what: 'writes to be acknowledged' });
+    expect((await a.request('POST', '/api/admin/checkpoint', { body: { description: 'roll' } })).status).to.equal(201);
+    await waitFor(() => load.count() >= 40, { what: 'writes after the roll' });
     await a.kill('SIGKILL');
+    const acknowledged = await load.stop();
     // Well past every timeout on b's clock, and past the 30 s attribute cache: b still has not claimed.
     await waitFor(
       async () => ((await b.request('GET', '/api/admin/status')).body as { data: { failover: { heartbeatSilentMs: number } } }).data.failover.heartbeatSilentMs > 35_000,
@@ -224,6 +235,37 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
     const view = ((await b.request('GET', '/api/admin/status')).body as { data: { failover: { standby: { visibilityLag: { distrusted: string | null } } } } }).data.failover.standby;
     expect(view.visibilityLag.distrusted, 'status says why').to.be.a('string');
     expect((await b.request('GET', '/standby', { token: null })).status).to.equal(503);
+    // What a human does here: start the primary again. It waits its own old lease out and serves every acknowledged write.
+    const a2 = await nodeOn(root, 'a', 'primary', m.a, { allowCachedVault: true });
+    daemons.push(a2);
+    await waitFor(async () => (await a2.request('GET', '/primary', { token: null })).status === 200, { what: 'the restarted primary to serve', timeoutMs: 30_000 });
+    expect(acknowledged.size).to.be.greaterThan(30);
+    await expectAll(a2, acknowledged);
+    const { doubles } = await sampler.stop();
+    expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
+  });
+
+  it('the caching recipe, allowed: steady writes and a switchover: the standby takes over with every write once its view shows them, never two primaries', async () => {
+    const m = await mounts(CachingOptions);
+    const { a, b } = await pairOn(m, { allowCachedVault: true });
+    const sampler = samplePrimaries(() => daemons.filter((d) => d.exit === null));
+    let target = a;
+    const load = writeSteadily(() => target);
+    await waitFor(() => load.count() >= 20, { what: 'writes to be acknowledged' });
+    const res = await a.request('POST', '/api/admin/failover/switchover', { body: { candidate: 'b' } });
+    expect(res.status, res.text).to.equal(200);
+    target = b;
+    // b's cached view of lease.json and of the journal may be up to 30 s old: it takes over once both are current.
+    await waitFor(async () => (await b.request('GET', '/primary', { token: null })).status === 200, { what: 'b to take over', timeoutMs: 90_000 });
+    const before = load.count();
+    await waitFor(() => load.count() >= before + 20, { what: 'writes acknowledged by b' });
+    const acknowledged = await load.stop();
+    await expectAll(b, acknowledged);
+    const { samples, doubles } = await sampler.stop();
+    expect(samples).to.be.greaterThan(10);
+    expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
+    const waited = b.lines.filter((l) => l.message === 'refusing to promote: the FileVault shows less of the journal than the primary reported durable; this node waits for its view to catch up').length;
+    console.log(`      b took over ${waited > 0 ? 'after refusing to seal below what a reported until its cached view caught up' : 'at once'}`);
   });
 
   it('the caching recipe (kernel_cache, 30 s attribute and entry caches): the daemon refuses the mount and says what to change', async () => {

@@ -16,6 +16,8 @@
  *                 contain it. Each stalled call appends its path to stalled.log.
  *   fail-reads    decimal N: the next N reads fail with EIO (N counts down).
  *   fail-opens    decimal N: the next N opens fail with EIO (N counts down).
+ *   fail-syncs    decimal N: the next N fsyncs/fdatasyncs fail with EIO (N
+ *                 counts down), as a storage error reported at sync time.
  *   slow-listing  decimal M: opendir/fdopendir/scandir sleep M ms first.
  *
  * Node 20 (libuv 1.46) reaches libc through open64, read, readv, pread64,
@@ -296,6 +298,16 @@ static int read_fails(int fd) {
   return fail;
 }
 
+/* Before an fsync or fdatasync on fd: 1 (errno = EIO) if this sync is to fail. */
+static int sync_fails(int fd) {
+  ensure_init();
+  if (!active) return 0;
+  int saved = errno;
+  int fail = fd_matches(fd) && control_exists("fail-syncs") && control_take("fail-syncs");
+  errno = fail ? EIO : saved;
+  return fail;
+}
+
 /* Before an open of dirfd/path: 1 (errno = EIO) if this open is to fail. */
 static int open_fails(int dirfd, const char *path) {
   ensure_init();
@@ -471,11 +483,13 @@ ssize_t pwritev64v2(int fd, const struct iovec *iov, int iovcnt, off64_t offset,
 
 int fsync(int fd) {
   before_write(fd);
+  if (sync_fails(fd)) return -1;
   return CALL(fsync, -1, fd);
 }
 
 int fdatasync(int fd) {
   before_write(fd);
+  if (sync_fails(fd)) return -1;
   return CALL(fdatasync, -1, fd);
 }
 

@@ -1,9 +1,9 @@
 /**
  * Fault injection below our code, for tests that run checkpointd (or any node
  * script) as a child process: vault-faults.c, built here into an LD_PRELOAD
- * library, makes the paths that match stall their writes, fail their reads or
- * opens with EIO, or list slowly, switched at run time by files in a control
- * folder this class owns. The child must be started with {@link VaultFaults.env};
+ * library, makes the paths that match stall their writes, fail their reads,
+ * opens or fsyncs with EIO, or list slowly, switched at run time by files in a
+ * control folder this class owns. The child must be started with {@link VaultFaults.env};
  * it cannot act on the test's own process.
  */
 import { execFile } from 'node:child_process';
@@ -18,7 +18,7 @@ import { waitFor } from './wait-for.js';
 const execFileP = promisify(execFile);
 
 const SourceFile = fileURLToPath(new URL('./vault-faults.c', import.meta.url));
-const ControlFiles = ['stall-writes', 'fail-reads', 'fail-opens', 'slow-listing', 'stalled.log'];
+const ControlFiles = ['stall-writes', 'fail-reads', 'fail-opens', 'fail-syncs', 'slow-listing', 'stalled.log'];
 
 let built: Promise<string> | undefined;
 
@@ -132,6 +132,11 @@ export class VaultFaults {
   /** Make the next `n` matching opens fail with EIO. */
   async failOpens(n: number): Promise<void> {
     await this.put('fail-opens', String(count(n, 'failOpens')));
+  }
+
+  /** Make the next `n` matching fsyncs and fdatasyncs fail with EIO (after a stall, if writes are stalled too). */
+  async failSyncs(n: number): Promise<void> {
+    await this.put('fail-syncs', String(count(n, 'failSyncs')));
   }
 
   /** Make every listing (readdir, opendir) of a matching folder sleep `ms` first; 0 stops it. */

@@ -58,6 +58,8 @@ const Documented: Record<string, string> = {
   checkpointd_checkpoint_failures_total: 'counter',
   checkpointd_restores_total: 'counter',
   checkpointd_failovers_total: 'counter',
+  checkpointd_lease_renewal_interval_seconds: 'histogram',
+  checkpointd_process_pauses_total: 'counter',
   checkpointd_http_requests_total: 'counter',
   checkpointd_http_request_duration_seconds: 'histogram',
   checkpointd_auth_failures_total: 'counter',
@@ -142,6 +144,12 @@ describe('/metrics (real daemons on loopback)', function () {
       expect(sampleValue(e, 'checkpointd_epoch')).to.be.at.least(1);
       expect(sampleValue(e, 'checkpointd_lease_age_seconds')).to.be.a('number').and.at.least(0);
       expect(sampleValue(e, 'checkpointd_journal_seq')).to.equal(3);
+      // Renewals every renewMs (300 ms here), each one counted with its interval.
+      await waitFor(async () => count(await scrape(d), 'checkpointd_lease_renewal_interval_seconds_count') >= 2, { what: 'two lease renewals in the histogram' });
+      const renewals = await scrape(d);
+      const total = count(renewals, 'checkpointd_lease_renewal_interval_seconds_count');
+      expect(count(renewals, 'checkpointd_lease_renewal_interval_seconds_bucket', { le: '0.1' }), 'none shorter than renewMs').to.equal(0);
+      expect(count(renewals, 'checkpointd_lease_renewal_interval_seconds_sum') / total, 'renewals come every renewMs, not faster').to.be.at.least(0.29);
       expect(sampleValue(e, 'checkpointd_vault_readable')).to.equal(1);
       expect(sampleValue(e, 'checkpointd_promotion_paused')).to.equal(0);
     });

@@ -3,6 +3,7 @@ import { corruptionSuite } from './corruption.js';
 import { crashSuite } from './crash.js';
 import { failover } from './failover.js';
 import { fuzzSuite } from './fuzz.js';
+import { load } from './load.js';
 import { storage } from './storage.js';
 import type { Suite } from './suite.js';
 
@@ -12,4 +13,5 @@ export const suites: Record<string, Suite> = {
   failover,
   storage,
   fuzz: fuzzSuite,
+  load,
 };

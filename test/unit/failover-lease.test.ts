@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { promises as fs } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { promises as fs, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -11,14 +12,17 @@ import {
   LeaseFormatError,
   LeaseHolder,
   LeaseWatcher,
+  SharedLeaseState,
   parseEpochFileName,
   readEpochClaim,
   readLease,
-  writeLease,
+  readLeaseSync,
+  writeLeaseSync,
   type Lease,
   type LeaseHolderOptions,
   type LeaseWatcherOptions,
 } from '../../src/failover/index.js';
+import { MainThreadStallMs } from '../../src/failover/lease-worker.js';
 import { silentLogger } from '../../src/log/index.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -104,8 +108,8 @@ describe('failover lease and epochs', function () {
   describe('lease.json', function () {
     it('writes a lease that reads back field for field, leaving no temp file', async function () {
       const written = lease({ counter: 7, released: true });
-      await writeLease(dir, written);
-      await writeLease(dir, { ...written, counter: 8 });
+      writeLeaseSync(dir, written);
+      writeLeaseSync(dir, { ...written, counter: 8 });
       expect(await readLease(dir)).to.deep.equal({ ...written, counter: 8 });
       expect(await fs.readdir(dir)).to.deep.equal(['lease.json']);
     });
@@ -129,7 +133,7 @@ describe('failover lease and epochs', function () {
 
     it('removes its temp file when the rename fails', async function () {
       await fs.mkdir(path.join(dir, 'lease.json', 'blocker'), { recursive: true });
-      await rejection(writeLease(dir, lease()));
+      await rejection((async () => writeLeaseSync(dir, lease()))());
       expect(await fs.readdir(dir)).to.deep.equal(['lease.json']);
     });
   });
@@ -156,7 +160,7 @@ describe('failover lease and epochs', function () {
     });
 
     it('continues the counter of its own epoch and starts at 1 for a newer epoch', async function () {
-      await writeLease(dir, lease({ epoch: 3, counter: 41 }));
+      writeLeaseSync(dir, lease({ epoch: 3, counter: 41 }));
       const same = holder({ renewMs: 60_000, ttlMs: 200_000 }).holder;
       await same.start();
       same.stop();
@@ -169,7 +173,7 @@ describe('failover lease and epochs', function () {
     });
 
     it('refuses to start over a newer epoch in the lease or in a claim file (ConflictError naming it)', async function () {
-      await writeLease(dir, lease({ holder: 'node-b', epoch: 5, counter: 9 }));
+      writeLeaseSync(dir, lease({ holder: 'node-b', epoch: 5, counter: 9 }));
       const error = await rejection(holder({ epoch: 4 }).holder.start());
       expect(error).to.be.instanceOf(ConflictError);
       expect(error.message).to.include('epoch 5').and.include('node-b');
@@ -189,31 +193,32 @@ describe('failover lease and epochs', function () {
       expect(await readLease(dir)).to.include({ holder: 'node-a', epoch: 3, counter: 1 });
     });
 
-    it('is valid only while the last successful renewal started less than ttlMs - safetyMarginMs ago', async function () {
-      let now = 1000;
-      // Real timers far in the future: only the injected clock moves in this test.
-      const { holder: h, lost } = holder({ renewMs: 60_000, ttlMs: 200_000, safetyMarginMs: 50_000, now: () => now });
+    it('is valid after it starts, and a lease\'s age runs from the start of the last successful write on the monotonic clock', async function () {
+      const { holder: h } = holder({ renewMs: 60_000, ttlMs: 200_000, safetyMarginMs: 50_000 });
       expect(h.valid()).to.equal(false);
+      expect(h.renewedAgoMs()).to.equal(null);
       await h.start();
       expect(h.valid()).to.equal(true);
-      now = 1000 + 149_999;
-      expect(h.valid()).to.equal(true);
-      now = 1000 + 150_000;
-      expect(h.valid()).to.equal(false);
-      expect(lost).to.deep.equal([]);
+      expect(h.renewedAgoMs()).to.be.within(0, 50_000);
+
+      const shared = SharedLeaseState.create();
+      const start = 5_000_000_000n; // ns
+      const wall = Date.parse('2026-12-06T12:00:00Z');
+      expect(shared.ageMs(start, wall)).to.equal(null);
+      shared.recordRenewal(start, wall, 1);
+      expect(shared.ageMs(start + 149_999_000_000n, wall + 149_999)).to.equal(149_999);
+      expect(shared.ageMs(start + 150_000_000_000n, wall + 150_000)).to.equal(150_000);
     });
 
-    it('is not valid after a host suspend: the monotonic clock stood still, the wall clock went on', async function () {
-      const now = 1000;
-      let wall = Date.parse('2026-12-06T12:00:00Z');
-      const { holder: h } = holder({ renewMs: 60_000, ttlMs: 200_000, safetyMarginMs: 50_000, now: () => now, wallNow: () => wall });
-      await h.start();
-      expect(h.valid()).to.equal(true);
-      wall += 149_999;
-      expect(h.valid(), 'within validity on both clocks').to.equal(true);
-      wall += 1; // suspended past the lease: performance.now() did not move
-      expect(h.valid()).to.equal(false);
-      expect(h.renewedAgoMs()).to.equal(150_000);
+    it('counts a host suspend: the monotonic clock stood still, the wall clock went on', function () {
+      const shared = SharedLeaseState.create();
+      const start = 5_000_000_000n;
+      const wall = Date.parse('2026-12-06T12:00:00Z');
+      shared.recordRenewal(start, wall, 1);
+      // performance.now() / CLOCK_MONOTONIC did not move while the host slept for 150 s.
+      expect(shared.ageMs(start + 1_000_000n, wall + 150_000)).to.equal(150_000);
+      // A wall clock stepped back never makes a lease look younger than the monotonic clock says.
+      expect(shared.ageMs(start + 2_000_000_000n, wall - 60_000)).to.equal(2000);
     });
 
     it('refuses timings where a renewal does not fit in ttlMs - safetyMarginMs', function () {
@@ -282,7 +287,7 @@ describe('failover lease and epochs', function () {
         async () => {
           if (done()) return true;
           last = { ...last, counter: last.counter + 1 };
-          await writeLease(dir, last);
+          writeLeaseSync(dir, last);
           return false;
         },
         { what: 'the lease to be lost', timeoutMs: 5000, intervalMs: 5 },
@@ -321,6 +326,64 @@ describe('failover lease and epochs', function () {
       expect(await readLease(dir)).to.deep.equal(ours);
     });
 
+    it('keeps renewing on its own thread while the main thread is blocked for longer than the lease is valid', async function () {
+      const { holder: h, lost } = holder({ renewMs: 100, ttlMs: 1200, safetyMarginMs: 200 });
+      const renewals: number[] = [];
+      h.onRenewed((r) => renewals.push(r.intervalMs));
+      await h.start();
+      const before = readLeaseSync(dir)!.counter;
+      // Synchronous work on the main thread for 2.5 s: no timer, promise or I/O callback of this thread runs meanwhile.
+      const until = performance.now() + 2500;
+      while (performance.now() < until) {
+        /* busy */
+      }
+      const during = readLeaseSync(dir)!.counter - before;
+      expect(during, 'renewals written while the main thread was blocked').to.be.at.least(10);
+      expect(h.valid(), 'valid right after the block: the last renewal is recent').to.equal(true);
+      await waitFor(() => renewals.length >= during, { what: 'the renewal reports to arrive', timeoutMs: 5000 });
+      expect(Math.max(...renewals), 'no renewal interval near the validity of 1000 ms').to.be.below(500);
+      expect(lost).to.deep.equal([]);
+    });
+
+    it('keeps renewing while every thread of libuv\'s pool is blocked in a file call', async function () {
+      // Opening a FIFO for reading blocks until a writer comes: each open holds one pool thread.
+      const fifos = Array.from({ length: 8 }, (_, i) => path.join(root, `fifo-${i}`));
+      for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
+      const { holder: h, lost } = holder({ renewMs: 100, ttlMs: 1200, safetyMarginMs: 200 });
+      await h.start();
+      const blocked = fifos.map((fifo) => fs.readFile(fifo));
+      try {
+        // The pool is taken: a file call of this thread now waits behind the FIFO opens.
+        const probe = fs.stat(dir).then(() => 'answered');
+        const first = await Promise.race([probe, delay(300).then(() => 'waiting')]);
+        expect(first, 'a pool-based file call waits while the pool is blocked').to.equal('waiting');
+        const before = readLeaseSync(dir)!.counter;
+        await delay(2000);
+        expect(readLeaseSync(dir)!.counter - before, 'renewals written while the pool was blocked').to.be.at.least(8);
+        expect(h.valid()).to.equal(true);
+        expect(lost).to.deep.equal([]);
+      } finally {
+        for (const fifo of fifos) writeFileSync(fifo, 'x'); // a writer each: the opens return and the pool is free again
+        await Promise.allSettled(blocked);
+      }
+    });
+
+    it('stops renewing once the main thread has not run for mainThreadStallMs (30 s by default), so a wedged process lets a secondary take over', async function () {
+      expect(MainThreadStallMs).to.equal(30_000);
+      const { holder: h, lost } = holder({ renewMs: 100, ttlMs: 5000, safetyMarginMs: 1000, mainThreadStallMs: 600 });
+      await h.start();
+      const until = performance.now() + 1500;
+      while (performance.now() < until) {
+        /* wedged */
+      }
+      const counter = readLeaseSync(dir)!.counter;
+      expect(h.valid(), 'the renewal thread gave the lease up while the main thread was wedged').to.equal(false);
+      await waitFor(() => lost.length === 1, { what: 'the loss to be reported', timeoutMs: 5000 });
+      expect(lost[0]).to.match(/^the main thread has not run for \d+ms \(more than 600ms\)/);
+      await delay(300);
+      expect(readLeaseSync(dir)!.counter, 'no renewal after that').to.equal(counter);
+    });
+
     it('writes released: true on release() and stops renewing', async function () {
       const { holder: h, lost } = holder();
       await h.start();
@@ -339,7 +402,7 @@ describe('failover lease and epochs', function () {
       const { holder: h } = holder({ renewMs: 60_000, ttlMs: 200_000 });
       await h.start();
       const theirs = lease({ holder: 'node-b', epoch: 4, counter: 2 });
-      await writeLease(dir, theirs);
+      writeLeaseSync(dir, theirs);
       await h.release();
       expect(await readLease(dir)).to.deep.equal(theirs);
     });
@@ -348,7 +411,7 @@ describe('failover lease and epochs', function () {
   describe('LeaseWatcher', function () {
     it('counts how long the lease stays unchanged and starts again when the counter changes', async function () {
       let now = 1000;
-      await writeLease(dir, lease({ counter: 1 }));
+      writeLeaseSync(dir, lease({ counter: 1 }));
       const w = watcher({ now: () => now });
       await w.start();
       expect(w.current()).to.include({ holder: 'node-a', counter: 1 });
@@ -357,7 +420,7 @@ describe('failover lease and epochs', function () {
       await delay(30); // several polls of the same content
       expect(w.unchangedForMs()).to.equal(600);
 
-      await writeLease(dir, lease({ counter: 2 }));
+      writeLeaseSync(dir, lease({ counter: 2 }));
       await waitFor(() => w.current()?.counter === 2, { what: 'the watcher to see counter 2', timeoutMs: 5000 });
       expect(w.unchangedForMs()).to.equal(0);
       now = 1850;
@@ -366,7 +429,7 @@ describe('failover lease and epochs', function () {
 
     it('counts only time it has seen: without a read (a paused process) the lease does not grow older', async function () {
       let now = 1000;
-      await writeLease(dir, lease({ counter: 1 }));
+      writeLeaseSync(dir, lease({ counter: 1 }));
       const w = watcher({ now: () => now });
       await w.start();
       now = 1300;
@@ -391,7 +454,7 @@ describe('failover lease and epochs', function () {
       let now = 0;
       const { logger, lines } = captureLogger();
       const first = lease({ counter: 5 });
-      await writeLease(dir, first);
+      writeLeaseSync(dir, first);
       const w = watcher({ now: () => now, logger });
       await w.start();
       now = 500;
@@ -402,17 +465,19 @@ describe('failover lease and epochs', function () {
       // Then an OS error instead of bad content: a symlink to itself (ELOOP).
       await fs.symlink('lease.json', path.join(dir, 'scratch'));
       await fs.rename(path.join(dir, 'scratch'), path.join(dir, 'lease.json'));
-      await delay(30); // several failing polls
+      // Time it could not read does not count: a failing poll sets the unchanged time back (polls every 5 ms).
+      await waitFor(() => w.unchangedForMs() === 0, { what: 'a failing poll to set the unchanged time back', timeoutMs: 5000, intervalMs: 2 });
+      await delay(30); // several more failing polls
       expect(linesWith(lines, 'warn', 'lease file unreadable')).to.have.length(1);
       expect(w.unchangedForMs(), 'time it could not read does not count').to.equal(0);
       expect(w.current()).to.deep.equal(first);
 
       now = 900;
-      await writeLease(dir, first); // the same content again: still no change
+      writeLeaseSync(dir, first); // the same content again: still no change
       await waitFor(() => linesWith(lines, 'info', 'lease file readable again').length > 0, { what: 'the recovery to be logged', timeoutMs: 5000 });
       expect(w.unchangedForMs()).to.equal(900);
 
-      await writeLease(dir, { ...first, counter: 6 });
+      writeLeaseSync(dir, { ...first, counter: 6 });
       await waitFor(() => w.current()?.counter === 6, { what: 'the watcher to see counter 6', timeoutMs: 5000 });
       expect(w.unchangedForMs()).to.equal(0);
     });
