@@ -15,8 +15,9 @@
  * - CachingOptions, allowed, steady writes and SIGKILL of the primary right
  *   after a journal roll: the secondary cannot tell a dead primary from a
  *   cached lease, refuses to promote on lease silence and says so (status,
- *   /standby 503): a human decides — here, by starting the primary again,
- *   which serves every acknowledged write.
+ *   /standby 503): a human decides — here, as the error advises, by
+ *   remounting the secondary's FileVault without caching and starting it
+ *   again: it then takes over with every acknowledged write.
  * - CachingOptions, allowed, steady writes and a switchover: the standby
  *   takes over once its cached view shows the released lease and every
  *   acknowledged write; never two primaries.
@@ -214,7 +215,7 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
     });
   }
 
-  it('the caching recipe, allowed: steady writes, SIGKILL of the primary right after a roll: the secondary refuses to promote on lease silence it cannot trust and says so; the restarted primary serves every write', async () => {
+  it('the caching recipe, allowed: steady writes, SIGKILL of the primary right after a roll: the secondary refuses to promote on lease silence it cannot trust and says so; remounted as advised, it takes over with every write', async () => {
     const m = await mounts(CachingOptions);
     const { a, b } = await pairOn(m, { allowCachedVault: true });
     const distrust = "lease silence is not trusted for promotion: the FileVault shows the primary's writes late; /standby answers 503";
@@ -235,12 +236,16 @@ describe('failover on sshfs: one FileVault mounted twice from a private sshd', f
     const view = ((await b.request('GET', '/api/admin/status')).body as { data: { failover: { standby: { visibilityLag: { distrusted: string | null } } } } }).data.failover.standby;
     expect(view.visibilityLag.distrusted, 'status says why').to.be.a('string');
     expect((await b.request('GET', '/standby', { token: null })).status).to.equal(503);
-    // What a human does here: start the primary again. It waits its own old lease out and serves every acknowledged write.
-    const a2 = await nodeOn(root, 'a', 'primary', m.a, { allowCachedVault: true });
-    daemons.push(a2);
-    await waitFor(async () => (await a2.request('GET', '/primary', { token: null })).status === 200, { what: 'the restarted primary to serve', timeoutMs: 30_000 });
+    // What a human does here, as the error advises: remount b's FileVault without caching and start b again.
+    await b.kill('SIGKILL');
+    const bMount = mounted.find((x) => x.mountPoint === m.b)!;
+    await bMount.unmount();
+    mounted.push(await server!.mount(path.join(root, 'served'), m.b, SafeOptions));
+    const b2 = await nodeOn(root, 'b', 'secondary', m.b);
+    daemons.push(b2);
+    await waitFor(() => b2.lines.some((l) => l.message === 'promoted to primary'), { what: 'b on a safe mount to take over', timeoutMs: 30_000 });
     expect(acknowledged.size).to.be.greaterThan(30);
-    await expectAll(a2, acknowledged);
+    await expectAll(b2, acknowledged);
     const { doubles } = await sampler.stop();
     expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
   });

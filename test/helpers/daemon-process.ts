@@ -194,23 +194,29 @@ export class DaemonProcess {
     await fs.writeFile(configFile, JSON.stringify(config, null, 2));
     const daemon = DaemonProcess.spawn(dir, configFile, options.env, options.user);
     daemon.tls = options.tls;
-    await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: options.startTimeoutMs ?? 15_000 });
-    if (daemon.exit !== null) throw new Error(`daemon exited (${JSON.stringify(daemon.exit)}) before listening:\n${daemon.stderr}\n${daemon.stdout}`);
-    daemon.url = String(daemon.lines.find((l) => l.message === 'listening')!.url);
-    // The first start logs where it wrote the admin token; later starts find it where the first one put it.
-    const logged = daemon.lines.find((l) => typeof l.file === 'string' && String(l.file).endsWith('admin.token'));
-    const tokenFile = logged !== undefined ? String(logged.file) : (options.tokenFile ?? path.join(dir, 'data', 'admin.token'));
-    daemon.token = (await fs.readFile(tokenFile, 'utf8')).trim();
-    if (options.waitForLease !== false && daemon.lines.some((l) => l.message === WaitingOutLease)) {
-      const name = daemon.lines.find((l) => l.message === WaitingOutLease)!.node;
-      await waitFor(
-        async () => {
-          if ((await daemon.request('GET', '/primary', { token: null })).status === 200) return true;
-          const lease = ((await daemon.request('GET', '/api/admin/status')).body as { data?: { failover?: { lease?: { holder: string } | null } } }).data?.failover?.lease;
-          return lease !== null && lease !== undefined && lease.holder !== name;
-        },
-        { what: 'the restarted primary to wait out its old lease', timeoutMs: 30_000, intervalMs: 50 },
-      );
+    try {
+      await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: options.startTimeoutMs ?? 15_000 });
+      if (daemon.exit !== null) throw new Error(`daemon exited (${JSON.stringify(daemon.exit)}) before listening:\n${daemon.stderr}\n${daemon.stdout}`);
+      daemon.url = String(daemon.lines.find((l) => l.message === 'listening')!.url);
+      // The first start logs where it wrote the admin token; later starts find it where the first one put it.
+      const logged = daemon.lines.find((l) => typeof l.file === 'string' && String(l.file).endsWith('admin.token'));
+      const tokenFile = logged !== undefined ? String(logged.file) : (options.tokenFile ?? path.join(dir, 'data', 'admin.token'));
+      daemon.token = (await fs.readFile(tokenFile, 'utf8')).trim();
+      if (options.waitForLease !== false && daemon.lines.some((l) => l.message === WaitingOutLease)) {
+        const name = daemon.lines.find((l) => l.message === WaitingOutLease)!.node;
+        await waitFor(
+          async () => {
+            if ((await daemon.request('GET', '/primary', { token: null })).status === 200) return true;
+            const lease = ((await daemon.request('GET', '/api/admin/status')).body as { data?: { failover?: { lease?: { holder: string } | null } } }).data?.failover?.lease;
+            return lease !== null && lease !== undefined && lease.holder !== name;
+          },
+          { what: 'the restarted primary to wait out its old lease', timeoutMs: 30_000, intervalMs: 50 },
+        );
+      }
+    } catch (err) {
+      // A start that fails leaves no process behind (its open pipes would keep the test run from ending).
+      await daemon.kill('SIGKILL');
+      throw err;
     }
     return daemon;
   }
