@@ -34,24 +34,10 @@ import type { Logger } from '../log/index.js';
 import { currentTempOwner } from '../vault/index.js';
 import { LeaseFile, messageOf } from './lease-file.js';
 import { HolderState, SharedLeaseState } from './lease-state.js';
-import { lapseReason, MainThreadStallMs, type FromLeaseWorker, type LeaseWorkerInit, type ToLeaseWorker } from './lease-worker.js';
+import { lapseReason, MainThreadStallMs, type FromLeaseWorker, type LeaseTerms, type LeaseWorkerInit, type ToLeaseWorker } from './lease-worker.js';
 
 /** How a {@link LeaseHolder} renews. */
-export interface LeaseHolderOptions {
-  /** `FileVault/failover`; must exist. */
-  dir: string;
-  /** This node's name, written as `holder`. */
-  node: string;
-  /** This node's API base URL, written as `url`. */
-  url: string;
-  /** The epoch this node claimed. */
-  epoch: number;
-  /** Time between renewal starts. */
-  renewMs: number;
-  /** How long a secondary waits on an unchanged lease before it may promote. */
-  ttlMs: number;
-  /** Validity ends this long before the TTL, for clock-rate differences and scheduling delays. */
-  safetyMarginMs: number;
+export interface LeaseHolderOptions extends LeaseTerms {
   logger: Logger;
   /** Renewals stop once the main thread has not run for this long; MainThreadStallMs (30 s) unless a test says otherwise. */
   mainThreadStallMs?: number;

@@ -12,15 +12,26 @@ import { epochFileName, highestEpochSync } from './epochs.js';
 import { LeaseFile, LeaseFormatError, messageOf, readLeaseSync, writeLeaseSync, type Lease } from './lease-file.js';
 import { HolderState, monotonicNs, SharedLeaseState } from './lease-state.js';
 
-/** What the main thread hands the renewal thread. */
-export interface LeaseWorkerInit {
+/** Whose lease, where, and its timings. */
+export interface LeaseTerms {
+  /** `FileVault/failover`; must exist. */
   dir: string;
+  /** This node's name, written as `holder`. */
   node: string;
+  /** This node's API base URL, written as `url`. */
   url: string;
+  /** The epoch this node claimed. */
   epoch: number;
+  /** Time between renewal starts. */
   renewMs: number;
+  /** How long a secondary waits on an unchanged lease before it may promote. */
   ttlMs: number;
+  /** Validity ends this long before the TTL, for clock-rate differences and scheduling delays. */
   safetyMarginMs: number;
+}
+
+/** What the main thread hands the renewal thread. */
+export interface LeaseWorkerInit extends LeaseTerms {
   /** Renewals stop once the main thread has not run for this long (MainThreadStallMs unless a test says otherwise). */
   mainThreadStallMs: number;
   /** The node named in temp file names (vault/atomic-file.ts), or null. */

@@ -18,6 +18,9 @@
  * - (g) A switchover whose journal hand-over fails (fdatasync EIO) leaves the
  *   old primary fenced and not renewing; the standby takes over with every
  *   acknowledged write, never two primaries at once.
+ * - (g') A switchover whose lease release fails after a clean hand-over: the
+ *   old primary stops renewing, the standby takes over once the lease lapses,
+ *   and the old primary follows it.
  * - (h) journal.sync "interval" on a network FileVault (sshfs) warns at start.
  *
  * Skipped, with the reason printed, where the shim cannot be built, or (h)
@@ -304,6 +307,38 @@ describe('failover cases: queued checkpoint, no-op reload, journal gap, failed s
     const { samples, doubles } = await sampler.stop();
     expect(samples).to.be.greaterThan(5);
     expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
+  });
+
+  it("(g') a switchover whose lease release fails (EIO on every open under FileVault/failover) after a clean journal hand-over: the old primary stops renewing and refuses writes, the standby takes over with every acknowledged write, and the old primary follows it", async () => {
+    root = await tempDir('cpd-release-');
+    faults = await VaultFaults.create([`${path.join(root, 'FileVault', 'failover')}/`]);
+    const a = await startNode('a', 'primary', { env: faults.env() });
+    const b = await startNode('b', 'secondary');
+    await seedSpace(a);
+    await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
+    const sampler = samplePrimaries(() => daemons);
+    const acknowledged = new Map<string, unknown>();
+    for (let i = 0; i < 3; i++) await putAcknowledged(a, acknowledged, `k${i}`, { i });
+
+    // Every open under FileVault/failover fails: the release can neither read nor write the lease.
+    await faults.failOpens(1_000_000);
+    const res = await a.request('POST', '/api/admin/failover/switchover', { body: { candidate: 'b' } });
+    expect(res.status, res.text).to.equal(503);
+    expect(res.text).to.include('could not release the lease');
+    await faults.failOpens(0);
+    expect((await a.request('PUT', '/api/space/s/object/refused', { body: { by: 'a' } })).status).to.equal(503);
+
+    // Not renewing: b takes over once the lease lapses, with every acknowledged write.
+    await waitFor(() => promotedTo(b), { what: 'b to take over', timeoutMs: 10_000 });
+    await expectAll(b, acknowledged);
+    await putAcknowledged(b, acknowledged, 'after', { by: 'b' });
+    const { doubles } = await sampler.stop();
+    expect(doubles, 'moments with two nodes answering /primary 200').to.equal(0);
+
+    // The journal was handed over cleanly: a follows the new primary, as after a switchover that succeeds.
+    // (Up to 6048771 it did not: the release's error escaped before follow(), leaving a neither serving nor following.)
+    await waitFor(async () => (await a.request('GET', '/api/space/s/object/after')).status === 200, { what: 'a to follow b', timeoutMs: 10_000 });
+    await waitFor(async () => (await a.request('GET', '/standby', { token: null })).status === 200, { what: 'a to be a caught-up standby' });
   });
 });
 

@@ -15,7 +15,7 @@ describe('reliability: load never fences a healthy primary (2 short trials)', fu
   this.timeout(240_000);
 
   it('takes every transaction and query under load, alone and with a standby, with no lease lost, no promotion and renewals on time', async () => {
-    const report = await runLoad({ trials: 2, objects: 150_000, checkpointEveryMs: 2000, log: () => undefined });
+    const report = await runLoad({ trials: 2, objects: 150_000, checkpointEveryMs: 2000, readerPauseMs: 0, log: () => undefined });
     console.log(`      [load] ${report.summary}`);
     expect(report.violations, report.summary).to.deep.equal([]);
     const f = report.figures;

@@ -1,8 +1,9 @@
 /**
  * Load never fences a healthy primary (issue "failover safety", finding H):
  * transactions of 1,000 puts of ~200-byte objects, 4 in flight, and one
- * client asking again and again for a quarter of the collection (answers of
- * up to 150 MB, built on the main thread), and a collection checkpoint every
+ * client asking again and again (every second, or back to back with
+ * SOAK_READER_PAUSE_MS=0) for a quarter of the collection (answers of up to
+ * 150 MB, built on the main thread), and a collection checkpoint every
  * 10 s, into one primary — alone, and with a standby following it — with the product's
  * lease timings (leaseTtlMs 5 s, renewMs 1 s, safetyMarginMs 1 s) and its
  * automatic checkpoints (journal threshold 256 MiB) besides. A trial passes when:
@@ -38,6 +39,8 @@ export interface LoadOptions extends SuiteOptions {
   objects?: number;
   /** A collection checkpoint this often during the load (10 s unless given). */
   checkpointEveryMs?: number;
+  /** The reader waits this long between two queries (SOAK_READER_PAUSE_MS, or 1 s; 0: back to back). */
+  readerPauseMs?: number;
 }
 
 /** What one trial measured. */
@@ -126,7 +129,7 @@ async function start(root: string, name: string, role: 'primary' | 'secondary'):
   });
 }
 
-async function trial(objects: number, withStandby: boolean, checkpointEveryMs: number, log: (line: string) => void): Promise<TrialFigures> {
+async function trial(objects: number, withStandby: boolean, checkpointEveryMs: number, readerPauseMs: number, log: (line: string) => void): Promise<TrialFigures> {
   const root = await fs.realpath(await tempDir('cpd-load-'));
   const nodes: DaemonProcess[] = [];
   try {
@@ -167,6 +170,7 @@ async function trial(objects: number, withStandby: boolean, checkpointEveryMs: n
         const res = await a.request('GET', `/api/space/s/object?writer=${queries % InFlight}`);
         if (res.status !== 200) non200++;
         queries++;
+        if (readerPauseMs > 0) await new Promise((resolve) => setTimeout(resolve, readerPauseMs));
       }
     };
     const reading = reader();
@@ -224,7 +228,7 @@ export async function runLoad(options: LoadOptions): Promise<SuiteReport> {
   let seconds = 0;
   for (let i = 0; i < options.trials; i++) {
     const withStandby = i % 2 === 1;
-    const f = await trial(objects, withStandby, options.checkpointEveryMs ?? 10_000, options.log);
+    const f = await trial(objects, withStandby, options.checkpointEveryMs ?? 10_000, options.readerPauseMs ?? Number(process.env.SOAK_READER_PAUSE_MS ?? 1000), options.log);
     const what = `trial ${i + 1} (${withStandby ? 'with a standby' : 'alone'})`;
     options.log(`${what}: ${f.objects} objects in ${f.seconds.toFixed(0)} s, ${f.queries} large queries, peak RSS ${Math.round(f.peakRssMb)} MB, ${f.renewals} renewals, longest seen from outside ${Math.round(f.longestOutsideMs)} ms, ${f.checkpoints} checkpoints, ${f.pauses} pauses logged`);
     if (f.non200 > 0) violations.push(`${what}: ${f.non200} transactions or queries not answered 200`);
