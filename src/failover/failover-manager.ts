@@ -33,7 +33,7 @@ import { claimEpoch, highestEpoch, readEpochClaim } from './epochs.js';
 import { HeartbeatClient, HeartbeatServer, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';
 import { Fence } from './fence.js';
 import { readLease, type Lease } from './lease-file.js';
-import { LeaseHolder, type LeaseRenewal } from './lease-holder.js';
+import { LeaseHolder, prepareRenewalThread, type LeaseRenewal } from './lease-holder.js';
 import { LeaseWatcher } from './lease-watcher.js';
 import { ForgetTtls, VisibilityLag } from './visibility-lag.js';
 
@@ -383,6 +383,8 @@ export class FailoverManager {
   private async follow(early?: EarlyWatch): Promise<void> {
     const { options } = this;
     this.roleValue = 'secondary';
+    // Ready for a promotion: it takes the lease right after its claim, without waiting for a thread to start.
+    prepareRenewalThread();
     this.lag = new VisibilityLag(VisibilityLag.boundFor(options.config), ForgetTtls * options.config.leaseTtlMs);
     this.watcher = early?.watcher ?? new LeaseWatcher({ dir: options.dir, pollMs: leasePollMs(options.config), logger: options.logger });
     await this.watcher.start();
@@ -585,8 +587,9 @@ export class FailoverManager {
     });
     // The epoch after the quiet lease's: a claim that fails if anyone took over meanwhile. If that very
     // epoch was lost before and the lease still has not moved, its claimant died before taking the
-    // lease: go past every claim instead.
-    const next = lease !== null && lease.epoch + 1 !== this.lostEpoch ? lease.epoch + 1 : undefined;
+    // lease: claim the one after it — again a compare-and-swap, so a node that claimed that one
+    // meanwhile (and is still taking the journal and the lease) wins, and this node follows it.
+    const next = lease === null ? undefined : lease.epoch + 1 !== this.lostEpoch ? lease.epoch + 1 : this.lostEpoch + 1;
     const seen = lease === null ? null : JSON.stringify([lease.holder, lease.epoch, lease.counter, lease.released]);
     const seqBefore = options.store.state.seq;
     this.catchUp(true)

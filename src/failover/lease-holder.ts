@@ -34,7 +34,7 @@ import type { Logger } from '../log/index.js';
 import { currentTempOwner } from '../vault/index.js';
 import { LeaseFile, messageOf } from './lease-file.js';
 import { HolderState, SharedLeaseState } from './lease-state.js';
-import { lapseReason, MainThreadStallMs, type FromLeaseWorker, type LeaseTerms, type LeaseWorkerInit, type ToLeaseWorker } from './lease-worker.js';
+import { lapseReason, MainThreadStallMs, type FromLeaseWorker, type LeaseTerms, type LeaseWorkerStart, type ToLeaseWorker } from './lease-worker.js';
 
 /** How a {@link LeaseHolder} renews. */
 export interface LeaseHolderOptions extends LeaseTerms {
@@ -54,20 +54,50 @@ export interface LeaseRenewal {
 }
 
 /**
- * The renewal thread's module: the compiled file next to this one, or, when
- * running from the TypeScript sources (the tests, through tsx, from the
- * project folder), that file loaded through tsx's loader, which a worker does
- * not inherit.
+ * A renewal thread, started without a lease: the compiled module next to this
+ * one, or, when running from the TypeScript sources (the tests, through tsx,
+ * from the project folder), that module loaded through tsx's loader, which a
+ * worker does not inherit.
  */
-function spawnRenewalThread(init: LeaseWorkerInit): Worker {
+function spawnRenewalThread(): Worker {
   const own = new URL(import.meta.url);
-  const workerData = { leaseWorker: init };
+  const workerData = { leaseWorker: true };
   if (own.pathname.endsWith('.ts')) {
     const module = new URL('./lease-worker.ts', own).href;
     const source = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(module)}); });`;
     return new Worker(source, { eval: true, workerData, execArgv: [] });
   }
   return new Worker(new URL('./lease-worker.js', own), { workerData, execArgv: [] });
+}
+
+/**
+ * A renewal thread started ahead of need (prepareRenewalThread), so that a
+ * promotion takes the lease right after it claims its epoch rather than
+ * after a thread has started: until the lease is written, other nodes see
+ * the old one go on being silent.
+ */
+let spare: Worker | null = null;
+
+/** Start a renewal thread now for the next LeaseHolder (a secondary calls this while it follows). Idempotent. */
+export function prepareRenewalThread(): void {
+  if (spare !== null) return;
+  const worker = spawnRenewalThread();
+  worker.unref();
+  const drop = (): void => {
+    if (spare === worker) spare = null;
+  };
+  worker.once('error', drop);
+  worker.once('exit', drop);
+  spare = worker;
+}
+
+/** The prepared renewal thread, or a new one. */
+function takeRenewalThread(): Worker {
+  const worker = spare ?? spawnRenewalThread();
+  spare = null;
+  worker.removeAllListeners();
+  worker.ref();
+  return worker;
 }
 
 /**
@@ -146,11 +176,13 @@ export class LeaseHolder {
     this.started = true;
     const { dir, node, url, epoch, renewMs, ttlMs, safetyMarginMs } = this.options;
     const mainThreadStallMs = this.options.mainThreadStallMs ?? MainThreadStallMs;
-    const worker = spawnRenewalThread({ dir, node, url, epoch, renewMs, ttlMs, safetyMarginMs, mainThreadStallMs, tempOwner: currentTempOwner(), shared: this.shared.buffer });
+    const worker = takeRenewalThread();
     this.worker = worker;
     worker.on('message', (message: FromLeaseWorker) => this.onMessage(message));
     worker.on('error', (err) => this.threadEnded(`the lease renewal thread failed: ${messageOf(err)}`));
     worker.on('exit', (code) => this.threadEnded(`the lease renewal thread stopped (exit code ${code})`));
+    const init: LeaseWorkerStart = { type: 'init', init: { dir, node, url, epoch, renewMs, ttlMs, safetyMarginMs, mainThreadStallMs, tempOwner: currentTempOwner(), shared: this.shared.buffer } };
+    worker.postMessage(init);
     const reply = await this.request({ type: 'start', id: 0 });
     if (reply.failure !== null) {
       this.terminate();

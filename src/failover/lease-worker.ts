@@ -294,10 +294,21 @@ export function lapseReason(ageMs: number, ttlMs: number, safetyMarginMs: number
   );
 }
 
-if (parentPort !== null && (workerData as { leaseWorker?: LeaseWorkerInit } | null)?.leaseWorker !== undefined) {
+/** The first message a renewal thread gets: its lease (a thread may be started before it has one: lease-holder.ts). */
+export interface LeaseWorkerStart {
+  type: 'init';
+  init: LeaseWorkerInit;
+}
+
+if (parentPort !== null && (workerData as { leaseWorker?: boolean } | null)?.leaseWorker === true) {
   const port = parentPort;
-  const init = (workerData as { leaseWorker: LeaseWorkerInit }).leaseWorker;
-  if (init.tempOwner !== null) setTempOwner(init.tempOwner);
-  const renewer = new Renewer(init, (message) => port.postMessage(message));
-  port.on('message', (message: ToLeaseWorker) => renewer.handle(message));
+  let renewer: Renewer | null = null;
+  port.on('message', (message: ToLeaseWorker | LeaseWorkerStart) => {
+    if (message.type === 'init') {
+      if (message.init.tempOwner !== null) setTempOwner(message.init.tempOwner);
+      renewer = new Renewer(message.init, (out) => port.postMessage(out));
+    } else {
+      renewer?.handle(message);
+    }
+  });
 }
