@@ -108,9 +108,8 @@ export class Daemon {
       // Watch the lease from now on: a node starting while the primary is dead counts that silence during its load.
       const early = await watchLeaseFromStart(vault.failover, config.failover, logger);
       earlyWatcher = early.watcher;
-      const base = await startBase();
       // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
-      const openFollower = async (start: typeof base): Promise<Store> =>
+      const openFollower = async (start: Awaited<ReturnType<typeof startBase>>): Promise<Store> =>
         Store.open({
           journalDir: vault.journal,
           sync: config.journal.sync,
@@ -121,7 +120,21 @@ export class Daemon {
           replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
           ...(start === null ? {} : { base: start.state }),
         });
-      const store = await openFollower(base);
+      // The primary prunes journal files that a newer checkpoint covers: one may vanish between the listing and
+      // its replay here. The newest checkpoint then covers it: start again from there (a few times at most).
+      const openFromNewest = async (): Promise<{ base: Awaited<ReturnType<typeof startBase>>; store: Store }> => {
+        for (let attempt = 1; ; attempt++) {
+          const start = await startBase();
+          try {
+            return { base: start, store: await openFollower(start) };
+          } catch (err) {
+            const e = err as NodeJS.ErrnoException;
+            if (attempt >= 3 || e.code !== 'ENOENT' || typeof e.path !== 'string' || path.resolve(path.dirname(e.path)) !== path.resolve(vault.journal)) throw err;
+            logger.info('a journal file was pruned while this node replayed it; starting again from the newest checkpoint', { file: e.path, attempt });
+          }
+        }
+      };
+      const { base, store } = await openFromNewest();
       const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, directWrites: config.checkpoint.directWrites, maxDiskRate: config.checkpoint.maxDiskRate, installation });
       const autoHolder: { auto: AutoCheckpointer | null } = { auto: null };
       let publicUrl = config.api.publicUrl ?? '';
@@ -167,7 +180,7 @@ export class Daemon {
           if (!promoted && crash !== null) auto.event('crash-recovery');
         },
         requestCheckpoint: (event) => autoHolder.auto?.event(event),
-        rebuild: async () => openFollower(await startBase()),
+        rebuild: async () => (await openFromNewest()).store,
         early,
         preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
         heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
