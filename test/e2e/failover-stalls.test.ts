@@ -5,6 +5,9 @@
  * at the offset it was issued with — a hard-mounted NFS client's stall and
  * late write. The secondary runs without it. Every acknowledged write is
  * checked by key and value; /primary is sampled every 50 ms on every node.
+ * One test holds only the next journal write (stall-next) and kills the
+ * primary with the second batch landed past it: a real crash with the first
+ * of two batches in flight unwritten.
  */
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
@@ -154,6 +157,43 @@ describe('failover under a stalled FileVault (LD_PRELOAD fault shim, real daemon
     await a.kill('SIGKILL');
     await waitFor(() => b.lines.some((l) => l.message === 'promoted to primary'), { what: 'b to promote', timeoutMs: 20_000 });
     expect(((await b.request('GET', '/api/space/s/object/x')).body as { data: unknown }).data).to.deep.equal({ v: 'before' });
+  });
+
+  it('a crash with the first of two batches in flight unwritten (held by the shim) and the second landed past it: the restart cuts the hole and what follows as a torn tail, serves everything acknowledged before, and nothing of the two', async () => {
+    root = await tempDir('cpd-two-batches-');
+    const journal = path.join(root, 'FileVault', 'journal');
+    faults = await VaultFaults.create([journal + '/']);
+    const a = await node(root, 'a', 'primary', {}, { env: faults.env() });
+    daemons.push(a);
+    await seedSpace(a);
+    const acknowledged = new Map<string, unknown>();
+    for (let i = 0; i < 5; i++) {
+      expect((await a.request('PUT', `/api/space/s/object/k${i}`, { body: { i } })).status).to.equal(201);
+      acknowledged.set(`k${i}`, { i });
+    }
+    const file = async (): Promise<string> => path.join(journal, (await fs.readdir(journal)).filter((n) => n.endsWith('.log')).sort().at(-1)!);
+    const before = (await fs.stat(await file())).size;
+    // The next journal write (batch 1: x1) is held; the one after it (batch 2: x2) lands at its offset, past batch 1's.
+    await faults.stallNextWrites(1);
+    const first = a.request('PUT', '/api/space/s/object/x1', { body: { big: 'a'.repeat(2000) } }).then((r) => r.status, () => 0);
+    await faults.waitForStall(1);
+    const second = a.request('PUT', '/api/space/s/object/x2', { body: { big: 'b'.repeat(2000) } }).then((r) => r.status, () => 0);
+    await waitFor(async () => (await fs.stat(await file())).size > before + 2000, { what: 'the second batch to land past the held first one', timeoutMs: 10_000 });
+    const bytes = await fs.readFile(await file());
+    expect(bytes.subarray(before, before + 64).every((b) => b === 0), 'a hole where the first batch belongs').to.equal(true);
+    await a.kill('SIGKILL');
+    expect(await first, 'x1 was never acknowledged').to.not.be.oneOf([200, 201]);
+    expect(await second, 'x2 was never acknowledged (acknowledgements go in file order)').to.not.be.oneOf([200, 201]);
+
+    await faults.releaseNextWrites();
+    const a2 = await node(root, 'a', 'primary');
+    daemons.push(a2);
+    const recovery = ((await a2.request('GET', '/api/admin/status')).body as { data: { recovery: { tailCut: unknown; lastSeq: number } } }).data.recovery;
+    expect(recovery.tailCut, 'the hole and the batch after it were cut as a torn tail').to.not.equal(null);
+    for (const [key, value] of acknowledged) expect(((await a2.request('GET', `/api/space/s/object/${key}`)).body as { data: unknown }).data, key).to.deep.equal(value);
+    expect((await a2.request('GET', '/api/space/s/object/x1')).status).to.equal(404);
+    expect((await a2.request('GET', '/api/space/s/object/x2')).status).to.equal(404);
+    expect((await a2.request('PUT', '/api/space/s/object/after', { body: { after: true } })).status).to.equal(201);
   });
 
   it('a standalone primary whose lease renewals stall past the lease is fenced, then claims a new epoch and serves again without a restart', async () => {

@@ -14,6 +14,10 @@
  *                 and then run as issued: the write lands late, at its offset.
  *                 Non-empty content narrows the stall to paths that also
  *                 contain it. Each stalled call appends its path to stalled.log.
+ *   stall-next    decimal N: the next N write-family calls block (polled
+ *                 every 5 ms) while stall-next-hold is present, then run as
+ *                 issued; the calls after them do not wait. Logged like
+ *                 stall-writes. (Two batches in flight, the first one held.)
  *   fail-reads    decimal N: the next N reads fail with EIO (N counts down).
  *   fail-opens    decimal N: the next N opens fail with EIO (N counts down).
  *   fail-syncs    decimal N: the next N fsyncs/fdatasyncs fail with EIO (N
@@ -281,9 +285,14 @@ static void before_write(int fd) {
   if (!active) return;
   int saved = errno;
   char path[PATH_MAX];
-  if (fd_path(fd, path, sizeof path) == 0 && path_matches(path) && control_exists("stall-writes") && stall_applies(path)) {
-    log_stall(path);
-    while (stall_applies(path)) sleep_ms(STALL_POLL_MS);
+  if (fd_path(fd, path, sizeof path) == 0 && path_matches(path)) {
+    if (control_exists("stall-writes") && stall_applies(path)) {
+      log_stall(path);
+      while (stall_applies(path)) sleep_ms(STALL_POLL_MS);
+    } else if (control_exists("stall-next") && control_take("stall-next")) {
+      log_stall(path);
+      while (control_exists("stall-next-hold")) sleep_ms(STALL_POLL_MS);
+    }
   }
   errno = saved;
 }

@@ -18,7 +18,7 @@ import { waitFor } from './wait-for.js';
 const execFileP = promisify(execFile);
 
 const SourceFile = fileURLToPath(new URL('./vault-faults.c', import.meta.url));
-const ControlFiles = ['stall-writes', 'fail-reads', 'fail-opens', 'fail-syncs', 'slow-listing', 'stalled.log'];
+const ControlFiles = ['stall-writes', 'stall-next', 'stall-next-hold', 'fail-reads', 'fail-opens', 'fail-syncs', 'slow-listing', 'stalled.log'];
 
 let built: Promise<string> | undefined;
 
@@ -94,6 +94,17 @@ export class VaultFaults {
   /** Block matching writes, fsyncs and truncates (only those whose path also contains `narrower`, if given) until {@link releaseWrites}. */
   async stallWrites(narrower?: string): Promise<void> {
     await this.put('stall-writes', narrower ?? '');
+  }
+
+  /** Block only the next `n` matching write calls (until {@link releaseNextWrites}); the calls after them go through. */
+  async stallNextWrites(n: number): Promise<void> {
+    await this.put('stall-next-hold', '');
+    await this.put('stall-next', String(count(n, 'stallNextWrites')));
+  }
+
+  /** Let the calls {@link stallNextWrites} held run, at the offsets they were issued with. */
+  async releaseNextWrites(): Promise<void> {
+    await fs.rm(this.file('stall-next-hold'), { force: true });
   }
 
   /** Let stalled writes run, at the offsets they were issued with. */
