@@ -228,8 +228,7 @@ export class LeaseHolder {
 
   /** Stop renewing without writing (the lease then lapses). A write in flight finishes on its own. */
   stop(): void {
-    this.shared.transition(HolderState.Holding, HolderState.Stopped);
-    this.shared.transition(HolderState.Idle, HolderState.Stopped);
+    this.shared.stop();
     clearTimeout(this.lapseTimer);
     this.lapseTimer = undefined;
     this.worker?.postMessage({ type: 'stop' } satisfies ToLeaseWorker);

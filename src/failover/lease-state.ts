@@ -65,6 +65,12 @@ export class SharedLeaseState {
     return Atomics.compareExchange(this.ints, StateSlot, from, to) === from;
   }
 
+  /** Stop renewing: Idle or Holding → Stopped (Lost stays Lost). Either thread may call it. */
+  stop(): void {
+    this.transition(HolderState.Holding, HolderState.Stopped);
+    this.transition(HolderState.Idle, HolderState.Stopped);
+  }
+
   /** Counter of the last successful write (0 before the first). */
   get counter(): number {
     return Atomics.load(this.ints, CounterSlot);

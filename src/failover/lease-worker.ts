@@ -149,8 +149,7 @@ class Renewer {
 
   /** Stop renewing (Holding or Idle → Stopped; Lost stays Lost). */
   private halt(): void {
-    this.shared.transition(HolderState.Holding, HolderState.Stopped);
-    this.shared.transition(HolderState.Idle, HolderState.Stopped);
+    this.shared.stop();
     clearTimeout(this.timer);
     this.timer = undefined;
   }

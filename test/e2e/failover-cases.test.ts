@@ -32,7 +32,7 @@ import path from 'node:path';
 import { fastFailover, promotedTo, samplePrimaries, seedSpace, status, stopSamplers } from '../helpers/cluster.js';
 import { DaemonProcess, QuietCheckpoints, tempDir, type Answer } from '../helpers/daemon-process.js';
 import { SafeOptions, SshServer, sshfsAvailable, type SshfsMount } from '../helpers/sshfs.js';
-import { VaultFaults } from '../helpers/vault-faults.js';
+import { skipWithoutShim, VaultFaults } from '../helpers/vault-faults.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /** What the daemon logs when journal.sync is interval on a network FileVault (src/cli/daemon.ts, checkMount). */
@@ -89,11 +89,7 @@ describe('failover cases: queued checkpoint, no-op reload, journal gap, failed s
   const daemons: DaemonProcess[] = [];
 
   before(async function () {
-    const why = await VaultFaults.available();
-    if (why !== null) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    await skipWithoutShim(this);
   });
 
   afterEach(async function () {

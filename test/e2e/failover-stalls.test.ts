@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { node, samplePrimaries, seedSpace, shared, status, stopSamplers } from '../helpers/cluster.js';
 import { DaemonProcess, QuietCheckpoints, tempDir, WaitingOutLease } from '../helpers/daemon-process.js';
-import { VaultFaults } from '../helpers/vault-faults.js';
+import { skipWithoutShim, VaultFaults } from '../helpers/vault-faults.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /** Every key of `expected` reads back from `d` with its value. */
@@ -33,11 +33,7 @@ describe('failover under a stalled FileVault (LD_PRELOAD fault shim, real daemon
   const daemons: DaemonProcess[] = [];
 
   before(async function () {
-    const why = await VaultFaults.available();
-    if (why !== null) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
+    await skipWithoutShim(this);
   });
 
   afterEach(async () => {

@@ -183,3 +183,11 @@ function count(n: number, what: string): number {
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`vault faults: ${what} needs a non-negative integer (got ${n})`);
   return n;
 }
+
+/** A mocha `before` hook body: skip the suite, saying why, where the shim cannot be built here. */
+export async function skipWithoutShim(context: Mocha.Context): Promise<void> {
+  const why = await VaultFaults.available();
+  if (why === null) return;
+  console.log(`      skipped: ${why}`);
+  context.skip();
+}
