@@ -1,9 +1,31 @@
 /**
  * Health endpoints for load balancers and systemd, unauthenticated. As in
  * Patroni's REST API, the status code is the answer; the body is a courtesy.
+ *
+ * A load balancer asks several times a second, so each answer is logged at
+ * debug only (a 503 here is an answer, not a failure); a change of an
+ * endpoint's answer (a standby that becomes primary, a primary that is
+ * fenced) is logged once at info, with the role and seq behind it.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiContext } from './context.js';
+
+/** The health routes: their answers are logged at debug, and only a change at info. */
+export const HealthPaths: ReadonlySet<string> = new Set(['/liveness', '/health', '/readiness', '/primary', '/standby']);
+
+/** The last status each health endpoint answered, per server. */
+const lastAnswers = new WeakMap<ApiContext, Map<string, number>>();
+
+/** Log a health answer at info when it differs from that endpoint's previous one. */
+export function healthAnswered(ctx: ApiContext, request: FastifyRequest, status: number): void {
+  const path = request.routeOptions.url ?? '';
+  let last = lastAnswers.get(ctx);
+  if (last === undefined) lastAnswers.set(ctx, (last = new Map<string, number>()));
+  const before = last.get(path);
+  last.set(path, status);
+  if (before === undefined || before === status) return;
+  ctx.logger.info('health answer changed', { path, from: before, to: status, role: ctx.failover()?.role ?? ctx.role(), seq: ctx.store.state.seq });
+}
 
 function answer(reply: FastifyReply, ok: boolean, ctx: ApiContext): FastifyReply {
   return reply

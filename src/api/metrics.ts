@@ -39,8 +39,8 @@ const TriggerKinds = ['manual', 'journal-threshold', 'schedule', 'event', 'other
 const Methods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 /** Checkpoints take from milliseconds (an empty space) to many minutes (hundreds of gigabytes). */
 const CheckpointBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
-/** Lease renewals: renewMs (1 s by default) when all is well, up to the lease's validity (4 s) and past it. */
-const LeaseRenewalBuckets = [0.1, 0.25, 0.5, 0.75, 1, 1.1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 10];
+/** Lease renewals and heartbeats: their period (renewMs 1 s, heartbeatMs 0.5 s by default) when all is well, up to the lease's validity (4 s) and past it. */
+const PaceBuckets = [0.1, 0.25, 0.5, 0.75, 1, 1.1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 10];
 /** Requests: prom-client's defaults, plus long downloads. */
 const RequestBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120];
 
@@ -130,6 +130,7 @@ export class Metrics {
   private readonly restores: Counter<'scope'>;
   private readonly failovers: Counter;
   private readonly leaseRenewalSeconds: Histogram;
+  private readonly heartbeatIntervalSeconds: Histogram;
   private readonly pauses: Counter<'cause'>;
   private readonly view: VaultView = { readable: false, counts: null, newest: null, journalBytes: null };
   /** A catalogue read still running from an earlier scrape (one at a time). */
@@ -212,7 +213,13 @@ export class Metrics {
     this.leaseRenewalSeconds = new Histogram({
       name: `${MetricPrefix}lease_renewal_interval_seconds`,
       help: 'Primary: time between the starts of two successful lease renewals (renewMs when all is well; the lease lapses past leaseTtlMs - safetyMarginMs).',
-      buckets: LeaseRenewalBuckets,
+      buckets: PaceBuckets,
+      registers: [registry],
+    });
+    this.heartbeatIntervalSeconds = new Histogram({
+      name: `${MetricPrefix}heartbeat_interval_seconds`,
+      help: "Secondary: time between two heartbeats from the primary on one connection (failover.heartbeatMs when all is well; a pause of either process lengthens it; past heartbeatTimeoutMs the heartbeat counts as silent).",
+      buckets: PaceBuckets,
       registers: [registry],
     });
     this.pauses = new Counter({
@@ -286,6 +293,11 @@ export class Metrics {
   /** The primary renewed its lease. */
   leaseRenewed(renewal: LeaseRenewal): void {
     this.leaseRenewalSeconds.observe(renewal.intervalMs / 1000);
+  }
+
+  /** A secondary received a heartbeat `ms` after the one before. */
+  heartbeatReceived(ms: number): void {
+    this.heartbeatIntervalSeconds.observe(ms / 1000);
   }
 
   /** The main event loop paused for a second or more. */

@@ -4,6 +4,7 @@ import { BadRequestError, NotFoundError } from '../errors.js';
 import { validateObjectKey, validateSpaceId, type Json, type TxOp } from '../store/index.js';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
+import { jsonWithArray } from './json-stream.js';
 import { TransactionBody } from './schemas.js';
 import { requireSpace } from './space-routes.js';
 
@@ -43,7 +44,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { key, seq };
   });
 
-  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/api/space/:id/object', { onRequest: anyone }, async (request) => {
+  app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/api/space/:id/object', { onRequest: anyone }, async (request, reply) => {
     const id = validateSpaceId(request.params.id);
     const filter: Record<string, string> = {};
     for (const [field, value] of Object.entries(request.query)) {
@@ -52,9 +53,12 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     const state = ctx.store.state;
     requireSpace(state, id);
-    const data = state.query(id, filter).map(({ key, value }) => ({ key, data: value }));
+    const matches = state.queryText(id, filter);
     const query = new URLSearchParams(filter).toString();
-    return { href: href(ctx, 'space', id, 'object') + (query === '' ? '' : `?${query}`), data };
+    const answerHref = href(ctx, 'space', id, 'object') + (query === '' ? '' : `?${query}`);
+    // The stored texts spliced in; a large answer a slice at a time, so that it never holds the main thread (health, heartbeat) for long.
+    const body = jsonWithArray({ href: answerHref }, 'data', matches, ({ key, text }) => `{"key":${JSON.stringify(key)},"data":${text}}`);
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 
   app.post<{ Params: { id: string }; Body: { ops: TxOp[] } }>('/api/space/:id/transaction', { onRequest: anyone, schema: { body: TransactionBody } }, async (request) => {

@@ -10,7 +10,7 @@ import { answerClientError } from './client-error.js';
 import { failoverRoutes } from './failover-routes.js';
 import { ChallengeError } from './auth.js';
 import type { ApiContext } from './context.js';
-import { healthRoutes } from './health-routes.js';
+import { healthAnswered, HealthPaths, healthRoutes } from './health-routes.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { objectRoutes } from './object-routes.js';
 import { parseJsonBody } from './json-body.js';
@@ -73,10 +73,14 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
     // The route's template, never the URL: a label per URL would grow without bound.
     ctx.metrics.requestAnswered(request.method, request.routeOptions.url, status, reply.elapsedTime);
     if (refused && request.authFailure !== undefined) ctx.metrics.authFailed(request.authFailure);
+    // Health answers (a 503 is an answer there) at debug, a change of one at info.
+    const health = HealthPaths.has(request.routeOptions.url ?? '');
+    if (health) healthAnswered(ctx, request, status);
     // Successful requests log at debug; skip building the line at all when debug is off (the hot path).
-    if (status < 500 && !refused && !ctx.logger.isDebugEnabled()) return;
+    if ((health || (status < 500 && !refused)) && !ctx.logger.isDebugEnabled()) return;
     const line = { method: request.method, path: request.url.split('?')[0], status, ms: Math.round(reply.elapsedTime), principal: request.principal?.name };
-    if (status >= 500) ctx.logger.error('request', line);
+    if (health) ctx.logger.debug('request', line);
+    else if (status >= 500) ctx.logger.error('request', line);
     else if (refused) ctx.logger.warn('request refused', line);
     else ctx.logger.debug('request', line);
   });

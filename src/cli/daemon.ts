@@ -186,6 +186,7 @@ export class Daemon {
         heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
         onClusterTokenRefused: () => metrics.authFailed('cluster_token'),
         onLeaseRenewed: (renewal) => metrics.leaseRenewed(renewal),
+        onHeartbeatInterval: (ms) => metrics.heartbeatReceived(ms),
         vaultMayCache: mount.verdict === 'warn',
         vaultDescription: `${vault.root} (${mount.fsType} mounted at ${mount.mountPoint})`,
         onNotPrimary: async () => {

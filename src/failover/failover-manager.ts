@@ -97,6 +97,8 @@ export interface FailoverManagerOptions {
   onClusterTokenRefused?: () => void;
   /** Called after every successful lease renewal while primary, with what the renewal thread measured (metrics). */
   onLeaseRenewed?: (renewal: LeaseRenewal) => void;
+  /** Secondary: called with the time between two heartbeats from the primary (metrics). */
+  onHeartbeatInterval?: (ms: number) => void;
   /**
    * The FileVault's mount is known or suspected to cache (its check warned:
    * failover.allowCachedVault): lease silence is then trusted only once the
@@ -394,6 +396,7 @@ export class FailoverManager {
       token: () => this.token,
       logger: options.logger,
       ...(options.heartbeatTls === undefined ? {} : { tls: options.heartbeatTls }),
+      ...(options.onHeartbeatInterval === undefined ? {} : { onInterval: options.onHeartbeatInterval }),
       // The primary released the lease: read it now and decide, rather than at the next poll.
       onHandover: (message) => {
         options.logger.info('the primary says it released the lease; reading it now', { from: message.node, to: message.to });

@@ -198,6 +198,8 @@ export interface HeartbeatClientOptions {
   onBeat: (beat: Heartbeat) => Promise<{ seq: number; epoch: number }>;
   /** Called when the primary says it just released the lease. */
   onHandover?: (message: Handover) => void;
+  /** Called with the time between two heartbeats on one connection, on this node's monotonic clock: the pace the primary keeps (metrics). */
+  onInterval?: (ms: number) => void;
   /** Silence counts from this moment (performance.now()) until the first heartbeat; default: construction. */
   silentSince?: number;
   /** How a wss connection verifies the primary's certificate. */
@@ -287,6 +289,9 @@ export class HeartbeatClient {
       ...(tls.serverName === undefined ? {} : { servername: tls.serverName }),
     });
     this.ws = ws;
+    // The first beat of a connection is sent as it opens, off the primary's beat; intervals count from the second.
+    let previous: number | null = null;
+    let beats = 0;
     ws.on('open', () => {
       this.backoffMs = 100;
       this.refusedLogged = false;
@@ -313,6 +318,9 @@ export class HeartbeatClient {
       }
       if (beat.type !== 'heartbeat') return;
       this.lastBeat = performance.now();
+      beats += 1;
+      if (previous !== null) this.options.onInterval?.(this.lastBeat - previous);
+      if (beats >= 2) previous = this.lastBeat;
       this.last = beat;
       this.options.onBeat(beat).then(
         ({ seq, epoch }) => {

@@ -97,6 +97,21 @@ describe('data API (real daemon on loopback)', function () {
       });
     });
 
+    it('answers a query of thousands of objects a slice at a time, with the same JSON (every key, in order, with its value)', async function () {
+      const ops = Array.from({ length: 2500 }, (_, i) => ({ op: 'put', key: `big-${String(i).padStart(5, '0')}`, value: { type: 'Bulk', n: i, text: `é "${i}"` } }));
+      // In transactions of 40: this daemon's body limit is 4 KiB.
+      for (let at = 0; at < ops.length; at += 40) expect((await d.request('POST', '/api/space/test/transaction', { body: { ops: ops.slice(at, at + 40) } })).status).to.equal(200);
+      const res = await d.request('GET', '/api/space/test/object?type=Bulk');
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('content-type')).to.match(/^application\/json/);
+      // Streamed: chunked, no Content-Length (a small answer has one).
+      expect(res.headers.get('content-length')).to.equal(null);
+      expect(res.body).to.deep.equal({ href: `${d.url}/api/space/test/object?type=Bulk`, data: ops.map(({ key, value }) => ({ key, data: value })) });
+      for (let at = 0; at < ops.length; at += 40) {
+        expect((await d.request('POST', '/api/space/test/transaction', { body: { ops: ops.slice(at, at + 40).map(({ key }) => ({ op: 'delete', key })) } })).status).to.equal(200);
+      }
+    });
+
     it('refuses a query on a field the template does not index (400, naming the indexed ones)', async function () {
       const res = await d.request('GET', '/api/space/test/object?name=bolt');
       expect(res.status).to.equal(400);

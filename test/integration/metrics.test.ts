@@ -59,6 +59,7 @@ const Documented: Record<string, string> = {
   checkpointd_restores_total: 'counter',
   checkpointd_failovers_total: 'counter',
   checkpointd_lease_renewal_interval_seconds: 'histogram',
+  checkpointd_heartbeat_interval_seconds: 'histogram',
   checkpointd_process_pauses_total: 'counter',
   checkpointd_http_requests_total: 'counter',
   checkpointd_http_request_duration_seconds: 'histogram',
@@ -329,6 +330,18 @@ describe('/metrics (real daemons on loopback)', function () {
       expect(sampleValue(e, 'checkpointd_standbys'), 'only a primary counts standbys').to.equal(undefined);
       expect(sampleValue(e, 'checkpointd_failovers_total')).to.equal(0);
       expect(sampleValue(e, 'checkpointd_epoch')).to.equal(sampleValue(await scrape(a), 'checkpointd_epoch'));
+    });
+
+    it('the secondary times the heartbeats it receives (heartbeatMs apart); the primary receives none', async function () {
+      const e = await waitFor(async () => {
+        const s = await scrape(b);
+        return count(s, 'checkpointd_heartbeat_interval_seconds_count') >= 3 ? s : null;
+      }, { what: 'three heartbeat intervals on the secondary' });
+      const total = count(e, 'checkpointd_heartbeat_interval_seconds_count');
+      // heartbeatMs is 100 ms here: on average no faster than the primary sends them (two may arrive together after a pause of this process).
+      expect(count(e, 'checkpointd_heartbeat_interval_seconds_sum') / total, 'heartbeats come every heartbeatMs, not faster').to.be.at.least(0.09);
+      expect(count(e, 'checkpointd_heartbeat_interval_seconds_bucket', { le: '+Inf' })).to.equal(total);
+      expect(count(await scrape(a), 'checkpointd_heartbeat_interval_seconds_count')).to.equal(0);
     });
 
     it('after SIGKILL of the primary the secondary promotes: failovers_total 1, role primary, a higher epoch', async function () {

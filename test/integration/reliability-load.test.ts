@@ -24,5 +24,6 @@ describe('reliability: load never fences a healthy primary (2 short trials)', fu
     expect(f.renewals, 'the primary renewed its lease under the load').to.be.at.least(4);
     expect(f.queries, 'large queries ran alongside the writes').to.be.at.least(2);
     expect(f.checkpoints, 'checkpoints ran under the load').to.be.at.least(2);
+    expect(f.heartbeats, 'the standby timed the heartbeats').to.be.at.least(4);
   });
 });

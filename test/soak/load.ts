@@ -13,6 +13,10 @@
  *   one before (2.5 s): the primary's own histogram
  *   (checkpointd_lease_renewal_interval_seconds) and, measured from outside,
  *   the changes of lease.json's counter seen by a poller every 50 ms.
+ * - with a standby, no heartbeat came more than heartbeatTimeoutMs (2 s) after
+ *   the one before (the standby's checkpointd_heartbeat_interval_seconds):
+ *   the beats come from the primary's main thread, which answers the large
+ *   queries a slice at a time.
  * The figures: objects, commits/s, the daemon's peak RSS, the longest
  * renewal interval, pauses the daemon logged. `npm run soak -- load` loads
  * 3 million objects per trial, as H did; the test in npm test a few thousand
@@ -58,6 +62,10 @@ interface TrialFigures {
   longestOutsideMs: number;
   pauses: number;
   checkpoints: number;
+  /** With a standby: heartbeat intervals it timed, those over 1 s, and those over heartbeatTimeoutMs (it counted the heartbeat as silent). */
+  heartbeats: number;
+  heartbeatsOver1s: number;
+  heartbeatsSilent: number;
 }
 
 /** An object of about 200 bytes of JSON. */
@@ -200,6 +208,11 @@ async function trial(objects: number, withStandby: boolean, checkpointEveryMs: n
     const metrics = parsePrometheusText((await a.request('GET', '/metrics', { token: null })).text);
     const bucket = (le: number): number => metrics.samples.find((s) => s.name === 'checkpointd_lease_renewal_interval_seconds_bucket' && Number(s.labels.le) === le)?.value ?? 0;
     const renewals = metrics.samples.find((s) => s.name === 'checkpointd_lease_renewal_interval_seconds_count')?.value ?? 0;
+    // The heartbeat's pace, as the standby saw it.
+    const standby = withStandby ? parsePrometheusText((await nodes[1]!.request('GET', '/metrics', { token: null })).text) : null;
+    const beat = (name: string, le?: number): number =>
+      standby?.samples.find((s) => s.name === `checkpointd_heartbeat_interval_seconds_${name}` && (le === undefined || Number(s.labels.le) === le))?.value ?? 0;
+    const heartbeats = beat('count');
     return {
       queries,
       objects: transactions * OpsPerTransaction,
@@ -213,6 +226,9 @@ async function trial(objects: number, withStandby: boolean, checkpointEveryMs: n
       longestOutsideMs,
       pauses: a.lines.filter((l) => l.message === 'the process paused').length,
       checkpoints: Math.max(checkpointsMade, a.lines.filter((l) => l.message === 'checkpoint created').length),
+      heartbeats,
+      heartbeatsOver1s: heartbeats - beat('bucket', 1),
+      heartbeatsSilent: heartbeats - beat('bucket', ProductFailover.heartbeatTimeoutMs / 1000),
     };
   } finally {
     for (const d of nodes) await d.kill('SIGKILL');
@@ -224,18 +240,19 @@ async function trial(objects: number, withStandby: boolean, checkpointEveryMs: n
 export async function runLoad(options: LoadOptions): Promise<SuiteReport> {
   const objects = options.objects ?? Number(process.env.SOAK_OBJECTS ?? 3_000_000);
   const violations: string[] = [];
-  const figures: Record<string, number> = { trials: 0, objects: 0, queries: 0, non200: 0, leaseLost: 0, promotions: 0, renewalsOverBound: 0, renewals: 0, longestRenewalMs: 0, peakRssMb: 0, pauses: 0, checkpoints: 0, commitsPerSecond: 0 };
+  const figures: Record<string, number> = { trials: 0, objects: 0, queries: 0, non200: 0, leaseLost: 0, promotions: 0, renewalsOverBound: 0, renewals: 0, longestRenewalMs: 0, peakRssMb: 0, pauses: 0, checkpoints: 0, commitsPerSecond: 0, heartbeats: 0, heartbeatsOver1s: 0, heartbeatsSilent: 0 };
   let seconds = 0;
   for (let i = 0; i < options.trials; i++) {
     const withStandby = i % 2 === 1;
     const f = await trial(objects, withStandby, options.checkpointEveryMs ?? 10_000, options.readerPauseMs ?? Number(process.env.SOAK_READER_PAUSE_MS ?? 1000), options.log);
     const what = `trial ${i + 1} (${withStandby ? 'with a standby' : 'alone'})`;
-    options.log(`${what}: ${f.objects} objects in ${f.seconds.toFixed(0)} s, ${f.queries} large queries, peak RSS ${Math.round(f.peakRssMb)} MB, ${f.renewals} renewals, longest seen from outside ${Math.round(f.longestOutsideMs)} ms, ${f.checkpoints} checkpoints, ${f.pauses} pauses logged`);
+    options.log(`${what}: ${f.objects} objects in ${f.seconds.toFixed(0)} s, ${f.queries} large queries, peak RSS ${Math.round(f.peakRssMb)} MB, ${f.renewals} renewals, longest seen from outside ${Math.round(f.longestOutsideMs)} ms, ${f.checkpoints} checkpoints, ${f.pauses} pauses logged` + (withStandby ? `, ${f.heartbeats} heartbeats: ${f.heartbeatsOver1s} over 1 s, ${f.heartbeatsSilent} over ${ProductFailover.heartbeatTimeoutMs} ms` : ''));
     if (f.non200 > 0) violations.push(`${what}: ${f.non200} transactions or queries not answered 200`);
     if (f.leaseLost > 0) violations.push(`${what}: the primary lost its lease under load`);
     if (f.promotions > 0) violations.push(`${what}: the standby promoted while the primary was healthy`);
     if (f.histogramOverBound > 0) violations.push(`${what}: ${f.histogramOverBound} lease renewals came more than ${RenewalBoundMs} ms after the one before (the primary's histogram)`);
     if (f.longestOutsideMs > RenewalBoundMs) violations.push(`${what}: lease.json's counter stood still for ${Math.round(f.longestOutsideMs)} ms (bound ${RenewalBoundMs} ms)`);
+    if (f.heartbeatsSilent > 0) violations.push(`${what}: ${f.heartbeatsSilent} heartbeats came more than heartbeatTimeoutMs (${ProductFailover.heartbeatTimeoutMs} ms) after the one before (the standby's histogram)`);
     figures.trials! += 1;
     figures.objects! += f.objects;
     figures.queries! += f.queries;
@@ -248,6 +265,9 @@ export async function runLoad(options: LoadOptions): Promise<SuiteReport> {
     figures.peakRssMb = Math.max(figures.peakRssMb!, f.peakRssMb);
     figures.pauses! += f.pauses;
     figures.checkpoints! += f.checkpoints;
+    figures.heartbeats! += f.heartbeats;
+    figures.heartbeatsOver1s! += f.heartbeatsOver1s;
+    figures.heartbeatsSilent! += f.heartbeatsSilent;
     seconds += f.seconds;
   }
   figures.commitsPerSecond = Math.round(figures.objects! / OpsPerTransaction / seconds);
@@ -255,7 +275,8 @@ export async function runLoad(options: LoadOptions): Promise<SuiteReport> {
     summary:
       `${figures.trials} trials, ${figures.objects} objects in transactions of ${OpsPerTransaction} (${InFlight} in flight, ${figures.commitsPerSecond} transactions/s), ` +
       `peak RSS ${Math.round(figures.peakRssMb!)} MB, ${figures.checkpoints} checkpoints under load: ${figures.non200} not 200, ${figures.leaseLost} leases lost, ${figures.promotions} promotions, ` +
-      `${figures.renewalsOverBound} of ${figures.renewals} renewals over ${RenewalBoundMs} ms, longest ${Math.round(figures.longestRenewalMs!)} ms seen from outside, ${figures.pauses} pauses logged`,
+      `${figures.renewalsOverBound} of ${figures.renewals} renewals over ${RenewalBoundMs} ms, longest ${Math.round(figures.longestRenewalMs!)} ms seen from outside, ${figures.pauses} pauses logged; ` +
+      `the standby timed ${figures.heartbeats} heartbeats: ${figures.heartbeatsOver1s} over 1 s, ${figures.heartbeatsSilent} over heartbeatTimeoutMs`,
     violations,
     figures,
   };
