@@ -10,7 +10,7 @@ import { BadRequestError, NotFoundError, UnavailableError } from '../errors.js';
 import { validateSpaceId } from '../store/index.js';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
-import { sendDownload } from './file-download.js';
+import { sendDownload, type Download } from './file-download.js';
 
 /** The description from a create body: optional, at most 1000 characters. */
 function description(body: unknown): string {
@@ -54,6 +54,9 @@ function parseId(text: string): number {
   return Number(text);
 }
 
+/** A checkpoint file as a download. */
+const download = (entry: CatalogueEntry): Download => ({ file: entry.file, size: entry.size, sha256: entry.sha256, name: checkpointFileName(entry.id), contentType: 'application/zip', modified: entry.writtenAt });
+
 const covers = (entry: CatalogueEntry, spaceId: string): boolean => entry.manifest.spaces.some((s) => s.id === spaceId);
 
 /** Register the checkpoint routes. */
@@ -93,9 +96,12 @@ export function checkpointRoutes(app: FastifyInstance, ctx: ApiContext): void {
     checkpointResource(ctx, await spaceCheckpoint(request.params.spaceId, request.params.id)),
   );
 
-  app.get<{ Params: { spaceId: string; id: string } }>('/api/space/:spaceId/checkpoint/:id/download', { onRequest: admin }, async (request, reply) => {
-    const entry = await spaceCheckpoint(request.params.spaceId, request.params.id);
-    return sendDownload(request, reply, { file: entry.file, size: entry.size, sha256: entry.sha256, name: checkpointFileName(entry.id), contentType: 'application/zip' });
+  // GET and HEAD registered together: a HEAD answers the real Content-Length (Fastify's automatic HEAD route would say 0).
+  app.route<{ Params: { spaceId: string; id: string } }>({
+    method: ['GET', 'HEAD'],
+    url: '/api/space/:spaceId/checkpoint/:id/download',
+    onRequest: admin,
+    handler: async (request, reply) => sendDownload(request, reply, download(await spaceCheckpoint(request.params.spaceId, request.params.id))),
   });
 
   app.post<{ Params: { spaceId: string; id: string } }>('/api/space/:spaceId/checkpoint/:id', { onRequest: admin }, async (request) => {
@@ -119,9 +125,11 @@ export function checkpointRoutes(app: FastifyInstance, ctx: ApiContext): void {
     checkpointResource(ctx, await catalogue.get(parseId(request.params.id))),
   );
 
-  app.get<{ Params: { id: string } }>('/api/collection/checkpoint/:id/download', { onRequest: admin }, async (request, reply) => {
-    const entry = await catalogue.get(parseId(request.params.id));
-    return sendDownload(request, reply, { file: entry.file, size: entry.size, sha256: entry.sha256, name: checkpointFileName(entry.id), contentType: 'application/zip' });
+  app.route<{ Params: { id: string } }>({
+    method: ['GET', 'HEAD'],
+    url: '/api/collection/checkpoint/:id/download',
+    onRequest: admin,
+    handler: async (request, reply) => sendDownload(request, reply, download(await catalogue.get(parseId(request.params.id)))),
   });
 
   app.post<{ Params: { id: string } }>('/api/collection/checkpoint/:id', { onRequest: admin }, async (request) => {

@@ -166,6 +166,64 @@ describe('checkpoint API (real daemon on loopback)', function () {
       expect(stale.status).to.equal(200);
       expect(stale.body.length).to.equal(size);
     });
+
+    /** curl's status line and headers (lower-case names) for a request with `args`; the body is discarded. */
+    async function curl(urlPath: string, args: string[]): Promise<{ status: number; headers: Map<string, string>; text: string }> {
+      const { stdout } = await run('curl', ['-sS', '-o', '/dev/null', '-D', '-', '-H', `Authorization: Bearer ${d.token}`, ...args, `${d.url}${urlPath}`]);
+      const lines = stdout.split('\r\n').filter((l) => l !== '');
+      const headers = new Map(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string]));
+      return { status: Number(lines[0]!.split(' ')[1]), headers, text: stdout };
+    }
+
+    it('answers HEAD with the real Content-Length, also with a Range (curl -I), on both download routes', async function () {
+      for (const route of [`/api/collection/checkpoint/${id}/download`, `/api/space/test/checkpoint/${id}/download`]) {
+        const head = await curl(route, ['-I']);
+        expect(head.status, head.text).to.equal(200);
+        expect(Number(head.headers.get('content-length')), route).to.equal(size);
+        expect(head.headers.get('etag')).to.equal(`"${sha256}"`);
+        const ranged = await curl(route, ['-I', '-H', 'Range: bytes=0-9']);
+        expect(ranged.status, ranged.text).to.equal(206);
+        expect(ranged.headers.get('content-length')).to.equal('10');
+        expect(ranged.headers.get('content-range')).to.equal(`bytes 0-9/${size}`);
+      }
+    });
+
+    it('tells wget --spider the real length', async function () {
+      // wget writes its report on stderr; --spider sends HEAD.
+      const { stderr } = await run('wget', ['--spider', '-S', '--header', `Authorization: Bearer ${d.token}`, `${d.url}/api/collection/checkpoint/${id}/download`]);
+      expect(stderr).to.match(/HTTP\/1\.1 200/);
+      expect(stderr).to.include(`Length: ${size} `);
+    });
+
+    it('compares If-None-Match weakly (a W/ tag of the file is 304) and If-Match strongly (412 unless it names the file)', async function () {
+      const route = `/api/collection/checkpoint/${id}/download`;
+      expect((await curl(route, ['-H', `If-None-Match: W/"${sha256}"`])).status).to.equal(304);
+      expect((await curl(route, ['-H', `If-None-Match: "other", W/"${sha256}"`])).status).to.equal(304);
+      expect((await curl(route, ['-H', 'If-None-Match: W/"other"'])).status).to.equal(200);
+      expect((await curl(route, ['-H', `If-Match: "${sha256}"`])).status).to.equal(200);
+      expect((await curl(route, ['-H', 'If-Match: *'])).status).to.equal(200);
+      for (const tag of ['"other"', `W/"${sha256}"`]) {
+        const refused = await rawGet(d, route, { 'if-match': tag });
+        expect(refused.status, tag).to.equal(412);
+        expect(refused.headers.get('content-type')).to.match(/^application\/problem\+json/);
+        expect(JSON.parse(refused.body.toString('utf8')).detail).to.include(`"${sha256}"`);
+      }
+    });
+
+    it('sends Last-Modified (the file mtime) and honours If-Modified-Since (curl -z), If-Unmodified-Since and If-Range by date', async function () {
+      const route = `/api/collection/checkpoint/${id}/download`;
+      const head = await curl(route, ['-I']);
+      const lastModified = head.headers.get('last-modified')!;
+      const stat = await fs.stat(path.join(d.dir, 'FileVault', 'checkpoint', `Checkpoint-${String(id).padStart(9, '0')}`));
+      expect(Date.parse(lastModified)).to.equal(Math.floor(stat.mtimeMs / 1000) * 1000);
+      expect((await curl(route, ['-z', lastModified])).status).to.equal(304);
+      const earlier = new Date(Date.parse(lastModified) - 60_000).toUTCString();
+      expect((await curl(route, ['-z', earlier])).status).to.equal(200);
+      expect((await curl(route, ['-H', `If-Unmodified-Since: ${earlier}`])).status).to.equal(412);
+      expect((await curl(route, ['-H', `If-Unmodified-Since: ${lastModified}`])).status).to.equal(200);
+      expect((await curl(route, ['-H', 'Range: bytes=0-9', '-H', `If-Range: ${lastModified}`])).status).to.equal(206);
+      expect((await curl(route, ['-H', 'Range: bytes=0-9', '-H', `If-Range: ${earlier}`])).status).to.equal(200);
+    });
   });
 
   describe('ids and files', function () {
