@@ -41,7 +41,9 @@ export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
         seq: state.seq,
         spaces: state.spaces().length,
         templates: state.templates().length,
-        journal: { sync: ctx.config.journal.sync, ...ctx.store.journalStats },
+        // A node that does not write the journal (a secondary) has read every record it applied from the
+        // FileVault's journal, so all of them are durable there.
+        journal: { sync: ctx.config.journal.sync, writing: ctx.store.journalStats !== null, ...(ctx.store.journalStats ?? { lastDurableSeq: state.seq }) },
         recovery: { startCheckpointSeq: ctx.store.recovery.baseSeq, replayed, lastSeq: scan.lastSeq, tailCut: scan.cut },
         checkpoints: await checkpointStatus(ctx),
         failover: ctx.failover(),

@@ -135,8 +135,9 @@ async function withClient(options: ClientOptions, work: (client: ApiClient) => P
 
 type CheckpointOptions = ClientOptions & { space?: string };
 
-clientCommand(program, 'status', "the daemon's role, seq, journal, checkpoints and failover state", 'checkpointd status --url https://node-a:8470 --ca /etc/checkpointd/ca.pem').action(
-  async (options: ClientOptions) =>
+clientCommand(program, 'status', "the daemon's role, seq, journal, checkpoints and failover state", 'checkpointd status --url https://node-a:8470 --ca /etc/checkpointd/ca.pem')
+  .option('--cluster', 'one row per node the daemon knows of: name, URL, role, epoch, state, lag, last heartbeat, newest checkpoint')
+  .action(async (options: ClientOptions & { cluster?: boolean }) =>
     withClient(options, async (client) => {
       const { statusCommand } = await import('./status.js');
       await statusCommand(client, options);

@@ -116,8 +116,10 @@ export interface StandbyView {
   appliedSeq: number;
   /** The seq in the primary's newest heartbeat (null: none yet). */
   primarySeq: number | null;
-  /** Records the primary had that this node had not applied, as of that heartbeat. */
+  /** Records the primary had that this node had not applied, as of that heartbeat; null when there was none, or when the primary has been silent for heartbeatTimeoutMs (its seq now is unknown). */
   lag: number | null;
+  /** No heartbeat for heartbeatTimeoutMs or more: the primary is gone, paused or cut off, so "caught up" means with the FileVault's journal only. */
+  primarySilent: boolean;
   /** Since this node last read the journal to its end (null: never). */
   lastCaughtUpAgoMs: number | null;
   /** Following fails now (retried with backoff): why, how often, for how long; null while it works. */
@@ -139,7 +141,8 @@ export interface FailoverStatus {
   role: Role;
   epoch: number;
   paused: boolean;
-  lease: Lease | null;
+  /** The lease as this node holds it (primary: `time` absent) or last read it. */
+  lease: (Omit<Lease, 'time'> & { time?: string }) | null;
   /** Primary: its standbys. */
   standbys: StandbyInfo[];
   /** Secondary: since the last heartbeat, and since the lease last changed. */
@@ -150,6 +153,31 @@ export interface FailoverStatus {
   fencedBecause: string | null;
   /** Secondary: how far it has followed. */
   standby: StandbyView | null;
+  /** One row per node this node knows of (`checkpointd status --cluster`): itself, and the primary's standbys or a secondary's primary. */
+  members: ClusterMember[];
+}
+
+/**
+ * A node of the installation as the node asked knows it, for the cluster
+ * view (as `patronictl list` shows one row per member). A primary knows its
+ * connected standbys from their heartbeat answers; a secondary knows the
+ * primary from the lease and its heartbeats, and not the other standbys.
+ */
+export interface ClusterMember {
+  node: string;
+  url: string | null;
+  role: Role | 'released';
+  epoch: number | null;
+  /** running (primary serving), fenced, streaming (a standby caught up), catching up, follow failing, silent (no heartbeat or answer for heartbeatTimeoutMs). */
+  state: 'running' | 'fenced' | 'streaming' | 'catching up' | 'follow failing' | 'silent';
+  /** Records behind the primary (0 for the primary; null: unknown). */
+  lag: number | null;
+  /** Since this node last heard from it over the heartbeat channel (null: itself, or never). */
+  lastHeartbeatAgoMs: number | null;
+  /** The newest checkpoint it could start from (null: none known). */
+  newestCheckpoint: number | null;
+  /** The node that answered. */
+  self: boolean;
 }
 
 /** Reads the cluster token, making one (0600) when the file does not exist yet. */
@@ -230,9 +258,15 @@ export class FailoverManager {
     return this.roleValue;
   }
 
-  /** This node's epoch (the journal's, while following). */
+  /**
+   * This node's epoch: the one it writes as primary; while following, the
+   * primary's — the highest of the journal's records it applied, the lease it
+   * reads and the last heartbeat (a new primary's epoch may have written no
+   * record yet).
+   */
   get epoch(): number {
-    return this.roleValue === 'secondary' ? this.options.store.epoch : this.epochValue;
+    if (this.roleValue !== 'secondary') return this.epochValue;
+    return Math.max(this.options.store.epoch, this.watcher?.current()?.epoch ?? 0, this.client?.last?.epoch ?? 0);
   }
 
   /** Take the configured role: claim the next epoch as primary, or follow. */
@@ -393,6 +427,7 @@ export class FailoverManager {
     this.client = new HeartbeatClient({
       ...(early === undefined ? {} : { silentSince: early.startedAt }),
       node: options.node,
+      url: options.url,
       token: () => this.token,
       logger: options.logger,
       ...(options.heartbeatTls === undefined ? {} : { tls: options.heartbeatTls }),
@@ -409,7 +444,7 @@ export class FailoverManager {
         this.primarySeq = beat.seq;
         this.lag?.beat(beat.epoch, beat.leaseCounter, beat.seq);
         await this.catchUp().catch(() => undefined); // reported by catchUp; the answer says what was applied
-        return { seq: options.store.state.seq, epoch: options.store.epoch };
+        return { seq: options.store.state.seq, epoch: options.store.epoch, checkpoint: this.startableCheckpoint() };
       },
     });
     // Read to the journal's end at once: /standby answers from that.
@@ -549,11 +584,13 @@ export class FailoverManager {
   private standbyView(): StandbyView | null {
     if (this.roleValue !== 'secondary') return null;
     const appliedSeq = this.options.store.state.seq;
+    const primarySilent = this.client === null || this.client.silentForMs() >= this.options.config.heartbeatTimeoutMs;
     return {
       caughtUp: this.caughtUp(),
       appliedSeq,
       primarySeq: this.primarySeq,
-      lag: this.primarySeq === null ? null : Math.max(0, this.primarySeq - appliedSeq),
+      lag: this.primarySeq === null || primarySilent ? null : Math.max(0, this.primarySeq - appliedSeq),
+      primarySilent,
       lastCaughtUpAgoMs: this.caughtUpAt === null ? null : Math.round(performance.now() - this.caughtUpAt),
       followError: this.followFailure === null ? null : { error: this.followFailure.error, attempts: this.followFailure.attempts, failingForMs: Math.round(performance.now() - this.followFailure.since) },
       promotionRefused: this.promotionRefused,
@@ -734,20 +771,82 @@ export class FailoverManager {
     return { from: options.node, to };
   }
 
+  /** The newest checkpoint this node could start from: the newest it verified when it verifies them (a standby), else the newest listed. */
+  private startableCheckpoint(): number | null {
+    return this.options.preloader?.status().verified?.id ?? this.options.newestCheckpoint();
+  }
+
+  /** The cluster view: this node and the nodes it hears from (see ClusterMember). */
+  private members(standby: StandbyView | null): ClusterMember[] {
+    const { options } = this;
+    const timeoutMs = options.config.heartbeatTimeoutMs;
+    const self: ClusterMember = {
+      node: options.node,
+      url: options.url(),
+      role: this.roleValue,
+      epoch: this.epoch,
+      state: 'running',
+      lag: 0,
+      lastHeartbeatAgoMs: null,
+      newestCheckpoint: this.startableCheckpoint(),
+      self: true,
+    };
+    if (this.roleValue === 'fenced') return [{ ...self, state: 'fenced', lag: null }];
+    if (this.roleValue === 'primary') {
+      const standbys = (this.hub?.standbyInfo() ?? []).map((s): ClusterMember => ({
+        node: s.node,
+        url: s.url,
+        role: 'secondary',
+        epoch: s.epoch,
+        state: s.lastAckAgoMs >= timeoutMs ? 'silent' : s.lag === 0 ? 'streaming' : 'catching up',
+        lag: s.lag,
+        lastHeartbeatAgoMs: s.lastAckAgoMs,
+        newestCheckpoint: s.checkpoint,
+        self: false,
+      }));
+      return [self, ...standbys.sort((a, b) => a.node.localeCompare(b.node))];
+    }
+    const silentMs = this.client === null ? null : Math.round(this.client.silentForMs());
+    const mine: ClusterMember = {
+      ...self,
+      state: (standby?.followError ?? null) !== null ? 'follow failing' : standby?.caughtUp === true ? 'streaming' : 'catching up',
+      lag: standby?.lag ?? null,
+      lastHeartbeatAgoMs: silentMs,
+    };
+    const lease = this.watcher?.current() ?? null;
+    if (lease === null || lease.holder === options.node) return [mine];
+    const primary: ClusterMember = {
+      node: lease.holder,
+      url: lease.url,
+      role: lease.released ? 'released' : 'primary',
+      epoch: lease.epoch,
+      state: standby?.primarySilent === true ? 'silent' : 'running',
+      lag: 0,
+      lastHeartbeatAgoMs: silentMs,
+      newestCheckpoint: this.client?.last?.checkpoint ?? null,
+      self: false,
+    };
+    return [primary, mine];
+  }
+
   /** Status for `GET /api/admin/status`. */
   status(): FailoverStatus {
     const renewedAgoMs = this.holder?.renewedAgoMs() ?? null;
+    // A primary shows the lease it holds as it last wrote it; the others, the lease as they last read it.
+    const standby = this.standbyView();
+    const held = this.holder === null || this.roleValue !== 'primary' ? null : { holder: this.options.node, url: this.options.url(), epoch: this.epochValue, counter: this.holder.counter, released: false };
     return {
       role: this.roleValue,
       epoch: this.epoch,
       paused: this.paused,
-      lease: this.watcher?.current() ?? null,
+      lease: held ?? this.watcher?.current() ?? null,
       standbys: this.hub?.standbyInfo() ?? [],
       heartbeatSilentMs: this.client === null ? null : Math.round(this.client.silentForMs()),
       leaseUnchangedMs: this.watcher === null ? null : Math.round(this.watcher.unchangedForMs()),
       leaseRenewedAgoMs: renewedAgoMs === null ? null : Math.round(renewedAgoMs),
       fencedBecause: this.fencedBecause,
-      standby: this.standbyView(),
+      standby,
+      members: this.members(standby),
     };
   }
 

@@ -60,6 +60,10 @@ export interface HeartbeatAck {
   seq: number;
   /** The `sent` of the heartbeat answered. */
   sent?: number;
+  /** The secondary's API base URL (its api.publicUrl), for the cluster view. */
+  url?: string;
+  /** The newest checkpoint the secondary could start from (verified, if it verifies them), for the cluster view. */
+  checkpoint?: number | null;
 }
 
 /** A connected secondary as the primary sees it. */
@@ -73,6 +77,10 @@ export interface StandbyInfo {
   /** From sending a heartbeat to its answer (the secondary applies the journal before answering); null: none timed yet. */
   roundTripMs: number | null;
   address: string;
+  /** What it said in its last answer: its URL, the epoch it follows, its newest checkpoint (null: not said). */
+  url: string | null;
+  epoch: number | null;
+  checkpoint: number | null;
 }
 
 /** A WebSocket message as text, whatever form `ws` handed it over in. */
@@ -102,7 +110,10 @@ export interface HeartbeatServerOptions {
 /** The primary's end: accepts secondaries and beats. */
 export class HeartbeatServer {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
-  private readonly standbys = new Map<WebSocket, { node: string; appliedSeq: number; lastAck: number; address: string; seqAtAck: number; roundTripMs: number | null }>();
+  private readonly standbys = new Map<
+    WebSocket,
+    { node: string; appliedSeq: number; lastAck: number; address: string; seqAtAck: number; roundTripMs: number | null; url: string | null; epoch: number | null; checkpoint: number | null }
+  >();
   private timer: NodeJS.Timeout | null = null;
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -127,7 +138,7 @@ export class HeartbeatServer {
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.standbys.set(ws, { node: 'unknown', appliedSeq: 0, lastAck: performance.now(), address, seqAtAck: 0, roundTripMs: null });
+      this.standbys.set(ws, { node: 'unknown', appliedSeq: 0, lastAck: performance.now(), address, seqAtAck: 0, roundTripMs: null, url: null, epoch: null, checkpoint: null });
       ws.on('message', (data) => this.ack(ws, textOf(data)));
       ws.on('close', () => this.standbys.delete(ws));
       ws.on('error', () => this.standbys.delete(ws));
@@ -146,6 +157,9 @@ export class HeartbeatServer {
     if (entry === undefined || msg.type !== 'ack' || typeof msg.seq !== 'number' || typeof msg.node !== 'string') return;
     entry.node = msg.node;
     entry.appliedSeq = msg.seq;
+    if (typeof msg.url === 'string' && /^https?:\/\//.test(msg.url) && msg.url.length <= 2048) entry.url = msg.url;
+    if (typeof msg.epoch === 'number' && Number.isSafeInteger(msg.epoch)) entry.epoch = msg.epoch;
+    if (msg.checkpoint === null || (typeof msg.checkpoint === 'number' && Number.isSafeInteger(msg.checkpoint))) entry.checkpoint = msg.checkpoint;
     entry.lastAck = performance.now();
     entry.seqAtAck = this.options.beat()?.seq ?? msg.seq;
     // Both ends of the round trip are on this node's monotonic clock; an echo from the future is junk.
@@ -175,6 +189,9 @@ export class HeartbeatServer {
       lastAckAgoMs: Math.round(now - s.lastAck),
       roundTripMs: s.roundTripMs === null ? null : Math.round(s.roundTripMs * 1000) / 1000,
       address: s.address,
+      url: s.url,
+      epoch: s.epoch,
+      checkpoint: s.checkpoint,
     }));
   }
 
@@ -194,8 +211,10 @@ export interface HeartbeatClientOptions {
   node: string;
   token: () => string;
   logger: Logger;
-  /** Called with each heartbeat; returns the seq and epoch this node has applied, which it answers. */
-  onBeat: (beat: Heartbeat) => Promise<{ seq: number; epoch: number }>;
+  /** Called with each heartbeat; returns the seq and epoch this node has applied, and its newest checkpoint, which it answers. */
+  onBeat: (beat: Heartbeat) => Promise<{ seq: number; epoch: number; checkpoint?: number | null }>;
+  /** This node's API base URL, sent in each answer (the primary's cluster view shows it). */
+  url?: () => string;
   /** Called when the primary says it just released the lease. */
   onHandover?: (message: Handover) => void;
   /** Called with the time between two heartbeats on one connection, on this node's monotonic clock: the pace the primary keeps (metrics). */
@@ -323,8 +342,9 @@ export class HeartbeatClient {
       if (beats >= 2) previous = this.lastBeat;
       this.last = beat;
       this.options.onBeat(beat).then(
-        ({ seq, epoch }) => {
-          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ack', node: this.options.node, seq, epoch, sent: beat.sent } satisfies HeartbeatAck));
+        ({ seq, epoch, checkpoint }) => {
+          const ack: HeartbeatAck = { type: 'ack', node: this.options.node, seq, epoch, sent: beat.sent, ...(this.options.url === undefined ? {} : { url: this.options.url() }), ...(checkpoint === undefined ? {} : { checkpoint }) };
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(ack));
         },
         (err: unknown) => this.options.logger.warn('applying the journal after a heartbeat failed', { error: (err as Error).message }),
       );
