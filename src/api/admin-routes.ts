@@ -19,7 +19,7 @@ async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown
     error,
     count: entries?.length ?? null,
     newest: newest === undefined ? null : { id: newest.id, scope: newest.manifest.scope, trigger: newest.manifest.trigger, time: newest.manifest.time, seq: newest.manifest.seq, size: newest.size },
-    unreadable: [...catalogue.unreadable, ...catalogue.damaged].map(([id, problem]) => ({ id, problem })),
+    unreadable: [...catalogue.unreadable, ...catalogue.damaged, ...catalogue.changed].map(([id, problem]) => ({ id, problem })),
     neededByJournal: [...ctx.store.restoreReferences.keys()],
     automatic: ctx.auto()?.status() ?? null,
     retention: { keepLast: ctx.config.checkpoint.retention.keepLast, keepWithinMs: ctx.config.checkpoint.retention.keepWithinMs },

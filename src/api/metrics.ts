@@ -187,9 +187,10 @@ export class Metrics {
     pulled(registry, 'checkpoints', 'Usable checkpoints in the FileVault, by scope.', ['scope'], (set) => {
       for (const [scope, n] of this.view.counts ?? []) set(n, { scope });
     });
-    pulled(registry, 'checkpoints_unusable', 'Checkpoint files found that cannot be used: unreadable (no valid manifest) or damaged (content failed to verify).', ['problem'], (set) => {
+    pulled(registry, 'checkpoints_unusable', 'Checkpoint files found that cannot be used: unreadable (no valid manifest), damaged (content failed to verify) or changed (another file under an id first seen with other content).', ['problem'], (set) => {
       set(options.catalogue.unreadable.size, { problem: 'unreadable' });
       set(options.catalogue.damaged.size, { problem: 'damaged' });
+      set(options.catalogue.changed.size, { problem: 'changed' });
     });
     pulled(registry, 'checkpoint_newest_size_bytes', 'Size of the newest collection checkpoint of this installation.', [], (set) => set(this.view.newest?.size));
     pulled(registry, 'checkpoint_last_success_timestamp_seconds', 'When the newest collection checkpoint of this installation was finished (unix seconds; its file\'s mtime, so it survives restarts and is the same on every node).', [], (set) =>

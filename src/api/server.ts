@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminRoutes } from './admin-routes.js';
+import { checkpointImportRoute } from './checkpoint-import.js';
 import { checkpointRoutes } from './checkpoint-routes.js';
 import { answerClientError } from './client-error.js';
 import { failoverRoutes } from './failover-routes.js';
@@ -104,6 +105,7 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
   objectRoutes(app, ctx);
   adminRoutes(app, ctx);
   checkpointRoutes(app, ctx);
+  checkpointImportRoute(app, ctx);
   failoverRoutes(app, ctx);
   return app;
 }

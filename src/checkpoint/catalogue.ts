@@ -7,7 +7,13 @@
  * larger of the sequence and every id on disk (a file copied in from another
  * installation counts too). A checkpoint is published by hard-linking its
  * finished temp file to its final name, which fails rather than overwrite,
- * then removing the temp name and fsyncing the folder.
+ * then removing the temp name and fsyncing the folder. A file from elsewhere
+ * comes in the same way, under a fresh id (`import`).
+ *
+ * An id names one content for good: the SHA-256 first seen under each id is
+ * kept (with the hash cache). A file that later shows another SHA-256 under
+ * that id — a checkpoint of another installation copied over one of these —
+ * is reported as changed (status, {@link changed}) and never restored.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
@@ -19,6 +25,8 @@ import { readManifest, type Manifest } from './archive/index.js';
 
 const NamePattern = /^Checkpoint-(\d{9,})$/;
 const SequenceFile = 'sequence';
+/** In the hash cache, the key of the SHA-256 an id was first seen with. */
+const IdentityPrefix = 'id:';
 
 /** `Checkpoint-000000003`: nine digits, more past 999,999,999. */
 export function checkpointFileName(id: number): string {
@@ -69,6 +77,10 @@ export class Catalogue {
   readonly unreadable = new Map<number, string>();
   /** Checkpoints whose manifest reads but whose content failed to verify when loaded, by id: why. */
   readonly damaged = new Map<number, string>();
+  /** Checkpoints whose file is not the one first seen under their id (another SHA-256), by id: why. Never restored. */
+  readonly changed = new Map<number, string>();
+  /** The SHA-256 each id was first seen with. */
+  private identities = new Map<number, string>();
 
   constructor(readonly dir: string, private readonly logger: Logger, private readonly hashCacheFile?: string) {}
 
@@ -85,7 +97,12 @@ export class Catalogue {
     if (this.hashCacheFile !== undefined) {
       try {
         const known = JSON.parse(await fs.readFile(this.hashCacheFile, 'utf8')) as Record<string, unknown>;
-        for (const [key, sha] of Object.entries(known)) if (typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha)) this.hashes.set(key, sha);
+        for (const [key, sha] of Object.entries(known)) {
+          if (typeof sha !== 'string' || !/^[0-9a-f]{64}$/.test(sha)) continue;
+          const id = key.startsWith(IdentityPrefix) ? parseCheckpointFileName(key.slice(IdentityPrefix.length)) : null;
+          if (id !== null) this.identities.set(id, sha);
+          else this.hashes.set(key, sha);
+        }
       } catch {
         // No cache yet, or unreadable: hashes are recomputed as needed.
       }
@@ -99,7 +116,8 @@ export class Catalogue {
 
   private async saveHashes(): Promise<void> {
     if (this.hashCacheFile === undefined) return;
-    await writeFileAtomic(this.hashCacheFile, JSON.stringify(Object.fromEntries(this.hashes)) + '\n').catch((err: unknown) => {
+    const identities = [...this.identities].map(([id, sha]) => [`${IdentityPrefix}${checkpointFileName(id)}`, sha]);
+    await writeFileAtomic(this.hashCacheFile, JSON.stringify(Object.fromEntries([...this.hashes, ...identities])) + '\n').catch((err: unknown) => {
       this.logger.warn('cannot write the checkpoint hash cache; hashes will be recomputed after a restart', { file: this.hashCacheFile, error: (err as Error).message });
     });
   }
@@ -166,6 +184,7 @@ export class Catalogue {
       const entry: CatalogueEntry = { id, file, size: stat.size, sha256, manifest, writtenAt: stat.mtimeMs };
       this.cache.set(id, { key, entry });
       this.unreadable.delete(id);
+      await this.checkIdentity(id, sha256);
       return entry;
     } catch (err) {
       const why = (err as Error).message;
@@ -173,6 +192,25 @@ export class Catalogue {
       this.unreadable.set(id, why);
       throw err;
     }
+  }
+
+  /** Remember the SHA-256 first seen under `id`; another one later marks the checkpoint as changed. */
+  private async checkIdentity(id: number, sha256: string): Promise<void> {
+    const first = this.identities.get(id);
+    if (first === undefined) {
+      this.identities.set(id, sha256);
+      await this.saveHashes();
+      return;
+    }
+    if (first === sha256) {
+      this.changed.delete(id);
+      return;
+    }
+    const why =
+      `its file changed under the same id (SHA-256 ${sha256.slice(0, 12)}…, first seen as ${first.slice(0, 12)}…): another file was copied over it; ` +
+      'it is never restored. Delete it (checkpointd checkpoint delete) and bring a copied checkpoint in with checkpointd checkpoint import FILE, which gives it a fresh id';
+    if (this.changed.get(id) !== why) this.logger.error('a checkpoint file changed under the same id; it will not be restored', { id, file: this.pathOf(id), sha256, firstSeen: first });
+    this.changed.set(id, why);
   }
 
   /** Hand out the next id (never reused) and record it in the sequence file. */
@@ -202,6 +240,8 @@ export class Catalogue {
     const entry: CatalogueEntry = { id, file, ...known, writtenAt: stat.mtimeMs };
     const key = `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`;
     this.cache.set(id, { key, entry });
+    this.identities.set(id, known.sha256);
+    this.changed.delete(id);
     await this.rememberHash(key, known.sha256);
     return entry;
   }
@@ -221,6 +261,8 @@ export class Catalogue {
     await fsyncDir(this.dir);
     this.cache.delete(id);
     this.unreadable.delete(id);
+    this.changed.delete(id);
+    // The id's first SHA-256 stays known: a different file that appears under a deleted id later is changed too.
     try {
       await removeLargeFile(doomed);
     } catch (err) {

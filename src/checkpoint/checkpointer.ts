@@ -16,11 +16,12 @@
  * restore record and swap the staged spaces in, in one commit. Any failure
  * before the swap leaves the previous state serving.
  */
+import { promises as fs } from 'node:fs';
 import { ConflictError, NotFoundError, UnavailableError, UnprocessableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { collectionArchiveFile, spaceArchiveFiles, StoreState, type RestoreOp, type Store } from '../store/index.js';
 import { tempPathFor } from '../vault/index.js';
-import { writeCheckpointArchive, type CheckpointScope, type Compression } from './archive/index.js';
+import { verifyCheckpointArchive, writeCheckpointArchive, type CheckpointScope, type Compression } from './archive/index.js';
 import { checkpointFileName, type Catalogue, type CatalogueEntry } from './catalogue.js';
 import { loadCheckpoint } from './checkpoint-loader.js';
 import { checkpointTime } from './checkpoint-time.js';
@@ -161,6 +162,37 @@ export class Checkpointer {
   }
 
   /**
+   * Bring in a checkpoint file made elsewhere (another installation, a copy
+   * kept off the FileVault). `temp` is a temp file in the checkpoint folder
+   * that the caller filled, whose size and SHA-256 it measured while writing
+   * it. The file is verified end to end (its structure, its manifest and every
+   * entry's checksum) and published under a fresh id, never over an existing
+   * checkpoint; its manifest keeps the id and installation it was made with.
+   * A file that does not verify is refused (422) and removed: nothing is
+   * published.
+   */
+  import(temp: string, measured: { size: number; sha256: string }): Promise<CatalogueEntry> {
+    return this.exclusive(async () => {
+      const { store, catalogue, logger } = this.options;
+      try {
+        if (store.refusal !== null) throw new UnavailableError(`${store.refusal}; import checkpoints on the primary`);
+        const started = performance.now();
+        const verified = await verifyCheckpointArchive(temp);
+        if (!verified.ok) {
+          throw new UnprocessableError(`the file is not a checkpoint that verifies (${verified.entry === null ? '' : `entry ${verified.entry}: `}${verified.problem}); nothing was imported`);
+        }
+        const id = await catalogue.nextId();
+        const entry = await catalogue.publish(temp, id, { ...measured, manifest: verified.manifest });
+        const { manifest } = verified;
+        logger.info('checkpoint imported', { id, originalId: manifest.id, installation: manifest.installation ?? null, scope: manifest.scope, seq: manifest.seq, bytes: measured.size, ms: Math.round(performance.now() - started) });
+        return entry;
+      } finally {
+        await fs.rm(temp, { force: true });
+      }
+    });
+  }
+
+  /**
    * Restore checkpoint `id`: only `spaceId` when given, else what the checkpoint
    * holds (a space checkpoint its spaces, a collection checkpoint everything).
    */
@@ -170,6 +202,8 @@ export class Checkpointer {
       const started = performance.now();
       const entry = await catalogue.get(id);
       const { manifest } = entry;
+      const changed = catalogue.changed.get(id);
+      if (changed !== undefined) throw new ConflictError(`checkpoint ${id} is not restored: ${changed}`);
       logger.info('restore started', { id, space: spaceId });
       if (spaceId !== undefined && !manifest.spaces.some((s) => s.id === spaceId)) {
         throw new NotFoundError(`checkpoint ${id} does not cover space ${spaceId}`);

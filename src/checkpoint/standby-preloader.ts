@@ -66,7 +66,7 @@ export class StandbyPreloader {
   status(): PreloadStatus {
     return {
       verified: this.verified,
-      damaged: [...this.options.catalogue.unreadable, ...this.options.catalogue.damaged].map(([id, problem]) => ({ id, problem })).sort((a, b) => a.id - b.id),
+      damaged: [...this.options.catalogue.unreadable, ...this.options.catalogue.damaged, ...this.options.catalogue.changed].map(([id, problem]) => ({ id, problem })).sort((a, b) => a.id - b.id),
     };
   }
 
@@ -74,7 +74,7 @@ export class StandbyPreloader {
   private async pass(): Promise<void> {
     const { catalogue, installation, logger } = this.options;
     const candidates = (await catalogue.list())
-      .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id))
+      .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id) && !catalogue.changed.has(e.id))
       .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
     const newest = candidates[0];
     if (newest === undefined || this.seen.has(newest.id) || (this.verified !== null && newest.manifest.seq < this.verified.seq)) return;

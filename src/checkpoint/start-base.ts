@@ -26,7 +26,7 @@ export interface StartBase {
  */
 export async function loadStartBase(catalogue: Catalogue, installation: string, journalFirstSeq: number | null, logger: Logger): Promise<StartBase | null> {
   const candidates = (await catalogue.list())
-    .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id) && (journalFirstSeq === null || e.manifest.seq + 1 >= journalFirstSeq))
+    .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id) && !catalogue.changed.has(e.id) && (journalFirstSeq === null || e.manifest.seq + 1 >= journalFirstSeq))
     .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
   for (const entry of candidates) {
     const started = performance.now();

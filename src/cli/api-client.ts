@@ -13,6 +13,7 @@
 import { promises as fs } from 'node:fs';
 import http, { STATUS_CODES, type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import type { Readable } from 'node:stream';
 import { DefaultApiHost, DefaultApiPort } from '../config/index.js';
 import { ConfigError } from '../errors.js';
 
@@ -60,6 +61,8 @@ export class DaemonUnreachableError extends Error {
 /** A request: a JSON body, extra headers, which statuses are answers (2xx unless told), and cancellation. */
 export interface SendOptions {
   body?: unknown;
+  /** A file sent as the body instead of JSON (`checkpoint import`): streamed, never held in memory. */
+  upload?: { stream: Readable; contentType: string; length: number };
   headers?: Record<string, string>;
   accept?: (status: number) => boolean;
   signal?: AbortSignal;
@@ -186,6 +189,10 @@ export class ApiClient {
       payload = JSON.stringify(options.body);
       headers['content-type'] = 'application/json';
     }
+    if (options.upload !== undefined) {
+      headers['content-type'] = options.upload.contentType;
+      headers['content-length'] = String(options.upload.length);
+    }
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const requestOptions: https.RequestOptions = { method, headers, agent: false, ...(options.signal === undefined ? {} : { signal: options.signal }) };
       const onResponse = (answer: IncomingMessage) => resolve(answer);
@@ -200,7 +207,13 @@ export class ApiClient {
         if (err.name === 'AbortError') reject(err);
         else reject(new DaemonUnreachableError(`cannot reach the daemon at ${this.base.origin}: ${unreachableReason(err, url.hostname)}`, { cause: err }));
       });
-      req.end(payload);
+      const upload = options.upload;
+      if (upload === undefined) req.end(payload);
+      else {
+        // An early answer (a refusal) ends the request; the rest of the file is not sent.
+        upload.stream.on('error', (err) => req.destroy(err));
+        upload.stream.pipe(req);
+      }
     });
     const status = res.statusCode ?? 0;
     if ((options.accept ?? ((s) => s >= 200 && s < 300))(status)) return res;

@@ -3,7 +3,9 @@
  * checkpoint API from the command line (download is in checkpoint-download.ts).
  * With `--space` a command uses the space's routes, otherwise the collection's.
  */
+import { createReadStream, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from '../errors.js';
 import type { ApiClient } from './api-client.js';
 import { formatBytes, formatTable, formatTime, writeJson } from './format.js';
 import { byteProgress } from './progress.js';
@@ -71,6 +73,37 @@ export async function createCommand(client: ApiClient, options: CheckpointComman
   const answer = (await client.json('POST', options.space === undefined ? '/api/admin/checkpoint' : `/api/space/${segment(options.space)}/checkpoint`, { body })) as CheckpointResource;
   if (options.json === true) return writeJson(answer);
   process.stdout.write(`created ${summary(answer.data)}\n`);
+}
+
+/**
+ * `checkpoint import FILE`: send a checkpoint file made elsewhere to the
+ * daemon, which verifies it and publishes it under a fresh id, never over an
+ * existing checkpoint (POST /api/admin/checkpoint/import).
+ */
+export async function importCommand(client: ApiClient, file: string, options: CheckpointCommandOptions): Promise<void> {
+  let size: number;
+  try {
+    const stat = await fs.stat(file);
+    if (!stat.isFile()) throw new ConfigError(`${file} is not a file; give the checkpoint file to import`);
+    size = stat.size;
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the checkpoint file to import`);
+  }
+  const progress = byteProgress('upload');
+  const stream = createReadStream(file, { highWaterMark: 1 << 20 });
+  let sent = 0;
+  stream.on('data', (chunk) => progress.update((sent += chunk.length), size));
+  let answer: CheckpointResource & { imported?: { originalId: number; installation: string | null; otherInstallation: boolean } };
+  try {
+    answer = (await client.json('POST', '/api/admin/checkpoint/import', { upload: { stream, contentType: 'application/zip', length: size } })) as typeof answer;
+  } finally {
+    progress.stop();
+    stream.destroy();
+  }
+  if (options.json === true) return writeJson(answer);
+  const from = answer.imported === undefined ? '' : ` (id ${answer.imported.originalId} ${answer.imported.otherInstallation ? `in installation ${answer.imported.installation ?? 'unknown'}` : 'in this installation'})`;
+  process.stdout.write(`imported ${file}${from} as ${summary(answer.data)}\n`);
 }
 
 /** `checkpoint get ID`: one checkpoint as `label: value` lines. */

@@ -200,6 +200,14 @@ clientCommand(
       await restoreCommand(client, id, options);
     }),
   );
+clientCommand(checkpoint, 'import', 'bring in a checkpoint file made elsewhere: verified, then published under a fresh id, never over an existing one', 'checkpointd checkpoint import /backup/Checkpoint-000000002')
+  .argument('<file>', 'the checkpoint file (a ZIP made by checkpointd)')
+  .action(async (file: string, options: CheckpointOptions) =>
+    withClient(options, async (client) => {
+      const { importCommand } = await import('./checkpoint-commands.js');
+      await importCommand(client, file, options);
+    }),
+  );
 clientCommand(checkpoint, 'delete', 'delete a checkpoint (409 while the journal still needs it)', 'checkpointd checkpoint delete 3')
   .argument('<id>', 'checkpoint id')
   .option('--space <id>', 'through the space route (404 unless the checkpoint covers the space)')
