@@ -139,6 +139,10 @@ export class Metrics {
   constructor(private readonly options: MetricsOptions) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry, prefix: MetricPrefix });
+    // prom-client's totals of active handles, requests and resources are gauges named `_total`, which
+    // Prometheus reserves for counters (`promtool check metrics` refuses them); they are the sums of the
+    // per-type gauges beside them (`nodejs_active_handles{type}`, …), so they go.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`${MetricPrefix}${name}`);
     const failover = (): FailoverStatus | null => options.failover();
 
     pulled(registry, 'role', 'This node\'s role: 1 for the role it has, 0 for the others.', ['role'], (set) => {
