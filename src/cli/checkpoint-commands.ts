@@ -147,7 +147,7 @@ export async function restoreCommand(client: ApiClient, id: string, options: Che
   await watch?.stop(answer.data.size);
   if (options.json === true) return writeJson(answer);
   const { restored } = answer;
-  const what = restored.scope === 'collection' ? `the whole collection (${restored.spaces.length} spaces)` : `space${restored.spaces.length === 1 ? '' : 's'} ${restored.spaces.join(', ')}`;
+  const what = restored.scope === 'collection' ? `the whole collection (${restored.spaces.length} space${restored.spaces.length === 1 ? '' : 's'})` : `space${restored.spaces.length === 1 ? '' : 's'} ${restored.spaces.join(', ')}`;
   process.stdout.write(`restored ${what} from checkpoint ${answer.data.id}, journaled at seq ${restored.seq}\n`);
 }
 
