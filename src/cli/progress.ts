@@ -84,16 +84,13 @@ export function byteProgress(label: string, stream: ProgressStream = process.std
   let total: number | null = null;
   let startDone = 0;
   let startedAt = 0;
-  const bar = new cliProgress.SingleBar(
-    {
-      stream,
-      // Our own line; cli-progress's params are bytes (value, total), its clock is ignored for ours.
-      format: (_options, params) => progressLine(label, { done: params.value, total, startDone, elapsedMs: performance.now() - startedAt }),
-      clearOnComplete: true,
-      hideCursor: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = new cliProgress.SingleBar({
+    stream,
+    // Our own line from the bytes done (cli-progress's value); the total and the clock are ours.
+    format: (_options, params) => progressLine(label, { done: params.value, total, startDone, elapsedMs: performance.now() - startedAt }),
+    clearOnComplete: true,
+    hideCursor: true,
+  });
   const update = (done: number, reported: number): void => {
     if (total === null) {
       if (!(reported > 0)) return;
