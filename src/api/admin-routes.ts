@@ -37,6 +37,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return {
       href: href(ctx, 'admin', 'status'),
       data: {
+        version: ctx.version,
         node: { name: ctx.config.node.name, role: ctx.role(), startedAt: ctx.startedAt, pid: process.pid },
         seq: state.seq,
         spaces: state.spaces().length,

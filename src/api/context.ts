@@ -31,6 +31,8 @@ export interface ApiContext {
   publicUrl(): string;
   /** When the daemon started (ISO 8601). */
   startedAt: string;
+  /** checkpointd's version (package.json). */
+  version: string;
 }
 
 /** `publicUrl` + `/api/` + the path segments, each percent-encoded. */

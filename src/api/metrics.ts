@@ -60,6 +60,8 @@ export interface MetricsOptions {
   installation: string;
   /** The failover role machine's view (null while starting). */
   failover: () => FailoverStatus | null;
+  /** checkpointd's version (the `version` label of `checkpointd_build_info`). */
+  version: string;
 }
 
 /** What the last reads of the FileVault found. */
@@ -144,6 +146,14 @@ export class Metrics {
     // per-type gauges beside them (`nodejs_active_handles{type}`, …), so they go.
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`${MetricPrefix}${name}`);
     const failover = (): FailoverStatus | null => options.failover();
+
+    // The usual build-info gauge: always 1, its labels say what runs (a dashboard joins on them; an alert finds mixed versions).
+    new Gauge({
+      name: `${MetricPrefix}build_info`,
+      help: 'Always 1; the labels say which checkpointd version and which Node.js version this process runs.',
+      labelNames: ['version', 'node_version'],
+      registers: [registry],
+    }).set({ version: options.version, node_version: process.version }, 1);
 
     pulled(registry, 'role', 'This node\'s role: 1 for the role it has, 0 for the others.', ['role'], (set) => {
       const role = failover()?.role;

@@ -3,7 +3,8 @@
  * `switchover`, `pause`, `resume`). The daemon is found from `--url` (else
  * CHECKPOINTD_URL, else the default port on loopback), the token from
  * `--token-file` (else CHECKPOINTD_TOKEN), so that a token never has to be
- * typed on a command line where `ps` and shell history would keep it.
+ * typed on a command line where `ps` and shell history would keep it; a
+ * private CA from `--ca` (else CHECKPOINTD_CA).
  *
  * Two kinds of failure are told apart because scripts act on them
  * differently (main.ts maps them to exit codes): the daemon answered with a
@@ -16,11 +17,14 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { DefaultApiHost, DefaultApiPort } from '../config/index.js';
 import { ConfigError } from '../errors.js';
+import { inCommandTerms } from './route-advice.js';
 
 /** The environment variable holding the API token. */
 export const TokenEnv = 'CHECKPOINTD_TOKEN';
 /** The environment variable holding the daemon's URL. */
 export const UrlEnv = 'CHECKPOINTD_URL';
+/** The environment variable naming the PEM CA bundle for an https daemon (`--ca` wins). */
+export const CaEnv = 'CHECKPOINTD_CA';
 /** Where the daemon listens when neither `--url` nor CHECKPOINTD_URL says otherwise. */
 export const DefaultDaemonUrl = `http://${DefaultApiHost}:${DefaultApiPort}`;
 /** How long to wait for the TCP connection; an answer itself may take long (a restore, a big checkpoint). */
@@ -37,7 +41,11 @@ export interface ClientOptions {
   json?: boolean;
 }
 
-/** The daemon answered with an error (problem+json); `detail` is what a person can act on. */
+/**
+ * The daemon answered with an error (problem+json). `detail` is the API's own
+ * text; the message (what the command prints) names `checkpointd` commands
+ * where the detail names API routes (route-advice.ts).
+ */
 export class ApiProblemError extends Error {
   constructor(
     readonly status: number,
@@ -45,7 +53,7 @@ export class ApiProblemError extends Error {
     /** The answer's body, parsed when it was JSON (printed as is with `--json`). */
     readonly problem: unknown,
   ) {
-    super(detail);
+    super(inCommandTerms(detail));
     this.name = 'ApiProblemError';
   }
 }
@@ -85,7 +93,7 @@ function unreachableReason(err: NodeJS.ErrnoException, host: string): string {
     case 'ECONNRESET':
       return 'the connection was closed before an answer came';
   }
-  if (err.code !== undefined && TlsCodes.test(err.code)) return `TLS failed: ${err.message} (for a private CA, pass its PEM bundle with --ca FILE)`;
+  if (err.code !== undefined && TlsCodes.test(err.code)) return `TLS failed: ${err.message} (for a private CA, pass its PEM bundle with --ca FILE or ${CaEnv})`;
   return err.message;
 }
 
@@ -158,7 +166,7 @@ export class ApiClient {
     base.search = '';
     base.hash = '';
     let ca: Buffer | undefined;
-    if (options.ca !== undefined) {
+    if (options.ca !== undefined && options.ca !== '') {
       try {
         ca = await fs.readFile(options.ca);
       } catch (err) {

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../errors.js';
 import type { ApiClient } from './api-client.js';
 import { formatBytes, formatTable, formatTime, writeJson } from './format.js';
-import { byteProgress } from './progress.js';
+import { byteProgress, type ProgressStream } from './progress.js';
 
 /** How often `restore` asks the daemon how far it has read, while its POST waits (terminal only). */
 export const RestorePollMs = 250;
@@ -129,13 +129,17 @@ export async function getCommand(client: ApiClient, id: string, options: Checkpo
 /**
  * While a restore's POST waits, draw how far the daemon has read the
  * checkpoint (`data.checkpoints.restoring` of GET /api/admin/status). Only on
- * a terminal. `stop(size)` after a successful answer draws the bar full: a
- * restore shorter than one poll still shows that it read the whole file.
+ * a terminal. The daemon reports `totalBytes` 0 until it has opened the file,
+ * then the uncompressed bytes of the entries it reads, the same in every
+ * report: the bar starts at the first report with a total and keeps that
+ * total. `stop(size)` after a successful answer draws the bar full at that
+ * total; a restore shorter than one poll, which no report saw, is drawn full
+ * at the checkpoint file's `size`.
  */
-function watchRestore(client: ApiClient, id: number): { stop(readBytes?: number): Promise<void> } {
+function watchRestore(client: ApiClient, id: number, stream: ProgressStream): { stop(fileSize?: number): Promise<void> } {
   const controller = new AbortController();
   const { signal } = controller;
-  const progress = byteProgress('restore');
+  const progress = byteProgress('restore', stream);
   const loop = (async () => {
     while (!signal.aborted) {
       try {
@@ -149,10 +153,10 @@ function watchRestore(client: ApiClient, id: number): { stop(readBytes?: number)
     }
   })();
   return {
-    async stop(readBytes) {
+    async stop(fileSize) {
       controller.abort();
       await loop;
-      if (readBytes !== undefined && readBytes > 0) progress.update(readBytes, readBytes);
+      if (fileSize !== undefined && fileSize > 0) progress.finish(fileSize);
       progress.stop();
     },
   };
@@ -162,9 +166,10 @@ function watchRestore(client: ApiClient, id: number): { stop(readBytes?: number)
  * `checkpoint restore ID [--space ID]`: with `--space` only that space comes
  * back (POST /api/space/ID/checkpoint/CID); otherwise what the checkpoint
  * holds, everything for a collection checkpoint (POST /api/collection/checkpoint/CID).
+ * The progress bar goes to `stream` (stderr) when it is a terminal.
  */
-export async function restoreCommand(client: ApiClient, id: string, options: CheckpointCommandOptions): Promise<void> {
-  const watch = process.stderr.isTTY === true && /^\d+$/.test(id) ? watchRestore(client, Number(id)) : null;
+export async function restoreCommand(client: ApiClient, id: string, options: CheckpointCommandOptions, stream: ProgressStream = process.stderr): Promise<void> {
+  const watch = stream.isTTY === true && /^\d+$/.test(id) ? watchRestore(client, Number(id), stream) : null;
   let answer: CheckpointResource & { restored: { scope: string; spaces: string[]; seq: number } };
   try {
     answer = (await client.json('POST', checkpointPath(id, options.space))) as typeof answer;
@@ -175,7 +180,7 @@ export async function restoreCommand(client: ApiClient, id: string, options: Che
   await watch?.stop(answer.data.size);
   if (options.json === true) return writeJson(answer);
   const { restored } = answer;
-  const what = restored.scope === 'collection' ? `the whole collection (${restored.spaces.length} spaces)` : `space${restored.spaces.length === 1 ? '' : 's'} ${restored.spaces.join(', ')}`;
+  const what = restored.scope === 'collection' ? `the whole collection (${restored.spaces.length} space${restored.spaces.length === 1 ? '' : 's'})` : `space${restored.spaces.length === 1 ? '' : 's'} ${restored.spaces.join(', ')}`;
   process.stdout.write(`restored ${what} from checkpoint ${answer.data.id}, journaled at seq ${restored.seq}\n`);
 }
 

@@ -179,7 +179,9 @@ async function receive(res: IncomingMessage, ctx: ReceiveContext): Promise<{ siz
   } else if (ctx.have !== null && ctx.have.bytes > 0) {
     say(`${shown}: the checkpoint is not the one the partial download came from; starting over`);
   }
-  const total = offset + Number(res.headers['content-length'] ?? 0);
+  // The answer's length says the total; without one (a proxy that re-chunks) there is no bar, and messages say `?`.
+  const length = Number(res.headers['content-length'] ?? Number.NaN);
+  const total: number | '?' = Number.isSafeInteger(length) && length >= 0 ? offset + length : '?';
   const hash = createHash('sha256');
   if (offset > 0) {
     await hashFile(partial, hash);
@@ -194,7 +196,7 @@ async function receive(res: IncomingMessage, ctx: ReceiveContext): Promise<{ siz
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
       done += chunk.length;
-      progress.update(done, total);
+      progress.update(done, total === '?' ? 0 : total);
       callback(null, chunk);
     },
   });

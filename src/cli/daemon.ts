@@ -17,6 +17,7 @@ import { FailoverManager, LeaseFile, watchLeaseFromStart, type LeaseWatcher } fr
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
 import { checkVaultMount, InstallationFile, installationId, PidLock, removeTempFiles, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
 import { ConfigError } from '../errors.js';
+import { Version } from '../version.js';
 
 /** Name of the file the first admin token is written to, inside paths.data. */
 export const AdminTokenFile = 'admin.token';
@@ -141,7 +142,7 @@ export class Daemon {
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
       const holder: { daemon?: Daemon } = {};
       const failoverStatus = (): ReturnType<FailoverManager['status']> | null => holder.daemon?.failover.status() ?? null;
-      const metrics = new Metrics({ node: config.node.name, store, catalogue, installation, failover: failoverStatus });
+      const metrics = new Metrics({ node: config.node.name, store, catalogue, installation, failover: failoverStatus, version: Version });
       metrics.watch(checkpointer);
       pauseSink.metrics = metrics;
       const ctx: ApiContext = {
@@ -155,6 +156,7 @@ export class Daemon {
         failover: failoverStatus,
         failoverManager: () => holder.daemon?.failover ?? null,
         startedAt,
+        version: Version,
         role: () => (holder.daemon?.failover.role === 'primary' ? 'primary' : 'secondary'),
         serving: () => holder.daemon?.serving ?? false,
         publicUrl: () => publicUrl,
@@ -205,7 +207,7 @@ export class Daemon {
         holder.daemon = daemon;
         await failover.start();
         daemon.serving = true;
-        logger.info('listening', { url: local, port: address.port, publicUrl, role: failover.role, epoch: failover.epoch, seq: store.state.seq, startCheckpoint: base?.entry.id ?? null });
+        logger.info('listening', { version: Version, nodeVersion: process.version, url: local, port: address.port, publicUrl, role: failover.role, epoch: failover.epoch, seq: store.state.seq, startCheckpoint: base?.entry.id ?? null });
         return daemon;
       } catch (err) {
         failover.stop();

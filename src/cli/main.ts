@@ -20,8 +20,10 @@
  *   503 (not the primary, fenced, still starting); the message says which
  */
 import { Command, CommanderError, Option } from 'commander';
+import { ConfigEnv, DefaultConfigFile } from '../config/index.js';
 import { BadRequestError, ConfigError, JournalCorruptError } from '../errors.js';
-import { ApiClient, ApiProblemError, DaemonUnreachableError, DefaultDaemonUrl, TokenEnv, UrlEnv, type ClientOptions } from './api-client.js';
+import { Version } from '../version.js';
+import { ApiClient, ApiProblemError, CaEnv, DaemonUnreachableError, DefaultDaemonUrl, TokenEnv, UrlEnv, type ClientOptions } from './api-client.js';
 import { writeJson } from './format.js';
 
 /** Exit statuses (see the comment at the top of this file), documented in the README. */
@@ -36,7 +38,11 @@ function exitCodeForStatus(status: number): number {
   return ExitCode.failure;
 }
 
-const DefaultConfig = 'config/default.json';
+/** The `--config` option of `run` and `token create`: no default value, so that CHECKPOINTD_CONFIG and then the default path apply (config-file.ts). */
+const ConfigOption = ['-c, --config <file>', `configuration file (default: $${ConfigEnv} if set, else ${DefaultConfigFile})`] as const;
+
+/** Help text ending a command's `--help`: its examples, one a line. */
+const examples = (...lines: string[]): string => `\nExample${lines.length === 1 ? '' : 's'}:\n${lines.map((line) => `  ${line}`).join('\n')}\n`;
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
@@ -51,27 +57,40 @@ function fail(err: unknown): never {
 
 const program = new Command('checkpointd')
   .description('Host-node daemon: journals commits to a shared FileVault, makes checkpoints, fails over.')
+  .version(Version, '-V, --version', 'print the version of checkpointd and exit')
   .exitOverride()
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    examples(
+      'checkpointd run --config /etc/checkpointd/checkpointd.json',
+      `export ${TokenEnv}=$(cat /var/lib/checkpointd/admin.token)`,
+      'checkpointd status --url https://node-a:8470 --ca /etc/checkpointd/ca.pem',
+      'checkpointd checkpoint --help',
+    ),
+  );
 
 program
   .command('run')
   .description('run the daemon in the foreground (systemd runs this)')
-  .option('-c, --config <file>', 'configuration file', DefaultConfig)
-  .action(async (options: { config: string }) => {
+  .option(...ConfigOption)
+  .addHelpText('after', examples('checkpointd run', `${ConfigEnv}=/srv/node-a.json checkpointd run`, 'checkpointd run --config config/default.json'))
+  .action(async (options: { config?: string }) => {
     // Loaded on use: the daemon's modules would slow every client command's start.
     const { runCommand } = await import('./run.js');
     await runCommand(options.config);
   });
 
-const token = program.command('token').description('manage API tokens');
+const tokenCreateExample = 'sudo -u checkpointd checkpointd token create --name ci --role member > ci.token';
+const token = program.command('token').description('manage API tokens').addHelpText('after', examples(tokenCreateExample));
 token
   .command('create')
   .description('add a token to auth.tokensFile and print only the token on stdout')
-  .option('-c, --config <file>', 'configuration file', DefaultConfig)
+  .option(...ConfigOption)
   .requiredOption('--name <name>', 'a name for the token (who or what uses it)')
   .requiredOption('--role <role>', 'what the token may do: collection-admin (everything) or member (data only)')
-  .action(async (options: { config: string; name: string; role: string }) => {
+  .addHelpText('after', examples(tokenCreateExample, 'checkpointd token create --config config/default.json --name ops --role collection-admin'))
+  .action(async (options: { config?: string; name: string; role: string }) => {
     // The API's modules load on use, so that client commands start fast.
     const { Roles } = await import('../api/index.js');
     if (!(Roles as readonly string[]).includes(options.role)) throw new ConfigError(`--role must be one of ${Roles.join(', ')}, not ${JSON.stringify(options.role)}`);
@@ -84,6 +103,7 @@ program
   .description("check a checkpoint file: its structure, manifest, and every entry's size and SHA-256 (no daemon needed)")
   .argument('<file>', 'checkpoint file (FileVault/checkpoint/Checkpoint-NNNNNNNNN)')
   .option('--json', 'print the result as JSON')
+  .addHelpText('after', examples('checkpointd verify /mnt/filevault/checkpoint/Checkpoint-000000003'))
   .action(async (file: string, options: { json?: boolean }) => {
     const { verifyCommand } = await import('./verify.js');
     if (!(await verifyCommand(file, options))) process.exitCode = ExitCode.failure;
@@ -96,6 +116,7 @@ program
   .requiredOption('--out <dir>', 'folder to write into (created if missing)')
   .option('--force', 'write into a folder that is not empty')
   .option('--json', 'print the result as JSON')
+  .addHelpText('after', examples('checkpointd export Checkpoint-000000003 --out /tmp/checkpoint-3', 'head -n 1 /tmp/checkpoint-3/test.ndjson'))
   .action(async (file: string, options: { out: string; force?: boolean; json?: boolean }) => {
     const { exportCommand } = await import('./export.js');
     await exportCommand(file, options);
@@ -104,7 +125,8 @@ program
 const ClientHelp = `
 The daemon is --url, else $${UrlEnv}, else ${DefaultDaemonUrl}.
 The token (collection-admin) is read from --token-file FILE, else $${TokenEnv};
-never put a token on the command line.
+never put a token on the command line. A private CA's PEM bundle for an
+https URL: --ca FILE, else $${CaEnv}.
 
 Exit codes: 0 ok; 1 failure; 2 usage or bad request (400/413/422);
 4 daemon unreachable; 5 token refused (401/403); 6 not found (404);
@@ -117,7 +139,7 @@ function clientCommand(parent: Command, name: string, description: string, examp
     .description(description)
     .addOption(new Option('--url <url>', "the daemon's API base URL").env(UrlEnv).default(DefaultDaemonUrl))
     .option('--token-file <file>', `read the API token from this file (else $${TokenEnv})`)
-    .option('--ca <file>', "PEM CA bundle that signed the daemon's https certificate (a private CA)")
+    .addOption(new Option('--ca <file>', "PEM CA bundle that signed the daemon's https certificate (a private CA)").env(CaEnv))
     .option('--json', "print the API's JSON answer on stdout (for scripts)")
     .addHelpText('after', `\nExample:\n  export ${TokenEnv}=$(cat /var/lib/checkpointd/admin.token)\n  ${example}\n${ClientHelp}`);
 }
@@ -144,7 +166,10 @@ clientCommand(program, 'status', "the daemon's role, seq, journal, checkpoints a
     }),
 );
 
-const checkpoint = program.command('checkpoint').description('list, create, get, download, restore and delete checkpoints (through the API)');
+const checkpoint = program
+  .command('checkpoint')
+  .description('list, create, get, download, restore and delete checkpoints (through the API)')
+  .addHelpText('after', examples(`export ${TokenEnv}=$(cat /var/lib/checkpointd/admin.token)`, 'checkpointd checkpoint list', 'checkpointd checkpoint download 3 --out /backup/Checkpoint-000000003'));
 clientCommand(checkpoint, 'list', 'list checkpoints: all of them, or those that cover one space', 'checkpointd checkpoint list --space test')
   .option('--space <id>', 'only the checkpoints that cover this space')
   .action(async (options: CheckpointOptions) =>

@@ -9,15 +9,15 @@
  * READY=1 once serving, RELOADING=1/READY=1 around a reload, STOPPING=1 at a
  * shutdown, and pings the watchdog (see systemd-notify.ts).
  */
-import { loadConfig } from '../config/index.js';
+import { loadCommandConfig } from '../config/index.js';
 import { createLogger } from '../log/index.js';
 import { Daemon, ShutdownTimeoutMs } from './daemon.js';
 import { reloadConfig } from './reload.js';
 import { SystemdNotifier } from './systemd-notify.js';
 
-/** Run the daemon from `configFile`; resolves when it has stopped. */
-export async function runCommand(configFile: string): Promise<void> {
-  const config = await loadConfig(configFile);
+/** Run the daemon from the configuration `--config` names (undefined: CHECKPOINTD_CONFIG, else the default path); resolves when it has stopped. */
+export async function runCommand(configOption: string | undefined): Promise<void> {
+  const config = await loadCommandConfig(configOption);
   const logger = createLogger({ level: config.log.level, node: config.node.name });
   const notifier = await SystemdNotifier.open(logger);
 

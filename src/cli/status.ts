@@ -1,4 +1,5 @@
 /** `checkpointd status`: what the daemon says about itself (GET /api/admin/status), as lines a person reads. */
+import { Version } from '../version.js';
 import type { ApiClient } from './api-client.js';
 import { formatBytes, formatTable, formatTime, writeJson } from './format.js';
 
@@ -22,6 +23,13 @@ const count = (value: unknown, noun: string): string => `${num(value) ?? '?'} ${
 function nodeLine(data: Loose): string {
   const node = obj(data?.node);
   return `${str(node?.name) ?? '?'} (${str(node?.role) ?? '?'}), pid ${num(node?.pid) ?? '?'}, started ${str(node?.startedAt) ?? '?'}`;
+}
+
+/** The daemon's version, and this command's when they differ (a node not upgraded yet, or this host's CLI). */
+function versionLine(data: Loose): string {
+  const daemon = str(data?.version);
+  if (daemon === undefined) return `? (the daemon does not say; this command is ${Version})`;
+  return daemon === Version ? daemon : `${daemon} (this checkpointd command: ${Version})`;
 }
 
 function failoverLines(failover: Loose): string[] {
@@ -89,6 +97,7 @@ function render(body: unknown): string {
   const journal = obj(data?.journal);
   const sections: [string, string[]][] = [
     ['node', [nodeLine(data)]],
+    ['version', [versionLine(data)]],
     [
       'seq',
       [

@@ -86,3 +86,5 @@ export const DefaultClusterTokenFileName = 'cluster.token';
  * rather than let a secondary promote past a live primary on a stale lease.
  */
 export const DefaultAllowCachedVault = false;
+/** The configuration file `checkpointd run` and `token create` read without `--config` or CHECKPOINTD_CONFIG (where the systemd unit keeps it). */
+export const DefaultConfigFile = '/etc/checkpointd/checkpointd.json';

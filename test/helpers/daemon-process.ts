@@ -110,6 +110,16 @@ export interface StartOptions {
    * the lease names another node; false returns once it listens.
    */
   waitForLease?: boolean;
+  /** How to start it: another `checkpointd` executable, the file named by CHECKPOINTD_CONFIG (see {@link SpawnOptions}). */
+  spawn?: SpawnOptions;
+}
+
+/** How {@link DaemonProcess.spawn} starts `checkpointd run`. */
+export interface SpawnOptions {
+  /** An installed `checkpointd` executable, run as a command (its `#!` line finds node on PATH); the built dist/cli/main.js under this node otherwise. */
+  command?: string;
+  /** Name the configuration file in CHECKPOINTD_CONFIG instead of passing `--config`. */
+  configFromEnv?: boolean;
 }
 
 /**
@@ -192,7 +202,7 @@ export class DaemonProcess {
     const configFile = path.join(dir, 'config.json');
     const config = merge({ node: { name: 'test' }, api: { port: 0 }, paths: { data: 'data', fileVault: 'FileVault' }, checkpoint: QuietCheckpoints, failover: TestLease, log: { level: 'info' } }, options.config ?? {});
     await fs.writeFile(configFile, JSON.stringify(config, null, 2));
-    const daemon = DaemonProcess.spawn(dir, configFile, options.env, options.user);
+    const daemon = DaemonProcess.spawn(dir, configFile, options.env, options.user, options.spawn);
     daemon.tls = options.tls;
     try {
       await waitFor(() => daemon.lines.some((l) => l.message === 'listening') || daemon.exit !== null, { what: 'the daemon to listen', timeoutMs: options.startTimeoutMs ?? 15_000 });
@@ -231,8 +241,11 @@ export class DaemonProcess {
   }
 
   /** Spawn without waiting (for start-up failures). */
-  static spawn(dir: string, configFile: string, env: Record<string, string> = {}, user?: ChildUser): DaemonProcess {
-    const child = spawn(process.execPath, [CliPath, 'run', '--config', configFile], { cwd: dir, env: { ...childEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...user });
+  static spawn(dir: string, configFile: string, env: Record<string, string> = {}, user?: ChildUser, how: SpawnOptions = {}): DaemonProcess {
+    const args = how.configFromEnv === true ? ['run'] : ['run', '--config', configFile];
+    const [file, argv] = how.command === undefined ? [process.execPath, [CliPath, ...args]] : [how.command, args];
+    const environment = { ...childEnv(), ...(how.configFromEnv === true ? { CHECKPOINTD_CONFIG: configFile } : {}), ...env };
+    const child = spawn(file, argv, { cwd: dir, env: environment, stdio: ['ignore', 'pipe', 'pipe'], ...user });
     return new DaemonProcess(dir, configFile, child);
   }
 

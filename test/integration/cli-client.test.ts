@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { hasScript, runCli, runCliOnTerminal, type CliResult } from '../helpers/cli-process.js';
-import { DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { CliPath, DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { BrokenFigure, frameTotal, progressFrames } from '../helpers/progress-frames.js';
 import { makeCa, makeServerCert } from '../helpers/test-certificates.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -62,10 +63,12 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
 
   describe('status', function () {
     it('prints lines a person reads, and the API answer unchanged with --json', async function () {
+      const { version } = JSON.parse(await fs.readFile(path.join(path.dirname(CliPath), '..', '..', 'package.json'), 'utf8')) as { version: string };
       const human = await cli(['status']);
       expect(human.code, human.stderr).to.equal(0);
       expect(human.stderr).to.equal('');
       expect(human.stdout).to.match(/^node: +test \(primary\), pid \d+/m);
+      expect(human.stdout.split('\n')).to.include(`version:     ${version}`);
       expect(human.stdout).to.match(/^checkpoints: /m);
       expect(human.stdout).to.match(/^failover: +epoch \d+, automatic promotion on/m);
       const body = json<{ href: string; data: { node: { name: string; role: string }; spaces: number; checkpoints: { restoring: unknown } } }>(await cli(['status', '--json']));
@@ -74,6 +77,7 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
       expect(body.data.node).to.deep.equal(api.data.node);
       expect(body.data.spaces).to.equal(1);
       expect(body.data.checkpoints.restoring).to.equal(null);
+      expect(body).to.have.nested.property('data.version', version);
     });
   });
 
@@ -289,6 +293,32 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
     });
   });
 
+  describe('errors name checkpointd commands, not API routes', function () {
+    it('prints the command where the API advises a route; --json keeps the API\'s problem as it came', async function () {
+      const [missing, notCovered, badId] = await Promise.all([
+        cli(['checkpoint', 'get', '999999', '--json']),
+        cli(['checkpoint', 'get', String(((await d.request('POST', '/api/admin/checkpoint')).body as Resource).data.id), '--space', 'ghost']),
+        cli(['checkpoint', 'get', 'abc']),
+      ]);
+      expect(missing.code).to.equal(6);
+      expect(missing.stderr).to.equal('checkpointd: checkpoint 999999 does not exist; `checkpointd checkpoint list` lists them\n');
+      expect((JSON.parse(missing.stdout) as { detail: string }).detail).to.equal('checkpoint 999999 does not exist; GET /api/collection/checkpoint lists them');
+      expect(notCovered.code).to.equal(6);
+      expect(notCovered.stderr).to.match(/does not cover space ghost; `checkpointd checkpoint list --space ghost` lists those that do\n$/);
+      expect(badId.code).to.equal(2);
+      expect(badId.stderr).to.match(/must be a positive integer, as in `checkpointd checkpoint get 3`\n$/);
+      for (const res of [missing, notCovered, badId]) expect(res.stderr).to.not.include('/api/');
+    });
+
+    it('says which command a token lacks the role for (403, exit 5)', async function () {
+      const created = await runCli(['token', 'create', '--config', d.configFile, '--name', 'reader', '--role', 'member']);
+      expect(created.code, created.stderr).to.equal(0);
+      const res = await cli(['status'], { CHECKPOINTD_TOKEN: created.stdout.trim() });
+      expect(res.code).to.equal(5);
+      expect(res.stderr).to.equal('checkpointd: token "reader" has role member; this command needs collection-admin\n');
+    });
+  });
+
   describe('https with a private CA', function () {
     it('reaches a daemon whose certificate a private CA signed with --ca, and refuses it without (exit 4)', async function () {
       const dir = await tempDir('cpd-cli-tls-');
@@ -298,17 +328,26 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
         secure = await DaemonProcess.start({ config: { api: { tls: { cert: pki.cert, key: pki.key } } }, tls: { ca: await fs.readFile(pki.ca, 'utf8') } });
         expect(secure.url).to.match(/^https:/);
         const secureEnv = { CHECKPOINTD_URL: secure.url, CHECKPOINTD_TOKEN: secure.token };
-        const [trusted, untrusted, notPem] = await Promise.all([
+        const [trusted, untrusted, notPem, fromEnv, optionWins, envNotPem] = await Promise.all([
           runCli(['status', '--ca', pki.ca, '--json'], { env: secureEnv }),
           runCli(['status'], { env: secureEnv }),
           runCli(['status', '--ca', pki.key], { env: secureEnv }),
+          runCli(['status', '--json'], { env: { ...secureEnv, CHECKPOINTD_CA: pki.ca } }),
+          runCli(['status', '--json', '--ca', pki.ca], { env: { ...secureEnv, CHECKPOINTD_CA: pki.key } }),
+          runCli(['status'], { env: { ...secureEnv, CHECKPOINTD_CA: pki.key } }),
         ]);
         expect(trusted.code, trusted.stderr).to.equal(0);
         expect(JSON.parse(trusted.stdout)).to.have.nested.property('data.node.role', 'primary');
         expect(untrusted.code).to.equal(4);
-        expect(untrusted.stderr).to.match(/^checkpointd: cannot reach the daemon at https:.*TLS failed: .*--ca FILE/);
+        expect(untrusted.stderr).to.match(/^checkpointd: cannot reach the daemon at https:.*TLS failed: .*--ca FILE or CHECKPOINTD_CA\)/);
         expect(notPem.code).to.equal(2);
         expect(notPem.stderr).to.match(/holds no PEM certificate/);
+        // CHECKPOINTD_CA stands in for --ca; --ca wins over it.
+        expect(fromEnv.code, fromEnv.stderr).to.equal(0);
+        expect(JSON.parse(fromEnv.stdout)).to.have.nested.property('data.node.role', 'primary');
+        expect(optionWins.code, optionWins.stderr).to.equal(0);
+        expect(envNotPem.code).to.equal(2);
+        expect(envNotPem.stderr).to.equal(`checkpointd: the CA file ${pki.key} holds no PEM certificate (-----BEGIN CERTIFICATE-----)\n`);
       } finally {
         await secure?.cleanup();
         await fs.rm(dir, { recursive: true, force: true });
@@ -329,6 +368,13 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
       expect(restored.code, restored.output).to.equal(0);
       expect(restored.output).to.match(/restored space test from checkpoint/);
       expect(restored.output).to.match(/restore \[[^\]]*\] 100%/);
+      // Every frame finite and readable, and each bar keeps one total from its first frame to its last.
+      for (const [output, label] of [[res.output, 'download'], [restored.output, 'restore']] as const) {
+        const frames = progressFrames(output, label);
+        expect(frames.length, output).to.be.greaterThan(0);
+        for (const frame of frames) expect(frame).to.not.match(BrokenFigure);
+        expect(new Set(frames.map(frameTotal)).size, frames.join('\n')).to.equal(1);
+      }
     });
   });
 
@@ -354,6 +400,34 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
         expect(res.stdout, args.join(' ')).to.match(/export CHECKPOINTD_TOKEN=\$\(cat [^)]+\)\n {2}checkpointd /);
         expect(res.stdout, args.join(' ')).to.match(/Exit codes: 0 ok;/);
       });
+    });
+
+    it('has an example in the --help of every command, found from the help itself', async function () {
+      /** The subcommands a help text lists under "Commands:" (two-space indent; wrapped descriptions are deeper). */
+      const listed = (help: string): string[] => {
+        const section = help.split(/^Commands:\n/m)[1] ?? '';
+        const names: string[] = [];
+        for (const line of section.split('\n')) {
+          if (line.trim() === '') break;
+          const name = /^ {2}(\S+)/.exec(line)?.[1];
+          if (name !== undefined && name !== 'help') names.push(name);
+        }
+        return names;
+      };
+      const seen: string[] = [];
+      const visit = async (args: string[]): Promise<void> => {
+        const res = await runCli([...args, '--help']);
+        const shown = ['checkpointd', ...args].join(' ');
+        expect(res.code, shown).to.equal(0);
+        const example = /\nExamples?:\n((?: {2}\S.*\n)+)/.exec(res.stdout)?.[1];
+        expect(example, `${shown} --help has no Example section`).to.be.a('string');
+        expect(example, shown).to.include(shown);
+        seen.push(args.join(' '));
+        for (const name of listed(res.stdout)) await visit([...args, name]);
+      };
+      await visit([]);
+      expect(seen).to.include.members(['', 'run', 'token', 'token create', 'verify', 'export', 'status', 'checkpoint', 'checkpoint download', 'checkpoint restore', 'switchover', 'pause', 'resume']);
+      expect(seen).to.have.length.at.least(17);
     });
   });
 });

@@ -5,7 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { writeCheckpointArchive, type ManifestHeader, type SpaceSource } from '../../src/checkpoint/archive/index.js';
+import { hasScript, runCliOnTerminal } from '../helpers/cli-process.js';
 import { CliPath } from '../helpers/daemon-process.js';
+import { BrokenFigure, frameTotal, progressFrames } from '../helpers/progress-frames.js';
 
 const execFileP = promisify(execFile);
 
@@ -172,6 +174,23 @@ describe('checkpointd verify and export', function () {
       expect(JSON.parse(res.stdout)).to.include({ ok: false, entry: 'space/test/store/objects.ndjson' });
       expect(await fs.readdir(out)).to.deep.equal(['test.ndjson']);
       expect(await fs.readFile(path.join(out, 'test.ndjson'), 'utf8')).to.equal('previous export\n');
+    });
+  });
+
+  describe('on a terminal', function () {
+    it('draws a bar for verify and for export whose figures are all finite and whose total never changes', async function () {
+      if (!hasScript()) this.skip(); // util-linux `script` gives the command a pseudo-terminal; without it there is no TTY to test
+      const verified = await runCliOnTerminal(['verify', checkpoint], { cwd: dir });
+      expect(verified.code, verified.output).to.equal(0);
+      const exported = await runCliOnTerminal(['export', checkpoint, '--out', path.join(dir, 'tty-out')], { cwd: dir });
+      expect(exported.code, exported.output).to.equal(0);
+      for (const [output, label] of [[verified.output, 'verify'], [exported.output, 'export']] as const) {
+        const frames = progressFrames(output, label);
+        expect(frames.length, output).to.be.greaterThan(0);
+        for (const frame of frames) expect(frame).to.not.match(BrokenFigure);
+        expect(new Set(frames.map(frameTotal)).size, frames.join('\n')).to.equal(1);
+        expect(frames.at(-1)).to.match(/\] 100% /);
+      }
     });
   });
 });

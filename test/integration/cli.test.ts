@@ -1,8 +1,10 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { runCli } from '../helpers/cli-process.js';
 import { CliPath, DaemonProcess, tempDir } from '../helpers/daemon-process.js';
 
 const execFileP = promisify(execFile);
@@ -90,6 +92,70 @@ describe('checkpointd command', function () {
       const res = await cli(['--help']);
       expect(res.code).to.equal(0);
       expect(res.stdout).to.include('run').and.include('token');
+    });
+  });
+
+  describe('an installed command: version and configuration file', function () {
+    const DefaultConfigFile = '/etc/checkpointd/checkpointd.json';
+    const packageVersion = async (): Promise<string> =>
+      (JSON.parse(await fs.readFile(path.join(path.dirname(CliPath), '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+    it('prints the package version with --version and -V (exit 0), and names the option in --help', async function () {
+      const version = await packageVersion();
+      const [long, short, help] = await Promise.all([runCli(['--version']), runCli(['-V']), runCli(['--help'])]);
+      expect(long.code, long.stderr).to.equal(0);
+      expect(long.stdout).to.equal(`${version}\n`);
+      expect(short.stdout).to.equal(`${version}\n`);
+      expect(help.stdout).to.match(/-V, --version +print the version/);
+    });
+
+    it('run without --config reads the file CHECKPOINTD_CONFIG names, and its listening line and status carry the version', async function () {
+      const d = await DaemonProcess.start({ dir, spawn: { configFromEnv: true } });
+      try {
+        expect(d.child.spawnargs).to.not.include('--config');
+        const listening = d.lines.find((l) => l.message === 'listening')!;
+        expect(listening).to.include({ version: await packageVersion(), nodeVersion: process.version });
+        const status = await d.request('GET', '/api/admin/status');
+        expect(status.body).to.have.nested.property('data.version', await packageVersion());
+      } finally {
+        await d.kill('SIGTERM');
+      }
+    });
+
+    it('--config wins over CHECKPOINTD_CONFIG', async function () {
+      const d = await DaemonProcess.start({ dir, env: { CHECKPOINTD_CONFIG: path.join(dir, 'no-such.json') } });
+      try {
+        expect(d.child.spawnargs).to.include('--config');
+        expect((await d.request('GET', '/api/admin/status')).status).to.equal(200);
+      } finally {
+        await d.kill('SIGTERM');
+      }
+    });
+
+    it(`without either, reads ${DefaultConfigFile}: a missing one stops run and token create (2) naming --config and CHECKPOINTD_CONFIG, creating nothing`, async function () {
+      if (await fs.access(DefaultConfigFile).then(() => true, () => false)) this.skip(); // this machine has an installation's file; the test must not read it
+      const [run, token] = await Promise.all([runCli(['run'], { cwd: dir }), runCli(['token', 'create', '--name', 'ci', '--role', 'member'], { cwd: dir })]);
+      for (const res of [run, token]) {
+        expect(res.code, res.stderr).to.equal(2);
+        expect(res.stderr).to.equal(`checkpointd: no configuration file: ${DefaultConfigFile} does not exist; pass --config FILE, or set CHECKPOINTD_CONFIG=FILE\n`);
+      }
+      expect(await fs.readdir(dir)).to.deep.equal([]);
+    });
+
+    it('refuses a CHECKPOINTD_CONFIG that names no file (2), saying where the name came from', async function () {
+      const missing = path.join(dir, 'nope.json');
+      const res = await runCli(['run'], { env: { CHECKPOINTD_CONFIG: missing }, cwd: dir });
+      expect(res.code).to.equal(2);
+      expect(res.stderr).to.equal(`checkpointd: config ${missing} (from CHECKPOINTD_CONFIG): no such file; correct CHECKPOINTD_CONFIG, or pass --config FILE\n`);
+    });
+
+    it('token create adds the token to the tokens file of the configuration CHECKPOINTD_CONFIG names', async function () {
+      const file = await config('{"paths":{"data":"data","fileVault":"FileVault"}}');
+      const res = await runCli(['token', 'create', '--name', 'ci', '--role', 'member'], { env: { CHECKPOINTD_CONFIG: file }, cwd: os.tmpdir() });
+      expect(res.code, res.stderr).to.equal(0);
+      expect(res.stdout).to.match(/^cpd_[A-Za-z0-9_-]{43}\n$/);
+      const tokens = JSON.parse(await fs.readFile(path.join(dir, 'data', 'tokens.json'), 'utf8')) as { tokens: { name: string; role: string }[] };
+      expect(tokens.tokens.map((t) => [t.name, t.role])).to.deep.equal([['ci', 'member']]);
     });
   });
 

@@ -64,6 +64,7 @@ const Documented: Record<string, string> = {
   checkpointd_http_requests_total: 'counter',
   checkpointd_http_request_duration_seconds: 'histogram',
   checkpointd_auth_failures_total: 'counter',
+  checkpointd_build_info: 'gauge',
   checkpointd_process_cpu_seconds_total: 'counter',
   checkpointd_process_resident_memory_bytes: 'gauge',
   checkpointd_nodejs_eventloop_lag_seconds: 'gauge',
@@ -135,6 +136,12 @@ describe('/metrics (real daemons on loopback)', function () {
       const head = await d.request('HEAD', '/metrics', { token: null });
       expect(head.status).to.equal(200);
       expect(head.text).to.equal('');
+    });
+
+    it('reports its build: checkpointd_build_info 1 with the package version and the Node.js version it runs on', async function () {
+      const { version } = JSON.parse(await fs.readFile(path.join(path.dirname(CliPath), '..', '..', 'package.json'), 'utf8')) as { version: string };
+      const e = await scrape(d);
+      expect(e.samples.filter((s) => s.name === 'checkpointd_build_info').map((s) => [s.labels, s.value])).to.deep.equal([[{ version, node_version: process.version }, 1]]);
     });
 
     it('reports the role (primary 1, the others 0), an epoch of at least 1, a lease age and the journal seq', async function () {
