@@ -1,5 +1,6 @@
 /**
- * The seed's checkpoint API (`seed/checkpoint-api.txt`), to the letter:
+ * The vendor checkpoint API (ShareAspace's checkpoint API; docs/API.md
+ * "Checkpoints"), to the letter:
  * resources under /api/space/{spaceId}/checkpoint, the same resources at
  * /api/collection/checkpoint/{id}, and POST /api/admin/checkpoint for a
  * collection checkpoint. collection-admin tokens only.
@@ -24,7 +25,7 @@ function description(body: unknown): string {
   return text;
 }
 
-/** The seed's resource for one checkpoint. */
+/** The vendor checkpoint API's resource for one checkpoint. */
 export function checkpointResource(ctx: ApiContext, entry: CatalogueEntry): Record<string, unknown> {
   const self = href(ctx, 'collection', 'checkpoint', String(entry.id));
   const m = entry.manifest;

@@ -1,6 +1,6 @@
 /**
  * `GET|HEAD /metrics`: Prometheus text, unauthenticated like the health
- * endpoints (DESIGN.md "HTTP surface"), so a scraper needs no token. It shows
+ * endpoints (docs/METRICS.md), so a scraper needs no token. It shows
  * figures, never secrets: no token, key or space id is a label (metrics.ts).
  */
 import type { FastifyInstance } from 'fastify';

@@ -1,7 +1,8 @@
 /**
  * The HTTP server. Fastify was chosen for JSON-schema validation built in
- * (ajv), its speed, and steady upkeep; see the README. Its own logger is off:
- * requests are logged through winston, without headers, so no secret leaks.
+ * (ajv), its speed, and steady upkeep (docs/ARCHITECTURE.md "Libraries, and
+ * why"). Its own logger is off: requests are logged through winston, without
+ * headers, so no secret leaks.
  */
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminRoutes } from './admin-routes.js';
@@ -94,7 +95,7 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
   });
 
   app.setNotFoundHandler(async (request, reply) => {
-    const { problem } = toProblem({ statusCode: 404, message: `no route ${request.method} ${request.url.split('?')[0]}; see the README's API section` }, request.url.split('?')[0]);
+    const { problem } = toProblem({ statusCode: 404, message: `no route ${request.method} ${request.url.split('?')[0]}; see docs/API.md` }, request.url.split('?')[0]);
     return reply.code(404).type(ProblemContentType).send(problem);
   });
 

@@ -1,4 +1,4 @@
-/** Checkpoint times: ISO 8601 UTC with 7 fractional digits, as the seed shows (`2023-06-16T16:55:28.0760109Z`). */
+/** Checkpoint times: ISO 8601 UTC with 7 fractional digits, as the vendor checkpoint API shows (`2023-06-16T16:55:28.0760109Z`). */
 
 /** Now, to 100 ns where the clock gives it. */
 export function checkpointTime(): string {

@@ -1,5 +1,5 @@
 /**
- * Warm standby's checkpoint half (DESIGN.md "Failover"): a secondary keeps its
+ * Warm standby's checkpoint half (docs/ARCHITECTURE.md "Failover protocol"): a secondary keeps its
  * state current from the journal, and reads each new collection checkpoint of
  * its installation as it appears, end to end (every entry's SHA-256), so that
  * the checkpoint it would load after a gap in the journal or a rejoin is

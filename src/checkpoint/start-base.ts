@@ -1,5 +1,5 @@
 /**
- * Where a node's start-up begins (DESIGN.md "Consistency and durability"): the
+ * Where a node's start-up begins (docs/ARCHITECTURE.md "Consistency and durability"): the
  * newest collection checkpoint of this installation that verifies and that
  * the journal reaches back to. One that does not verify is logged, reported
  * in status (the catalogue's `unreadable`), and the next older one is tried,

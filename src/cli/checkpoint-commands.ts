@@ -1,5 +1,5 @@
 /**
- * `checkpointd checkpoint list|create|get|restore|delete`: the seed's
+ * `checkpointd checkpoint list|create|get|restore|delete`: the vendor
  * checkpoint API from the command line (download is in checkpoint-download.ts).
  * With `--space` a command uses the space's routes, otherwise the collection's.
  */
@@ -26,7 +26,7 @@ export interface CheckpointData {
   description: string;
 }
 
-/** A checkpoint resource (seed shape). */
+/** A checkpoint resource (the vendor checkpoint API's shape). */
 export interface CheckpointResource {
   href: string;
   data: CheckpointData;

@@ -11,7 +11,7 @@
  *   that would be overwritten (export, download without --force)
  * - 2 usage or bad configuration, or the API refused the request as wrong
  *   (400, 413, 422 and other 4xx not listed below)
- * - 3 the journal is damaged in a way that needs an operator (README runbook)
+ * - 3 the journal is damaged in a way that needs an operator (docs/OPERATIONS.md, runbook)
  * - 4 the daemon cannot be reached: connection refused, unknown host, TLS
  *   failure, timeout, or the connection broke mid-answer
  * - 5 the token was refused (401) or lacks the role (403)
@@ -26,7 +26,7 @@ import { Version } from '../version.js';
 import { ApiClient, ApiProblemError, CaEnv, DaemonUnreachableError, DefaultDaemonUrl, TokenEnv, UrlEnv, type ClientOptions } from './api-client.js';
 import { writeJson } from './format.js';
 
-/** Exit statuses (see the comment at the top of this file), documented in the README. */
+/** Exit statuses (see the comment at the top of this file), documented in docs/OPERATIONS.md "Exit codes". */
 export const ExitCode = { ok: 0, failure: 1, usage: 2, journalCorrupt: 3, unreachable: 4, refused: 5, notFound: 6, tryAgain: 7 } as const;
 
 /** The exit status for an error status the API answered with. */

@@ -6,7 +6,7 @@
  * several secondaries race for epoch N, the file system lets exactly one create
  * it, and the others see EEXIST and stand down. The file then records who
  * claimed it and `sealedSeq`, the last good record of the previous journal
- * that the new primary sealed (DESIGN.md "Failover").
+ * that the new primary sealed (docs/ARCHITECTURE.md "Failover protocol").
  *
  * The file's existence is the claim, not its content: a crash between create
  * and write leaves an empty file, and that epoch stays taken (the next

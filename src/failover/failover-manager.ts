@@ -1,5 +1,5 @@
 /**
- * The node's role (DESIGN.md "Failover"): which node is the primary, and the
+ * The node's role (docs/ARCHITECTURE.md "Failover protocol"): which node is the primary, and the
  * moment a secondary takes over.
  *
  * - Every start claims a new epoch before writing: `epoch-N` is created with
@@ -677,7 +677,7 @@ export class FailoverManager {
       options.logger.error('refusing to promote: the FileVault shows less of the journal than the primary reported durable; this node waits for its view to catch up', {
         primarySeq: known,
         vaultSeq: seen,
-        advice: 'the FileVault mount caches directory listings or file attributes; remount it without caching (see the README, installation) — or, if the primary\'s journal is really lost, promote by hand',
+        advice: 'the FileVault mount caches directory listings or file attributes; remount it without caching (see docs/OPERATIONS.md, "FileVault mount options") — or, if the primary\'s journal is really lost, promote by hand',
       });
     }
     this.promotionRefused = `the last heartbeat said the primary had seq ${known} durable, but this node's view of the FileVault shows only seq ${seen}`;
@@ -693,7 +693,7 @@ export class FailoverManager {
       options.logger.error('lease silence is not trusted for promotion: the FileVault shows the primary\'s writes late; /standby answers 503', {
         reason,
         fileVault: options.vaultDescription ?? options.dir,
-        advice: 'remount the FileVault without attribute, directory or page caching (NFS: noac,lookupcache=none; SMB: cache=none,actimeo=0; sshfs: dir_cache=no,attr_timeout=0,entry_timeout=0, no kernel_cache) — README, "FileVault mount options"',
+        advice: 'remount the FileVault without attribute, directory or page caching (NFS: noac,lookupcache=none; SMB: cache=none,actimeo=0; sshfs: dir_cache=no,attr_timeout=0,entry_timeout=0, no kernel_cache) — docs/OPERATIONS.md, "FileVault mount options"',
       });
     } else {
       options.logger.info('lease silence is trusted again: the FileVault shows the primary\'s writes in time', { leaseLagMs: Math.round(this.lag?.leaseLagMs() ?? 0) });

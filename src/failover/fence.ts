@@ -1,6 +1,6 @@
 /**
  * Fencing: may this node acknowledge now? The one rule, and the protocol
- * that makes it safe (DESIGN.md "Failover"; README "Failover" and
+ * that makes it safe (docs/ARCHITECTURE.md "Failover protocol"; docs/OPERATIONS.md
  * "Durability and the journal").
  *
  * 1. Lease (lease-file.ts, lease-holder.ts, lease-watcher.ts). The primary

@@ -1,5 +1,5 @@
 /**
- * The heartbeat channel (DESIGN.md "Failover"): the primary serves WebSocket
+ * The heartbeat channel (docs/ARCHITECTURE.md "Failover protocol"): the primary serves WebSocket
  * `/api/failover` and sends every connected secondary a heartbeat every
  * `heartbeatMs` (epoch, seq, newest checkpoint id); each secondary answers
  * with the seq it has applied, which is its lag, and echoes the beat's send

@@ -1,5 +1,5 @@
 /**
- * Failover (DESIGN.md "Failover"): the primary's lease in
+ * Failover (docs/ARCHITECTURE.md "Failover protocol"): the primary's lease in
  * `FileVault/failover/lease.json` and the epoch claims beside it. The whole
  * protocol is stated at the top of fence.ts; the lease file, its holder and
  * its watcher each have a file, the epoch claims epochs.ts.

@@ -23,8 +23,12 @@
  * - A bad frame (short header, bad length, frame past end of file, CRC
  *   mismatch, payload that is not a record) in the LAST file, with no valid
  *   frame carrying a later seq anywhere after it, is a torn tail: a write that
- *   never finished, hence never acknowledged. It is cut off at the end of the
- *   last good record (ftruncate + fsync, logged) and nothing before it is lost.
+ *   never finished, hence never acknowledged. The journal ends at the last
+ *   good record and nothing before it is lost. The daemon leaves the torn
+ *   bytes where they are (their writer may still be alive on another host):
+ *   the next primary's own file starts right after that record and seals them
+ *   off (Store.promote). scanJournal can also cut them (`repair`: ftruncate +
+ *   fsync, logged), which only an in-process Store opened for writing does.
  * - Two batches in flight when the writer died: the second landed, the first
  *   did not (a hole of zero bytes before it). Batches are acknowledged in file
  *   order, so nothing from the first missing byte on was acknowledged: when

@@ -2,7 +2,7 @@
  * The whole in-memory store — templates and spaces — as one persistent value.
  *
  * Why persistent: a checkpoint must be consistent at one `seq` without
- * stopping writers (DESIGN.md, "Consistency and durability"). With an
+ * stopping writers (docs/ARCHITECTURE.md, "Consistency and durability"). With an
  * immutable state, taking the snapshot is keeping a reference to the current
  * `StoreState`; commits go on producing new states, each sharing all untouched
  * structure with the last (Immutable.js maps, and `SortedMap` B+trees for

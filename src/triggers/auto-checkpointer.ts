@@ -1,5 +1,5 @@
 /**
- * Automatic collection checkpoints (DESIGN.md "Automatic checkpoints"): the
+ * Automatic collection checkpoints (docs/API.md "Automatic checkpoints"): the
  * journal threshold, system events and the cron schedule all end here, in
  * {@link AutoCheckpointer.fire}.
  *

@@ -1,5 +1,5 @@
 /**
- * Where everything lives inside the FileVault (DESIGN.md "FileVault layout").
+ * Where everything lives inside the FileVault (docs/ARCHITECTURE.md "FileVault layout").
  * Only this file knows the folder names.
  */
 import { promises as fs } from 'node:fs';

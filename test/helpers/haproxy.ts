@@ -138,7 +138,7 @@ export class Haproxy {
   private readonly exited: Promise<void>;
 
   private constructor(
-    /** The front end's base URL, http://127.0.0.1:PORT. */
+    /** The front end's base URL, http(s)://127.0.0.1:PORT. */
     readonly url: string,
     readonly configFile: string,
     readonly statsSocket: string,
@@ -158,11 +158,23 @@ export class Haproxy {
   static async start(options: HaproxyOptions): Promise<Haproxy> {
     if (options.backends.length === 0) throw new Error('haproxy needs at least one backend');
     const port = await DaemonProcess.freePort();
-    const configFile = path.join(options.dir, 'haproxy.cfg');
     const statsSocket = path.join(options.dir, 'haproxy.sock');
-    await fs.writeFile(configFile, configText(port, statsSocket, options));
+    return Haproxy.startConfig({ dir: options.dir, text: configText(port, statsSocket, options), url: `http://127.0.0.1:${port}`, statsSocket });
+  }
+
+  /**
+   * Run a configuration written elsewhere (the documentation's, say): `text`
+   * is written to `dir`/haproxy.cfg as is; `url` is its front end (the port
+   * must be free), `statsSocket` the `stats socket` path it names; the backend
+   * whose servers {@link serverStates} reports must be called `checkpointd`.
+   */
+  static async startConfig(options: { dir: string; text: string; url: string; statsSocket: string }): Promise<Haproxy> {
+    const port = Number(new URL(options.url).port);
+    const configFile = path.join(options.dir, 'haproxy.cfg');
+    const statsSocket = options.statsSocket;
+    await fs.writeFile(configFile, options.text);
     const child = spawn(await haproxyPath(), ['-f', configFile, '-db'], { cwd: options.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    const proxy = new Haproxy(`http://127.0.0.1:${port}`, configFile, statsSocket, child);
+    const proxy = new Haproxy(options.url, configFile, statsSocket, child);
     // A missing binary is an 'error' event, not an exit.
     const spawnError: { error?: Error } = {};
     child.on('error', (error) => (spawnError.error = error));

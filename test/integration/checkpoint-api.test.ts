@@ -55,10 +55,10 @@ describe('checkpoint API (real daemon on loopback)', function () {
     await d.cleanup();
   });
 
-  describe('create, list, get (the seed\'s shapes)', function () {
+  describe('create, list, get (the vendor API\'s shapes)', function () {
     let created: Resource;
 
-    it('creates a space checkpoint: 201, Location, the seed\'s resource with hrefs from api.publicUrl', async function () {
+    it('creates a space checkpoint: 201, Location, the vendor API\'s resource with hrefs from api.publicUrl', async function () {
       const res = await d.request('POST', '/api/space/test/checkpoint', { body: { description: 'Checkpoint 1 description' } });
       expect(res.status, res.text).to.equal(201);
       created = res.body as Resource;
@@ -206,7 +206,7 @@ describe('checkpoint API (real daemon on loopback)', function () {
         const refused = await rawGet(d, route, { 'if-match': tag });
         expect(refused.status, tag).to.equal(412);
         expect(refused.headers.get('content-type')).to.match(/^application\/problem\+json/);
-        expect(JSON.parse(refused.body.toString('utf8')).detail).to.include(`"${sha256}"`);
+        expect((JSON.parse(refused.body.toString('utf8')) as { detail: string }).detail).to.include(`"${sha256}"`);
       }
     });
 

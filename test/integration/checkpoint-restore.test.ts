@@ -149,7 +149,7 @@ describe('checkpoint restore (real daemons on loopback)', function () {
     expect({ test: await objects(d, 'test'), other: await objects(d, 'other') }).to.deep.equal(before);
   });
 
-  it('the seed\'s Tip: a checkpoint file copied into another installation\'s FileVault is listed and restores there', async function () {
+  it('the vendor API\'s Tip: a checkpoint file copied into another installation\'s FileVault is listed and restores there', async function () {
     const cp = await checkpoint(d, '/api/space/test/checkpoint');
     const source = await objects(d, 'test');
     const target = await DaemonProcess.start();

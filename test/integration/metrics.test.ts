@@ -8,12 +8,13 @@
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import { node, promotedTo, seedSpace } from '../helpers/cluster.js';
 import { CliPath, DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { RepoRoot } from '../helpers/doc-blocks.js';
 import { parsePrometheusText, sampleValue, type Exposition } from '../helpers/prometheus-text.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -35,40 +36,30 @@ interface CheckpointData {
   time: string;
 }
 
-/** Every metric the README documents, with its type. */
+/** The metrics table of docs/METRICS.md ("What is measured"): name → type, wildcard rows (`checkpointd_process_*`) left out. */
+function metricsTable(): Record<string, string> {
+  const text = readFileSync(path.join(RepoRoot, 'docs', 'METRICS.md'), 'utf8');
+  const section = text.slice(text.indexOf('\n## What is measured'), text.indexOf('\n## ', text.indexOf('\n## What is measured') + 1));
+  const table: Record<string, string> = {};
+  for (const m of section.matchAll(/^\| `(checkpointd_[a-z_]+)` \| (gauge|counter|histogram|summary) \|/gm)) table[m[1]!] = m[2]!;
+  return table;
+}
+
+/** Every metric docs/METRICS.md documents, with its type, and three of prom-client's process metrics it names. */
 const Documented: Record<string, string> = {
-  checkpointd_role: 'gauge',
-  checkpointd_epoch: 'gauge',
-  checkpointd_lease_age_seconds: 'gauge',
-  checkpointd_promotion_paused: 'gauge',
-  checkpointd_heartbeat_age_seconds: 'gauge',
-  checkpointd_heartbeat_round_trip_seconds: 'gauge',
-  checkpointd_standbys: 'gauge',
-  checkpointd_standby_lag_records: 'gauge',
-  checkpointd_standby_follow_failing_seconds: 'gauge',
-  checkpointd_vault_visibility_lag_seconds: 'gauge',
-  checkpointd_journal_seq: 'gauge',
-  checkpointd_journal_since_checkpoint_bytes: 'gauge',
-  checkpointd_vault_readable: 'gauge',
-  checkpointd_checkpoints: 'gauge',
-  checkpointd_checkpoints_unusable: 'gauge',
-  checkpointd_checkpoint_newest_size_bytes: 'gauge',
-  checkpointd_checkpoint_last_success_timestamp_seconds: 'gauge',
-  checkpointd_checkpoint_duration_seconds: 'histogram',
-  checkpointd_checkpoint_failures_total: 'counter',
-  checkpointd_restores_total: 'counter',
-  checkpointd_failovers_total: 'counter',
-  checkpointd_lease_renewal_interval_seconds: 'histogram',
-  checkpointd_heartbeat_interval_seconds: 'histogram',
-  checkpointd_process_pauses_total: 'counter',
-  checkpointd_http_requests_total: 'counter',
-  checkpointd_http_request_duration_seconds: 'histogram',
-  checkpointd_auth_failures_total: 'counter',
-  checkpointd_build_info: 'gauge',
+  ...metricsTable(),
   checkpointd_process_cpu_seconds_total: 'counter',
   checkpointd_process_resident_memory_bytes: 'gauge',
   checkpointd_nodejs_eventloop_lag_seconds: 'gauge',
 };
+
+describe('docs/METRICS.md', function () {
+  it('documents the metrics this test checks: the table reads, with a type for each', function () {
+    const table = metricsTable();
+    expect(Object.keys(table).length, 'metrics in the table').to.be.at.least(27);
+    for (const name of ['checkpointd_role', 'checkpointd_epoch', 'checkpointd_checkpoint_duration_seconds', 'checkpointd_auth_failures_total', 'checkpointd_heartbeat_interval_seconds']) expect(table, name).to.have.property(name);
+  });
+});
 
 describe('Prometheus text parser (test helper)', function () {
   it('reads HELP, TYPE, labels with escaped values, NaN and ±Inf', function () {

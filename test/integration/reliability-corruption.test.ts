@@ -17,7 +17,7 @@ describe('reliability: corrupted checkpoints and journals (real daemon)', functi
   this.timeout(90_000);
   const log = (line: string): void => console.log(`      [corruption] ${line}`);
 
-  it('detects every damage (status, /metrics, a standby), falls back or refuses as DESIGN.md says, and never serves a wrong value (fixed seed)', async function () {
+  it('detects every damage (status, /metrics, a standby), falls back or refuses as docs/OPERATIONS.md says, and never serves a wrong value (fixed seed)', async function () {
     const r = await runCorruption({ trials: 4, seed: 36, log });
     log(r.summary);
     expect(r.violations).to.deep.equal([]);

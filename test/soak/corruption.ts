@@ -1,7 +1,7 @@
 /**
  * Corruption: a bit flipped or the file truncated at a random offset, in the
  * newest checkpoint or in the journal of a cleanly stopped daemon; then a
- * restart on the same folder. What each case must give (RELIABILITY.md):
+ * restart on the same folder. What each case must give (docs/RELIABILITY.md):
  *
  * - newest checkpoint, flip or truncation: the daemon starts, skips it (falls
  *   back to the older checkpoint and a longer journal replay), reports it in
@@ -19,7 +19,7 @@
  * - newest journal file, bit flip in record r: if r is the last record, the
  *   daemon cuts r (logged) and serves the state before it, or refuses to
  *   start (exit 3); a cleanly written last record and a torn one look alike,
- *   so the cut is the documented cost (README). If records follow r, it must
+ *   so the cut is the documented cost (docs/OPERATIONS.md). If records follow r, it must
  *   refuse to start with exit 3, naming the file and r's offset, and leave
  *   the file as it was. Never may it serve r's flipped value.
  * - an older journal file (all its records covered by the newest

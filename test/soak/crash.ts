@@ -1,7 +1,7 @@
 /**
  * Crash during checkpoint: SIGKILL a real daemon at random moments while a
  * checkpoint is being written, with writers committing all along, then
- * restart it on the same folder and check the promises of DESIGN.md:
+ * restart it on the same folder and check the promises of docs/ARCHITECTURE.md:
  * - every checkpoint the API lists verifies end to end (the real
  *   `checkpointd verify`), and status reports none unusable;
  * - the temp files the kill left in FileVault/checkpoint are gone once the

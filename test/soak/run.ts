@@ -1,6 +1,6 @@
 /**
  * `npm run soak -- NAME [--trials N]`: the reliability suites at full length
- * (RELIABILITY.md lists them and their latest figures). `npm test` runs each
+ * (docs/RELIABILITY.md lists them and their latest figures). `npm test` runs each
  * suite's few-trial version from test/integration/reliability-*.test.ts with
  * the same code. Exit status 1 when a suite finds a violation.
  */

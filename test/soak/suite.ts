@@ -8,7 +8,7 @@ export interface SuiteOptions {
   log: (line: string) => void;
 }
 
-/** The outcome: figures for RELIABILITY.md and every violation found (none is the target). */
+/** The outcome: figures for docs/RELIABILITY.md and every violation found (none is the target). */
 export interface SuiteReport {
   /** One line: trials, faults injected, inputs tried, what was lost. */
   summary: string;

@@ -3,7 +3,8 @@
  * sources. The manifest must come first but lists every file's size and
  * SHA-256, so its place is reserved at its longest possible length and filled
  * at the end, padded with spaces; stored entries' headers are patched the same
- * way. The whole file's SHA-256 is then read back from the page cache.
+ * way. The whole file's SHA-256 is then read back from the disk (with
+ * O_DIRECT where the file system allows it; write-worker.ts).
  *
  * The main thread only encodes the sources into batches and the ZIP records;
  * a write worker (worker-sink.ts, write-worker.ts) hashes, CRCs, deflates and

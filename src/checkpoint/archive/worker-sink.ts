@@ -38,7 +38,7 @@ const MaxUnsyncedBytes = 2 * SyncEveryBytes;
  * while one is hashed). Read straight from the disk at its full speed, the
  * read-back holds up the journal's writes: with 16 saturating writers around a
  * 1 GiB `store` checkpoint, p99 12.8–14.0 ms with 4 MiB reads, 6.8–6.9 ms
- * with 1 MiB, the checkpoint as long (bench/README.md, ninth session).
+ * with 1 MiB, the checkpoint as long (bench/HISTORY.md, ninth session).
  */
 const HashReadBytes = 1024 * 1024;
 /**
@@ -47,7 +47,7 @@ const HashReadBytes = 1024 * 1024;
  * what was written since the one before: another process copying a file with
  * O_DIRECT beside 16 saturating writers kept their p99 within 2× of its
  * baseline at 25 MiB/s in 64 KiB writes, and not at 50 MiB/s in 1 MiB ones
- * (bench/README.md, tenth session).
+ * (bench/HISTORY.md, tenth session).
  */
 const PacedIoBytes = 64 * 1024;
 /**

@@ -19,7 +19,7 @@
  * gigabyte cost this thread 1.5–3.7 s of system time (pages to take, fill and
  * flush), its fdatasyncs every 8 MiB held the encoder up, and a commit's fsync
  * waited behind the dirty pages; written directly, 0.1 s of system time, no
- * syncs until the last, and the main thread no longer waits (bench/README.md).
+ * syncs until the last, and the main thread no longer waits (bench/HISTORY.md, eighth session).
  *
  * This function runs as an eval worker's whole source (see worker-sink.ts), so
  * it may use nothing from outside itself but its parameters: no imports at run
@@ -133,7 +133,7 @@ export function writeWorkerMain(
   // the one before it started (by the clock, not by its schedule: one that started late does not let the next
   // catch up), so that the disk sees an even trickle, never a burst. Journal fsyncs flush the disk's whole
   // write cache (a virtual disk without FUA), so every byte written beside them is waited for by some commit
-  // (bench/README.md, tenth session).
+  // (bench/HISTORY.md, tenth session).
   let nextTurn = 0;
   /** Milliseconds until the next move's turn (0: now, or unpaced). */
   const untilTurn = (): number => (init.bytesPerSecond <= 0 ? 0 : nextTurn - performance.now());
