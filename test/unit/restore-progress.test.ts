@@ -71,6 +71,10 @@ describe('restore progress (Checkpointer.restoring)', function () {
     const at = Math.floor(bytes.length / 2);
     bytes[at] = bytes[at]! ^ 0xff;
     await fs.writeFile(entry.file, bytes);
+    // A node that first sees the file damaged (a catalogue that saw it whole calls it changed and never reads it).
+    const fresh = new Catalogue(path.join(dir, 'checkpoint'), silentLogger());
+    await fresh.init();
+    checkpointer = new Checkpointer({ catalogue: fresh, store, logger: silentLogger(), node: 'n', compression: { method: 'deflate', level: 1 }, installation: randomUUID() });
     const { seen, failed } = await watch(checkpointer.restore(entry.id, 's'));
     expect(failed).to.equal(true);
     expect(seen.length, 'the restore failed before it started reading').to.be.greaterThan(0);
