@@ -14,6 +14,11 @@ import { threadCount } from '../helpers/threads.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const MiB = 1024 * 1024;
+/**
+ * Rounds of the abort test: a sample in npm test, the full count in npm run
+ * test:e2e, which runs this file again with CHECKPOINTD_EXHAUSTIVE=1.
+ */
+const AbortRounds = process.env.CHECKPOINTD_EXHAUSTIVE === '1' ? { write: 30, read: 40 } : { write: 6, read: 10 };
 const header: ManifestHeader = { id: 3, scope: 'space', description: 'reader', time: '2024-01-02T03:04:05.0000000Z', trigger: 'manual', node: 'node-a', epoch: 1, seq: 9 };
 
 
@@ -96,9 +101,10 @@ describe('checkpoint archive: the read worker', function () {
     await writeCheckpointArchive(file, header, null, [{ id: 's', template: { name: 'plm', version: '1.0' }, objects: 0, createdSeq: 0, updatedSeq: 0, files: small }], { compression: { method: 'deflate', level: 1 } });
     const threads = threadCount();
     let aborted = 0;
-    for (let round = 0; round < 30; round++) {
+    for (let round = 0; round < AbortRounds.write; round++) {
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), Math.floor(Math.random() * 40));
+      // Moments spread over the whole write, whatever the count: round r aborts after r/rounds of 40 ms, plus jitter.
+      const timer = setTimeout(() => controller.abort(), Math.floor((40 * round) / AbortRounds.write + Math.random() * (40 / AbortRounds.write)));
       const reading = readCheckpointArchive(file, {
         async file(_entry, data) {
           for await (const _chunk of data) {
@@ -124,7 +130,7 @@ describe('checkpoint archive: the read worker', function () {
     expect(aborted, 'writes aborted midway').to.be.greaterThan(0);
     // A consumer that gives up right at the end of an entry (as the loader does on a line it refuses): the worker
     // is then starting the next entry's inflater, the moment a terminate() from outside would crash the process.
-    for (let round = 0; round < 40; round++) {
+    for (let round = 0; round < AbortRounds.read; round++) {
       const stopAt = Math.floor(Math.random() * 300);
       let entries = 0;
       const err = await readCheckpointArchive(file, {
