@@ -7,13 +7,14 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { checkpointFileName, type CatalogueEntry } from '../checkpoint/index.js';
+import { MaxDescriptionLength } from '../config/index.js';
 import { BadRequestError, NotFoundError, UnavailableError } from '../errors.js';
 import { validateSpaceId } from '../store/index.js';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
 import { sendDownload, type Download } from './file-download.js';
 
-/** The description from a create body: optional, at most 1000 characters. */
+/** The description from a create body: optional, at most MaxDescriptionLength characters. */
 function description(body: unknown): string {
   if (body === undefined || body === null) return '';
   if (typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('the body must be a JSON object like {"description":"before the upgrade"}, or empty');
@@ -21,7 +22,7 @@ function description(body: unknown): string {
   const unknown = Object.keys(rest);
   if (unknown.length > 0) throw new BadRequestError(`body has an unknown property ${JSON.stringify(unknown[0])}; only "description" is accepted`);
   if (text === undefined) return '';
-  if (typeof text !== 'string' || text.length > 1000) throw new BadRequestError('body.description must be a string of at most 1000 characters');
+  if (typeof text !== 'string' || text.length > MaxDescriptionLength) throw new BadRequestError(`body.description must be a string of at most ${MaxDescriptionLength} characters`);
   return text;
 }
 

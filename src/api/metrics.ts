@@ -11,7 +11,7 @@
  * request, a refused token.
  *
  * A scrape never fails because the FileVault does not answer: each read of it
- * waits at most {@link VaultWaitMs}; `checkpointd_vault_readable` then says 0
+ * waits at most {@link ScrapeVaultWaitMs}; `checkpointd_vault_readable` then says 0
  * and the checkpoint figures are those of the last read that worked.
  *
  * Labels stay few and bounded: routes are Fastify's templates (never the raw
@@ -22,12 +22,10 @@ import { promises as fs } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import { isOwnCollection, type Catalogue, type CatalogueEntry, type Checkpointer, type CheckpointScope, type CreateRequest, type RestoreResult } from '../checkpoint/index.js';
 import type { FailoverStatus, LeaseRenewal, Role } from '../failover/index.js';
+import { ScrapeVaultWaitMs } from '../config/index.js';
 import type { Pause } from '../log/index.js';
 import type { Store } from '../store/index.js';
 import { AuthFailures, type AuthFailure } from './auth.js';
-
-/** Longest a scrape waits for one read of the FileVault (a hung network mount must not hang the scrape). */
-export const VaultWaitMs = 2000;
 
 /** Prefix of every metric, prom-client's process metrics included. */
 export const MetricPrefix = 'checkpointd_';
@@ -195,7 +193,7 @@ export class Metrics {
     });
     pulled(registry, 'journal_seq', 'Last journal sequence number this node has applied.', [], (set) => set(options.store.state.seq));
     pulled(registry, 'journal_since_checkpoint_bytes', 'Journal bytes written after the newest collection checkpoint (what checkpoint.journalThreshold compares).', [], (set) => set(this.view.journalBytes));
-    pulled(registry, 'vault_readable', `1 if the FileVault's checkpoint folder answered the last scrape within ${VaultWaitMs / 1000} s, else 0 (the checkpoint figures are then the last ones read).`, [], (set) =>
+    pulled(registry, 'vault_readable', `1 if the FileVault's checkpoint folder answered the last scrape within ${ScrapeVaultWaitMs / 1000} s, else 0 (the checkpoint figures are then the last ones read).`, [], (set) =>
       set(Number(this.view.readable)),
     );
     pulled(registry, 'checkpoints', 'Usable checkpoints in the FileVault, by scope.', ['scope'], (set) => {
@@ -337,12 +335,12 @@ export class Metrics {
     if (Number.isFinite(ms) && ms >= 0) this.requestSeconds.observe(labels, ms / 1000);
   }
 
-  /** Re-read the checkpoint folder and the journal folder, each waiting at most {@link VaultWaitMs}. */
+  /** Re-read the checkpoint folder and the journal folder, each waiting at most {@link ScrapeVaultWaitMs}. */
   private async refresh(): Promise<void> {
     const { catalogue } = this.options;
     const [readable, entries] = await Promise.all([
-      within(fs.readdir(catalogue.dir).then(() => true, () => false), VaultWaitMs, false),
-      within(this.list(), VaultWaitMs, null),
+      within(fs.readdir(catalogue.dir).then(() => true, () => false), ScrapeVaultWaitMs, false),
+      within(this.list(), ScrapeVaultWaitMs, null),
     ]);
     this.view.readable = readable;
     if (entries !== null) {
@@ -352,7 +350,7 @@ export class Metrics {
       const own = entries.filter((e) => isOwnCollection(e, this.options.installation));
       this.view.newest = own.sort((a, b) => a.manifest.seq - b.manifest.seq || a.id - b.id).at(-1) ?? null;
     }
-    this.view.journalBytes = await within(this.journalBytesAfter(this.view.newest?.manifest.seq ?? 0), VaultWaitMs, null);
+    this.view.journalBytes = await within(this.journalBytesAfter(this.view.newest?.manifest.seq ?? 0), ScrapeVaultWaitMs, null);
   }
 
   /** The catalogue's checkpoints (null: the folder cannot be read); a read still running from an earlier scrape is shared. */

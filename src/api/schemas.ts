@@ -1,4 +1,5 @@
 /** JSON schemas of request bodies; Fastify validates them (ajv) before a handler runs. */
+import { MaxTransactionOps } from '../config/index.js';
 
 /** POST /api/template */
 export const TemplateBody = {
@@ -40,5 +41,5 @@ export const TransactionBody = {
   type: 'object',
   required: ['ops'],
   additionalProperties: false,
-  properties: { ops: { type: 'array', minItems: 1, maxItems: 10000, items: { type: 'object' } } },
+  properties: { ops: { type: 'array', minItems: 1, maxItems: MaxTransactionOps, items: { type: 'object' } } },
 } as const;

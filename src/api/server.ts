@@ -19,10 +19,7 @@ import { parseJsonBody } from './json-body.js';
 import { ProblemContentType, toProblem } from './problem.js';
 import { spaceRoutes } from './space-routes.js';
 import { templateRoutes } from './template-routes.js';
-import { RequestTimeoutMs } from '../config/index.js';
-
-/** Longest URL accepted (414 beyond). */
-const MaxUrlLength = 8192;
+import { MaxParamLength, MaxUrlLength, RequestTimeoutMs } from '../config/index.js';
 
 /**
  * Build the Fastify app with every route; the caller listens. With `tls` (the
@@ -35,7 +32,7 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
     https: tls === null ? null : { cert: tls.cert, key: tls.key },
     bodyLimit: ctx.config.api.bodyLimitBytes,
     requestTimeout: RequestTimeoutMs,
-    routerOptions: { maxParamLength: 512 },
+    routerOptions: { maxParamLength: MaxParamLength },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     clientErrorHandler: answerClientError,

@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { TokenRecheckMs } from '../config/index.js';
 import { BadRequestError, ConfigError, ConflictError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { TokenPrefix } from '../log/index.js';
@@ -30,8 +31,6 @@ interface TokenFile {
 }
 
 const TokenName = /^[A-Za-z0-9._-]{1,64}$/;
-// Re-check the file's mtime at most this often (on failed lookups; on successful ones, separately).
-const RecheckMs = 1000;
 
 function hashToken(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
@@ -104,16 +103,16 @@ export class TokenStore {
   async verify(token: string): Promise<TokenEntry | undefined> {
     const found = this.lookup(token);
     // A known token is checked against the file too (throttled on its own clock): a token revoked by
-    // removing its entry must stop working within RecheckMs, not only after some other lookup fails.
+    // removing its entry must stop working within TokenRecheckMs, not only after some other lookup fails.
     if (found !== undefined) return (await this.reloadIfChanged('revalidatedAt')) ? this.lookup(token) : found;
     // An unknown one may have just been made by `checkpointd token create`.
     return (await this.reloadIfChanged('checkedAt')) ? this.lookup(token) : undefined;
   }
 
-  /** Re-read the file when its mtime differs from the one loaded, at most once per RecheckMs per `clock`; true when re-read. */
+  /** Re-read the file when its mtime differs from the one loaded, at most once per TokenRecheckMs per `clock`; true when re-read. */
   private async reloadIfChanged(clock: 'checkedAt' | 'revalidatedAt'): Promise<boolean> {
     const now = Date.now();
-    if (now - this[clock] < RecheckMs) return false;
+    if (now - this[clock] < TokenRecheckMs) return false;
     this[clock] = now;
     const stat = await fs.stat(this.file).catch(() => undefined);
     if ((stat?.mtimeMs ?? 0) === this.mtimeMs) return false;

@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { StaleTempMs } from '../config/index.js';
 import { ConflictError, NotFoundError, storageFailure } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { fsyncDir, removeLargeFile, removeTempFiles, tempPathFor, writeFileAtomic } from '../vault/index.js';
@@ -92,7 +93,7 @@ export class Catalogue {
   /** Create the folder and remove temp files a crash left behind. */
   async init(): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true });
-    const removed = await removeTempFiles(this.dir);
+    const removed = await removeTempFiles(this.dir, StaleTempMs);
     if (removed.length > 0) this.logger.warn('removed unfinished checkpoint temp files', { dir: this.dir, files: removed });
     if (this.hashCacheFile !== undefined) {
       try {

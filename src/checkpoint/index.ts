@@ -5,4 +5,14 @@ export { loadCheckpoint, loadCollectionState } from './checkpoint-loader.js';
 export { isOwnCollection, planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 export { StandbyPreloader, type PreloadedCheckpoint, type PreloadStatus } from './standby-preloader.js';
 export { loadStartBase, type StartBase } from './start-base.js';
-export { type CheckpointScope, type Compression, type Manifest } from './archive/index.js';
+export {
+  CheckpointFormatError,
+  isSafeSegment,
+  readCheckpointArchive,
+  spaceEntryPath,
+  verifyCheckpointArchive,
+  type CheckpointScope,
+  type Compression,
+  type Manifest,
+  type VerifyResult,
+} from './archive/index.js';

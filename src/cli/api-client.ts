@@ -15,7 +15,7 @@ import { promises as fs } from 'node:fs';
 import http, { STATUS_CODES, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { DefaultApiHost, DefaultApiPort } from '../config/index.js';
+import { ConnectTimeoutMs, DefaultDaemonUrl, MaxAnswerBytes } from '../config/index.js';
 import { ConfigError } from '../errors.js';
 import { inCommandTerms } from './route-advice.js';
 
@@ -25,12 +25,6 @@ export const TokenEnv = 'CHECKPOINTD_TOKEN';
 export const UrlEnv = 'CHECKPOINTD_URL';
 /** The environment variable naming the PEM CA bundle for an https daemon (`--ca` wins). */
 export const CaEnv = 'CHECKPOINTD_CA';
-/** Where the daemon listens when neither `--url` nor CHECKPOINTD_URL says otherwise. */
-export const DefaultDaemonUrl = `http://${DefaultApiHost}:${DefaultApiPort}`;
-/** How long to wait for the TCP connection; an answer itself may take long (a restore, a big checkpoint). */
-export const ConnectTimeoutMs = 10_000;
-/** Largest JSON answer read into memory (a list of many thousands of checkpoints fits). */
-const MaxAnswerBytes = 64 * 1024 * 1024;
 
 /** The options every client command shares. */
 export interface ClientOptions {

@@ -5,13 +5,11 @@
  */
 import { createReadStream, promises as fs } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RestorePollMs } from '../config/index.js';
 import { ConfigError } from '../errors.js';
 import type { ApiClient } from './api-client.js';
 import { formatBytes, formatTable, formatTime, writeJson } from './format.js';
 import { byteProgress, type ProgressStream } from './progress.js';
-
-/** How often `restore` asks the daemon how far it has read, while its POST waits (terminal only). */
-export const RestorePollMs = 250;
 
 /** The `data` of a checkpoint resource, as the API answers it. */
 export interface CheckpointData {

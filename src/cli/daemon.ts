@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, Metrics, TokenStore, type ApiContext } from '../api/index.js';
 import { Catalogue, Checkpointer, loadStartBase, replayRestore, StandbyPreloader } from '../checkpoint/index.js';
-import { readCertificateAuthorities, readServerCertificate, type Config } from '../config/index.js';
+import { InFlightGraceMs, PreloadIntervalMs, readCertificateAuthorities, readServerCertificate, StaleTempMs, type Config } from '../config/index.js';
 import { listJournalFiles } from '../journal/index.js';
 import { PauseMonitor, type Logger } from '../log/index.js';
 import { Store } from '../store/index.js';
@@ -23,19 +23,6 @@ import { Version } from '../version.js';
 export const AdminTokenFile = 'admin.token';
 /** Node-local cache of checkpoint files' SHA-256s, inside paths.data. */
 export const CheckpointHashCache = 'checkpoint-sha256.json';
-/**
- * Longest a clean shutdown may take before the process exits anyway: in-flight
- * requests, then the clean-shutdown checkpoint. systemd's TimeoutStopSec must
- * be longer.
- */
-export const ShutdownTimeoutMs = 60_000;
-/**
- * How long a shutdown waits for the requests in flight (a commit takes
- * milliseconds) before it cuts their connections: a slow download or a body
- * that never ends must not hold the journal and the lease until
- * ShutdownTimeoutMs runs out.
- */
-export const InFlightGraceMs = 10_000;
 /** During a shutdown, how often keep-alive connections whose request has been answered are closed. */
 const IdleReapMs = 50;
 
@@ -184,7 +171,7 @@ export class Daemon {
         requestCheckpoint: (event) => autoHolder.auto?.event(event),
         rebuild: async () => (await openFromNewest()).store,
         early,
-        preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: 500 }),
+        preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: PreloadIntervalMs }),
         heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
         onClusterTokenRefused: () => metrics.authFailed('cluster_token'),
         onLeaseRenewed: (renewal) => metrics.leaseRenewed(renewal),
@@ -302,7 +289,7 @@ async function removeSmallFileTemps(config: Config, vault: VaultPaths, logger: L
     [config.paths.data, [CheckpointHashCache, AdminTokenFile]],
   ];
   for (const [dir, names] of folders) {
-    const removed = await removeTempFiles(dir, names);
+    const removed = await removeTempFiles(dir, StaleTempMs, names);
     if (removed.length > 0) logger.warn('removed temp files a crash left behind', { dir, files: removed });
   }
 }

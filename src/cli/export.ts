@@ -9,7 +9,7 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CheckpointFormatError, isSafeSegment, readCheckpointArchive, spaceEntryPath, type Manifest } from '../checkpoint/archive/index.js';
+import { CheckpointFormatError, isSafeSegment, readCheckpointArchive, spaceEntryPath, type Manifest } from '../checkpoint/index.js';
 import { ConflictError, UnprocessableError } from '../errors.js';
 import { formatBytes } from './format.js';
 import { byteProgress } from './progress.js';

@@ -20,10 +20,10 @@
  *   503 (not the primary, fenced, still starting); the message says which
  */
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigEnv, DefaultConfigFile } from '../config/index.js';
+import { ConfigEnv, DefaultConfigFile, DefaultDaemonUrl, MaxDescriptionLength } from '../config/index.js';
 import { BadRequestError, ConfigError, JournalCorruptError } from '../errors.js';
 import { Version } from '../version.js';
-import { ApiClient, ApiProblemError, CaEnv, DaemonUnreachableError, DefaultDaemonUrl, TokenEnv, UrlEnv, type ClientOptions } from './api-client.js';
+import { ApiClient, ApiProblemError, CaEnv, DaemonUnreachableError, TokenEnv, UrlEnv, type ClientOptions } from './api-client.js';
 import { writeJson } from './format.js';
 
 /** Exit statuses (see the comment at the top of this file), documented in docs/OPERATIONS.md "Exit codes". */
@@ -180,7 +180,7 @@ clientCommand(checkpoint, 'list', 'list checkpoints: all of them, or those that 
   );
 clientCommand(checkpoint, 'create', 'make a checkpoint now: of one space with --space, else of the whole collection', 'checkpointd checkpoint create --description "before the upgrade"')
   .option('--space <id>', 'checkpoint only this space (space scope)')
-  .option('--description <text>', 'a description kept in the checkpoint (at most 1000 characters)')
+  .option('--description <text>', `a description kept in the checkpoint (at most ${MaxDescriptionLength} characters)`)
   .action(async (options: CheckpointOptions & { description?: string }) =>
     withClient(options, async (client) => {
       const { createCommand } = await import('./checkpoint-commands.js');

@@ -9,9 +9,9 @@
  * READY=1 once serving, RELOADING=1/READY=1 around a reload, STOPPING=1 at a
  * shutdown, and pings the watchdog (see systemd-notify.ts).
  */
-import { loadCommandConfig } from '../config/index.js';
+import { loadCommandConfig, ShutdownTimeoutMs } from '../config/index.js';
 import { createLogger } from '../log/index.js';
-import { Daemon, ShutdownTimeoutMs } from './daemon.js';
+import { Daemon } from './daemon.js';
 import { reloadConfig } from './reload.js';
 import { SystemdNotifier } from './systemd-notify.js';
 

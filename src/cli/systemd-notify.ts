@@ -15,6 +15,7 @@
  * thread) stops the pings, and systemd restarts the daemon.
  */
 import { getSystemErrorName } from 'node:util';
+import { SystemdStatusPollMs } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 
 /** Environment variable naming the notification socket (a path, or `@name` for an abstract one). */
@@ -23,8 +24,6 @@ export const NotifySocketEnv = 'NOTIFY_SOCKET';
 export const WatchdogUsecEnv = 'WATCHDOG_USEC';
 /** Environment variable naming the process the watchdog settings are meant for. */
 export const WatchdogPidEnv = 'WATCHDOG_PID';
-/** How often the `STATUS=` line is recomputed, so `systemctl status` shows a role change. */
-export const StatusPollMs = 1000;
 
 /** The part of unix-dgram's socket used here (the module ships no types). */
 interface UnixDgramSocket {
@@ -117,7 +116,7 @@ export class SystemdNotifier {
         if (line === this.lastStatus) return;
         this.lastStatus = line;
         this.send(`STATUS=${line}`);
-      }, StatusPollMs);
+      }, SystemdStatusPollMs);
       this.statusPoll.unref();
     }
   }

@@ -1,6 +1,6 @@
 /** `checkpointd verify FILE`: check a checkpoint file end to end; needs no daemon and no configuration. */
 import { promises as fs } from 'node:fs';
-import { verifyCheckpointArchive, type VerifyResult } from '../checkpoint/archive/index.js';
+import { verifyCheckpointArchive, type VerifyResult } from '../checkpoint/index.js';
 import { NotFoundError } from '../errors.js';
 import { formatBytes } from './format.js';
 import { byteProgress } from './progress.js';

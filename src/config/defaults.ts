@@ -88,3 +88,104 @@ export const DefaultClusterTokenFileName = 'cluster.token';
 export const DefaultAllowCachedVault = false;
 /** The configuration file `checkpointd run` and `token create` read without `--config` or CHECKPOINTD_CONFIG (where the systemd unit keeps it). */
 export const DefaultConfigFile = '/etc/checkpointd/checkpointd.json';
+
+/*
+ * Fixed limits and timings: not configuration keys (no file sets them), but
+ * values an operator or a client meets in behaviour, logs and the docs
+ * (docs/CONFIGURATION.md "Fixed limits and timings" lists them).
+ */
+
+// Requests and the data they carry.
+/** Longest URL accepted (414 beyond). */
+export const MaxUrlLength = 8192;
+/** Longest single path parameter (a space id, key, …) the router matches (414 beyond). */
+export const MaxParamLength = 512;
+/** Most operations in one commit (a transaction body's `ops`). */
+export const MaxTransactionOps = 10_000;
+/** Longest template version accepted. */
+export const MaxVersionLength = 32;
+/** Most indexed fields one template may name. */
+export const MaxTemplateIndexes = 32;
+/** Deepest nesting accepted in a value; deeper ones would risk a stack overflow in JSON.stringify. */
+export const MaxValueDepth = 1000;
+/** Longest checkpoint description, in characters. */
+export const MaxDescriptionLength = 1000;
+/** A token added to or removed from the tokens file counts within this long: how often its mtime is re-checked. */
+export const TokenRecheckMs = 1000;
+/** Longest a metrics scrape waits for one read of the FileVault (a hung network mount must not hang the scrape). */
+export const ScrapeVaultWaitMs = 2000;
+
+// The journal.
+/**
+ * Most bytes one batch write of several records holds (a single record may be
+ * larger, up to MaxRecordBytes). Recovery relies on it: at most one batch can
+ * have landed past one that did not (journal/record.ts).
+ */
+export const MaxBatchBytes = 4 * 1024 * 1024;
+
+// Failover.
+/** How often a secondary checks the two channels (heartbeat, lease) and applies the journal without a heartbeat. */
+export const FailoverTickMs = 100;
+/** How often a secondary applies the journal even without a heartbeat (and re-reads the pause mark). */
+export const FollowMs = 500;
+/** Longest wait between retries of a failing catch-up (from FollowMs, doubling). */
+export const FollowRetryMaxMs = 10_000;
+/** A secondary is caught up when it read the journal to its end within this long (or heartbeatTimeoutMs, if longer). */
+export const CaughtUpWithinMs = 3 * FollowMs;
+/** A secondary reads the lease every `failover.renewMs / 2`, but at least this far apart… */
+export const LeasePollMinMs = 25;
+/** …and at most this far apart. */
+export const LeasePollMaxMs = 250;
+/** First wait before a secondary reconnects its heartbeat; doubles up to HeartbeatReconnectMaxMs. */
+export const HeartbeatReconnectMinMs = 100;
+/** Longest wait between a secondary's heartbeat reconnection attempts. */
+export const HeartbeatReconnectMaxMs = 2000;
+/** Longest a secondary waits for the heartbeat WebSocket's opening handshake. */
+export const HeartbeatHandshakeTimeoutMs = 2000;
+/**
+ * The renewal thread stops renewing when the main thread has not run for
+ * this long: a process whose event loop is wedged (not paused: a collection
+ * of a large heap takes seconds, not this) serves nobody, and must let a
+ * secondary take over rather than hold the lease for ever. Under systemd the
+ * watchdog (WatchdogSec=10s in the shipped unit) restarts such a process first.
+ */
+export const MainThreadStallMs = 30_000;
+/** How often a secondary looks for a new checkpoint to verify ahead of need (the standby pre-loader). */
+export const PreloadIntervalMs = 500;
+
+// The daemon's life.
+/**
+ * Longest a clean shutdown may take before the process exits anyway: in-flight
+ * requests, then the clean-shutdown checkpoint. systemd's TimeoutStopSec must
+ * be longer.
+ */
+export const ShutdownTimeoutMs = 60_000;
+/**
+ * How long a shutdown waits for the requests in flight (a commit takes
+ * milliseconds) before it cuts their connections: a slow download or a body
+ * that never ends must not hold the journal and the lease until
+ * ShutdownTimeoutMs runs out.
+ */
+export const InFlightGraceMs = 10_000;
+/** A main-thread pause at least this long is logged (at warn) and counted. */
+export const PauseThresholdMs = 1000;
+/** How often the pause monitor's timer ticks. */
+export const PauseTickMs = 100;
+/** How often the systemd `STATUS=` line is recomputed, so `systemctl status` shows a role change. */
+export const SystemdStatusPollMs = 1000;
+/**
+ * How long a temp file may go unwritten before anyone may take it for a
+ * crash's leftover. A checkpoint being written is written to every few
+ * milliseconds; a temp file nobody has touched for this long has no writer.
+ */
+export const StaleTempMs = 10 * 60 * 1000;
+
+// The command-line client.
+/** Where the daemon listens when neither `--url` nor CHECKPOINTD_URL says otherwise. */
+export const DefaultDaemonUrl = `http://${DefaultApiHost}:${DefaultApiPort}`;
+/** How long the CLI waits for the TCP connection; an answer itself may take long (a restore, a big checkpoint). */
+export const ConnectTimeoutMs = 10_000;
+/** Largest JSON answer the CLI reads into memory (a list of many thousands of checkpoints fits). */
+export const MaxAnswerBytes = 64 * 1024 * 1024;
+/** How often `restore` asks the daemon how far it has read, while its POST waits (terminal only). */
+export const RestorePollMs = 250;

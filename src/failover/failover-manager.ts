@@ -24,7 +24,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import type { FailoverConfig, NodeRole } from '../config/index.js';
+import { CaughtUpWithinMs, FailoverTickMs, FollowMs, FollowRetryMaxMs, LeasePollMaxMs, LeasePollMinMs, type FailoverConfig, type NodeRole } from '../config/index.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { PreloadStatus } from '../checkpoint/index.js';
@@ -37,20 +37,12 @@ import { LeaseHolder, prepareRenewalThread, type LeaseRenewal } from './lease-ho
 import { LeaseWatcher } from './lease-watcher.js';
 import { ForgetTtls, VisibilityLag } from './visibility-lag.js';
 
-/** How often a secondary checks the two channels and applies the journal without a heartbeat. */
-const TickMs = 100;
-/** How often a secondary applies the journal even without a heartbeat (and re-reads the pause mark). */
-const FollowMs = 500;
-/** Longest wait between retries of a failing catch-up. */
-const FollowRetryMaxMs = 10_000;
-/** A secondary is caught up when it read the journal to its end within this long (or heartbeatTimeoutMs, if longer). */
-export const CaughtUpWithinMs = 3 * FollowMs;
 /** Name of the cluster-wide pause mark in `FileVault/failover`: while it exists, no node promotes. */
 export const PauseFile = 'paused';
 
-/** How often a secondary reads the lease. */
+/** How often a secondary reads the lease: every renewMs / 2, within LeasePollMinMs…LeasePollMaxMs. */
 export function leasePollMs(config: FailoverConfig): number {
-  return Math.min(250, Math.max(25, Math.floor(config.renewMs / 2)));
+  return Math.min(LeasePollMaxMs, Math.max(LeasePollMinMs, Math.floor(config.renewMs / 2)));
 }
 
 /** What this node is now. */
@@ -450,7 +442,7 @@ export class FailoverManager {
     // Read to the journal's end at once: /standby answers from that.
     await this.catchUp().catch(() => undefined);
     options.logger.info('following the primary', { lease: this.watcher.current()?.holder ?? null, seq: options.store.state.seq });
-    this.tick = setInterval(() => this.check(), TickMs);
+    this.tick = setInterval(() => this.check(), FailoverTickMs);
     this.roleChanged();
   }
 
@@ -664,7 +656,7 @@ export class FailoverManager {
     if (known === null) return true;
     const deadline = performance.now() + options.config.leaseTtlMs;
     while (options.store.state.seq < known && performance.now() < deadline && !this.stopped) {
-      await delay(TickMs);
+      await delay(FailoverTickMs);
       await this.catchUp(true);
     }
     const seen = options.store.state.seq;

@@ -22,6 +22,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { HeartbeatHandshakeTimeoutMs, HeartbeatReconnectMaxMs, HeartbeatReconnectMinMs } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 
 /** The path of the heartbeat WebSocket. */
@@ -257,15 +258,12 @@ function tlsFix(error: Error, tls: HeartbeatTls): string | null {
   return null;
 }
 
-/** Longest wait between reconnection attempts. */
-const MaxReconnectMs = 2000;
-
 /** The secondary's end: stays connected to the primary the lease names. */
 export class HeartbeatClient {
   private ws: WebSocket | null = null;
   private url: string | null = null;
   private lastBeat: number;
-  private backoffMs = 100;
+  private backoffMs = HeartbeatReconnectMinMs;
   private retry: NodeJS.Timeout | null = null;
   private closed = false;
   private refusedLogged = false;
@@ -287,7 +285,7 @@ export class HeartbeatClient {
   target(baseUrl: string | null): void {
     if (this.closed || baseUrl === this.url) return;
     this.url = baseUrl;
-    this.backoffMs = 100;
+    this.backoffMs = HeartbeatReconnectMinMs;
     this.ws?.terminate();
     this.ws = null;
     if (this.retry !== null) clearTimeout(this.retry);
@@ -301,7 +299,7 @@ export class HeartbeatClient {
     const tls = this.options.tls ?? {};
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${this.options.token()}` },
-      handshakeTimeout: 2000,
+      handshakeTimeout: HeartbeatHandshakeTimeoutMs,
       // Always verified, never switchable: an unverified primary could feed this node false heartbeats.
       rejectUnauthorized: true,
       ...(tls.ca === undefined ? {} : { ca: tls.ca }),
@@ -312,7 +310,7 @@ export class HeartbeatClient {
     let previous: number | null = null;
     let beats = 0;
     ws.on('open', () => {
-      this.backoffMs = 100;
+      this.backoffMs = HeartbeatReconnectMinMs;
       this.refusedLogged = false;
       this.tlsLogged = null;
       this.options.logger.info('heartbeat connected', { url });
@@ -360,7 +358,7 @@ export class HeartbeatClient {
       if (this.ws !== ws || this.closed) return;
       this.ws = null;
       this.retry = setTimeout(() => this.connect(), this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, MaxReconnectMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, HeartbeatReconnectMaxMs);
     });
   }
 

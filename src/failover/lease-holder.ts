@@ -29,12 +29,13 @@
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { MainThreadStallMs } from '../config/index.js';
 import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { currentTempOwner } from '../vault/index.js';
 import { LeaseFile, messageOf } from './lease-file.js';
 import { HolderState, SharedLeaseState } from './lease-state.js';
-import { lapseReason, MainThreadStallMs, type FromLeaseWorker, type LeaseTerms, type LeaseWorkerStart, type ToLeaseWorker } from './lease-worker.js';
+import { lapseReason, type FromLeaseWorker, type LeaseTerms, type LeaseWorkerStart, type ToLeaseWorker } from './lease-worker.js';
 
 /** How a {@link LeaseHolder} renews. */
 export interface LeaseHolderOptions extends LeaseTerms {

@@ -32,7 +32,7 @@ export interface LeaseTerms {
 
 /** What the main thread hands the renewal thread. */
 export interface LeaseWorkerInit extends LeaseTerms {
-  /** Renewals stop once the main thread has not run for this long (MainThreadStallMs unless a test says otherwise). */
+  /** Renewals stop once the main thread has not run for this long (MainThreadStallMs in config/defaults.ts unless a test says otherwise). */
   mainThreadStallMs: number;
   /** The node named in temp file names (vault/atomic-file.ts), or null. */
   tempOwner: string | null;
@@ -57,15 +57,6 @@ export type FromLeaseWorker =
    */
   | { type: 'renewed'; counter: number; intervalMs: number; lateMs: number; ioMs: number; afterFailures: number }
   | { type: 'lost'; reason: string };
-
-/**
- * The renewal thread stops renewing when the main thread has not run for
- * this long: a process whose event loop is wedged (not paused: a collection
- * of a large heap takes seconds, not this) serves nobody, and must let a
- * secondary take over rather than hold the lease for ever. Under systemd the
- * watchdog (WatchdogSec=10s in the shipped unit) restarts such a process first.
- */
-export const MainThreadStallMs = 30_000;
 
 function msSince(startNs: bigint, nowNs = monotonicNs()): number {
   return Number(nowNs - startNs) / 1e6;

@@ -4,10 +4,11 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { MaxBatchBytes } from '../config/index.js';
 import { JournalCorruptError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { countedJournalFiles, listJournalFiles, type JournalFile } from './journal-files.js';
-import { FrameHeaderBytes, MaxBatchBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
+import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
 
 /** Bytes read per call; memory stays at this or one frame, whichever is larger. */
 const ReadChunkBytes = 1024 * 1024;

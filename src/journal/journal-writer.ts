@@ -5,11 +5,12 @@ import { constants } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as nextTurn, setTimeout as delay } from 'node:timers/promises';
+import { MaxBatchBytes } from '../config/index.js';
 import { ConflictError, JournalWriteError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { fsyncDir } from '../vault/index.js';
 import { journalFileName, listCountedJournalFiles } from './journal-files.js';
-import { MaxBatchBytes, encodeRecord } from './record.js';
+import { encodeRecord } from './record.js';
 
 /** How a {@link JournalWriter} writes, syncs and reports failure. */
 export interface JournalWriterOptions {

@@ -49,7 +49,7 @@
  *   the new one could claim the epoch), so they are ignored and logged, and
  *   the file is left as it is. Within one epoch (a roll) such bytes are damage.
  */
-import { MaxRecordBytes } from '../config/defaults.js';
+import { MaxRecordBytes } from '../config/index.js';
 import { PayloadTooLargeError } from '../errors.js';
 import { crc32c } from './crc32c.js';
 
@@ -59,13 +59,6 @@ export interface JournalRecord<Op = unknown> {
   epoch: number;
   op: Op;
 }
-
-/**
- * Most bytes one batch write of several records holds (a single record may be
- * larger, up to MaxRecordBytes). Recovery relies on it: at most one batch can
- * have landed past one that did not.
- */
-export const MaxBatchBytes = 4 * 1024 * 1024;
 
 /** Bytes before the payload: length and CRC. */
 export const FrameHeaderBytes = 8;

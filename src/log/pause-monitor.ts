@@ -15,6 +15,7 @@
  * process stops them too, which is why it must be visible in the log.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
+import { PauseThresholdMs, PauseTickMs } from '../config/index.js';
 import type { Logger } from './logger.js';
 
 /** What a pause was most likely caused by. */
@@ -34,9 +35,9 @@ export interface Pause {
 /** Options for {@link PauseMonitor}. */
 export interface PauseMonitorOptions {
   logger: Logger;
-  /** A pause at least this long is logged (at warn) and reported. */
+  /** A pause at least this long is logged (at warn) and reported; PauseThresholdMs by default. */
   thresholdMs?: number;
-  /** How often the timer ticks. */
+  /** How often the timer ticks; PauseTickMs by default. */
   tickMs?: number;
   /** Called with every pause at least `thresholdMs` long (for a metric). */
   onPause?: (pause: Pause) => void;
@@ -58,8 +59,8 @@ export class PauseMonitor {
   private lastCpu = process.cpuUsage();
 
   constructor(private readonly options: PauseMonitorOptions) {
-    this.thresholdMs = options.thresholdMs ?? 1000;
-    this.tickMs = options.tickMs ?? 100;
+    this.thresholdMs = options.thresholdMs ?? PauseThresholdMs;
+    this.tickMs = options.tickMs ?? PauseTickMs;
   }
 
   start(): void {

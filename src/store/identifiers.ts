@@ -3,11 +3,8 @@
  * versions, object keys and field names. Ids and keys end up in file paths and
  * URLs, so the rules keep them to a safe alphabet and refuse `..` outright.
  */
-import { MaxIdLength, MaxKeyLength } from '../config/defaults.js';
+import { MaxIdLength, MaxKeyLength, MaxVersionLength } from '../config/index.js';
 import { BadRequestError } from '../errors.js';
-
-/** Longest template version accepted. */
-export const MaxVersionLength = 32;
 
 const IdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const VersionPattern = /^[0-9][0-9A-Za-z.-]*$/;

@@ -4,14 +4,12 @@
  * that was acknowledged: so NaN, undefined, functions, class instances and
  * cycles are refused up front rather than silently rewritten by JSON.stringify.
  */
+import { MaxValueDepth } from '../config/index.js';
 import { BadRequestError } from '../errors.js';
 import { show } from './identifiers.js';
 
 /** A JSON value as JSON.parse returns it. Stored values are shared, never copied: nobody may mutate one. */
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-
-/** Deepest nesting accepted in a value; deeper ones would risk a stack overflow in JSON.stringify. */
-export const MaxValueDepth = 1000;
 
 /** Whether `value` is a plain object (not an array, not null, not a class instance). */
 export function isPlainObject(value: unknown): value is { [k: string]: Json } {

@@ -11,15 +11,13 @@
  * entries, and only if it can hold an indexed field at all.
  */
 import { Map as IMap } from 'immutable';
+import { MaxTransactionOps } from '../config/index.js';
 import { BadRequestError, ConflictError } from '../errors.js';
 import { show, validateObjectKey } from './identifiers.js';
 import { isPlainObject, type Json } from './json.js';
 import type { TxOp } from './ops.js';
 import { SortedMap, type LeafDecoder, type LeafEncoder, type LeafEntries } from './sorted-map.js';
 import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
-
-/** Most operations in one commit. */
-export const MaxTransactionOps = 10_000;
 
 /** What the API and checkpoints say about a space. */
 export interface SpaceInfo {

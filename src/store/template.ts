@@ -3,11 +3,9 @@
  * version never changes once loaded, so a space's shape is fully described by
  * the name and version it names; a change means loading a new version.
  */
+import { MaxTemplateIndexes } from '../config/index.js';
 import { BadRequestError } from '../errors.js';
 import { validateFieldName, validateTemplateName, validateVersion } from './identifiers.js';
-
-/** Most indexed fields one template may name. */
-export const MaxTemplateIndexes = 32;
 
 /** A template version: the fields its spaces index. */
 export interface TemplateDef {

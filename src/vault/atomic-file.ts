@@ -51,13 +51,6 @@ export async function readIfExists(file: string): Promise<string | null> {
   }
 }
 
-/**
- * How long a temp file may go unwritten before anyone may take it for a
- * crash's leftover. A checkpoint being written is written to every few
- * milliseconds; a temp file nobody has touched for this long has no writer.
- */
-const StaleTempMs = 10 * 60 * 1000;
-
 /** The node whose temp files this process makes (see setTempOwner); null until the daemon names it. */
 let tempOwner: string | null = null;
 
@@ -113,14 +106,16 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
 /**
  * Remove the temp files a crash left behind in `dir`, at start-up; returns
  * their names. This node's own (see setTempOwner) all go: it is starting, so
- * it writes none of them. Any other goes only once unwritten for StaleTempMs:
- * on a shared FileVault it may be a checkpoint another node is writing now,
- * which a secondary restarting would otherwise delete from under it.
+ * it writes none of them. Any other goes only once unwritten for `staleMs`
+ * (StaleTempMs in config/defaults.ts: this folder does not load the
+ * configuration, the lease-renewal thread imports it): on a shared FileVault
+ * it may be a checkpoint another node is writing now, which a secondary
+ * restarting would otherwise delete from under it.
  *
  * With `published`, only the temp files of those names (`.tmp-<name>-…`): for
  * a folder this program shares with others (the tokens file's, say).
  */
-export async function removeTempFiles(dir: string, published?: readonly string[]): Promise<string[]> {
+export async function removeTempFiles(dir: string, staleMs: number, published?: readonly string[]): Promise<string[]> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -135,7 +130,7 @@ export async function removeTempFiles(dir: string, published?: readonly string[]
     const file = path.join(dir, name);
     if (tempOwner === null || ownerOf(name) !== tempOwner) {
       const stat = await fs.lstat(file).catch(() => null);
-      if (stat === null || now - stat.mtimeMs < StaleTempMs) continue;
+      if (stat === null || now - stat.mtimeMs < staleMs) continue;
     }
     await fs.rm(file, { force: true, recursive: true });
     removed.push(name);

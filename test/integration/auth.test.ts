@@ -224,7 +224,7 @@ describe('authentication', function () {
 
     it('stops accepting a token within seconds of its entry being removed from the tokens file, without a restart or a reload', async function () {
       const gone = (await run(process.execPath, [CliPath, 'token', 'create', '--config', d.configFile, '--name', 'gone', '--role', 'member'], { env: childEnv() })).stdout.trim();
-      // A new token counts within RecheckMs (1 s) of a failed lookup; earlier tests failed some just now.
+      // A new token counts within TokenRecheckMs (1 s) of a failed lookup; earlier tests failed some just now.
       await waitFor(async () => (await d.request('GET', '/api/space', { token: gone })).status === 200, { what: 'the new token to be accepted', timeoutMs: 5000, intervalMs: 100 });
       const file = path.join(d.dir, 'data', 'tokens.json');
       const content = JSON.parse(await fs.readFile(file, 'utf8')) as { tokens: { name: string }[] };

@@ -22,7 +22,7 @@ import {
   type LeaseHolderOptions,
   type LeaseWatcherOptions,
 } from '../../src/failover/index.js';
-import { MainThreadStallMs } from '../../src/failover/lease-worker.js';
+import { MainThreadStallMs } from '../../src/config/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { waitFor } from '../helpers/wait-for.js';

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { checkJson, MaxValueDepth } from '../../src/store/json.js';
+import { MaxValueDepth } from '../../src/config/index.js';
+import { checkJson } from '../../src/store/json.js';
 import { refusal } from '../helpers/store-ops.js';
 
 const check = (value: unknown) => () => checkJson(value, 'ops[0].value');
