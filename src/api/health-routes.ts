@@ -35,18 +35,16 @@ function answer(reply: FastifyReply, ok: boolean, ctx: ApiContext): FastifyReply
     .send({ status: ok ? 'ok' : 'unavailable', role: ctx.failover()?.role ?? ctx.role(), seq: ctx.store.state.seq });
 }
 
-/** A health route's description: 200 when `when`, else 503. */
-function describe(operationId: string, when: string): { schema: FastifySchema } {
+/** A health route's description: 200 when `when`, else 503 (`always`: never 503 from here). */
+function describe(operationId: string, when: string, always = false): { schema: FastifySchema } {
   const headers = { 'Cache-Control': { description: 'no-store', schema: { type: 'string' } } };
+  const not = { 503: { description: 'not so: the status code is the answer (not an error)', json: HealthAnswer, headers } };
   return {
     schema: {
       summary: `200 when ${when}`,
       tags: ['health'],
       operationId,
-      answers: {
-        200: { description: when, json: HealthAnswer, headers },
-        503: { description: 'not so: the status code is the answer (not an error)', json: HealthAnswer, headers },
-      },
+      answers: { 200: { description: when, json: HealthAnswer, headers }, ...(always ? {} : not) },
     },
   };
 }
@@ -54,7 +52,7 @@ function describe(operationId: string, when: string): { schema: FastifySchema } 
 /** Register /health, /liveness, /readiness, /primary and /standby (GET and HEAD). */
 export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
   // The process is up and its event loop answers.
-  app.get('/liveness', describe('liveness', 'the process answers (restart it if not)'), async (_request, reply) => answer(reply, true, ctx));
+  app.get('/liveness', describe('liveness', 'the process answers (restart it if not)', true), async (_request, reply) => answer(reply, true, ctx));
   // Serving requests (not starting, not shutting down).
   app.get('/health', describe('health', 'it serves requests (not starting, not shutting down)'), async (_request, reply) => answer(reply, ctx.serving(), ctx));
   const primary = (): boolean => ctx.serving() && ctx.role() === 'primary' && ctx.store.writable;

@@ -332,7 +332,12 @@ export function openApiRoute(app: FastifyInstance, ctx: ApiContext, routes: read
         description: 'Made from the routes themselves at the first request, so every route the daemon serves is in it.',
         tags: ['description'],
         operationId: 'getOpenApiDocument',
-        answers: { 200: { description: 'the OpenAPI 3.1 document', json: { type: 'object', required: ['openapi', 'info', 'paths'] } } },
+        answers: {
+          200: {
+            description: 'the OpenAPI 3.1 document',
+            json: { type: 'object', required: ['openapi', 'info', 'paths'], properties: { openapi: { type: 'string', pattern: '^3\\.1\\.' }, info: { type: 'object' }, paths: { type: 'object' } } },
+          },
+        },
       },
     },
     async (_request, reply) => {
