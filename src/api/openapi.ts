@@ -29,7 +29,7 @@ import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import type { ApiContext } from './context.js';
 import { ProblemContentType } from './problem.js';
 import { Components, type JsonSchema } from './schemas.js';
-import type { Role } from './token-store.js';
+import { Roles, type Role } from './token-store.js';
 
 /** A response header, as the description shows it. */
 export interface HeaderDoc {
@@ -48,7 +48,7 @@ export interface AnswerDoc {
 }
 
 /** A route's answers by status; a string is a problem+json error answer with that description. */
-export type Answers = Readonly<Partial<Record<number | 'default', AnswerDoc | string>>>;
+export type Answers = Readonly<Partial<Record<number, AnswerDoc | string>>>;
 
 /** A request parameter the handler reads itself (OpenAPI's Parameter Object). */
 export interface ParameterDoc {
@@ -212,7 +212,7 @@ function operation(route: RouteRecord, names: string[], head: boolean): Record<s
   }
   if (route.roles !== null) {
     responses['401'] ??= responseRef('Unauthorized');
-    if (route.roles.length < 2) responses['403'] ??= responseRef('Forbidden');
+    if (Roles.some((role) => !route.roles!.includes(role))) responses['403'] ??= responseRef('Forbidden');
   }
   if (jsonBody) {
     responses['400'] ??= { description: 'the body is not valid JSON, or not what is described', content: problemContent };
