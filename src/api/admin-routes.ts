@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
+import { StatusAnswer } from './schemas.js';
 
 /** The checkpoints: how many, the newest, and the files that cannot be used (and why); `error` when the folder cannot be read. */
 async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown>> {
@@ -31,7 +32,14 @@ async function checkpointStatus(ctx: ApiContext): Promise<Record<string, unknown
 /** Register GET /api/admin/status. */
 export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const admin = requireRole(ctx.tokens, ['collection-admin']);
-  app.get('/api/admin/status', { onRequest: admin }, async () => {
+  const getStatus = {
+    summary: "The node's status: role, seq, journal, recovery, checkpoints, failover and the cluster view",
+    description: 'It answers when the FileVault does not: `data.checkpoints.error` then says why the checkpoint folder cannot be read.',
+    tags: ['operations'],
+    operationId: 'getStatus',
+    answers: { 200: { description: 'the status (docs/API.md names every field)', json: StatusAnswer } },
+  };
+  app.get('/api/admin/status', { onRequest: admin, schema: getStatus }, async () => {
     const state = ctx.store.state;
     const { scan, replayed } = ctx.store.recovery;
     return {

@@ -31,9 +31,12 @@ export class ChallengeError extends UnauthorizedError {
   }
 }
 
+/** A pre-handler that checks the token; `roles` says which it lets through (the API description reads it). */
+export type RoleCheck = ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) & { readonly roles: readonly Role[] };
+
 /** A pre-handler that lets through only tokens with one of `roles`. */
-export function requireRole(tokens: TokenStore, roles: readonly Role[]) {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+export function requireRole(tokens: TokenStore, roles: readonly Role[]): RoleCheck {
+  const check = async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const header = request.headers.authorization;
     if (header === undefined || header === '') {
       request.authFailure = 'missing_token';
@@ -55,4 +58,5 @@ export function requireRole(tokens: TokenStore, roles: readonly Role[]) {
       throw new ForbiddenError(`token "${entry.name}" has role ${entry.role}; this route needs ${roles.join(' or ')}`);
     }
   };
+  return Object.assign(check, { roles });
 }

@@ -18,6 +18,8 @@ import { tempPathFor } from '../vault/index.js';
 import { requireRole } from './auth.js';
 import { checkpointResource } from './checkpoint-routes.js';
 import type { ApiContext } from './context.js';
+import { LocationHeader, WriteRefusals } from './openapi.js';
+import { ImportedCheckpoint } from './schemas.js';
 
 /** The content types a checkpoint file may be sent with. */
 const FileTypes = ['application/zip', 'application/octet-stream'];
@@ -47,7 +49,21 @@ export function checkpointImportRoute(app: FastifyInstance, ctx: ApiContext): vo
   void app.register(async (scope) => {
     // The body stays a stream: a checkpoint may be many gigabytes, and api.bodyLimitBytes is for JSON.
     scope.addContentTypeParser(FileTypes, (_request, payload, done) => done(null, payload));
-    scope.post('/api/admin/checkpoint/import', { onRequest: admin }, async (request, reply) => {
+    const importCheckpoint = {
+      summary: 'Import a checkpoint file under a fresh id, never over an existing checkpoint',
+      description:
+        'Not part of the vendor checkpoint API. The body is the file (`checkpointd checkpoint import FILE` sends it), streamed to the FileVault: api.bodyLimitBytes does not apply. It is verified end to end and published under a fresh id, atomically.',
+      tags: ['checkpoints'],
+      operationId: 'importCheckpoint',
+      requestBody: { description: 'a checkpoint file (Checkpoint-NNNNNNNNN)', required: true, content: { 'application/zip': {}, 'application/octet-stream': {} } },
+      answers: {
+        201: { description: 'verified and published under a fresh id', json: ImportedCheckpoint, headers: { Location: LocationHeader } },
+        400: 'the body is empty, or JSON rather than a file',
+        422: 'the file is not a checkpoint that verifies; nothing was published',
+        ...WriteRefusals,
+      },
+    };
+    scope.post('/api/admin/checkpoint/import', { onRequest: admin, schema: importCheckpoint }, async (request, reply) => {
       if (!(request.body instanceof Readable)) {
         throw new BadRequestError('send the checkpoint file as the body, with Content-Type: application/zip (checkpointd checkpoint import FILE does)');
       }

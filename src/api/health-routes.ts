@@ -7,8 +7,9 @@
  * endpoint's answer (a standby that becomes primary, a primary that is
  * fenced) is logged once at info, with the role and seq behind it.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify';
 import type { ApiContext } from './context.js';
+import { HealthAnswer } from './schemas.js';
 
 /** The health routes: their answers are logged at debug, and only a change at info. */
 export const HealthPaths: ReadonlySet<string> = new Set(['/liveness', '/health', '/readiness', '/primary', '/standby']);
@@ -34,19 +35,37 @@ function answer(reply: FastifyReply, ok: boolean, ctx: ApiContext): FastifyReply
     .send({ status: ok ? 'ok' : 'unavailable', role: ctx.failover()?.role ?? ctx.role(), seq: ctx.store.state.seq });
 }
 
+/** A health route's description: 200 when `when`, else 503 (`always`: never 503 from here). */
+function describe(operationId: string, when: string, always = false): { schema: FastifySchema } {
+  const headers = { 'Cache-Control': { description: 'no-store', schema: { type: 'string' } } };
+  const not = { 503: { description: 'not so: the status code is the answer (not an error)', json: HealthAnswer, headers } };
+  return {
+    schema: {
+      summary: `200 when ${when}`,
+      tags: ['health'],
+      operationId,
+      answers: { 200: { description: when, json: HealthAnswer, headers }, ...(always ? {} : not) },
+    },
+  };
+}
+
 /** Register /health, /liveness, /readiness, /primary and /standby (GET and HEAD). */
 export function healthRoutes(app: FastifyInstance, ctx: ApiContext): void {
   // The process is up and its event loop answers.
-  app.get('/liveness', async (_request, reply) => answer(reply, true, ctx));
+  app.get('/liveness', describe('liveness', 'the process answers (restart it if not)', true), async (_request, reply) => answer(reply, true, ctx));
   // Serving requests (not starting, not shutting down).
-  app.get('/health', async (_request, reply) => answer(reply, ctx.serving(), ctx));
+  app.get('/health', describe('health', 'it serves requests (not starting, not shutting down)'), async (_request, reply) => answer(reply, ctx.serving(), ctx));
   const primary = (): boolean => ctx.serving() && ctx.role() === 'primary' && ctx.store.writable;
   // A secondary that has read the journal to its end lately: it could take over with no long replay.
   const standby = (): boolean => ctx.serving() && ctx.failoverManager()?.caughtUp() === true;
   // Ready to take its role's traffic: a primary holding the lease, or a caught-up secondary (a fenced
   // primary, or a secondary that cannot read the journal, is not).
-  app.get('/readiness', async (_request, reply) => answer(reply, primary() || standby(), ctx));
+  app.get('/readiness', describe('readiness', '/primary or /standby would answer 200: the node can do its role\'s work'), async (_request, reply) => answer(reply, primary() || standby(), ctx));
   // 200 only on the primary holding the lease: where writes go.
-  app.get('/primary', async (_request, reply) => answer(reply, primary(), ctx));
-  app.get('/standby', async (_request, reply) => answer(reply, standby(), ctx));
+  app.get('/primary', describe('primary', 'it is the primary and holds the lease: where writes go'), async (_request, reply) => answer(reply, primary(), ctx));
+  app.get(
+    '/standby',
+    describe('standby', 'it is a secondary that has read the journal to its end lately, with nothing it failed to apply, through a FileVault whose reads are timely: it could take over at once, and safely'),
+    async (_request, reply) => answer(reply, standby(), ctx),
+  );
 }

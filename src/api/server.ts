@@ -16,6 +16,7 @@ import { healthAnswered, HealthPaths, healthRoutes } from './health-routes.js';
 import { metricsRoutes } from './metrics-routes.js';
 import { objectRoutes } from './object-routes.js';
 import { parseJsonBody } from './json-body.js';
+import { openApiRoute, recordRoutes } from './openapi.js';
 import { ProblemContentType, toProblem } from './problem.js';
 import { spaceRoutes } from './space-routes.js';
 import { templateRoutes } from './template-routes.js';
@@ -52,6 +53,9 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
       void (reply as FastifyReply).code(problem.status).type(ProblemContentType).send(problem);
     },
   });
+
+  // Before any route: every route is recorded for the API description (and refused if it is not described).
+  const routes = recordRoutes(app);
 
   // JSON only (Fastify's text/plain parser would store any text): 415 for anything else.
   // Our own JSON parser, so that a refusal says what was wrong and where.
@@ -105,5 +109,6 @@ export function buildServer(ctx: ApiContext, tls: { cert: Buffer; key: Buffer } 
   checkpointRoutes(app, ctx);
   checkpointImportRoute(app, ctx);
   failoverRoutes(app, ctx);
+  openApiRoute(app, ctx, routes);
   return app;
 }
