@@ -423,7 +423,7 @@ describe('checkpointd client commands (real binary, real daemon)', function () {
         expect(example, `${shown} --help has no Example section`).to.be.a('string');
         expect(example, shown).to.include(shown);
         seen.push(args.join(' '));
-        for (const name of listed(res.stdout)) await visit([...args, name]);
+        await Promise.all(listed(res.stdout).map((name) => visit([...args, name])));
       };
       await visit([]);
       expect(seen).to.include.members(['', 'run', 'token', 'token create', 'verify', 'export', 'status', 'checkpoint', 'checkpoint download', 'checkpoint restore', 'switchover', 'pause', 'resume']);

@@ -15,16 +15,16 @@ describe('reliability: crash during checkpoint (real daemon, SIGKILL)', function
     const log = (line: string): void => console.log(`      [crash] ${line}`);
     const reports: SuiteReport[] = [];
     // Kills inside the checkpoint (at most 0.8 of its mean duration), so the few trials hit the window.
-    reports.push(await runCrash({ trials: 3, seed: 20261124, bulkObjects: 600, maxKillFraction: 0.8, log }));
-    reports.push(await runCrash({ trials: 2, bulkObjects: 600, maxKillFraction: 0.8, log }));
+    reports.push(await runCrash({ trials: 2, seed: 20261124, bulkObjects: 600, maxKillFraction: 0.8, log }));
+    reports.push(await runCrash({ trials: 1, bulkObjects: 600, maxKillFraction: 0.8, log }));
     for (const r of reports) {
       log(r.summary);
       expect(r.violations).to.deep.equal([]);
     }
     const total = (name: string): number => reports.reduce((n, r) => n + (r.figures[name] ?? 0), 0);
-    expect(total('kills')).to.equal(5);
+    expect(total('kills')).to.equal(3);
     expect(total('killsInWindow'), 'kills that landed while a checkpoint temp file existed').to.be.at.least(1);
     expect(total('leftoversRemoved')).to.be.at.least(1);
-    expect(total('checkpointsVerified')).to.be.at.least(5);
+    expect(total('checkpointsVerified')).to.be.at.least(3);
   });
 });
