@@ -58,12 +58,12 @@ export function parseJournalFileName(name: string): { firstSeq: number; epoch: n
 }
 
 /** The journal files in `dir`, sorted by firstSeq then epoch; other files are ignored and a missing folder is empty. */
-export async function listJournalFiles(dir: string): Promise<JournalFile[]> {
+export async function listJournalFiles(dir: string, options: { mustExist?: boolean } = {}): Promise<JournalFile[]> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.mustExist !== true) return [];
     throw err;
   }
   const files: JournalFile[] = [];
@@ -93,8 +93,8 @@ export function countedJournalFiles(files: JournalFile[]): { counted: JournalFil
 }
 
 /** The counted journal files in `dir` (see {@link countedJournalFiles}), oldest first. */
-export async function listCountedJournalFiles(dir: string): Promise<JournalFile[]> {
-  return countedJournalFiles(await listJournalFiles(dir)).counted;
+export async function listCountedJournalFiles(dir: string, options: { mustExist?: boolean } = {}): Promise<JournalFile[]> {
+  return countedJournalFiles(await listJournalFiles(dir, options)).counted;
 }
 
 /**

@@ -20,7 +20,7 @@
  * point was void (the promotion sealed below it): that is reported as
  * `diverged`, and the follower must rebuild from a checkpoint.
  */
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { listCountedJournalFiles, type JournalFile } from './journal-files.js';
 import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
 
@@ -63,9 +63,14 @@ export class JournalTail {
 
   /** Deliver every complete record past the last one; `onRecord` may return a promise, which is awaited. */
   async poll(onRecord: (record: JournalRecord) => unknown): Promise<TailResult> {
-    const files = await listCountedJournalFiles(this.dir);
-    // No file at all may mean the folder is gone (the FileVault went away): that is an error, not "nothing new".
-    if (files.length === 0) await stat(this.dir);
+    // A folder that is gone (the FileVault went away) is an error, not "nothing new": listed in one call, so that it
+    // cannot vanish for the listing and be back for a later check (which read an empty listing as the journal's end).
+    const files = await listCountedJournalFiles(this.dir, { mustExist: true });
+    // Nor is a listing with no file at all once this follower has read one: a stale or failing listing of a network
+    // file system, never the journal's end (a journal keeps its newest file).
+    if (files.length === 0 && this.at !== null) {
+      throw new Error(`the journal folder ${this.dir} lists no file, though this node was reading ${this.at.file.path}; is the FileVault mounted and its listing fresh?`);
+    }
     let records = 0;
     for (;;) {
       const sealed = files.find((f) => f.epoch !== null && f.epoch > this.epoch && f.firstSeq <= this.next - 1);

@@ -33,6 +33,29 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     return store;
   }
 
+  it('never takes a journal folder that is gone, or lists no file after one was read, for the journal\'s end: it fails, and catches up once the folder is back', async () => {
+    const p = await primary();
+    const f = await Store.open({ ...options, readOnly: true });
+    await f.catchUp();
+    await p.commit(commit('s', put('meanwhile', { kind: 'Part' })));
+    // The FileVault goes away: the follow fails (it is not "nothing new").
+    await fs.rename(options.journalDir, `${options.journalDir}.gone`);
+    let failure = await f.catchUp().then(() => null, (err: unknown) => err as NodeJS.ErrnoException);
+    expect(failure?.code).to.equal('ENOENT');
+    // The folder is there but lists nothing (a stale or failing listing): not the journal's end either.
+    await fs.mkdir(options.journalDir);
+    failure = await f.catchUp().then(() => null, (err: unknown) => err as NodeJS.ErrnoException);
+    expect(failure?.message).to.match(/lists no file, though this node was reading/);
+    expect(f.state.getObject('s', 'meanwhile'), 'nothing applied meanwhile').to.equal(undefined);
+    await fs.rmdir(options.journalDir);
+    await fs.rename(`${options.journalDir}.gone`, options.journalDir);
+    const { gap, diverged } = await f.catchUp();
+    expect({ gap, diverged }).to.deep.equal({ gap: null, diverged: null });
+    expect(f.state.getObject('s', 'meanwhile')).to.deep.equal({ kind: 'Part' });
+    await p.close();
+    await f.close();
+  });
+
   it('applies what the primary writes, call after call, and ends at the same state', async () => {
     const p = await primary();
     const f = await Store.open({ ...options, readOnly: true });
