@@ -504,7 +504,7 @@ describe('checkpoint archive: the write worker', function () {
       // next batch's bytes: the file would not be the batches in order.
       const handle = await fs.open(path.join(dir, 'sink'), 'wx+');
       const sink = new WorkerSink(handle.fd, level);
-      const batches = 96;
+      const batches = 64;
       const sent: Buffer[] = [];
       try {
         for (let i = 0; i < batches; i++) {
