@@ -414,11 +414,13 @@ describe('checkpoint archive: the write worker', function () {
         // A direct write may carry one 4 KiB block more: the staging area holds writeBytes plus a block.
         for (const m of moves) expect(m.bytes, `a ${m.kind} of ${m.bytes} bytes`).to.be.at.most(Piece + (direct && m.kind === 'write' ? 4096 : 0));
         // From any move to any later one, no sooner than the bytes in between take at the rate: no burst anywhere,
-        // also right after the pause or after a move that started late (0.5 ms: from taking a turn to the call).
+        // also right after the pause or after a move that started late. 1.5 ms of slack: a timer may fire up to a
+        // millisecond early (libuv keeps its loop time in whole milliseconds, read when the loop turns), plus the
+        // time from taking a turn to the call. A burst is many pieces early, never a fraction of one (7.8 ms here).
         for (let i = 0; i < moves.length; i++) {
           for (let j = i + 1, bytes = moves[i]!.bytes; j < moves.length; bytes += moves[j]!.bytes, j++) {
             const ms = moves[j]!.at - moves[i]!.at;
-            if (ms < (bytes * 1000) / rate - 0.5) expect.fail(`${moves[j]!.kind} ${j} started ${ms.toFixed(2)} ms after ${moves[i]!.kind} ${i}, ${bytes} bytes later`);
+            if (ms < (bytes * 1000) / rate - 1.5) expect.fail(`${moves[j]!.kind} ${j} started ${ms.toFixed(2)} ms after ${moves[i]!.kind} ${i}, ${bytes} bytes later`);
           }
         }
         const seconds = (moves[moves.length - 1]!.at - moves[0]!.at) / 1000;
