@@ -175,17 +175,18 @@ export class Catalogue {
     try {
       const manifest = await readManifest(file);
       let sha256 = this.hashes.get(key);
+      const hashed = sha256 === undefined;
       if (sha256 === undefined) {
         const started = performance.now();
         sha256 = await sha256OfFile(file);
         this.logger.debug('checkpoint file hashed', { id, bytes: stat.size, ms: Math.round(performance.now() - started) });
-        this.cache.set(id, { key, entry: { id, file, size: stat.size, sha256, manifest, writtenAt: stat.mtimeMs } });
-        await this.rememberHash(key, sha256);
+        this.hashes.set(key, sha256);
       }
       const entry: CatalogueEntry = { id, file, size: stat.size, sha256, manifest, writtenAt: stat.mtimeMs };
       this.cache.set(id, { key, entry });
       this.unreadable.delete(id);
-      await this.checkIdentity(id, sha256);
+      // One write of the cache for what this load learned: a new hash, a first identity, or both.
+      if (this.checkIdentity(id, sha256) || hashed) await this.saveHashes();
       return entry;
     } catch (err) {
       const why = (err as Error).message;
@@ -195,23 +196,27 @@ export class Catalogue {
     }
   }
 
-  /** Remember the SHA-256 first seen under `id`; another one later marks the checkpoint as changed. */
-  private async checkIdentity(id: number, sha256: string): Promise<void> {
+  /**
+   * Remember the SHA-256 first seen under `id`; another one later marks the
+   * checkpoint as changed. True when it learned a first identity (the cache
+   * then needs saving).
+   */
+  private checkIdentity(id: number, sha256: string): boolean {
     const first = this.identities.get(id);
     if (first === undefined) {
       this.identities.set(id, sha256);
-      await this.saveHashes();
-      return;
+      return true;
     }
     if (first === sha256) {
       this.changed.delete(id);
-      return;
+      return false;
     }
     const why =
       `its file changed under the same id (SHA-256 ${sha256.slice(0, 12)}…, first seen as ${first.slice(0, 12)}…): another file was copied over it; ` +
       'it is never restored. Delete it (checkpointd checkpoint delete) and bring a copied checkpoint in with checkpointd checkpoint import FILE, which gives it a fresh id';
     if (this.changed.get(id) !== why) this.logger.error('a checkpoint file changed under the same id; it will not be restored', { id, file: this.pathOf(id), sha256, firstSeen: first });
     this.changed.set(id, why);
+    return false;
   }
 
   /** Hand out the next id (never reused) and record it in the sequence file. */
