@@ -1,5 +1,5 @@
 /**
- * The hostile-input suite (test/soak/fuzz.ts) at 600 requests: the same code
+ * The hostile-input suite (test/soak/fuzz.ts) at 1,000 requests: the same code
  * as `npm run soak -- fuzz` (10,000). It must find nothing (no 5xx, hang, crash,
  * lost or changed data, restored crafted checkpoint, file outside the daemon's
  * folders), and its figures must show that each kind of hostile input was sent
@@ -8,16 +8,16 @@
 import { expect } from 'chai';
 import { runFuzz } from '../soak/fuzz.js';
 
-describe('reliability: hostile input (600 fuzzed requests on a real daemon)', function () {
+describe('reliability: hostile input (1,000 fuzzed requests on a real daemon)', function () {
   this.timeout(120_000);
 
   it('answers every request below 500 (but /standby), never hangs or exits, keeps every known and acknowledged object, restores no crafted checkpoint and writes nothing outside its folders', async function () {
     const lines: string[] = [];
-    const report = await runFuzz({ trials: 600, log: (line) => lines.push(line) });
+    const report = await runFuzz({ trials: 1000, log: (line) => lines.push(line) });
     const context = `${report.summary}\n${lines.filter((l) => !l.startsWith('by route')).join('\n')}`;
     expect(report.violations, context).to.deep.equal([]);
     const f = report.figures;
-    expect(f.requests, context).to.equal(600);
+    expect(f.requests, context).to.equal(1000);
     for (const zero of ['fiveXX', 'hangs', 'crashes', 'outsideFiles', 'craftedRestored']) expect(f[zero], `${zero}\n${context}`).to.equal(0);
     // Each kind of hostile input was sent...
     for (const sent of ['rawMalformed', 'wsUpgrades', 'traversalPaths', 'hugeBodies', 'hugeHeaders', 'deepJson', 'rangeRequests', 'authVariants', 'craftedPlaced', 'craftedRestoreAttempts', 'acknowledgedWrites']) {
