@@ -265,9 +265,14 @@ export const ImportedCheckpoint = {
 /** A health endpoint's courtesy body: the status code is the answer. */
 export const HealthAnswer = {
   type: 'object',
-  required: ['status', 'role', 'seq'],
+  required: ['status', 'role', 'seq', 'at'],
   additionalProperties: false,
-  properties: { status: { enum: ['ok', 'unavailable'] }, role: { enum: ['primary', 'secondary', 'fenced'] }, seq: Seq },
+  properties: {
+    status: { enum: ['ok', 'unavailable'] },
+    role: { enum: ['primary', 'secondary', 'fenced'] },
+    seq: Seq,
+    at: { type: 'string', format: 'date-time', description: 'the instant the answer holds for (the lease was valid then, for a 200 from /primary); an answer delivered late says so' },
+  },
 } as const;
 
 const NullableMs = { type: ['integer', 'null'] } as const;

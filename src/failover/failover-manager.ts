@@ -267,7 +267,7 @@ export class FailoverManager {
     // Nothing is acknowledged unless this node is the primary with a valid lease (a store that took the
     // journal but failed to take the lease, say, stays fenced).
     const fence = new Fence({ role: () => this.roleValue, holder: () => this.holder, fencedBecause: () => this.fencedBecause });
-    options.store.setFence(() => fence.reason());
+    options.store.setFence((at) => fence.reason(at));
     this.token = await clusterToken(options.config.clusterTokenFile);
     await this.readPaused();
     this.hub = new HeartbeatServer({

@@ -40,6 +40,7 @@
  * This file holds rule 1 as the store asks it, before every commit and again
  * before every acknowledgement.
  */
+import type { Instant } from '../clock.js';
 import { FencedError } from '../errors.js';
 import type { LeaseHolder } from './lease-holder.js';
 
@@ -54,10 +55,10 @@ export interface FenceState {
 export class Fence {
   constructor(private readonly state: FenceState) {}
 
-  /** Why this node must not acknowledge now, or null when it may: the primary, holding a lease that is still valid. */
-  reason(): string | null {
+  /** Why this node must not acknowledge at `at` (now unless given), or null when it may: the primary, holding a lease valid then. */
+  reason(at?: Instant): string | null {
     const holder = this.state.holder();
-    if (this.state.role() === 'primary' && holder !== null && holder.valid()) return null;
+    if (this.state.role() === 'primary' && holder !== null && holder.valid(at)) return null;
     return this.state.fencedBecause() ?? holder?.lostReason ?? 'this node does not hold the lease';
   }
 

@@ -29,6 +29,7 @@
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { instantNow, type Instant } from '../clock.js';
 import { MainThreadStallMs } from '../config/index.js';
 import { ConflictError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
@@ -196,9 +197,12 @@ export class LeaseHolder {
     this.aliveTimer.unref();
   }
 
-  /** True while this node may act as primary: holding, and the last successful renewal started less than ttlMs - safetyMarginMs ago. */
-  valid(): boolean {
-    const age = this.shared.ageMs();
+  /**
+   * True while this node may act as primary at `at` (now unless given): holding, and the last successful renewal
+   * started less than ttlMs - safetyMarginMs before it.
+   */
+  valid(at: Instant = instantNow()): boolean {
+    const age = this.shared.ageMs(at);
     return this.shared.state === HolderState.Holding && age !== null && age < this.validityMs;
   }
 

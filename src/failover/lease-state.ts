@@ -25,10 +25,9 @@ const WallSlot = 1;
 const MainAliveSlot = 2;
 const Bytes = 16 + 3 * 8;
 
-/** Now on the monotonic clock, in nanoseconds: CLOCK_MONOTONIC, the same in every thread of the process. */
-export function monotonicNs(): bigint {
-  return process.hrtime.bigint();
-}
+import { instantNow, monotonicNs, type Instant } from '../clock.js';
+
+export { monotonicNs };
 
 /** The lease holder's shared state (see the top of this file). */
 export class SharedLeaseState {
@@ -100,10 +99,10 @@ export class SharedLeaseState {
    * lapsed meanwhile (a wall clock stepped forward can only fence it early,
    * which is safe).
    */
-  ageMs(nowNs = monotonicNs(), wallMs = Date.now()): number | null {
+  ageMs(at: Instant = instantNow()): number | null {
     if (Atomics.load(this.ints, CounterSlot) === 0) return null;
     const start = Atomics.load(this.times, StartSlot);
     const wall = Number(Atomics.load(this.times, WallSlot));
-    return Math.max(Number(nowNs - start) / 1e6, wallMs - wall);
+    return Math.max(Number(at.ns - start) / 1e6, at.wallMs - wall);
   }
 }

@@ -26,6 +26,7 @@ import {
   type ScanResult,
   type TailResult,
 } from '../journal/index.js';
+import type { Instant } from '../clock.js';
 import type { JournalSync } from '../config/index.js';
 import { ConflictError, FencedError, JournalCorruptError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
@@ -89,7 +90,7 @@ export class Store {
   private readonly restoreRefs = new Map<number, number>();
   private readonly listeners = new Set<CommitListener>();
   /** Why this node must not acknowledge commits now (a lost or lapsing lease), or null. */
-  private fence: () => string | null = () => null;
+  private fence: (at?: Instant) => string | null = () => null;
 
   /** A follower's position in the journal (null once it writes). */
   private tail: JournalTail | null;
@@ -176,8 +177,16 @@ export class Store {
 
   /** Why this store refuses commits now (it does not write the journal, or it is fenced), or null when it accepts them. */
   get refusal(): string | null {
+    return this.refusalAt();
+  }
+
+  /**
+   * Why this store refuses commits at `at` (now unless given), or null when it accepts them then: a health answer
+   * asks about the instant it names (clock.ts).
+   */
+  refusalAt(at?: Instant): string | null {
     if (this.writer === null) return 'this node is not the primary';
-    const fenced = this.fence();
+    const fenced = this.fence(at);
     return fenced === null ? null : `this node is fenced (${fenced})`;
   }
 
@@ -246,7 +255,7 @@ export class Store {
    * refuses it (FencedError, 503), so a node whose lease may have lapsed never
    * acknowledges, nor shows what it wrote meanwhile.
    */
-  setFence(reason: () => string | null): void {
+  setFence(reason: (at?: Instant) => string | null): void {
     this.fence = reason;
   }
 

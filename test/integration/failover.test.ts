@@ -7,6 +7,7 @@
  */
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fastFailover, node, promotedTo, seedSpace, shared, status } from '../helpers/cluster.js';
 import { CuttableProxy } from '../helpers/cuttable-proxy.js';
@@ -42,6 +43,25 @@ async function nodeWithOwnVaultLink(root: string, name: string, role: 'primary' 
   await fs.mkdir(path.join(root, name), { recursive: true });
   const config = { ...shared(root), node: { name, role }, paths: { data: 'data', fileVault: view } };
   return { daemon: await DaemonProcess.start({ dir: path.join(root, name), config, tokenFile: path.join(root, 'a', 'data', 'admin.token') }), view };
+}
+
+/** A request on a connection of its own, and when that connection was made (the kernel accepts it while the process is stopped). */
+function rawRequest(url: string, method: string, target: string, body?: unknown, token?: string): { connected: Promise<void>; answer: Promise<{ status: number; body: Record<string, unknown> }> } {
+  const u = new URL(target, url);
+  let connected!: () => void;
+  const connectedP = new Promise<void>((resolve) => (connected = resolve));
+  const answer = new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method, agent: false, headers: text === undefined ? {} : { 'content-type': 'application/json', authorization: `Bearer ${token ?? ''}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown> }));
+    });
+    req.on('socket', (socket) => socket.once('connect', connected));
+    req.on('error', reject);
+    req.end(text);
+  });
+  return { connected: connectedP, answer };
 }
 
 async function secondaryStatus(d: DaemonProcess): Promise<FailoverView> {
@@ -443,6 +463,45 @@ describe('failover (real daemons sharing a FileVault)', function () {
     const present = new Map(listed.data.map((o) => [o.key, o.data]));
     expect([...written.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(written.get(k)))).to.deep.equal([]);
     expect(((await secondary.request('GET', '/api/space')).body as { data: unknown[] }).data).to.have.length(4);
+  });
+
+  it('never answers for an instant after a pause (SIGSTOP) in which the secondary took over: health checks and writes that waited through it, and new ones, are refused', async () => {
+    p = await pair();
+    const { primary, secondary } = p;
+    await seedSpace(primary);
+    const before = await rawRequest(primary.url, 'GET', '/primary').answer;
+    expect(before.status).to.equal(200);
+    expect(Date.parse(String(before.body.at)), 'a 200 names the instant it holds for').to.be.at.most(Date.now());
+    const pausedAt = Date.now();
+    primary.child.kill('SIGSTOP');
+    let waited: ReturnType<typeof rawRequest>[] = [];
+    let wokeAt = 0;
+    try {
+      await waitFor(() => promotedTo(secondary), { what: 'the secondary to take over from the paused primary', timeoutMs: 15_000 });
+      // Sent while the primary sleeps: the kernel accepts the connections, the requests wait for it to wake.
+      waited = [
+        rawRequest(primary.url, 'GET', '/primary'),
+        rawRequest(primary.url, 'GET', '/readiness'),
+        rawRequest(primary.url, 'PUT', '/api/space/s/object/during-pause', { from: 'a' }, primary.token),
+      ];
+      await Promise.all(waited.map((w) => w.connected));
+    } finally {
+      wokeAt = Date.now();
+      primary.child.kill('SIGCONT');
+    }
+    const [health, readiness, write] = await Promise.all(waited.map((w) => w.answer));
+    expect(health!.status, JSON.stringify(health!.body)).to.equal(503);
+    expect(Date.parse(String(health!.body.at)), 'the answer holds for an instant after waking').to.be.at.least(wokeAt);
+    expect(readiness!.status).to.equal(503);
+    expect(write!.status, JSON.stringify(write!.body)).to.equal(503);
+    expect((await rawRequest(primary.url, 'GET', '/primary').answer).status, 'a request sent after waking').to.equal(503);
+    const successor = await rawRequest(secondary.url, 'GET', '/primary').answer;
+    expect(successor.status).to.equal(200);
+    // The successor claimed its epoch after the paused primary's lease had run out, so after every 200 the paused one gave.
+    const claimed = secondary.lines.find((l) => l.message === 'epoch claimed');
+    expect(Date.parse(String(claimed?.timestamp))).to.be.above(Math.max(Date.parse(String(before.body.at)), pausedAt));
+    expect((await secondary.request('GET', '/api/space/s/object/during-pause')).status, 'the refused write is nowhere').to.equal(404);
+    await waitFor(() => primary.lines.some((l) => l.message === 'rejoined as a secondary after losing the lease'), { what: 'the paused primary to rejoin as a secondary' });
   });
 
   it('does not promote a secondary that was paused (SIGSTOP) past every timeout, with its heartbeat cut, while the primary lived; it catches up from a checkpoint past the pruned journal', async () => {

@@ -207,10 +207,10 @@ describe('failover lease and epochs', function () {
       const shared = SharedLeaseState.create();
       const start = 5_000_000_000n; // ns
       const wall = Date.parse('2026-12-06T12:00:00Z');
-      expect(shared.ageMs(start, wall)).to.equal(null);
+      expect(shared.ageMs({ ns: start, wallMs: wall })).to.equal(null);
       shared.recordRenewal(start, wall, 1);
-      expect(shared.ageMs(start + 149_999_000_000n, wall + 149_999)).to.equal(149_999);
-      expect(shared.ageMs(start + 150_000_000_000n, wall + 150_000)).to.equal(150_000);
+      expect(shared.ageMs({ ns: start + 149_999_000_000n, wallMs: wall + 149_999 })).to.equal(149_999);
+      expect(shared.ageMs({ ns: start + 150_000_000_000n, wallMs: wall + 150_000 })).to.equal(150_000);
     });
 
     it('counts a host suspend: the monotonic clock stood still, the wall clock went on', function () {
@@ -219,9 +219,9 @@ describe('failover lease and epochs', function () {
       const wall = Date.parse('2026-12-06T12:00:00Z');
       shared.recordRenewal(start, wall, 1);
       // performance.now() / CLOCK_MONOTONIC did not move while the host slept for 150 s.
-      expect(shared.ageMs(start + 1_000_000n, wall + 150_000)).to.equal(150_000);
+      expect(shared.ageMs({ ns: start + 1_000_000n, wallMs: wall + 150_000 })).to.equal(150_000);
       // A wall clock stepped back never makes a lease look younger than the monotonic clock says.
-      expect(shared.ageMs(start + 2_000_000_000n, wall - 60_000)).to.equal(2000);
+      expect(shared.ageMs({ ns: start + 2_000_000_000n, wallMs: wall - 60_000 })).to.equal(2000);
     });
 
     it('refuses timings where a renewal does not fit in ttlMs - safetyMarginMs', function () {
