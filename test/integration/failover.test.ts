@@ -83,65 +83,63 @@ describe('failover (real daemons sharing a FileVault)', function () {
     p = null;
   });
 
-  for (let run = 1; run <= 3; run++) {
-    it(`promotes the secondary after SIGKILL of the primary under writes, with every acknowledged write present (run ${run} of 3)`, async () => {
-      p = await pair();
-      const { primary, secondary } = p;
-      expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(200);
-      expect((await secondary.request('GET', '/primary', { token: null })).status).to.equal(503);
-      expect((await secondary.request('GET', '/standby', { token: null })).status).to.equal(200);
-      for (const body of [{ name: 'plm', version: '1.0', indexes: ['writer'] }]) expect((await primary.request('POST', '/api/template', { body })).status).to.equal(201);
-      expect((await primary.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
-      await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
+  it('promotes the secondary after SIGKILL of the primary under writes, with every acknowledged write present (the failover soak repeats it)', async () => {
+    p = await pair();
+    const { primary, secondary } = p;
+    expect((await primary.request('GET', '/primary', { token: null })).status).to.equal(200);
+    expect((await secondary.request('GET', '/primary', { token: null })).status).to.equal(503);
+    expect((await secondary.request('GET', '/standby', { token: null })).status).to.equal(200);
+    for (const body of [{ name: 'plm', version: '1.0', indexes: ['writer'] }]) expect((await primary.request('POST', '/api/template', { body })).status).to.equal(201);
+    expect((await primary.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+    await waitFor(async () => (await status(primary)).failover.standbys.some((s) => s.node === 'b'), { what: 'the secondary to answer heartbeats' });
 
-      // Several clients write until the primary dies; each remembers what was acknowledged.
-      const acknowledged = new Map<string, unknown>();
-      let stop = false;
-      const writers = Array.from({ length: 6 }, async (_, w) => {
-        for (let i = 0; !stop; i++) {
-          const key = `w${w}-${i}`;
-          const value = { writer: `w${w}`, i, run };
-          try {
-            const res = await primary.request('PUT', `/api/space/s/object/${key}`, { body: value });
-            if (res.status === 200 || res.status === 201) acknowledged.set(key, value);
-          } catch {
-            return; // the primary is gone
-          }
+    // Several clients write until the primary dies; each remembers what was acknowledged.
+    const acknowledged = new Map<string, unknown>();
+    let stop = false;
+    const writers = Array.from({ length: 6 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        const key = `w${w}-${i}`;
+        const value = { writer: `w${w}`, i, run };
+        try {
+          const res = await primary.request('PUT', `/api/space/s/object/${key}`, { body: value });
+          if (res.status === 200 || res.status === 201) acknowledged.set(key, value);
+        } catch {
+          return; // the primary is gone
         }
-      });
-      await waitFor(() => acknowledged.size >= 150, { what: 'some acknowledged writes' });
-      await primary.kill('SIGKILL');
-      stop = true;
-      await Promise.all(writers);
-
-      await waitFor(() => secondary.lines.some((l) => l.message === 'promoted to primary'), { what: 'the secondary to promote', timeoutMs: 15_000 });
-      const promoted = secondary.lines.find((l) => l.message === 'the primary is gone; promoting')!;
-      expect(promoted.heartbeatSilentMs).to.be.at.least(fastFailover.heartbeatTimeoutMs);
-      expect(promoted.leaseUnchangedMs).to.be.at.least(fastFailover.leaseTtlMs);
-      // Warm standby: it had followed the journal all along, so taking over replayed (almost) nothing.
-      const tookOver = secondary.lines.find((l) => l.message === 'promoted to primary')!;
-      expect(tookOver.replayed, 'journal records replayed at promotion').to.be.a('number').and.below(acknowledged.size / 10);
-      await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary' });
-
-      const listed = await secondary.request('GET', '/api/space/s/object');
-      expect(listed.status, listed.text).to.equal(200);
-      const present = new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
-      const missing = [...acknowledged.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(acknowledged.get(k)));
-      expect(missing, `acknowledged writes missing on the new primary (of ${acknowledged.size})`).to.deep.equal([]);
-
-      // The same client token writes on the new primary, in the new epoch.
-      const after = await secondary.request('PUT', '/api/space/s/object/after-failover', { body: { writer: 'late' } });
-      expect(after.status, after.text).to.equal(201);
-      const s = await status(secondary);
-      expect(s.failover.role).to.equal('primary');
-      expect(s.failover.epoch).to.equal(2);
-      // Promotion is a system event: the new primary makes a collection checkpoint, named for it.
-      await waitFor(async () => {
-        const list = (await secondary.request('GET', '/api/collection/checkpoint')).body as { data: { data: { trigger: string; seq: number } }[] };
-        return list.data.some((c) => c.data.trigger === 'event:promotion');
-      }, { what: 'the promotion checkpoint' });
+      }
     });
-  }
+    await waitFor(() => acknowledged.size >= 150, { what: 'some acknowledged writes' });
+    await primary.kill('SIGKILL');
+    stop = true;
+    await Promise.all(writers);
+
+    await waitFor(() => secondary.lines.some((l) => l.message === 'promoted to primary'), { what: 'the secondary to promote', timeoutMs: 15_000 });
+    const promoted = secondary.lines.find((l) => l.message === 'the primary is gone; promoting')!;
+    expect(promoted.heartbeatSilentMs).to.be.at.least(fastFailover.heartbeatTimeoutMs);
+    expect(promoted.leaseUnchangedMs).to.be.at.least(fastFailover.leaseTtlMs);
+    // Warm standby: it had followed the journal all along, so taking over replayed (almost) nothing.
+    const tookOver = secondary.lines.find((l) => l.message === 'promoted to primary')!;
+    expect(tookOver.replayed, 'journal records replayed at promotion').to.be.a('number').and.below(acknowledged.size / 10);
+    await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary' });
+
+    const listed = await secondary.request('GET', '/api/space/s/object');
+    expect(listed.status, listed.text).to.equal(200);
+    const present = new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
+    const missing = [...acknowledged.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(acknowledged.get(k)));
+    expect(missing, `acknowledged writes missing on the new primary (of ${acknowledged.size})`).to.deep.equal([]);
+
+    // The same client token writes on the new primary, in the new epoch.
+    const after = await secondary.request('PUT', '/api/space/s/object/after-failover', { body: { writer: 'late' } });
+    expect(after.status, after.text).to.equal(201);
+    const s = await status(secondary);
+    expect(s.failover.role).to.equal('primary');
+    expect(s.failover.epoch).to.equal(2);
+    // Promotion is a system event: the new primary makes a collection checkpoint, named for it.
+    await waitFor(async () => {
+      const list = (await secondary.request('GET', '/api/collection/checkpoint')).body as { data: { data: { trigger: string; seq: number } }[] };
+      return list.data.some((c) => c.data.trigger === 'event:promotion');
+    }, { what: 'the promotion checkpoint' });
+  });
 
   it('brings an old primary back as a follower: it sees the higher epoch, never serves a write, and follows the new primary', async () => {
     p = await pair();

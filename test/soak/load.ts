@@ -45,6 +45,8 @@ export interface LoadOptions extends SuiteOptions {
   checkpointEveryMs?: number;
   /** The reader waits this long between two queries (SOAK_READER_PAUSE_MS, or 1 s; 0: back to back). */
   readerPauseMs?: number;
+  /** Begin with the trial with a standby (the alternation then goes on from it). */
+  standbyFirst?: boolean;
 }
 
 /** What one trial measured. */
@@ -236,14 +238,14 @@ async function trial(objects: number, withStandby: boolean, checkpointEveryMs: n
   }
 }
 
-/** Run `trials` trials, alternating a lone primary and a primary with a standby. */
+/** Run `trials` trials, alternating a lone primary and a primary with a standby (the lone one first unless `standbyFirst`). */
 export async function runLoad(options: LoadOptions): Promise<SuiteReport> {
   const objects = options.objects ?? Number(process.env.SOAK_OBJECTS ?? 3_000_000);
   const violations: string[] = [];
   const figures: Record<string, number> = { trials: 0, objects: 0, queries: 0, non200: 0, leaseLost: 0, promotions: 0, renewalsOverBound: 0, renewals: 0, longestRenewalMs: 0, peakRssMb: 0, pauses: 0, checkpoints: 0, commitsPerSecond: 0, heartbeats: 0, heartbeatsOver1s: 0, heartbeatsSilent: 0 };
   let seconds = 0;
   for (let i = 0; i < options.trials; i++) {
-    const withStandby = i % 2 === 1;
+    const withStandby = (i + (options.standbyFirst === true ? 1 : 0)) % 2 === 1;
     const f = await trial(objects, withStandby, options.checkpointEveryMs ?? 10_000, options.readerPauseMs ?? Number(process.env.SOAK_READER_PAUSE_MS ?? 1000), options.log);
     const what = `trial ${i + 1} (${withStandby ? 'with a standby' : 'alone'})`;
     options.log(`${what}: ${f.objects} objects in ${f.seconds.toFixed(0)} s, ${f.queries} large queries, peak RSS ${Math.round(f.peakRssMb)} MB, ${f.renewals} renewals, longest seen from outside ${Math.round(f.longestOutsideMs)} ms, ${f.checkpoints} checkpoints, ${f.pauses} pauses logged` + (withStandby ? `, ${f.heartbeats} heartbeats: ${f.heartbeatsOver1s} over 1 s, ${f.heartbeatsSilent} over ${ProductFailover.heartbeatTimeoutMs} ms` : ''));
