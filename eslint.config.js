@@ -8,7 +8,7 @@ import tseslint from 'typescript-eslint';
  * folder's door) are fine, `../b/x.js` is refused; a subfolder
  * (src/checkpoint/archive/) is a folder of its own, reached through
  * `./archive/index.js`, and from elsewhere only through its parent's door. The
- * files at the top of src/ (errors.ts, version.ts) belong to no folder. What
+ * files at the top of src/ (errors.ts, version.ts, clock.ts) belong to no folder. What
  * is allowed depends on how deep the importing file sits (`../x.js` is a top
  * file from src/a/, the parent folder's inner file from src/a/s/), so there is
  * one set of patterns a depth. Tests and benchmarks may reach inside.

@@ -11,6 +11,7 @@
  * and wall clock one after the other: a reader that sees one new and one old
  * value computes an age too large, never too small.
  */
+import { instantNow, monotonicNs, type Instant } from '../clock.js';
 
 /** Where a lease holder is in its life. */
 export const HolderState = { Idle: 0, Holding: 1, Lost: 2, Stopped: 3 } as const;
@@ -24,10 +25,6 @@ const StartSlot = 0;
 const WallSlot = 1;
 const MainAliveSlot = 2;
 const Bytes = 16 + 3 * 8;
-
-import { instantNow, monotonicNs, type Instant } from '../clock.js';
-
-export { monotonicNs };
 
 /** The lease holder's shared state (see the top of this file). */
 export class SharedLeaseState {

@@ -7,10 +7,11 @@
  */
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { monotonicNs } from '../clock.js';
 import { setTempOwner } from '../vault/index.js';
 import { epochFileName, highestEpochSync } from './epochs.js';
 import { LeaseFile, LeaseFormatError, messageOf, readLeaseSync, writeLeaseSync, type Lease } from './lease-file.js';
-import { HolderState, monotonicNs, SharedLeaseState } from './lease-state.js';
+import { HolderState, SharedLeaseState } from './lease-state.js';
 
 /** Whose lease, where, and its timings. */
 export interface LeaseTerms {
