@@ -173,7 +173,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (error) {
     throw fail(`not valid JSON (${describeJsonError(text, error)})`);
   }
-  const checked = validateConfigFile(data);
+  const checked = await validateConfigFile(data);
   if (!checked.ok) throw fail(checked.reason);
   const raw: ConfigFile = checked.file;
 

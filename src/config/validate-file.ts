@@ -1,20 +1,26 @@
 /**
- * Checks a parsed configuration file against {@link configSchema} and turns
+ * Checks a parsed configuration file against the schema (schema.ts) and turns
  * ajv's first complaint into one sentence an operator can act on: the dotted
  * key, what it must be, and what it was.
  */
-import { Ajv, type ErrorObject, type SchemaObject } from 'ajv';
+import type { ErrorObject, SchemaObject, ValidateFunction } from 'ajv';
 import { mustBe, showValue } from './messages.js';
-import { configSchema, type ConfigFile } from './schema.js';
+import type { ConfigFile } from './schema.js';
 
-const ajv = new Ajv({ allErrors: false, verbose: true, allowUnionTypes: true, strict: true });
-const validate = ajv.compile<ConfigFile>(configSchema);
+/** Compiled on first use (compile-schema.ts says why). */
+let compiled: Promise<ValidateFunction<ConfigFile>> | null = null;
+
+function validator(): Promise<ValidateFunction<ConfigFile>> {
+  compiled ??= import('./compile-schema.js').then(({ compileConfigSchema }) => compileConfigSchema());
+  return compiled;
+}
 
 /**
  * `data` typed as a {@link ConfigFile}, or the reason it is not one (without
  * the `config FILE:` prefix, which the caller adds).
  */
-export function validateConfigFile(data: unknown): { ok: true; file: ConfigFile } | { ok: false; reason: string } {
+export async function validateConfigFile(data: unknown): Promise<{ ok: true; file: ConfigFile } | { ok: false; reason: string }> {
+  const validate = await validator();
   if (validate(data)) return { ok: true, file: data };
   const error = validate.errors?.[0];
   return { ok: false, reason: error === undefined ? 'does not match the schema' : describe(error) };

@@ -27,7 +27,9 @@
  *   `valid()` answers at once from the last renewal's start; the main thread
  *   also ends the lease itself when validity runs out while a renewal hangs.
  */
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { instantNow, type Instant } from '../clock.js';
 import { MainThreadStallMs } from '../config/index.js';
@@ -56,20 +58,35 @@ export interface LeaseRenewal {
 }
 
 /**
- * A renewal thread, started without a lease: the compiled module next to this
- * one, or, when running from the TypeScript sources (the tests, through tsx,
- * from the project folder), that module loaded through tsx's loader, which a
- * worker does not inherit.
+ * A renewal thread, started without a lease: the build's own entry point
+ * `dist/failover/lease-worker.js` (this code runs from `dist/cli/` or
+ * `dist/chunks/`, one folder down either way), or, when running from the
+ * TypeScript sources (the tests, through tsx, from the project folder),
+ * {@link sourcesBundle}.
  */
 function spawnRenewalThread(): Worker {
   const own = new URL(import.meta.url);
   const workerData = { leaseWorker: true };
-  if (own.pathname.endsWith('.ts')) {
-    const module = new URL('./lease-worker.ts', own).href;
-    const source = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(module)}); });`;
-    return new Worker(source, { eval: true, workerData, execArgv: [] });
+  if (own.pathname.endsWith('.ts')) return new Worker(sourcesBundle(own), { eval: true, workerData, execArgv: [] });
+  return new Worker(new URL('../failover/lease-worker.js', own), { workerData, execArgv: [] });
+}
+
+let bundledSources: string | null = null;
+
+/**
+ * `lease-worker.ts` next to this file and what it imports, bundled by esbuild
+ * (the build's bundler, a development dependency like tsx) into one script,
+ * once a process. A worker does not inherit tsx's loader, and registering it
+ * in each new thread costs about 0.35 s of CPU; a test suite starts dozens.
+ */
+function sourcesBundle(own: URL): string {
+  if (bundledSources === null) {
+    const esbuild = createRequire(own)('esbuild') as typeof import('esbuild');
+    const entry = fileURLToPath(new URL('./lease-worker.ts', own));
+    const built = esbuild.buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', target: 'node20', write: false, logLevel: 'warning' });
+    bundledSources = built.outputFiles[0]!.text;
   }
-  return new Worker(new URL('./lease-worker.js', own), { workerData, execArgv: [] });
+  return bundledSources;
 }
 
 /**

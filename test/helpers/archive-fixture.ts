@@ -20,12 +20,12 @@ export async function smallCheckpoint(dir: string, method: 'store' | 'deflate'):
   return target;
 }
 
-/** Flip each byte at offsets 0, step, 2·step, … of the fixture, stored and deflated, and expect verification to refuse each. */
-export async function expectFlipsRefused(dir: string, step: number): Promise<void> {
+/** Flip each byte at offsets first, first + step, first + 2·step, … of the fixture, stored and deflated, and expect verification to refuse each (a failure names the byte). */
+export async function expectFlipsRefused(dir: string, step: number, first = 0): Promise<void> {
   for (const method of ['store', 'deflate'] as const) {
     const original = await fs.readFile(await smallCheckpoint(dir, method));
     const f = path.join(dir, `flip-${method}`);
-    for (let i = 0; i < original.length; i += step) {
+    for (let i = first; i < original.length; i += step) {
       const bytes = Buffer.from(original);
       bytes[i] = bytes[i]! ^ 0xff;
       await fs.writeFile(f, bytes);

@@ -101,8 +101,9 @@ describe('checkpoint archive: damaged and hostile files', function () {
       await expectRefused(await file('flipped-cd', bytes), /central directory record is damaged \(external attributes/, Index);
     });
 
-    it('refuses a flipped byte at every 16th offset of the file, stored and deflated (every offset: test/e2e/archive-every-byte.test.ts)', async function () {
-      await expectFlipsRefused(dir, 16);
+    it('refuses a flipped byte at every 48th offset of the file from a random first one, stored and deflated (every offset: test/e2e/archive-every-byte.test.ts)', async function () {
+      // Different offsets each run; a failure names the byte.
+      await expectFlipsRefused(dir, 48, Math.floor(Math.random() * 48));
     });
 
     it('refuses extra bytes after the end record', async function () {

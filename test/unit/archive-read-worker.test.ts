@@ -18,7 +18,7 @@ const MiB = 1024 * 1024;
  * Rounds of the abort test: a sample in npm test, the full count in npm run
  * test:e2e, which runs this file again with CHECKPOINTD_EXHAUSTIVE=1.
  */
-const AbortRounds = process.env.CHECKPOINTD_EXHAUSTIVE === '1' ? { write: 30, read: 40 } : { write: 6, read: 10 };
+const AbortRounds = process.env.CHECKPOINTD_EXHAUSTIVE === '1' ? { write: 30, read: 40 } : { write: 4, read: 6 };
 const header: ManifestHeader = { id: 3, scope: 'space', description: 'reader', time: '2024-01-02T03:04:05.0000000Z', trigger: 'manual', node: 'node-a', epoch: 1, seq: 9 };
 
 

@@ -512,7 +512,7 @@ describe('config/primary.example.json and config/secondary.example.json', () => 
   it('are valid configuration files that differ only in the node, its address and the comment', async () => {
     const primary = await read('primary');
     const secondary = await read('secondary');
-    for (const file of [primary, secondary]) expect(validateConfigFile(file)).to.deep.include({ ok: true });
+    for (const file of [primary, secondary]) expect(await validateConfigFile(file)).to.deep.include({ ok: true });
     expect(primary.node).to.deep.equal({ name: 'node-a', role: 'primary' });
     expect(secondary.node).to.deep.equal({ name: 'node-b', role: 'secondary' });
     const strip = (f: Record<string, Record<string, unknown>>): unknown => ({ ...f, $comment: null, node: null, api: { ...f.api, publicUrl: null } });

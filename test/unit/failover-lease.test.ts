@@ -230,11 +230,11 @@ describe('failover lease and epochs', function () {
     });
 
     it('reports the lease lost once, at the moment renewals have failed for ttlMs - safetyMarginMs', async function () {
-      // Renewals at 700 ms and 1400 ms; validity ends at 1000 ms, between them: only a timer sees it then.
+      // Renewals at 350 ms and 700 ms; validity ends at 500 ms, between them: only a timer sees it then.
       const { logger, lines } = captureLogger();
       const started = performance.now();
-      const { holder: h, lost } = holder({ renewMs: 700, ttlMs: 1200, safetyMarginMs: 200, logger });
-      // Which renewals had failed when the loss was reported: the one at 700 ms only, so a timer, not the renewal at 1400 ms, saw it.
+      const { holder: h, lost } = holder({ renewMs: 350, ttlMs: 600, safetyMarginMs: 100, logger });
+      // Which renewals had failed when the loss was reported: the one at 350 ms only, so a timer, not the renewal at 700 ms, saw it.
       const failuresAtLoss: number[] = [];
       h.onLost(() => failuresAtLoss.push(h.failedRenewals));
       await h.start();
@@ -242,16 +242,16 @@ describe('failover lease and epochs', function () {
       await waitFor(() => lost.length > 0, { what: 'the lease to be lost', timeoutMs: 5000, intervalMs: 2 });
       const lostAfter = performance.now() - started;
       expect(h.valid()).to.equal(false);
-      expect(lostAfter, 'never before validity ends').to.be.at.least(1000);
+      expect(lostAfter, 'never before validity ends').to.be.at.least(500);
       expect(failuresAtLoss).to.deep.equal([1]);
       expect(lost).to.have.length(1);
       expect(lost[0]).to.match(/^lease renewal failed for \d+ms/);
-      expect(Number(/for (\d+)ms/.exec(lost[0]!)![1])).to.be.at.least(1000);
+      expect(Number(/for (\d+)ms/.exec(lost[0]!)![1])).to.be.at.least(500);
       expect(linesWith(lines, 'warn', 'lease renewal failed')).to.have.length(1);
 
       // The lease never comes back by itself, even once the folder works again.
       await restoreFolder();
-      await delay(Math.max(0, started + 1700 - performance.now()));
+      await delay(Math.max(0, started + 850 - performance.now()));
       expect(lost).to.have.length(1);
       expect(h.valid()).to.equal(false);
       expect((await readLease(dir))!.counter).to.equal(1);
@@ -330,13 +330,13 @@ describe('failover lease and epochs', function () {
     });
 
     it('keeps renewing on its own thread while the main thread is blocked for longer than the lease is valid', async function () {
-      const { holder: h, lost } = holder({ renewMs: 100, ttlMs: 1200, safetyMarginMs: 200 });
+      const { holder: h, lost } = holder({ renewMs: 50, ttlMs: 600, safetyMarginMs: 100 });
       const renewals: number[] = [];
       h.onRenewed((r) => renewals.push(r.intervalMs));
       await h.start();
       const before = readLeaseSync(dir)!.counter;
-      // Synchronous work on the main thread for 2.5 s: no timer, promise or I/O callback of this thread runs meanwhile.
-      const until = performance.now() + 2500;
+      // Synchronous work on the main thread for 1.2 s: no timer, promise or I/O callback of this thread runs meanwhile.
+      const until = performance.now() + 1200;
       while (performance.now() < until) {
         /* busy */
       }
@@ -344,7 +344,7 @@ describe('failover lease and epochs', function () {
       expect(during, 'renewals written while the main thread was blocked').to.be.at.least(10);
       expect(h.valid(), 'valid right after the block: the last renewal is recent').to.equal(true);
       await waitFor(() => renewals.length >= during, { what: 'the renewal reports to arrive', timeoutMs: 5000 });
-      expect(Math.max(...renewals), 'no renewal interval near the validity of 1000 ms').to.be.below(500);
+      expect(Math.max(...renewals), 'no renewal interval near the validity of 500 ms').to.be.below(250);
       expect(lost).to.deep.equal([]);
     });
 
@@ -352,7 +352,7 @@ describe('failover lease and epochs', function () {
       // Opening a FIFO for reading blocks until a writer comes: each open holds one pool thread.
       const fifos = Array.from({ length: 8 }, (_, i) => path.join(root, `fifo-${i}`));
       for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
-      const { holder: h, lost } = holder({ renewMs: 100, ttlMs: 1200, safetyMarginMs: 200 });
+      const { holder: h, lost } = holder({ renewMs: 50, ttlMs: 600, safetyMarginMs: 100 });
       await h.start();
       const blocked = fifos.map((fifo) => fs.readFile(fifo));
       try {
@@ -361,7 +361,7 @@ describe('failover lease and epochs', function () {
         const first = await Promise.race([probe, delay(300).then(() => 'waiting')]);
         expect(first, 'a pool-based file call waits while the pool is blocked').to.equal('waiting');
         const before = readLeaseSync(dir)!.counter;
-        await delay(2000);
+        await delay(1000);
         expect(readLeaseSync(dir)!.counter - before, 'renewals written while the pool was blocked').to.be.at.least(8);
         expect(h.valid()).to.equal(true);
         expect(lost).to.deep.equal([]);
@@ -373,16 +373,16 @@ describe('failover lease and epochs', function () {
 
     it('stops renewing once the main thread has not run for mainThreadStallMs (30 s by default), so a wedged process lets a secondary take over', async function () {
       expect(MainThreadStallMs).to.equal(30_000);
-      const { holder: h, lost } = holder({ renewMs: 100, ttlMs: 5000, safetyMarginMs: 1000, mainThreadStallMs: 600 });
+      const { holder: h, lost } = holder({ renewMs: 50, ttlMs: 5000, safetyMarginMs: 1000, mainThreadStallMs: 300 });
       await h.start();
-      const until = performance.now() + 1500;
+      const until = performance.now() + 800;
       while (performance.now() < until) {
         /* wedged */
       }
       const counter = readLeaseSync(dir)!.counter;
       expect(h.valid(), 'the renewal thread gave the lease up while the main thread was wedged').to.equal(false);
       await waitFor(() => lost.length === 1, { what: 'the loss to be reported', timeoutMs: 5000 });
-      expect(lost[0]).to.match(/^the main thread has not run for \d+ms \(more than 600ms\)/);
+      expect(lost[0]).to.match(/^the main thread has not run for \d+ms \(more than 300ms\)/);
       await delay(300);
       expect(readLeaseSync(dir)!.counter, 'no renewal after that').to.equal(counter);
     });

@@ -55,7 +55,7 @@ describe('PauseMonitor', function () {
       await waitFor(() => lines.some((l) => l.message === 'ready'), { what: 'the child to start its monitor', timeoutMs: 20_000 });
       await delay(200);
       child.kill('SIGSTOP');
-      await delay(1500);
+      await delay(800);
       child.kill('SIGCONT');
       await waitFor(() => lines.some((l) => l.message === 'the process paused'), { what: 'the child to report its pause', timeoutMs: 10_000 });
     } finally {
@@ -63,6 +63,6 @@ describe('PauseMonitor', function () {
     }
     const pause = lines.find((l) => l.message === 'the process paused')!;
     expect(pause.cause).to.equal('process not running');
-    expect(pause.pausedMs).to.be.at.least(1400);
+    expect(pause.pausedMs).to.be.at.least(750);
   });
 });

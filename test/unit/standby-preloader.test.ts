@@ -62,10 +62,7 @@ describe('standby pre-loading (StandbyPreloader)', function () {
     store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
     await store.commit(load('plm', '1.0', []));
     await store.commit(create('s'));
-    // About 96 MiB, so that verifying it takes a while: random text does not compress, and is checked byte by byte.
-    for (let c = 0; c < 8; c++) {
-      await store.commit(commit('s', ...Array.from({ length: 12 }, (_, i) => put(`k${c}-${i}`, { pad: randomBytes(768 * 1024).toString('base64') }))));
-    }
+    await store.commit(commit('s', put('k', { pad: randomBytes(1024).toString('base64') })));
     const catalogue = new Catalogue(path.join(dir, 'checkpoint'), logger);
     await catalogue.init();
     checkpointer = new Checkpointer({ catalogue, store, logger, node: 'primary', compression: { method: 'store' }, installation });
@@ -86,6 +83,10 @@ describe('standby pre-loading (StandbyPreloader)', function () {
   });
 
   it('takes a checkpoint the primary deletes while it is being verified for deleted, not damaged: no error, nothing marked', async () => {
+    // About 96 MiB, so that verifying it takes a while: random text does not compress, and is checked byte by byte.
+    for (let c = 0; c < 8; c++) {
+      await store.commit(commit('s', ...Array.from({ length: 12 }, (_, i) => put(`k${c}-${i}`, { pad: randomBytes(768 * 1024).toString('base64') }))));
+    }
     const entry = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
     const catalogue = new Catalogue(path.join(dir, 'checkpoint'), silentLogger());
     // Listed once already, as a standby's catalogue would be: the pass's only open of the file is then its verification.
