@@ -6,8 +6,9 @@ import { autoBench } from './auto.js';
 import { checkpointBench } from './checkpoint.js';
 import { commitBench } from './commit.js';
 import { failoverBench } from './failover.js';
+import { scaleBench } from './scale.js';
 
-const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench, failover: failoverBench };
+const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench, failover: failoverBench, scale: scaleBench };
 
 const name = process.argv[2];
 const chosen = name === undefined ? Object.keys(benches) : [name];
