@@ -36,6 +36,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { DaemonProcess } from '../test/helpers/daemon-process.js';
 import { makeValue } from './dataset.js';
 import { elapsed, fmt, keyOf, MiB, prng } from './shared.js';
 
@@ -136,14 +137,6 @@ function parseReply(buf: Buffer, at: number): { value: unknown; end: number } | 
 async function info(redis: Redis, section: string): Promise<Map<string, string>> {
   const text = String(await redis.command('INFO', section));
   return new Map(text.split('\r\n').filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 interface RedisServer {
@@ -343,9 +336,9 @@ async function oneSize(gib: number, root: string): Promise<string[]> {
   await fs.mkdir(redisDir);
   const started = performance.now();
   console.log(`${gib} GiB: loading checkpointd (heap limit ${fmt(heapMiB)} MiB) and Redis in ${dir}`);
-  const port = await freePort();
+  const port = await DaemonProcess.freePort();
   let daemon = await startDaemon(dir, port, heapMiB);
-  const redisServer = await startRedis(redisDir, await freePort());
+  const redisServer = await startRedis(redisDir, await DaemonProcess.freePort());
   let redis: Redis | null = null;
   try {
     const loadStart = performance.now();
