@@ -21,33 +21,23 @@ export async function runCommand(configOption: string | undefined): Promise<void
   const logger = createLogger({ level: config.log.level, node: config.node.name });
   const notifier = await SystemdNotifier.open(logger);
 
-  // SIGHUP's default action ends the process: hold one that arrives during start-up, and reload once serving.
+  // SIGHUP's default action ends the process. One listener from here to the end: removing the last one would
+  // give the signal back its default action for a moment, and a reload asked right at READY=1 would then end the
+  // daemon. One that arrives during start-up is held and reloads once serving.
+  let daemon: Daemon | null = null;
   let hupDuringStart = false;
-  const holdHup = (): void => {
-    hupDuringStart = true;
-  };
-  process.on('SIGHUP', holdHup);
-  let daemon: Daemon;
-  try {
-    daemon = await Daemon.start(config, logger);
-  } finally {
-    process.off('SIGHUP', holdHup);
-  }
-
-  const status = (): string => statusLine(daemon);
-  notifier.ready(status);
-
   let running = config;
   let stopping = false;
   let reloading: Promise<void> | null = null;
   let reloadAgain = false;
+  const status = (): string => (daemon === null ? 'starting' : statusLine(daemon));
   // One reload at a time; SIGHUPs that arrive during one make one more after it.
-  const reload = async (): Promise<void> => {
+  const reload = async (serving: Daemon): Promise<void> => {
     try {
       do {
         reloadAgain = false;
         notifier.reloading();
-        running = await reloadConfig(daemon, running);
+        running = await reloadConfig(serving, running);
         notifier.reloaded(status());
       } while (reloadAgain && !stopping);
     } catch (err) {
@@ -57,12 +47,21 @@ export async function runCommand(configOption: string | undefined): Promise<void
     }
   };
   const onHup = (): void => {
-    if (stopping) return;
-    if (reloading !== null) reloadAgain = true;
-    else reloading = reload();
+    if (daemon === null) hupDuringStart = true;
+    else if (stopping) return;
+    else if (reloading !== null) reloadAgain = true;
+    else reloading = reload(daemon);
   };
   // Stays installed through the shutdown, so a late SIGHUP does not end the process mid-stop.
   process.on('SIGHUP', onHup);
+  try {
+    daemon = await Daemon.start(config, logger);
+  } catch (err) {
+    process.off('SIGHUP', onHup);
+    throw err;
+  }
+  const started: Daemon = daemon;
+  notifier.ready(status);
   if (hupDuringStart) onHup();
 
   await new Promise<void>((resolve) => {
@@ -76,7 +75,7 @@ export async function runCommand(configOption: string | undefined): Promise<void
         process.exit(1);
       }, ShutdownTimeoutMs);
       timer.unref();
-      daemon.stop(signal).then(resolve, (err: unknown) => {
+      started.stop(signal).then(resolve, (err: unknown) => {
         logger.error('shutdown failed', { err });
         process.exitCode = 1;
         resolve();
