@@ -30,7 +30,6 @@ export async function runCommand(configOption: string | undefined): Promise<void
   let stopping = false;
   let reloading: Promise<void> | null = null;
   let reloadAgain = false;
-  const status = (): string => (daemon === null ? 'starting' : statusLine(daemon));
   // One reload at a time; SIGHUPs that arrive during one make one more after it.
   const reload = async (serving: Daemon): Promise<void> => {
     try {
@@ -38,7 +37,7 @@ export async function runCommand(configOption: string | undefined): Promise<void
         reloadAgain = false;
         notifier.reloading();
         running = await reloadConfig(serving, running);
-        notifier.reloaded(status());
+        notifier.reloaded(statusLine(serving));
       } while (reloadAgain && !stopping);
     } catch (err) {
       logger.error('reload failed', { err });
@@ -61,7 +60,7 @@ export async function runCommand(configOption: string | undefined): Promise<void
     throw err;
   }
   const started: Daemon = daemon;
-  notifier.ready(status);
+  notifier.ready(() => statusLine(started));
   if (hupDuringStart) onHup();
 
   await new Promise<void>((resolve) => {
