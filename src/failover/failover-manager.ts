@@ -35,7 +35,7 @@ import { Fence } from './fence.js';
 import { readLease, type Lease } from './lease-file.js';
 import { LeaseHolder, prepareRenewalThread, type LeaseRenewal } from './lease-holder.js';
 import { LeaseWatcher } from './lease-watcher.js';
-import { ForgetTtls, VisibilityLag } from './visibility-lag.js';
+import { ForgetTtls, MinSamples, VisibilityLag } from './visibility-lag.js';
 
 /** Name of the cluster-wide pause mark in `FileVault/failover`: while it exists, no node promotes. */
 export const PauseFile = 'paused';
@@ -569,7 +569,7 @@ export class FailoverManager {
     if (lag === null) return null;
     const ms = lag.leaseLagMs();
     if (lag.tooHigh()) return `this node's reads of the FileVault show the primary's lease renewals ${Math.round(ms!)} ms late, above the bound of ${Math.round(lag.boundMs)} ms`;
-    if (this.options.vaultMayCache === true && !lag.measured) return 'the FileVault mount may cache and its visibility lag has not been measured yet (no heartbeat whose lease renewal this node has seen)';
+    if (this.options.vaultMayCache === true && !lag.measured) return `the FileVault mount may cache and its visibility lag has not been measured yet (fewer than ${MinSamples} of the lease renewals heartbeats announced have been timed)`;
     return null;
   }
 

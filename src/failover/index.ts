@@ -9,7 +9,7 @@ export { LeaseFile, LeaseFormatError, readLease, readLeaseSync, writeLeaseSync, 
 export { HolderState, SharedLeaseState } from './lease-state.js';
 export { LeaseHolder, type LeaseHolderOptions, type LeaseRenewal } from './lease-holder.js';
 export { LeaseWatcher, type LeaseWatcherOptions } from './lease-watcher.js';
-export { VisibilityLag } from './visibility-lag.js';
+export { MinSamples, VisibilityLag } from './visibility-lag.js';
 export { claimEpoch, epochFileName, highestEpoch, parseEpochFileName, readEpochClaim, type EpochClaim } from './epochs.js';
 export { clusterToken, FailoverManager, leasePollMs, watchLeaseFromStart, type EarlyWatch, type FailoverManagerOptions, type FailoverStatus, type Role } from './failover-manager.js';
 export { HeartbeatClient, HeartbeatPath, HeartbeatServer, type Handover, type Heartbeat, type HeartbeatAck, type HeartbeatTls, type StandbyInfo } from './heartbeat.js';

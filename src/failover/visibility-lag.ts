@@ -14,9 +14,21 @@
  * the same treatment (the beat's seq against the seq applied), reported
  * apart: applying records also takes time, so it informs and does not gate.
  *
+ * Every counter a beat announced gives one sample, including the counters a
+ * cached read skipped (a read that shows counter 40 after 30 s of counter 1
+ * times beats 2..40 at once, 30 s down to 0 s), and the estimate is the median
+ * of the last {@link Samples} of them: keeping only the newest few would keep
+ * the smallest of such a batch, and a few reads that happened to be fresh (a
+ * cold cache at start-up) would outvote a cache that hides most renewals. A
+ * lag counts as measured only after {@link MinSamples} samples: a standby that
+ * has watched its vault for one renewal has not seen its cache expire yet.
+ *
  * A lease read that fails observes nothing: beats that arrived before it are
- * dropped untimed (their samples would time the outage, not the cache). A lag
- * above the bound is forgotten after `forgetMs` without news (no beat, no
+ * dropped untimed (their samples would time the outage, not the cache). A beat
+ * whose counter the vault has not shown after `forgetMs` of successful reads
+ * proves a lag of at least that much: it replaces the samples with that lower
+ * bound (well above the bound of the rules) rather than vanishing, which would
+ * leave the samples of happier times in charge. A lag above the bound is forgotten after `forgetMs` without news (no beat, no
  * sample: a primary that died sends none), so it cannot block a failover for
  * good: the lag is then unknown again, and the mount decides. A lag under the
  * bound is kept: it is what a dead primary's standby last knew of its vault.
@@ -27,8 +39,10 @@
  * (leaseTtlMs - renewMs - safetyMarginMs) / 2 that margin is gone.
  */
 
-/** Samples kept; the estimate is their median, so one late timer does not count as a lagging vault. */
-const Samples = 9;
+/** Samples kept (one per announced counter); the estimate is their median, so one late timer does not count as a lagging vault. */
+const Samples = 256;
+/** Samples needed before the lag counts as measured. */
+export const MinSamples = 9;
 /** What is measured is forgotten after this many lease TTLs without news. */
 export const ForgetTtls = 4;
 /** Beats remembered while their counter (or seq) has not been seen yet. */
@@ -80,9 +94,9 @@ class Track {
     return waiting === null ? median : Math.max(median, waiting);
   }
 
-  /** True once a sample exists (and was not forgotten). */
+  /** True once {@link MinSamples} samples exist (and were not forgotten). */
   get measured(): boolean {
-    return this.samples.length > 0;
+    return this.samples.length >= MinSamples;
   }
 
   /** Forget everything (a lag above the bound, without news for forgetMs). */
@@ -96,9 +110,15 @@ class Track {
     return Math.max(this.pending.at(-1)?.at ?? Number.NEGATIVE_INFINITY, this.samples.at(-1)?.at ?? Number.NEGATIVE_INFINITY);
   }
 
-  /** Beats unseen for forgetMs are dropped: their age would otherwise grow for ever once beats stop. */
+  /**
+   * Beats unseen for forgetMs are dropped (their age would otherwise grow for
+   * ever once beats stop), and what they proved stays: a lag of at least their
+   * age, which replaces the samples.
+   */
   private forget(now: number): void {
-    while (this.pending.length > 0 && now - this.pending[0]!.at > this.forgetMs) this.pending.shift();
+    const unseen: { ms: number; at: number }[] = [];
+    while (this.pending.length > 0 && now - this.pending[0]!.at > this.forgetMs) unseen.push({ ms: now - this.pending.shift()!.at, at: now });
+    if (unseen.length > 0) this.samples = unseen.slice(-Samples);
   }
 }
 

@@ -3,7 +3,7 @@
  * on an injected clock: beats announce lease counters and seqs, reads show them later.
  */
 import { expect } from 'chai';
-import { VisibilityLag } from '../../src/failover/index.js';
+import { MinSamples, VisibilityLag } from '../../src/failover/index.js';
 
 describe('VisibilityLag', function () {
   let now = 0;
@@ -21,7 +21,8 @@ describe('VisibilityLag', function () {
     const l = lag();
     expect(l.leaseLagMs()).to.equal(null);
     expect(l.measured).to.equal(false);
-    for (let counter = 1; counter <= 5; counter++) {
+    for (let counter = 1; counter <= MinSamples; counter++) {
+      expect(l.measured, `measured after ${counter - 1} samples`).to.equal(false);
       l.leaseRead(1, counter, now); // the poll read the renewal first
       now += 10;
       l.beat(1, counter, 10 * counter);
@@ -80,12 +81,66 @@ describe('VisibilityLag', function () {
     expect(l.tooHigh()).to.equal(false);
 
     const good = lag(20_000);
-    good.beat(1, 1, 1);
-    now += 50;
-    good.leaseRead(1, 1, now);
+    for (let counter = 1; counter <= MinSamples; counter++) {
+      good.beat(1, counter, counter);
+      now += 50;
+      good.leaseRead(1, counter, now);
+    }
     now += 60_000;
     expect(good.leaseLagMs(), 'a good lag is what the standby last knew').to.equal(50);
     expect(good.measured).to.equal(true);
+  });
+
+  it('times every counter a cached read skipped: the newest few of a batch, or a few fresh reads, do not outvote a cache that hides most renewals', function () {
+    const l = lag();
+    // Cycles of a 30 s cache over renewals every 100 ms: the read after it expires is fresh for a
+    // moment (two beats of the counter it shows give samples of 0), then it hides the next 300
+    // renewals and shows the last at once. The newest of those waited 100 ms, 200 ms, …
+    let counter = 0;
+    for (let cycle = 0; cycle < 3; cycle++) {
+      counter++;
+      l.beat(1, counter, counter);
+      l.leaseRead(1, counter, now);
+      now += 50;
+      l.beat(1, counter, counter);
+      l.leaseRead(1, counter, now);
+      const shown = counter;
+      const since = now;
+      for (let i = 0; i < 300; i++) {
+        now += 100;
+        counter++;
+        l.beat(1, counter, counter);
+        l.leaseRead(1, shown, since);
+      }
+      now += 100;
+      l.leaseRead(1, counter, now);
+    }
+    // Right after an expiry nothing is pending: the estimate is the samples' median alone.
+    expect(l.leaseLagMs(), 'the median over every skipped counter').to.be.greaterThan(10_000);
+    expect(l.tooHigh()).to.equal(true);
+  });
+
+  it('takes a beat whose counter the vault never showed within forgetMs as proof of a lag that long, above earlier good samples', function () {
+    const l = lag(4000);
+    // A standby's first reads are fresh (a cold cache): samples of 0, under the bound.
+    for (let counter = 1; counter <= MinSamples; counter++) {
+      l.beat(1, counter, counter);
+      l.leaseRead(1, counter, now);
+      now += 100;
+    }
+    expect(l.tooHigh()).to.equal(false);
+    // Then the cache hides two renewals, and the primary dies (no more beats, no read shows them).
+    l.beat(1, MinSamples + 1, 0);
+    now += 200;
+    l.beat(1, MinSamples + 2, 0);
+    now += 3000;
+    expect(l.tooHigh(), 'waiting beats').to.equal(true);
+    now += 1001;
+    expect(l.leaseLagMs(), 'the unseen beats are forgotten, and what they proved is kept').to.be.greaterThan(4000);
+    expect(l.tooHigh()).to.equal(true);
+    expect(l.measured, 'two lower bounds are not a measurement').to.equal(false);
+    now += 4001;
+    expect(l.leaseLagMs(), 'forgotten after forgetMs without news: unknown, and the mount decides').to.equal(null);
   });
 
   it('starts again when the epoch changes (a new primary), and times the journal apart', function () {
