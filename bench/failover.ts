@@ -176,7 +176,7 @@ async function settled(primary: DaemonProcess, standbyName: string, standby: Dae
 
 /** Every write acknowledged before `before` (ms since the epoch) is on `node` with its value: how many are not. */
 async function lost(clients: Writers, node: DaemonProcess, before: number): Promise<{ checked: number; missing: number }> {
-  const res = await node.request('GET', `/api/space/${WriteSpace}/object`);
+  const res = await node.query(`/api/space/${WriteSpace}/object`);
   const present = new Map((res.body as { data: { key: string; data: { i: number } }[] }).data.map((o) => [o.key, o.data.i]));
   const wanted = clients.acks.filter((a) => a.ackedAt < before);
   // A key acknowledged twice holds the later value.

@@ -1,5 +1,6 @@
 /** Objects: put, get, delete, query by indexed field, and transactions (any token). */
 import type { FastifyInstance } from 'fastify';
+import { DefaultQueryLimit, MaxQueryLimit } from '../config/index.js';
 import { BadRequestError, NotFoundError } from '../errors.js';
 import { validateObjectKey, validateSpaceId, type Json, type TxOp } from '../store/index.js';
 import { requireRole } from './auth.js';
@@ -12,6 +13,37 @@ import { requireSpace } from './space-routes.js';
 interface ObjectParams {
   id: string;
   key: string;
+}
+
+/** `limit` of a query page: a whole number from 1 to MaxQueryLimit. */
+function queryLimit(text: string): number {
+  const n = /^[0-9]{1,6}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MaxQueryLimit)) throw new BadRequestError(`limit ${JSON.stringify(text)} is not valid: give a whole number from 1 to ${MaxQueryLimit} (objects per page; ${DefaultQueryLimit} when not given)`);
+  return n;
+}
+
+/**
+ * The cursor of the page after `key`: opaque to clients (base64url of a small
+ * JSON object), so that what it holds may change without breaking their URLs.
+ */
+function cursorFor(key: string): string {
+  return Buffer.from(JSON.stringify({ after: key })).toString('base64url');
+}
+
+/** The key a cursor continues after; BadRequestError for one this API did not make. */
+function cursorKey(cursor: string): string {
+  let after: unknown;
+  try {
+    after = (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown } | null)?.after;
+  } catch {
+    after = undefined;
+  }
+  try {
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new BadRequestError('not base64url');
+    return validateObjectKey(after);
+  } catch {
+    throw new BadRequestError(`cursor ${JSON.stringify(cursor.slice(0, 80))} is not one this API gave out: follow the \`next\` URL of the previous page as it is, or ask again without cursor for the first page`);
+  }
 }
 
 /** Register the object and transaction routes. */
@@ -78,7 +110,10 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
     summary: 'Query objects by indexed fields',
     description:
       'Each query field names an indexed field and the value to match (`?type=Part&owner=ann`): the conditions combine with AND; no field answers every object. ' +
-      'A value matches by its text, so `?n=5` matches 5 and "5". Matches are sorted by key. A large answer is streamed (chunked), 1,000 objects at a time.',
+      'A value matches by its text, so `?n=5` matches 5 and "5". Matches are sorted by key and come a page at a time: `limit` objects (1,000 when not given, at most 10,000); ' +
+      'when more may follow, the answer has `next` (also sent as a `Link` header with rel="next"): the URL of the next page, whose `cursor` continues after the last key of this one. ' +
+      'Pages read the store as it is when each is asked for: an object committed meanwhile shows on a later page when its key comes after the cursor; no key is answered twice. ' +
+      '`limit` and `cursor` are paging parameters, never field conditions.',
     tags: ['objects'],
     operationId: 'queryObjects',
     params: SpaceParams,
@@ -92,27 +127,50 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
         explode: true,
         schema: { type: 'object', additionalProperties: { type: 'string' } },
       },
+      { name: 'limit', in: 'query', description: `objects in this page: 1 to ${MaxQueryLimit} (${DefaultQueryLimit} when not given)`, required: false, schema: { type: 'integer', minimum: 1, maximum: MaxQueryLimit } },
+      { name: 'cursor', in: 'query', description: 'where this page starts: the `cursor` of the previous answer\'s `next` URL, as it is', required: false, schema: { type: 'string' } },
     ],
     answers: {
       200: { description: 'the matching objects, sorted by key', json: QueryAnswer },
-      400: 'the space id is not valid, a field is not indexed by the space, or a field is given more than once',
+      400: 'the space id is not valid, a field is not indexed by the space, a field is given more than once, `limit` is not a whole number in range, or `cursor` is not one this API gave out',
       404: 'no such space',
     },
   } as const;
   app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/api/space/:id/object', { onRequest: anyone, schema: queryObjects }, async (request, reply) => {
     const id = validateSpaceId(request.params.id);
     const filter: Record<string, string> = {};
+    let limit = DefaultQueryLimit;
+    let after: string | undefined;
     for (const [field, value] of Object.entries(request.query)) {
       if (typeof value !== 'string') throw new BadRequestError(`query field ${field} is given more than once; give each field once (fields combine with AND)`);
-      filter[field] = value;
+      if (field === 'limit') limit = queryLimit(value);
+      else if (field === 'cursor') after = cursorKey(value);
+      else filter[field] = value;
     }
     const state = ctx.store.state;
     requireSpace(state, id);
-    const matches = state.queryText(id, filter);
-    const query = new URLSearchParams(filter).toString();
-    const answerHref = href(ctx, 'space', id, 'object') + (query === '' ? '' : `?${query}`);
+    // One more than the page: whether a next page exists, without a count.
+    const matches: { key: string; text: string }[] = [];
+    for (const match of state.queryMatches(id, filter, after)) {
+      matches.push(match);
+      if (matches.length > limit) break;
+    }
+    const more = matches.length > limit;
+    if (more) matches.length = limit;
+    const base = href(ctx, 'space', id, 'object');
+    const page = (extra: Record<string, string>): string => {
+      const query = new URLSearchParams({ ...filter, ...extra }).toString();
+      return base + (query === '' ? '' : `?${query}`);
+    };
+    const given = request.query as Record<string, string>;
+    const answerHref = page({ ...(given.limit === undefined ? {} : { limit: given.limit }), ...(given.cursor === undefined ? {} : { cursor: given.cursor }) });
+    const head: Record<string, string> = { href: answerHref };
+    if (more) {
+      head.next = page({ ...(given.limit === undefined ? {} : { limit: given.limit }), cursor: cursorFor(matches.at(-1)!.key) });
+      void reply.header('Link', `<${head.next}>; rel="next"`);
+    }
     // The stored texts spliced in; a large answer a slice at a time, so that it never holds the main thread (health, heartbeat) for long.
-    const body = jsonWithArray({ href: answerHref }, 'data', matches, ({ key, text }) => `{"key":${JSON.stringify(key)},"data":${text}}`);
+    const body = jsonWithArray(head, 'data', matches, ({ key, text }) => `{"key":${JSON.stringify(key)},"data":${text}}`);
     return reply.type('application/json; charset=utf-8').send(body);
   });
 

@@ -178,6 +178,7 @@ export const QueryAnswer = {
   additionalProperties: false,
   properties: {
     href: Href,
+    next: { type: 'string', format: 'uri', description: 'the URL of the next page; absent on the last page' },
     data: {
       type: 'array',
       items: { type: 'object', required: ['key', 'data'], additionalProperties: false, properties: { key: { type: 'string' }, data: { description: 'the value, any JSON' } } },

@@ -104,6 +104,10 @@ export const MaxParamLength = 512;
 export const MaxTransactionOps = 10_000;
 /** Longest template version accepted. */
 export const MaxVersionLength = 32;
+/** Objects in one page of a query when the request gives no `limit`. */
+export const DefaultQueryLimit = 1000;
+/** Most objects one page of a query may ask for (`limit`). */
+export const MaxQueryLimit = 10_000;
 /** Most indexed fields one template may name. */
 export const MaxTemplateIndexes = 32;
 /** Deepest nesting accepted in a value; deeper ones would risk a stack overflow in JSON.stringify. */

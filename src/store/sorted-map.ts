@@ -297,13 +297,16 @@ function remove<V>(node: Node<V>, key: string): Node<V> | undefined {
 }
 
 /** The leaves under `node` in order; one flat loop rather than nested generators, which cost a resume per level per entry. */
-function* leaves<V>(root: Node<V>): Generator<Leaf<V>, void, undefined> {
+/** The leaves in key order; with `after`, from the one whose range holds `after` (it may hold only smaller keys). */
+function* leaves<V>(root: Node<V>, after?: string): Generator<Leaf<V>, void, undefined> {
   if (root.leaf) {
     yield root;
     return;
   }
+  // Down the path to `after` first (each branch starts at the child holding it), then on in order.
+  const seek = (branch: Branch<V>): number => (after === undefined ? 0 : childIndex(branch.keys, after));
   const path: Branch<V>[] = [root];
-  const at: number[] = [0];
+  const at: number[] = [seek(root)];
   while (path.length > 0) {
     const top = path.length - 1;
     const parent = path[top] as Branch<V>;
@@ -316,10 +319,11 @@ function* leaves<V>(root: Node<V>): Generator<Leaf<V>, void, undefined> {
     at[top] = i + 1;
     const child = parent.children[i] as Node<V>;
     if (child.leaf) {
+      after = undefined;
       yield child;
     } else {
       path.push(child);
-      at.push(0);
+      at.push(seek(child));
     }
   }
 }
@@ -332,6 +336,21 @@ function* walk<V>(node: Node<V>): Generator<[string, V], void, undefined> {
 
 function* walkKeys<V>(node: Node<V>): Generator<string, void, undefined> {
   for (const leaf of leaves(node)) yield* leaf.keys;
+}
+
+/** The entries whose keys come after `after`, in order. */
+function* walkAfter<V>(node: Node<V>, after: string): Generator<[string, V], void, undefined> {
+  let first = true;
+  for (const leaf of leaves(node, after)) {
+    const keys = leaf.keys;
+    let i = 0;
+    if (first) {
+      i = lowerBound(keys, after);
+      if (keys[i] === after) i++;
+      first = false;
+    }
+    for (; i < keys.length; i++) yield [keys[i] as string, leaf.values[i] as V];
+  }
 }
 
 /** The text `encode` makes of `leaf`, made on first use and kept with the leaf. */
@@ -502,6 +521,11 @@ export class SortedMap<V> {
   /** Keys in order, produced lazily. */
   keys(): IterableIterator<string> {
     return walkKeys(this.root);
+  }
+
+  /** Entries whose keys come strictly after `after`, in key order, produced lazily: found in O(log n), as a page of a keyset query starts. */
+  entriesAfter(after: string): IterableIterator<[string, V]> {
+    return walkAfter(this.root, after);
   }
 
   /** Whether the map is one leaf (at most 64 entries; a map that shrank to that many may still be more). */

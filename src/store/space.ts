@@ -279,8 +279,16 @@ export class Space {
    * the others.
    */
   query(filter: Readonly<Record<string, string>>): { key: string; text: string }[] {
+    return Array.from(this.matches(filter));
+  }
+
+  /**
+   * As `query`, produced lazily, and with `after` only the keys after it: a
+   * page of a keyset query seeks to its first key in O(log n) and reads no
+   * further than the caller takes. The filter is checked before the first.
+   */
+  matches(filter: Readonly<Record<string, string>>, after?: string): IterableIterator<{ key: string; text: string }> {
     const conditions = Object.entries(filter);
-    if (conditions.length === 0) return Array.from(this.objects, ([key, text]) => ({ key, text }));
     const lists: Postings[] = [];
     for (const [field, wanted] of conditions) {
       this.requireIndexed(field);
@@ -288,15 +296,7 @@ export class Space {
       lists.push(this.indexes.get(field)?.get(wanted) ?? SortedMap.empty());
     }
     lists.sort((a, b) => a.size - b.size);
-    const [smallest, ...others] = lists as [Postings, ...Postings[]];
-    const out: { key: string; text: string }[] = [];
-    for (const key of smallest.keys()) {
-      if (!others.every((list) => list.has(key))) continue;
-      // An index restored from a checkpoint is trusted, not matched key by key against the objects (SpaceBuilder).
-      const text = this.objects.get(key);
-      if (text !== undefined) out.push({ key, text });
-    }
-    return out;
+    return matching(this.objects, lists, after);
   }
 
   /** A fresh description for callers (they may keep or change it freely). */
@@ -310,6 +310,21 @@ export class Space {
     throw new BadRequestError(
       `space "${this.id}" (template ${this.template.name} ${this.template.version}) cannot be queried by ${show(field)}: ${indexed}`,
     );
+  }
+}
+
+/** The objects in `lists[0]` (all of them with no list) that every other list holds, after `after`. */
+function* matching(objects: SortedMap<string>, lists: readonly Postings[], after: string | undefined): IterableIterator<{ key: string; text: string }> {
+  const [smallest, ...others] = lists;
+  if (smallest === undefined) {
+    for (const [key, text] of after === undefined ? objects.entries() : objects.entriesAfter(after)) yield { key, text };
+    return;
+  }
+  for (const [key] of after === undefined ? smallest.entries() : smallest.entriesAfter(after)) {
+    if (!others.every((list) => list.has(key))) continue;
+    // An index restored from a checkpoint is trusted, not matched key by key against the objects (SpaceBuilder).
+    const text = objects.get(key);
+    if (text !== undefined) yield { key, text };
   }
 }
 

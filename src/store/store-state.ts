@@ -218,6 +218,11 @@ export class StoreState {
     return this.requireSpace(spaceId).query(filter);
   }
 
+  /** As `queryText`, produced lazily, from the first key after `after` when given (a page of a keyset query). */
+  queryMatches(spaceId: string, filter: Record<string, string>, after?: string): IterableIterator<{ key: string; text: string }> {
+    return this.requireSpace(spaceId).matches(filter, after);
+  }
+
   /** A space's objects in key order, parsed lazily; NotFoundError for an unknown space. */
   objects(spaceId: string): IterableIterator<[string, Json]> {
     return parsed(this.requireSpace(spaceId).entries());

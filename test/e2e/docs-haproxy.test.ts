@@ -149,7 +149,7 @@ describe('the documented HAProxy configuration (docs/OPERATIONS.md, as printed) 
     await waitFor(async () => (await put('after')) === 201, { what: 'a write through haproxy to reach node-b', timeoutMs: 15_000, intervalMs: 100 });
 
     // Every write acknowledged through the proxy, before and after the failover, is on node-b.
-    const listed = await b.request('GET', '/api/space/s/object');
+    const listed = await b.query('/api/space/s/object');
     expect(listed.status, listed.text).to.equal(200);
     const present = new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
     for (const [key, value] of written) expect(present.get(key), key).to.deep.equal(value);

@@ -95,7 +95,7 @@ class Writers {
 
 /** Every key of `written` is on `d` with exactly its value. */
 async function expectAllOn(d: DaemonProcess, written: Map<string, unknown>): Promise<void> {
-  const listed = await d.request('GET', '/api/space/s/object');
+  const listed = await d.query('/api/space/s/object');
   expect(listed.status, listed.text).to.equal(200);
   const present = new Map((listed.body as { href: string; data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
   const wrong = [...written]

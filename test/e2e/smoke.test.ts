@@ -61,7 +61,7 @@ describe(`end-to-end smoke on Node ${process.version}`, function () {
 
     const restored = await b.request('POST', `/api/collection/checkpoint/${id}`);
     expect(restored.status, restored.text).to.equal(200);
-    const all = (await b.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+    const all = (await b.query('/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
     expect(new Map(all.data.map((o) => [o.key, o.data]))).to.deep.equal(atCheckpoint);
   });
 });

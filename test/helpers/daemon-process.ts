@@ -288,6 +288,26 @@ export class DaemonProcess {
     return { status: res.status, headers: res.headers, body: parsed, text };
   }
 
+  /**
+   * A query (`GET /api/space/ID/object?…`) read to its end: the pages followed
+   * by their `next` links, answered as one (the first failing page's answer
+   * as it is). `data` holds every page's objects, in order.
+   */
+  async query(urlPath: string, options: { token?: string | null } = {}): Promise<Answer> {
+    const data: unknown[] = [];
+    let next: string | undefined = urlPath;
+    let last: Answer | undefined;
+    while (next !== undefined) {
+      last = await this.request('GET', next.startsWith('http') ? new URL(next).pathname + new URL(next).search : next, options);
+      if (last.status !== 200) return last;
+      const page = last.body as { next?: string; data: unknown[] };
+      data.push(...page.data);
+      next = page.next;
+    }
+    const body = last!.body as Record<string, unknown>;
+    return { ...last!, body: { href: body.href, data } };
+  }
+
   /** Remove the folder (after the process has exited). */
   async cleanup(): Promise<void> {
     await this.kill('SIGKILL');

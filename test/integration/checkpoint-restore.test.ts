@@ -18,7 +18,7 @@ interface Resource {
 const checkpointFile = (dir: string, id: number): string => path.join(dir, 'FileVault', 'checkpoint', `Checkpoint-${String(id).padStart(9, '0')}`);
 
 async function objects(d: DaemonProcess, space: string): Promise<Record<string, unknown>> {
-  const res = await d.request('GET', `/api/space/${space}/object`);
+  const res = await d.query(`/api/space/${space}/object`);
   expect(res.status, res.text).to.equal(200);
   return Object.fromEntries((res.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
 }
@@ -59,7 +59,7 @@ describe('checkpoint restore (real daemons on loopback)', function () {
     const res = await d.request('POST', `/api/collection/checkpoint/${cp.data.id}`);
     expect(res.status, res.text).to.equal(200);
     expect(await objects(d, 'test')).to.deep.equal(saved);
-    expect(((await d.request('GET', '/api/space/test/object?type=Part')).body as { data: unknown[] }).data).to.have.length(10);
+    expect(((await d.query('/api/space/test/object?type=Part')).body as { data: unknown[] }).data).to.have.length(10);
     expect((await objects(d, 'other')).k1).to.deep.equal({ type: 'Kept' });
   });
 

@@ -97,19 +97,84 @@ describe('data API (real daemon on loopback)', function () {
       });
     });
 
-    it('answers a query of thousands of objects a slice at a time, with the same JSON (every key, in order, with its value)', async function () {
+    it('answers a query of thousands of objects a page at a time, each page streamed a slice at a time, with the same JSON (every key once, in order, with its value)', async function () {
       const ops = Array.from({ length: 2500 }, (_, i) => ({ op: 'put', key: `big-${String(i).padStart(5, '0')}`, value: { type: 'Bulk', n: i, text: `é "${i}"` } }));
       // In transactions of 40: this daemon's body limit is 4 KiB.
       for (let at = 0; at < ops.length; at += 40) expect((await d.request('POST', '/api/space/test/transaction', { body: { ops: ops.slice(at, at + 40) } })).status).to.equal(200);
-      const res = await d.request('GET', '/api/space/test/object?type=Bulk');
-      expect(res.status).to.equal(200);
-      expect(res.headers.get('content-type')).to.match(/^application\/json/);
-      // Streamed: chunked, no Content-Length (a small answer has one).
-      expect(res.headers.get('content-length')).to.equal(null);
-      expect(res.body).to.deep.equal({ href: `${d.url}/api/space/test/object?type=Bulk`, data: ops.map(({ key, value }) => ({ key, data: value })) });
+      const all = ops.map(({ key, value }) => ({ key, data: value }));
+      const first = await d.request('GET', '/api/space/test/object?type=Bulk');
+      expect(first.status).to.equal(200);
+      expect(first.headers.get('content-type')).to.match(/^application\/json/);
+      // The default page is 1,000 objects; `next` (and a Link header) continues after its last key.
+      const page1 = first.body as { href: string; next?: string; data: unknown[] };
+      expect(page1.href).to.equal(`${d.url}/api/space/test/object?type=Bulk`);
+      expect(page1.data).to.deep.equal(all.slice(0, 1000));
+      expect(page1.next).to.be.a('string').and.match(new RegExp(`^${d.url}/api/space/test/object\\?type=Bulk&cursor=[A-Za-z0-9_-]+$`));
+      expect(first.headers.get('link')).to.equal(`<${page1.next}>; rel="next"`);
+      // Pages of 700 concatenate to the whole answer; the last has no next. A page over 1,000 objects is streamed: chunked, no Content-Length.
+      const got: unknown[] = [];
+      let url: string | undefined = `/api/space/test/object?type=Bulk&limit=700`;
+      let pages = 0;
+      while (url !== undefined) {
+        const res = await d.request('GET', url.replace(d.url, ''));
+        expect(res.status, res.text).to.equal(200);
+        const body = res.body as { next?: string; data: unknown[] };
+        got.push(...body.data);
+        url = body.next;
+        if (url !== undefined) expect(url).to.include('limit=700');
+        else expect(res.headers.get('link')).to.equal(null);
+        pages++;
+      }
+      expect(pages).to.equal(4);
+      expect(got).to.deep.equal(all);
+      const big = await d.request('GET', '/api/space/test/object?type=Bulk&limit=2500');
+      expect(big.headers.get('content-length')).to.equal(null);
+      expect(big.body).to.deep.equal({ href: `${d.url}/api/space/test/object?type=Bulk&limit=2500`, data: all });
       for (let at = 0; at < ops.length; at += 40) {
         expect((await d.request('POST', '/api/space/test/transaction', { body: { ops: ops.slice(at, at + 40).map(({ key }) => ({ op: 'delete', key })) } })).status).to.equal(200);
       }
+    });
+
+    it('pages by key while writes go on: a key committed after the cursor shows on a later page, a deleted one does not, none twice; also with no filter', async function () {
+      const put = async (key: string, type: string) => expect((await d.request('PUT', `/api/space/test/object/${key}`, { body: { type } })).status).to.be.oneOf([200, 201]);
+      for (const key of ['p-a', 'p-c', 'p-e', 'p-g']) await put(key, 'Paged');
+      const one = await d.request('GET', '/api/space/test/object?type=Paged&limit=2');
+      const page1 = one.body as { next: string; data: { key: string }[] };
+      expect(page1.data.map((o) => o.key)).to.deep.equal(['p-a', 'p-c']);
+      await put('p-b', 'Paged'); // before the cursor: not on a later page
+      await put('p-d', 'Paged'); // after it: on the next
+      expect((await d.request('DELETE', '/api/space/test/object/p-e')).status).to.equal(200);
+      const two = await d.request('GET', page1.next.replace(d.url, ''));
+      const page2 = two.body as { next?: string; data: { key: string }[] };
+      expect(page2.data.map((o) => o.key)).to.deep.equal(['p-d', 'p-g']);
+      expect(page2.next, 'a next page may be empty: it is known only by looking').to.equal(undefined);
+      // No filter: every object of the space, by key, a page at a time.
+      const keys: string[] = [];
+      let url: string | undefined = '/api/space/test/object?limit=3';
+      while (url !== undefined) {
+        const body = (await d.request('GET', url.replace(d.url, ''))).body as { next?: string; data: { key: string }[] };
+        keys.push(...body.data.map((o) => o.key));
+        url = body.next;
+      }
+      expect(keys).to.deep.equal([...keys].sort()).and.include.members(['p-a', 'p-b', 'p-c', 'p-d', 'p-g']);
+      expect(new Set(keys).size).to.equal(keys.length);
+      for (const key of ['p-a', 'p-b', 'p-c', 'p-d', 'p-g']) expect((await d.request('DELETE', `/api/space/test/object/${key}`)).status).to.equal(200);
+    });
+
+    it('refuses a limit out of range or not a whole number, and a cursor it did not give out (400 problem+json naming what to do), changing nothing', async function () {
+      for (const limit of ['0', '10001', '-1', '1.5', 'ten', '', '1e3']) {
+        const res = await d.request('GET', `/api/space/test/object?type=Part&limit=${encodeURIComponent(limit)}`);
+        expect(res.status, `limit=${limit}`).to.equal(400);
+        expect(res.headers.get('content-type')).to.match(/^application\/problem\+json/);
+        expect((res.body as { detail: string }).detail).to.include('whole number from 1 to 10000');
+      }
+      const forged = Buffer.from(JSON.stringify({ after: '../etc' })).toString('base64url');
+      for (const cursor of ['', 'not a cursor', '%%%', forged, Buffer.from('[1]').toString('base64url')]) {
+        const res = await d.request('GET', `/api/space/test/object?type=Part&cursor=${encodeURIComponent(cursor)}`);
+        expect(res.status, `cursor=${cursor}`).to.equal(400);
+        expect((res.body as { detail: string }).detail).to.include('is not one this API gave out');
+      }
+      expect((await d.request('GET', '/api/space/test/object?type=Part&limit=1&limit=2')).status).to.equal(400);
     });
 
     it('refuses a query on a field the template does not index (400, naming the indexed ones)', async function () {

@@ -49,12 +49,12 @@ describe('disaster recovery with only the FileVault left', function () {
     expect(fresh.lines.some((l) => typeof l.file === 'string' && l.file.endsWith('admin.token')), 'it made a new admin token instead of using the shared tokens file').to.equal(false);
     // The old lease is still fresh on the vault: the new node follows until it expires, then takes over.
     await waitFor(async () => (await fresh.request('GET', '/primary')).status === 200, { what: 'the new node to take over', timeoutMs: 15_000 });
-    const res = await fresh.request('GET', '/api/space/s/object', { token: old.token });
+    const res = await fresh.query('/api/space/s/object', { token: old.token });
     expect(res.status, 'the old admin token (shared tokens file) works on the new node').to.equal(200);
     const present = new Map((res.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
     const lost = [...acked].filter(([k, v]) => JSON.stringify(present.get(k)) !== JSON.stringify(v)).map(([k]) => k);
     expect(lost, 'acknowledged writes missing on the new node').to.deep.equal([]);
-    const query = await fresh.request('GET', '/api/space/s/object?type=Doc', { token: old.token });
+    const query = await fresh.query('/api/space/s/object?type=Doc', { token: old.token });
     expect((query.body as { data: unknown[] }).data).to.have.length(150);
     const after = (await fresh.request('GET', '/api/admin/status', { token: old.token })).body as { data: { failover: { epoch: number }; recovery: { startCheckpointSeq: number | null } } };
     expect(after.data.failover.epoch).to.be.above(before.data.failover.epoch);

@@ -51,7 +51,7 @@ async function crashUnderLoad(d: DaemonProcess, round: number, ledger: Ledger, c
 async function check(d: DaemonProcess, ledger: Ledger): Promise<void> {
   const status = (await d.request('GET', '/api/admin/status')).body as { data: { seq: number } };
   expect(status.data.seq).to.be.at.least(ledger.maxSeq);
-  const all = (await d.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+  const all = (await d.query('/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
   const present = new Map(all.data.map((o) => [o.key, o.data]));
   const lost = [...ledger.acked.entries()].filter(([k, v]) => JSON.stringify(present.get(k)) !== JSON.stringify(v)).map(([k]) => k);
   expect(lost, `acknowledged puts missing after restart: ${lost.slice(0, 5).join(', ')}`).to.deep.equal([]);

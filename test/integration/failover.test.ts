@@ -122,7 +122,7 @@ describe('failover (real daemons sharing a FileVault)', function () {
     expect(tookOver.replayed, 'journal records replayed at promotion').to.be.a('number').and.below(acknowledged.size / 10);
     await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary' });
 
-    const listed = await secondary.request('GET', '/api/space/s/object');
+    const listed = await secondary.query('/api/space/s/object');
     expect(listed.status, listed.text).to.equal(200);
     const present = new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, o.data]));
     const missing = [...acknowledged.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(acknowledged.get(k)));
@@ -255,7 +255,7 @@ describe('failover (real daemons sharing a FileVault)', function () {
     const lastAckedSent = Math.max(...acknowledged.values());
     expect(lastAckedSent, 'no request sent after the fence was acknowledged').to.be.at.most(Date.parse(String(fenced!.timestamp)) + 1);
     // Everything it acknowledged is on the new primary.
-    const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string }[] };
+    const listed = (await secondary.query('/api/space/s/object')).body as { data: { key: string }[] };
     const present = new Set(listed.data.map((o) => o.key));
     expect([...acknowledged.keys()].filter((k) => !present.has(k))).to.deep.equal([]);
 
@@ -399,7 +399,7 @@ describe('failover (real daemons sharing a FileVault)', function () {
         await waitFor(() => secondary.lines.some((l) => l.message === 'the primary says it released the lease; reading it now'), { what: 'the hand-over message over the heartbeat connection', timeoutMs: 2000 });
       }
       await waitFor(async () => (await secondary.request('GET', '/primary', { token: null })).status === 200, { what: '/primary on the new primary', timeoutMs: 8000 });
-      const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+      const listed = (await secondary.query('/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
       const present = new Map(listed.data.map((o) => [o.key, o.data]));
       expect([...acknowledged.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(acknowledged.get(k)))).to.deep.equal([]);
       if (how === 'POST /api/admin/failover/switchover') {
@@ -457,7 +457,7 @@ describe('failover (real daemons sharing a FileVault)', function () {
     expect(loaded?.id, 'the previous one was loaded').to.equal(ids.at(-2));
     await primary.kill('SIGKILL');
     await waitFor(() => promotedTo(secondary), { what: 'the promotion', timeoutMs: 15_000 });
-    const listed = (await secondary.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+    const listed = (await secondary.query('/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
     const present = new Map(listed.data.map((o) => [o.key, o.data]));
     expect([...written.keys()].filter((k) => JSON.stringify(present.get(k)) !== JSON.stringify(written.get(k)))).to.deep.equal([]);
     expect(((await secondary.request('GET', '/api/space')).body as { data: unknown[] }).data).to.have.length(4);

@@ -196,7 +196,7 @@ describe('signals', function () {
       expect(lease.released).to.equal(true);
 
       d = await DaemonProcess.start({ dir: daemon.dir });
-      const listed = (await d.request('GET', '/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
+      const listed = (await d.query('/api/space/s/object')).body as { data: { key: string; data: unknown }[] };
       const present = new Map(listed.data.map((o) => [o.key, JSON.stringify(o.data)]));
       expect([...acknowledged].filter(([key, { value }]) => present.get(key) !== JSON.stringify(value)).map(([key]) => key)).to.deep.equal([]);
       // The clean-shutdown checkpoint was made after the last acknowledged commit.

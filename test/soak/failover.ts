@@ -192,7 +192,7 @@ export function faultSchedule(seed: number, trials: number, kinds: readonly Faul
 
 /** The object listing of space `s` on `d`, key to JSON value; null when it cannot be read. */
 async function stateOf(d: DaemonProcess): Promise<Map<string, string> | null> {
-  const listed = await d.request('GET', '/api/space/s/object').catch(() => null);
+  const listed = await d.query('/api/space/s/object').catch(() => null);
   if (listed === null || listed.status !== 200) return null;
   return new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, JSON.stringify(o.data)]));
 }

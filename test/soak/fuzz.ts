@@ -505,7 +505,7 @@ export async function runFuzz(options: SuiteOptions): Promise<SuiteReport> {
       const spaces = (await ok('GET', '/api/space')) as { data: { data: { id: string } }[] };
       for (const s of spaces.data) {
         if (s.data.id === Untracked) continue;
-        const objects = (await ok('GET', `/api/space/${s.data.id}/object`)) as { data: { key: string; data: unknown }[] };
+        const objects = (await daemon!.query(`/api/space/${s.data.id}/object`)).body as { data: { key: string; data: unknown }[] };
         model.set(s.data.id, new Map(objects.data.map((o) => [o.key, JSON.stringify(o.data)])));
       }
     };
@@ -884,7 +884,7 @@ export async function runFuzz(options: SuiteOptions): Promise<SuiteReport> {
 
     // -- after: the data, the crafted files, the files on disk -----------------
     const verify = async (when: string): Promise<void> => {
-      const keepNow = await daemon!.request('GET', '/api/space/keep/object');
+      const keepNow = await daemon!.query('/api/space/keep/object');
       const objects = new Map(((keepNow.body as { data?: { key: string; data: unknown }[] }).data ?? []).map((o) => [o.key, JSON.stringify(o.data)]));
       for (const [k, v] of known) if (objects.get(k) !== v) violate(`${when}: known object keep/${k} is ${objects.get(k) ?? 'missing'}, was ${v}`);
       for (const k of objects.keys()) if (!known.has(k)) violate(`${when}: keep has an object ${k} nobody wrote`);
@@ -892,7 +892,7 @@ export async function runFuzz(options: SuiteOptions): Promise<SuiteReport> {
       if (space !== keepSpace) violate(`${when}: the keep space changed: ${space} (was ${keepSpace})`);
       for (const [id, expected] of model) {
         if (id === 'keep') continue;
-        const res = await daemon!.request('GET', `/api/space/${encodeURIComponent(id)}/object`);
+        const res = await daemon!.query(`/api/space/${encodeURIComponent(id)}/object`);
         if (res.status !== 200) {
           violate(`${when}: space ${id} answers ${res.status}`);
           continue;

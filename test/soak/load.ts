@@ -177,7 +177,7 @@ async function trial(objects: number, withStandby: boolean, checkpointEveryMs: n
     let queries = 0;
     const reader = async (): Promise<void> => {
       while (writing) {
-        const res = await a.request('GET', `/api/space/s/object?writer=${queries % InFlight}`);
+        const res = await a.query(`/api/space/s/object?writer=${queries % InFlight}`);
         if (res.status !== 200) non200++;
         queries++;
         if (readerPauseMs > 0) await new Promise((resolve) => setTimeout(resolve, readerPauseMs));

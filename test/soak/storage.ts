@@ -223,7 +223,7 @@ async function runSuite({ trials, log }: { trials: number; log: (line: string) =
     // Nothing lost, even across a crash: kill it, start it again, and read everything back.
     await daemon.kill('SIGKILL');
     bench.daemon = await start();
-    const listed = await bench.daemon.request('GET', '/api/space/s/object');
+    const listed = await bench.daemon.query('/api/space/s/object');
     const present = new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, JSON.stringify(o.data)]));
     const lost = [...bench.acknowledged].filter(([k, v]) => present.get(k) !== JSON.stringify(v));
     figures.lost = lost.length;
@@ -337,7 +337,7 @@ async function trial(bench: Bench, fault: Fault, operation: OperationName, viola
   if (daemon.exit !== null) throw new Error(`${cell}: the daemon exited (${JSON.stringify(daemon.exit)})`);
 
   // Every acknowledged write is readable now.
-  const listed = await daemon.request('GET', '/api/space/s/object');
+  const listed = await daemon.query('/api/space/s/object');
   const present = new Map((listed.body as { data: { key: string; data: unknown }[] }).data.map((o) => [o.key, JSON.stringify(o.data)]));
   const lost = [...bench.acknowledged].filter(([k, v]) => present.get(k) !== JSON.stringify(v));
   for (const [k] of lost.slice(0, 5)) violations.push(`${cell}: acknowledged write ${k} is missing`);

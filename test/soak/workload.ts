@@ -169,7 +169,7 @@ export class WriteModel {
   static async served(d: DaemonProcess): Promise<Map<string, Value>> {
     const out = new Map<string, Value>();
     for (const g of Groups) {
-      const res = await d.request('GET', `/api/space/${SpaceId}/object?grp=${g}`);
+      const res = await d.query(`/api/space/${SpaceId}/object?grp=${g}`);
       if (res.status !== 200) throw new Error(`read-back of group ${g}: ${res.status} ${res.text.slice(0, 300)}`);
       for (const item of (res.body as { data: { key: string; data: Value }[] }).data) out.set(item.key, item.data);
     }

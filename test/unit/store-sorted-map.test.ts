@@ -134,6 +134,42 @@ describe('store sorted map', () => {
     expect(blocks.every((b) => b.length > 0 && b.length <= 64)).to.equal(true);
   });
 
+  it('walks the entries after a key (present, absent, before the first, past the last) in a deep tree and a lone leaf', () => {
+    const next = random(7);
+    let map = SortedMap.fromSortedKeys(Array.from({ length: 20_000 }, (_, i) => `k${String(i * 3).padStart(6, '0')}`), 1);
+    const model = new Map([...map.entries()]);
+    for (let i = 0; i < 5000; i++) {
+      const key = `k${String(Math.floor(next() * 60_000)).padStart(6, '0')}`;
+      if (next() < 0.5) {
+        map = map.delete(key);
+        model.delete(key);
+      } else {
+        map = map.set(key, i);
+        model.set(key, i);
+      }
+    }
+    const expected = sortedEntries(model);
+    const probes = ['', 'a', 'k', 'z', expected[0]![0], expected.at(-1)![0], ...Array.from({ length: 300 }, () => `k${String(Math.floor(next() * 60_001)).padStart(6, '0')}`)];
+    for (const after of probes) {
+      const want = expected.filter(([k]) => k > after);
+      // The first 70 (a page spans leaves) and the count of all of them.
+      const got = [];
+      let count = 0;
+      for (const entry of map.entriesAfter(after)) {
+        if (got.length < 70) got.push(entry);
+        count++;
+      }
+      expect(got, `after ${JSON.stringify(after)}`).to.deep.equal(want.slice(0, 70));
+      expect(count, `after ${JSON.stringify(after)}`).to.equal(want.length);
+    }
+    const small = SortedMap.fromSorted<number>([['b', 1], ['d', 2]]);
+    expect([...small.entriesAfter('a')]).to.deep.equal([['b', 1], ['d', 2]]);
+    expect([...small.entriesAfter('b')]).to.deep.equal([['d', 2]]);
+    expect([...small.entriesAfter('c')]).to.deep.equal([['d', 2]]);
+    expect([...small.entriesAfter('d')]).to.deep.equal([]);
+    expect([...SortedMap.empty<number>().entriesAfter('a')]).to.deep.equal([]);
+  });
+
   describe('encodedLeaves', () => {
     const fill = (n: number) => SortedMap.fromSortedArrays(Array.from({ length: n }, (_, i) => `k${String(i).padStart(6, '0')}`), Array.from({ length: n }, (_, i) => i));
     function counting(): { encode: LeafEncoder<number>; calls: number } {
