@@ -227,7 +227,7 @@ export class Checkpointer {
       }
       const op: RestoreOp = { type: 'restore', checkpoint: id, sha256: entry.sha256, scope: whole ? 'collection' : 'space', spaces };
       const { seq } = await store.commitRestore(op, (head, next) => {
-        if (whole) return StoreState.fromCollection(loaded.collection!, loaded.spaces, next);
+        if (whole) return StoreState.fromCollection(loaded.collection!, loaded.spaces, next, true);
         // Checked again against the state the swap lands on: a space may have changed template meanwhile.
         checkTemplates(head, manifest.spaces.filter((s) => spaces.includes(s.id)), id);
         return head.withRestoredSpaces(loaded.spaces, next);
@@ -355,5 +355,5 @@ export async function replayRestore(catalogue: Catalogue, op: RestoreOp, state: 
     spaces: op.spaces,
     templates: (name, version) => state.template(name, version),
   });
-  return whole ? StoreState.fromCollection(loaded.collection!, loaded.spaces, seq) : state.withRestoredSpaces(loaded.spaces, seq);
+  return whole ? StoreState.fromCollection(loaded.collection!, loaded.spaces, seq, true) : state.withRestoredSpaces(loaded.spaces, seq);
 }

@@ -170,7 +170,8 @@ export class Space {
 
   /** This space, put in place under `template` (same name, version and index fields) and last changed at `seq`. */
   restoredAt(template: TemplateDef, seq: number): Space {
-    return new Space(this.id, templateRef(template), template.indexes, this.objects, this.indexes, this.createdSeq, seq);
+    // A checkpoint of another installation counts its own seqs: a space it made later than `seq` here counts as made now.
+    return new Space(this.id, templateRef(template), template.indexes, this.objects, this.indexes, Math.min(this.createdSeq, seq), seq);
   }
 
   /** Number of objects; O(1). */

@@ -116,9 +116,12 @@ export class StoreState {
    * A whole new state read back from a collection checkpoint: exactly the
    * templates and spaces of `collection`, with `spaces` the rebuilt data of each
    * of its spaces (no more, no fewer, each matching its listing), at `seq`.
-   * BadRequestError naming what does not match.
+   * BadRequestError naming what does not match. `restoredAt`: the state a
+   * restore of that checkpoint makes at journal seq `seq`: every space then
+   * changed at `seq` (as a space restore has it), whatever seqs the checkpoint
+   * counted — those of another installation's journal may be past this one's.
    */
-  static fromCollection(collection: CollectionData, spaces: readonly SpaceData[], seq: number): StoreState {
+  static fromCollection(collection: CollectionData, spaces: readonly SpaceData[], seq: number, restoredAt = false): StoreState {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new Error(`fromCollection: seq ${seq} must be a whole number`);
     let templateMap: Templates = IMap();
     collection.templates.forEach((template, i) => {
@@ -156,6 +159,10 @@ export class StoreState {
             `space "${meta.id}" was rebuilt with ${space.objectCount} objects, createdSeq ${space.createdSeq}, updatedSeq ${space.updatedSeq}; ` +
               `the collection lists ${meta.objects}, ${meta.createdSeq}, ${meta.updatedSeq}`,
           );
+        }
+        if (restoredAt) {
+          map.set(meta.id, space.restoredAt(def, seq));
+          continue;
         }
         if (meta.updatedSeq > seq) throw new BadRequestError(`space "${meta.id}" was updated at seq ${meta.updatedSeq}, after the checkpoint's seq ${seq}`);
         map.set(meta.id, space);
