@@ -4,7 +4,7 @@
  * recovery rules are described at the top of record.ts.
  */
 export { crc32c } from './crc32c.js';
-export { encodeRecord, type JournalRecord } from './record.js';
+export { decodeFrame, decodeFrameHead, encodeRecord, type JournalRecord } from './record.js';
 export { countedJournalFiles, journalFileName, listCountedJournalFiles, listJournalFiles, parseJournalFileName, pruneJournalFiles, type JournalFile } from './journal-files.js';
 export { scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
 export { JournalWriter, type JournalStats, type JournalWriterOptions } from './journal-writer.js';

@@ -8,7 +8,7 @@ import { MaxBatchBytes } from '../config/index.js';
 import { JournalCorruptError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { countedJournalFiles, listJournalFiles, type JournalFile } from './journal-files.js';
-import { FrameHeaderBytes, decodeFrame, frameLength, type JournalRecord } from './record.js';
+import { FrameHeaderBytes, decodeFrame, decodeFrameHead, frameLength, type JournalRecord } from './record.js';
 
 /** Bytes read per call; memory stays at this or one frame, whichever is larger. */
 const ReadChunkBytes = 1024 * 1024;
@@ -31,6 +31,15 @@ export interface ScanOptions {
    * promise (replaying a restore loads a checkpoint): the scan then waits for it.
    */
   onRecord?: (rec: JournalRecord) => unknown;
+  /**
+   * Called with each record at or before `fromSeq` whose op is of a type in
+   * `earlierTypes` (a start-up from a checkpoint still wants the restores the
+   * journal before it holds). The records before `fromSeq` are checked
+   * (checksum, seq order) but their payloads are parsed only for this: the
+   * others reach no callback.
+   */
+  onEarlier?: (rec: JournalRecord) => void;
+  earlierTypes?: ReadonlySet<string>;
 }
 
 /** A torn tail found at the end of the last journal file. */
@@ -171,7 +180,7 @@ async function scanFile(
         );
         break;
       }
-      const frame = await readFrameAt(reader, offset);
+      const frame = await readFrameAt(reader, offset, expected <= fromSeq ? (options.earlierTypes ?? NoTypes) : undefined);
       if (!frame.ok) {
         const later = await findLaterFrame(reader, offset + 1, expected - 1);
         if (laterFiles === 0 && (later === null || (await landedPastHole(reader, offset, later, expected)))) {
@@ -192,6 +201,8 @@ async function scanFile(
       if (record.seq > fromSeq) {
         const pending = options.onRecord?.(record);
         if (pending instanceof Promise) await pending;
+      } else if (record.op !== null) {
+        options.onEarlier?.(record);
       }
       result.lastSeq = record.seq;
       result.lastEpoch = record.epoch;
@@ -255,8 +266,14 @@ function corruption(
 
 type FrameAt = { ok: true; record: JournalRecord; size: number } | { ok: false; reason: string };
 
-/** Reads and checks the frame at `offset` (which must be before the end of the file). */
-async function readFrameAt(reader: ChunkReader, offset: number): Promise<FrameAt> {
+const NoTypes: ReadonlySet<string> = new Set();
+
+/**
+ * Reads and checks the frame at `offset` (which must be before the end of the
+ * file). With `headOnly`, its op is parsed only if of one of those types
+ * (decodeFrameHead), else null.
+ */
+async function readFrameAt(reader: ChunkReader, offset: number, headOnly?: ReadonlySet<string>): Promise<FrameAt> {
   const header = reader.cached(offset, FrameHeaderBytes) ?? (await reader.bytes(offset, FrameHeaderBytes));
   if (header === null) {
     return { ok: false, reason: `frame header cut short (${reader.size - offset} of ${FrameHeaderBytes} bytes)` };
@@ -266,7 +283,7 @@ async function readFrameAt(reader: ChunkReader, offset: number): Promise<FrameAt
   const size = FrameHeaderBytes + length;
   const frame = reader.cached(offset, size) ?? (await reader.bytes(offset, size));
   if (frame === null) return { ok: false, reason: `frame cut short (${reader.size - offset} of ${size} bytes)` };
-  const decoded = decodeFrame(frame);
+  const decoded = headOnly === undefined ? decodeFrame(frame) : decodeFrameHead(frame, headOnly);
   return decoded.ok ? { ok: true, record: decoded.record, size } : decoded;
 }
 

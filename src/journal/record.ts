@@ -96,6 +96,30 @@ export function frameLength(header: Buffer): number | null {
 /** What reading one complete frame gave: its record, or why it is bad. */
 export type DecodedFrame = { ok: true; record: JournalRecord } | { ok: false; reason: string };
 
+/** How `encodeRecord` begins a payload whose op's first key is `type`. */
+const PayloadHead = /^\{"seq":([0-9]{1,16}),"epoch":([0-9]{1,16}),"op":\{"type":"([a-z.]{1,40})"/;
+
+/**
+ * As `decodeFrame` for a record the reader needs only the seq and epoch of,
+ * unless its op is of a type in `parse`: the checksum is checked, but the
+ * payload is parsed only when it is such a type or does not begin as
+ * `encodeRecord` writes it; otherwise the record's op is null. Parsing is most
+ * of the cost of reading a journal (about 150 MB/s against 800 MB/s for the
+ * checksum here), and a start-up needs none of the ops a checkpoint covers but
+ * the restores.
+ */
+export function decodeFrameHead(frame: Buffer, parse: ReadonlySet<string>): DecodedFrame {
+  const stored = frame.readUInt32LE(4);
+  const payload = frame.subarray(FrameHeaderBytes);
+  if (crc32c(payload, crc32c(frame.subarray(0, 4))) !== stored) return { ok: false, reason: 'checksum mismatch' };
+  const head = PayloadHead.exec(payload.toString('latin1', 0, Math.min(payload.length, 128)));
+  if (head === null || parse.has(head[3]!)) return decodeFrame(frame);
+  const seq = Number(head[1]);
+  const epoch = Number(head[2]);
+  if (!Number.isSafeInteger(seq) || seq < 1 || !Number.isSafeInteger(epoch)) return decodeFrame(frame);
+  return { ok: true, record: { seq, epoch, op: null } };
+}
+
 /** Checks and decodes one complete frame (header + exactly the announced payload). */
 export function decodeFrame(frame: Buffer): DecodedFrame {
   const stored = frame.readUInt32LE(4);

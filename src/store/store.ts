@@ -55,6 +55,9 @@ export interface StoreOptions {
   base?: StoreState;
 }
 
+/** The op types a start-up parses in the journal its base checkpoint holds. */
+const RestoreType: ReadonlySet<string> = new Set(['restore']);
+
 /** What {@link Store.catchUp} found. */
 export interface CatchUpResult {
   applied: number;
@@ -125,11 +128,17 @@ export class Store {
     const scan = await scanJournal(options.journalDir, {
       repair: options.readOnly !== true,
       logger,
+      fromSeq: baseSeq,
+      // The records the base holds are checked but not parsed, but for the restores: they still name
+      // checkpoints a fallback to an older base would load.
+      earlierTypes: RestoreType,
+      onEarlier: (record: JournalRecord) => {
+        const op = record.op as StoreOp;
+        if (isValidOp(op) && op.type === 'restore') restoreRefs.set(op.checkpoint, record.seq);
+      },
       onRecord: (record: JournalRecord) => {
         const op = record.op as StoreOp;
-        // Restores before the base still name checkpoints a fallback to an older base would load.
         if (isValidOp(op) && op.type === 'restore') restoreRefs.set(op.checkpoint, record.seq);
-        if (record.seq <= baseSeq) return undefined;
         replayed++;
         if (isValidOp(op) && op.type === 'restore') {
           return replayRestore(options, op, state, record.seq).then((next) => {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MaxRecordBytes } from '../../src/config/defaults.js';
 import { PayloadTooLargeError } from '../../src/errors.js';
-import { countedJournalFiles, crc32c, encodeRecord, journalFileName, listJournalFiles, parseJournalFileName } from '../../src/journal/index.js';
+import { countedJournalFiles, crc32c, decodeFrame, decodeFrameHead, encodeRecord, journalFileName, listJournalFiles, parseJournalFileName } from '../../src/journal/index.js';
 
 describe('journal format', function () {
   describe('crc32c', function () {
@@ -37,6 +37,19 @@ describe('journal format', function () {
       const payload = frame.subarray(8);
       expect(JSON.parse(payload.toString('utf8'))).to.deep.equal({ seq: 7, epoch: 2, op: { put: 'k', value: 'é' } });
       expect(frame.readUInt32LE(4)).to.equal(crc32c(payload, crc32c(frame.subarray(0, 4))));
+    });
+
+    it('reads only the seq and epoch of a record whose op type it was not asked to parse, and parses the others as decodeFrame does', function () {
+      const commit = encodeRecord({ seq: 12, epoch: 3, op: { type: 'commit', space: 's', ops: [{ op: 'put', key: 'k', value: 'é' }] } });
+      const restore = encodeRecord({ seq: 13, epoch: 3, op: { type: 'restore', checkpoint: 2 } });
+      const untyped = encodeRecord({ seq: 14, epoch: 3, op: [1, 2] });
+      const types = new Set(['restore']);
+      expect(decodeFrameHead(commit, types)).to.deep.equal({ ok: true, record: { seq: 12, epoch: 3, op: null } });
+      expect(decodeFrameHead(restore, types)).to.deep.equal(decodeFrame(restore));
+      expect(decodeFrameHead(untyped, types)).to.deep.equal({ ok: true, record: { seq: 14, epoch: 3, op: [1, 2] } });
+      const damaged = Buffer.from(commit);
+      damaged[damaged.length - 2]! ^= 0x20;
+      expect(decodeFrameHead(damaged, types)).to.deep.equal({ ok: false, reason: 'checksum mismatch' });
     });
 
     it('refuses a record over MaxRecordBytes rather than write one no reader accepts', function () {

@@ -39,6 +39,16 @@ function opFor(seq: number): unknown {
   return { put: `k${seq}`, value: { n: seq, text: 'x'.repeat(seq % 7) } };
 }
 
+/** Where each record's frame starts in a file holding `ops` from seq 1. */
+function frameOffsetsOf(ops: unknown[]): number[] {
+  let offset = 0;
+  return ops.map((op, i) => {
+    const at = offset;
+    offset += encodeRecord({ seq: i + 1, epoch: Epoch, op }).length;
+    return at;
+  });
+}
+
 /** Where each record's frame starts in a file holding `from`..`to` written by {@link writeJournal}. */
 function frameOffsets(from: number, to: number): number[] {
   const offsets: number[] = [];
@@ -115,6 +125,33 @@ describe('journal recovery (scanJournal)', function () {
     const { result, seqs } = await scan(dir, false, silentLogger(), 6);
     expect(seqs).to.deep.equal([7, 8, 9, 10]);
     expect(result).to.include({ records: 10, lastSeq: 10 });
+  });
+
+  it('parses the records up to fromSeq only for the op types asked for (earlierTypes, onEarlier), and still refuses damage in them', async function () {
+    const writer = await JournalWriter.open({ dir, nextSeq: 1, epoch: Epoch, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger: silentLogger() });
+    const ops = [{ type: 'commit', ops: [] }, { type: 'restore', checkpoint: 4 }, { put: 'no type first' }, { type: 'commit' }, { type: 'restore', checkpoint: 9 }, { type: 'commit' }];
+    for (const op of ops) await writer.append(op).durable;
+    await writer.close();
+    const earlier: JournalRecord[] = [];
+    const later: JournalRecord[] = [];
+    const options = { repair: false, logger: silentLogger(), fromSeq: 5, earlierTypes: new Set(['restore']), onEarlier: (r: JournalRecord) => earlier.push(r), onRecord: (r: JournalRecord) => later.push(r) };
+    const result = await scanJournal(dir, options);
+    expect(result).to.include({ records: 6, lastSeq: 6 });
+    // The restores, and a record laid out otherwise than encodeRecord writes a typed op (parsed to be sure); not the commits.
+    expect(earlier).to.deep.equal([
+      { seq: 2, epoch: Epoch, op: { type: 'restore', checkpoint: 4 } },
+      { seq: 3, epoch: Epoch, op: { put: 'no type first' } },
+      { seq: 5, epoch: Epoch, op: { type: 'restore', checkpoint: 9 } },
+    ]);
+    expect(later.map((r) => r.seq)).to.deep.equal([6]);
+    // A flipped byte in the payload of seq 4 (a commit, not parsed) is still found by its checksum.
+    const bytes = await fs.readFile(file);
+    const at = frameOffsetsOf(ops).at(3)! + 8 + 3;
+    bytes[at]! ^= 0x01;
+    await fs.writeFile(file, bytes);
+    const err = await scanJournal(dir, options).catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(JournalCorruptError);
+    expect((err as JournalCorruptError).message).to.include('checksum mismatch').and.include('last good seq is 3');
   });
 
   it('reads records straddling read chunks and a record larger than a chunk', async function () {

@@ -39,6 +39,24 @@ describe('Store commit pipeline (real journal)', function () {
     await reopened.close();
   });
 
+  it('reopened from a base checkpoint, knows the restores the journal holds before the base (without parsing the commits there) and after it', async function () {
+    const store = await seeded();
+    const restore = (checkpoint: number) => store.commitRestore({ type: 'restore', checkpoint, sha256: 'a'.repeat(64), scope: 'collection', spaces: [] }, (head, seq) => head.withRestoredSpaces([], seq));
+    const before = await restore(4);
+    await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: 'k', value: { type: 'Part' } }] });
+    const base = store.state;
+    await store.close();
+    // A restore after the base would need its checkpoint loaded on replay: one that restores nothing.
+    const after = await Store.open({ ...options, base, replayRestore: async (_op, state, seq) => state.withRestoredSpaces([], seq) });
+    const later = await after.commitRestore({ type: 'restore', checkpoint: 6, sha256: 'b'.repeat(64), scope: 'collection', spaces: [] }, (head, seq) => head.withRestoredSpaces([], seq));
+    await after.close();
+    const reopened = await Store.open({ ...options, base, replayRestore: async (_op, state, seq) => state.withRestoredSpaces([], seq) });
+    expect(reopened.recovery.replayed, 'only the record after the base').to.equal(1);
+    expect([...reopened.restoreReferences]).to.deep.equal([[4, before.seq], [6, later.seq]]);
+    expect(reopened.state.getObject('s', 'k')).to.deep.equal({ type: 'Part' });
+    await reopened.close();
+  });
+
   it('refuses an invalid commit without journaling anything', async function () {
     const store = await seeded();
     const before = store.journalStats!.lastSeq;
