@@ -21,7 +21,9 @@
  *   daemon's peak RSS (sampled every 20 ms);
  * - durable writes/s at 64 clients: PUTs of one object with
  *   `journal.sync: commit` against SETs with `appendonly yes`,
- *   `appendfsync always`, for BENCH_WRITE_SECONDS (default 10) each.
+ *   `appendfsync always`, for BENCH_WRITE_SECONDS (default 10) each; and,
+ *   as the ceiling of any HTTP API here, the same PUTs from the same client
+ *   to a Fastify server whose handler does nothing but answer 201.
  *
  * A size whose in-heap state would not fit is skipped with the reason: the
  * collection lives in the V8 heap today (about 3 bytes of heap per byte of
@@ -35,7 +37,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 import { DaemonProcess } from '../test/helpers/daemon-process.js';
 import { makeValue } from './dataset.js';
 import { elapsed, fmt, keyOf, MiB, prng } from './shared.js';
@@ -182,6 +185,37 @@ function request(base: string, method: string, urlPath: string, headers: Record<
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * PUTs/s at `clients` from this process's HTTP client to a Fastify server (in
+ * its own process, as the daemon is) whose route answers 201 and does nothing
+ * else: what any HTTP API can reach on this machine with this client, beside
+ * which the daemon's and Redis's rates read.
+ */
+async function httpCeiling(clients: number, seconds: number): Promise<number> {
+  const port = await DaemonProcess.freePort();
+  const fastify = pathToFileURL(createRequire(import.meta.url).resolve('fastify')).href;
+  const script =
+    `const { default: Fastify } = await import(${JSON.stringify(fastify)});` +
+    `const app = Fastify({ logger: false });` +
+    `app.put('/api/space/:id/object/:key', async (request, reply) => { reply.code(201); return { key: request.params.key, seq: 1 }; });` +
+    `await app.listen({ port: ${port}, host: '127.0.0.1' }); console.log('listening');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`the empty Fastify server exited (${code}) before listening`)));
+    });
+    const base = `http://127.0.0.1:${port}`;
+    const headers = { 'content-type': 'application/json', authorization: 'Bearer unused' };
+    return await rate(clients, seconds, async (c, i) => {
+      const answer = await request(base, 'PUT', `/api/space/s0/object/w-${c}-${i}`, headers, JSON.stringify({ type: 'Part', owner: `c${c}`, i, pad: 'x'.repeat(120) }));
+      if (answer.status !== 201) throw new Error(`empty PUT: ${answer.status} ${answer.text}`);
+    });
+  } finally {
+    await stop(child, 'SIGKILL');
+  }
 }
 
 interface Daemon {
@@ -422,6 +456,7 @@ async function oneSize(gib: number, root: string): Promise<string[]> {
       await redisClients[c]!.command('SET', `w-${c}-${i}`, JSON.stringify({ type: 'Part', owner: `c${c}`, i, pad: 'x'.repeat(120) }));
     });
     for (const r of redisClients) r.close();
+    const ceiling = await httpCeiling(Clients, WriteSeconds);
 
     const data = loaded.bytes;
     const per = (n: number): string => `${fmt(n / data, 2)}×`;
@@ -430,8 +465,9 @@ async function oneSize(gib: number, root: string): Promise<string[]> {
     console.log(`  cold start to the first served read after SIGKILL: checkpointd ${fmt(ourColdS, 1)} s (listening, its state loaded, after ${fmt(ourListeningS, 1)} s; taking writes after ${fmt(ourWritableS, 1)} s, once the killed process's lease ran out), Redis (RDB) ${fmt(redisColdS, 1)} s`);
     console.log(`  restore: ${fmt(restore.result, 1)} s, peak RSS ${fmt(restore.peak / MiB)} MiB (${per(restore.peak)})`);
     console.log(`  durable writes at ${Clients} clients: checkpointd ${fmt(ourWrites)}/s, Redis appendfsync always ${fmt(redisWrites)}/s (${fmt(ourWrites / redisWrites, 2)}×)`);
+    console.log(`  the HTTP ceiling: the same PUTs to a Fastify route that only answers 201, ${fmt(ceiling)}/s (${fmt(ceiling / redisWrites, 2)}× Redis; checkpointd reaches ${fmt(ourWrites / ceiling, 2)}× of it)`);
     return [
-      `| ${gib} GiB (${fmt(data / MiB)} MiB JSON, ${fmt(loaded.objects)} objects) | RSS ${per(ourRss)}, heap ${per(ourHeap)} / Redis RSS ${per(redisRss)}, used ${per(redisUsed)} | ${fmt(checkpointS, 1)} s, ${fmt(checkpoint.size / MiB)} MiB / ${fmt(bgsaveS, 1)} s, ${fmt(rdbBytes / MiB)} MiB | ${fmt(ourColdS, 1)} s (loaded ${fmt(ourListeningS, 1)} s) / ${fmt(redisColdS, 1)} s | ${fmt(restore.result, 1)} s, peak ${fmt(restore.peak / MiB)} MiB | ${fmt(ourWrites)} / ${fmt(redisWrites)} (${fmt(ourWrites / redisWrites, 2)}×) |`,
+      `| ${gib} GiB (${fmt(data / MiB)} MiB JSON, ${fmt(loaded.objects)} objects) | RSS ${per(ourRss)}, heap ${per(ourHeap)} / Redis RSS ${per(redisRss)}, used ${per(redisUsed)} | ${fmt(checkpointS, 1)} s, ${fmt(checkpoint.size / MiB)} MiB / ${fmt(bgsaveS, 1)} s, ${fmt(rdbBytes / MiB)} MiB | ${fmt(ourColdS, 1)} s (loaded ${fmt(ourListeningS, 1)} s) / ${fmt(redisColdS, 1)} s | ${fmt(restore.result, 1)} s, peak ${fmt(restore.peak / MiB)} MiB | ${fmt(ourWrites)} / ${fmt(redisWrites)} (${fmt(ourWrites / redisWrites, 2)}×) | ${fmt(ceiling)} (${fmt(ceiling / redisWrites, 2)}×) |`,
     ];
   } finally {
     redis?.close();
@@ -450,8 +486,8 @@ export async function scaleBench(): Promise<void> {
     console.log(`scale benchmark: ${Sizes.join(', ')} GiB of JSON values beside ${redisVersion.stdout.trim().split(' ').slice(0, 3).join(' ')}, ${os.cpus().length} cores, ${fmt(os.totalmem() / GiB, 1)} GiB of memory, node ${process.version}`);
     const rows: string[] = [];
     for (const gib of Sizes) rows.push(...(await oneSize(gib, root)));
-    console.log('\n| data | memory per byte of data: checkpointd / Redis | snapshot: checkpoint / BGSAVE | cold start to first read: checkpointd / Redis | restore | durable writes/s at 64 clients: checkpointd / Redis (ratio) |');
-    console.log('| --- | --- | --- | --- | --- | --- |');
+    console.log('\n| data | memory per byte of data: checkpointd / Redis | snapshot: checkpoint / BGSAVE | cold start to first read: checkpointd / Redis | restore | durable writes/s at 64 clients: checkpointd / Redis (ratio) | HTTP ceiling: empty handler (/ Redis) |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
     for (const row of rows) console.log(row);
   } finally {
     await fs.rm(root, { recursive: true, force: true });
