@@ -204,7 +204,7 @@ async function httpCeiling(clients: number, seconds: number): Promise<number> {
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.once('data', () => resolve());
+      child.stdout?.once('data', () => resolve());
       child.once('exit', (code) => reject(new Error(`the empty Fastify server exited (${code}) before listening`)));
     });
     const base = `http://127.0.0.1:${port}`;
