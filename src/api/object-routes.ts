@@ -131,7 +131,11 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
       { name: 'cursor', in: 'query', description: 'where this page starts: the `cursor` of the previous answer\'s `next` URL, as it is', required: false, schema: { type: 'string' } },
     ],
     answers: {
-      200: { description: 'the matching objects, sorted by key', json: QueryAnswer },
+      200: {
+        description: 'one page of the matching objects, sorted by key',
+        json: QueryAnswer,
+        headers: { Link: { description: 'when more may follow: `<URL of the next page>; rel="next"` (the answer\'s `next`)', schema: { type: 'string' } } },
+      },
       400: 'the space id is not valid, a field is not indexed by the space, a field is given more than once, `limit` is not a whole number in range, or `cursor` is not one this API gave out',
       404: 'no such space',
     },
