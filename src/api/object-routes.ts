@@ -32,15 +32,9 @@ function cursorFor(key: string): string {
 
 /** The key a cursor continues after; BadRequestError for one this API did not make. */
 function cursorKey(cursor: string): string {
-  let after: unknown;
   try {
-    after = (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown } | null)?.after;
-  } catch {
-    after = undefined;
-  }
-  try {
-    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new BadRequestError('not base64url');
-    return validateObjectKey(after);
+    if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw new Error('not base64url');
+    return validateObjectKey((JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown } | null)?.after);
   } catch {
     throw new BadRequestError(`cursor ${JSON.stringify(cursor.slice(0, 80))} is not one this API gave out: follow the \`next\` URL of the previous page as it is, or ask again without cursor for the first page`);
   }
@@ -143,12 +137,14 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>('/api/space/:id/object', { onRequest: anyone, schema: queryObjects }, async (request, reply) => {
     const id = validateSpaceId(request.params.id);
     const filter: Record<string, string> = {};
+    // The paging parameters as given, for the links: the next page keeps `limit` and moves `cursor`.
+    const given: { limit?: string; cursor?: string } = {};
     let limit = DefaultQueryLimit;
     let after: string | undefined;
     for (const [field, value] of Object.entries(request.query)) {
       if (typeof value !== 'string') throw new BadRequestError(`query field ${field} is given more than once; give each field once (fields combine with AND)`);
-      if (field === 'limit') limit = queryLimit(value);
-      else if (field === 'cursor') after = cursorKey(value);
+      if (field === 'limit') [limit, given.limit] = [queryLimit(value), value];
+      else if (field === 'cursor') [after, given.cursor] = [cursorKey(value), value];
       else filter[field] = value;
     }
     const state = ctx.store.state;
@@ -166,11 +162,9 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
       const query = new URLSearchParams({ ...filter, ...extra }).toString();
       return base + (query === '' ? '' : `?${query}`);
     };
-    const given = request.query as Record<string, string>;
-    const answerHref = page({ ...(given.limit === undefined ? {} : { limit: given.limit }), ...(given.cursor === undefined ? {} : { cursor: given.cursor }) });
-    const head: Record<string, string> = { href: answerHref };
+    const head: Record<string, string> = { href: page(given) };
     if (more) {
-      head.next = page({ ...(given.limit === undefined ? {} : { limit: given.limit }), cursor: cursorFor(matches.at(-1)!.key) });
+      head.next = page({ ...given, cursor: cursorFor(matches.at(-1)!.key) });
       void reply.header('Link', `<${head.next}>; rel="next"`);
     }
     // The stored texts spliced in; a large answer a slice at a time, so that it never holds the main thread (health, heartbeat) for long.

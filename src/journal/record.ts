@@ -109,22 +109,30 @@ const PayloadHead = /^\{"seq":([0-9]{1,16}),"epoch":([0-9]{1,16}),"op":\{"type":
  * the restores.
  */
 export function decodeFrameHead(frame: Buffer, parse: ReadonlySet<string>): DecodedFrame {
-  const stored = frame.readUInt32LE(4);
-  const payload = frame.subarray(FrameHeaderBytes);
-  if (crc32c(payload, crc32c(frame.subarray(0, 4))) !== stored) return { ok: false, reason: 'checksum mismatch' };
+  const payload = checkedPayload(frame);
+  if (payload === null) return { ok: false, reason: 'checksum mismatch' };
   const head = PayloadHead.exec(payload.toString('latin1', 0, Math.min(payload.length, 128)));
-  if (head === null || parse.has(head[3]!)) return decodeFrame(frame);
+  if (head === null || parse.has(head[3]!)) return parseRecord(payload);
   const seq = Number(head[1]);
   const epoch = Number(head[2]);
-  if (!Number.isSafeInteger(seq) || seq < 1 || !Number.isSafeInteger(epoch)) return decodeFrame(frame);
+  if (!Number.isSafeInteger(seq) || seq < 1 || !Number.isSafeInteger(epoch)) return parseRecord(payload);
   return { ok: true, record: { seq, epoch, op: null } };
 }
 
 /** Checks and decodes one complete frame (header + exactly the announced payload). */
 export function decodeFrame(frame: Buffer): DecodedFrame {
-  const stored = frame.readUInt32LE(4);
+  const payload = checkedPayload(frame);
+  return payload === null ? { ok: false, reason: 'checksum mismatch' } : parseRecord(payload);
+}
+
+/** The frame's payload if its checksum holds, else null. */
+function checkedPayload(frame: Buffer): Buffer | null {
   const payload = frame.subarray(FrameHeaderBytes);
-  if (crc32c(payload, crc32c(frame.subarray(0, 4))) !== stored) return { ok: false, reason: 'checksum mismatch' };
+  return crc32c(payload, crc32c(frame.subarray(0, 4))) === frame.readUInt32LE(4) ? payload : null;
+}
+
+/** The record a checksummed payload holds, or why it is not one. */
+function parseRecord(payload: Buffer): DecodedFrame {
   let value: unknown;
   try {
     value = JSON.parse(payload.toString('utf8'));

@@ -296,8 +296,11 @@ function remove<V>(node: Node<V>, key: string): Node<V> | undefined {
   return branch(splice(node.children, i - 1, 2, ...rebalance(node.children[i - 1] as Node<V>, child)));
 }
 
-/** The leaves under `node` in order; one flat loop rather than nested generators, which cost a resume per level per entry. */
-/** The leaves in key order; with `after`, from the one whose range holds `after` (it may hold only smaller keys). */
+/**
+ * The leaves under `root` in order; with `after`, from the one whose range
+ * holds `after` (it may hold only smaller keys). One flat loop rather than
+ * nested generators, which cost a resume per level per entry.
+ */
 function* leaves<V>(root: Node<V>, after?: string): Generator<Leaf<V>, void, undefined> {
   if (root.leaf) {
     yield root;

@@ -275,18 +275,11 @@ export class Space {
 
   /**
    * Keys and JSON texts of the objects whose indexed fields equal every value
-   * in `filter`, in key order; all objects for an empty filter. Uses the
-   * indexes: the smallest matching posting list is walked and checked against
-   * the others.
-   */
-  query(filter: Readonly<Record<string, string>>): { key: string; text: string }[] {
-    return Array.from(this.matches(filter));
-  }
-
-  /**
-   * As `query`, produced lazily, and with `after` only the keys after it: a
-   * page of a keyset query seeks to its first key in O(log n) and reads no
-   * further than the caller takes. The filter is checked before the first.
+   * in `filter`, in key order, produced lazily; all objects for an empty
+   * filter. Uses the indexes: the smallest matching posting list is walked and
+   * checked against the others. With `after`, only the keys after it: a page
+   * of a keyset query seeks to its first key in O(log n) and reads no further
+   * than the caller takes. The filter is checked before the first.
    */
   matches(filter: Readonly<Record<string, string>>, after?: string): IterableIterator<{ key: string; text: string }> {
     const conditions = Object.entries(filter);
@@ -316,12 +309,13 @@ export class Space {
 
 /** The objects in `lists[0]` (all of them with no list) that every other list holds, after `after`. */
 function* matching(objects: SortedMap<string>, lists: readonly Postings[], after: string | undefined): IterableIterator<{ key: string; text: string }> {
+  const from = <V>(map: SortedMap<V>): IterableIterator<[string, V]> => (after === undefined ? map.entries() : map.entriesAfter(after));
   const [smallest, ...others] = lists;
   if (smallest === undefined) {
-    for (const [key, text] of after === undefined ? objects.entries() : objects.entriesAfter(after)) yield { key, text };
+    for (const [key, text] of from(objects)) yield { key, text };
     return;
   }
-  for (const [key] of after === undefined ? smallest.entries() : smallest.entriesAfter(after)) {
+  for (const [key] of from(smallest)) {
     if (!others.every((list) => list.has(key))) continue;
     // An index restored from a checkpoint is trusted, not matched key by key against the objects (SpaceBuilder).
     const text = objects.get(key);

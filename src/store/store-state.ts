@@ -222,7 +222,7 @@ export class StoreState {
 
   /** As `query`, with each object's stored JSON text rather than a parsed value. */
   queryText(spaceId: string, filter: Record<string, string>): { key: string; text: string }[] {
-    return this.requireSpace(spaceId).query(filter);
+    return Array.from(this.queryMatches(spaceId, filter));
   }
 
   /** As `queryText`, produced lazily, from the first key after `after` when given (a page of a keyset query). */
