@@ -1,7 +1,8 @@
 /**
  * The store's public face: the embedded host database's state as a persistent
- * value, the operations that change it, the rules for identifiers, and the
- * store's files in a checkpoint (written from a snapshot, read back into spaces).
+ * value and on disk (the storage engine), the operations that change it, the
+ * rules for identifiers, and the store's files in a checkpoint (written from a
+ * snapshot, read back into spaces).
  */
 export {
   compareVersions,
@@ -27,5 +28,7 @@ export {
   type SpaceMeta,
 } from './checkpoint-files.js';
 export { StoreState } from './store-state.js';
+export { Engine, type AppliedOp, type EngineOptions } from './engine.js';
+export { SpaceFile, type KeyText } from './space-file.js';
 export type { TemplateDef, TemplateRef } from './template.js';
 export { Store, type CommitListener, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';

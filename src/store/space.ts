@@ -11,13 +11,12 @@
  * entries, and only if it can hold an indexed field at all.
  */
 import { Map as IMap } from 'immutable';
-import { MaxTransactionOps } from '../config/index.js';
-import { BadRequestError, ConflictError } from '../errors.js';
-import { show, validateObjectKey } from './identifiers.js';
-import { isPlainObject, type Json } from './json.js';
+import type { Json } from './json.js';
 import type { TxOp } from './ops.js';
 import { SortedMap, type LeafDecoder, type LeafEncoder, type LeafEntries } from './sorted-map.js';
+import { checkFilter, checkTransaction, missingDeleteError, notIndexedError } from './rules.js';
 import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
+import { mayHold, parsedForIndex, termsOf } from './terms.js';
 
 /** What the API and checkpoints say about a space. */
 export interface SpaceInfo {
@@ -35,44 +34,6 @@ export type Postings = SortedMap<true>;
  * sorted by value so that a checkpoint writes an index without sorting it.
  */
 export type FieldIndex = SortedMap<Postings>;
-
-const NoTerms: ReadonlySet<string> = new Set();
-
-function term(v: Json | undefined): string | undefined {
-  if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return String(v);
-  return undefined;
-}
-
-/** The strings under which `value` is indexed for `field`: its scalar, or each scalar of its array. */
-function termsOf(value: Json | undefined, field: string): ReadonlySet<string> {
-  if (!isPlainObject(value) || !Object.hasOwn(value, field)) return NoTerms;
-  const v = value[field];
-  if (Array.isArray(v)) {
-    const terms = new Set<string>();
-    for (const element of v) {
-      const t = term(element);
-      if (t !== undefined) terms.add(t);
-    }
-    return terms;
-  }
-  const t = term(v);
-  return t === undefined ? NoTerms : new Set([t]);
-}
-
-/**
- * Whether stored `text` may hold `field` at its top level. Sound because
- * JSON.stringify writes a member as `"field":` with no space, and a field name
- * (an identifier) needs no escaping; it lets most texts go unparsed.
- */
-function mayHold(text: string, field: string): boolean {
-  return text.includes(`"${field}":`);
-}
-
-/** The value stored as `text` (undefined = absent), parsed only if it may hold one of `fields`. */
-function parsedForIndex(text: string | undefined, fields: readonly string[]): Json | undefined {
-  if (text === undefined || !fields.some((f) => mayHold(text, f))) return undefined;
-  return JSON.parse(text) as Json;
-}
 
 /** `indexes` after the object at `key` changed from `before` to `after` (undefined = absent); only differing terms are touched. */
 function reindex(
@@ -227,16 +188,7 @@ export class Space {
    * key) without any effect: the new space is only returned once every op applied.
    */
   commit(ops: readonly TxOp[], seq: number): Space {
-    if (ops.length === 0 || ops.length > MaxTransactionOps) {
-      throw new BadRequestError(`a transaction holds 1 to ${MaxTransactionOps} operations; this one holds ${ops.length}`);
-    }
-    ops.forEach((op, i) => {
-      try {
-        validateObjectKey(op.key);
-      } catch (error) {
-        throw new BadRequestError(`ops[${i}]: ${(error as Error).message}`);
-      }
-    });
+    checkTransaction(ops);
     const fields = this.indexFields;
     let objects = this.objects;
     let indexes = this.indexes;
@@ -249,12 +201,7 @@ export class Space {
         objects = next;
         if (fields.length > 0) indexes = reindex(indexes, fields, op.key, parsedForIndex(before, fields), op.value);
       } else {
-        if (before === undefined) {
-          throw new ConflictError(
-            `ops[${i}] deletes ${show(op.key)}, which does not exist in space "${this.id}" at that point; ` +
-              `nothing in the transaction was applied (leave the delete out, or put the object first)`,
-          );
-        }
+        if (before === undefined) throw missingDeleteError(this.id, op.key, i);
         objects = objects.delete(op.key);
         if (fields.length > 0) indexes = reindex(indexes, fields, op.key, parsedForIndex(before, fields), undefined);
       }
@@ -282,11 +229,8 @@ export class Space {
    * than the caller takes. The filter is checked before the first.
    */
   matches(filter: Readonly<Record<string, string>>, after?: string): IterableIterator<{ key: string; text: string }> {
-    const conditions = Object.entries(filter);
     const lists: Postings[] = [];
-    for (const [field, wanted] of conditions) {
-      this.requireIndexed(field);
-      if (typeof wanted !== 'string') throw new BadRequestError(`query value for "${field}" must be one string, not ${show(wanted)}`);
+    for (const [field, wanted] of checkFilter(this.info(), this.indexFields, filter)) {
       lists.push(this.indexes.get(field)?.get(wanted) ?? SortedMap.empty());
     }
     lists.sort((a, b) => a.size - b.size);
@@ -299,12 +243,9 @@ export class Space {
   }
 
   private requireIndexed(field: string): void {
-    if (this.indexFields.includes(field)) return;
-    const indexed = this.indexFields.length === 0 ? 'it indexes no fields' : `indexed fields: ${this.indexFields.join(', ')}`;
-    throw new BadRequestError(
-      `space "${this.id}" (template ${this.template.name} ${this.template.version}) cannot be queried by ${show(field)}: ${indexed}`,
-    );
+    if (!this.indexFields.includes(field)) throw notIndexedError(this.info(), this.indexFields, field);
   }
+
 }
 
 /** The objects in `lists[0]` (all of them with no list) that every other list holds, after `after`. */

@@ -11,22 +11,19 @@
  * a failed op simply never returns its half-built state.
  */
 import { Map as IMap } from 'immutable';
-import { BadRequestError, ConflictError, NotFoundError } from '../errors.js';
+import { BadRequestError, ConflictError } from '../errors.js';
 import type { CollectionData } from './checkpoint-files.js';
-import { compareVersions, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
+import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { Json } from './json.js';
 import { checkOpShape, type StoreOp } from './ops.js';
 import { Space, type Postings, type SpaceData, type SpaceInfo } from './space.js';
-import { checkTemplate, sameIndexes, type TemplateDef, type TemplateRef } from './template.js';
+import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, requireTemplate } from './rules.js';
+import type { Catalogue } from './rules.js';
+import { checkTemplate, compareTemplates, sameIndexes, type TemplateDef, type TemplateRef } from './template.js';
 import type { LeafDecoder, LeafEncoder, LeafEntries } from './sorted-map.js';
 
 /** Template name → version → definition (frozen). */
 type Templates = IMap<string, IMap<string, TemplateDef>>;
-
-function byVersion(a: TemplateDef, b: TemplateDef): number {
-  // Ties (1.0 and 1.0.0) fall back to the text so that the order is total.
-  return compareVersions(a.version, b.version) || (a.version < b.version ? -1 : a.version > b.version ? 1 : 0);
-}
 
 function requireSeq(seq: number, after: number, what: string): void {
   if (!Number.isSafeInteger(seq) || seq <= after) throw new Error(`${what}: seq ${seq} must be an integer greater than the state's seq ${after}`);
@@ -43,7 +40,7 @@ function* parsed(texts: IterableIterator<[string, string]>): IterableIterator<[s
 }
 
 /** The store's contents after the op numbered `seq`; every change returns a new state. */
-export class StoreState {
+export class StoreState implements Catalogue {
   private static readonly emptyState = new StoreState(IMap(), IMap(), 0);
 
   private constructor(
@@ -177,7 +174,7 @@ export class StoreState {
   /** Every loaded template version, by name and then by version. */
   templates(): TemplateDef[] {
     const all = [...this.templateMap.values()].flatMap((versions) => [...versions.values()]);
-    return all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : byVersion(a, b)));
+    return all.sort(compareTemplates);
   }
 
   /** One loaded template version (frozen), or undefined. */
@@ -266,21 +263,12 @@ export class StoreState {
 
   private requireSpace(id: string): Space {
     const space = this.spaceMap.get(validateSpaceId(id));
-    if (space === undefined) throw new NotFoundError(`space "${id}" does not exist; create it with POST /api/space`);
+    if (space === undefined) throw noSuchSpaceError(id);
     return space;
   }
 
   private requireTemplate(ref: TemplateRef): TemplateDef {
-    const name = validateTemplateName(ref.name);
-    const version = validateVersion(ref.version);
-    const def = this.template(name, version);
-    if (def === undefined) {
-      throw new NotFoundError(
-        `template ${name} version ${version} is not loaded; load it first with POST /api/template ` +
-          `{"name":"${name}","version":"${version}","indexes":[...]}`,
-      );
-    }
-    return def;
+    return requireTemplate(this, ref);
   }
 
   private withSpace(space: Space, seq: number): StoreState {
@@ -288,45 +276,18 @@ export class StoreState {
   }
 
   private loadTemplate(template: TemplateDef, seq: number): StoreState {
-    const def = checkTemplate(template);
-    const loaded = this.template(def.name, def.version);
-    if (loaded !== undefined) {
-      if (sameIndexes(loaded, def)) return this;
-      throw new ConflictError(
-        `template ${def.name} version ${def.version} is already loaded with indexes [${loaded.indexes.join(', ')}]; ` +
-          `a template version never changes: load the new indexes as a new version and upgrade spaces to it`,
-      );
-    }
+    const def = checkTemplateLoad(this, template);
+    if (def === null) return this;
     const versions = this.templateMap.get(def.name) ?? IMap<string, TemplateDef>();
     return new StoreState(this.templateMap.set(def.name, versions.set(def.version, def)), this.spaceMap, seq);
   }
 
   private createSpace(id: string, ref: TemplateRef, seq: number): StoreState {
-    validateSpaceId(id);
-    const def = this.requireTemplate(ref);
-    if (this.spaceMap.has(id)) {
-      throw new ConflictError(`space "${id}" already exists; choose another id, or upgrade it with PUT /api/space/${id}/template`);
-    }
-    return this.withSpace(Space.create(id, def, seq), seq);
+    return this.withSpace(Space.create(id, checkSpaceCreate(this, id, ref), seq), seq);
   }
 
   private upgradeSpace(id: string, version: string, seq: number): StoreState {
-    validateVersion(version);
-    const space = this.requireSpace(id);
-    const current = space.template;
-    const def = this.template(current.name, version);
-    if (def === undefined) {
-      throw new NotFoundError(
-        `template ${current.name} version ${version} is not loaded, so space "${id}" cannot move to it; ` +
-          `load it first with POST /api/template {"name":"${current.name}","version":"${version}","indexes":[...]}`,
-      );
-    }
-    if (compareVersions(version, current.version) <= 0) {
-      throw new ConflictError(
-        `space "${id}" follows template ${current.name} version ${current.version}; version ${version} is not newer, ` +
-          `and an upgrade only moves forward: load and name a version newer than ${current.version}`,
-      );
-    }
-    return this.withSpace(space.upgrade(def, seq), seq);
+    const def = checkSpaceUpgrade(this, id, version);
+    return this.withSpace(this.requireSpace(id).upgrade(def, seq), seq);
   }
 }

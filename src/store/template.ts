@@ -5,7 +5,7 @@
  */
 import { MaxTemplateIndexes } from '../config/index.js';
 import { BadRequestError } from '../errors.js';
-import { validateFieldName, validateTemplateName, validateVersion } from './identifiers.js';
+import { compareVersions, validateFieldName, validateTemplateName, validateVersion } from './identifiers.js';
 
 /** A template version: the fields its spaces index. */
 export interface TemplateDef {
@@ -55,4 +55,10 @@ export function sameIndexes(a: TemplateDef, b: TemplateDef): boolean {
 /** A frozen name-and-version reference to `def`. */
 export function templateRef(def: TemplateRef): TemplateRef {
   return Object.freeze({ name: def.name, version: def.version });
+}
+
+/** Template versions by name, then by version (ties such as 1.0 and 1.0.0 by their text, so that the order is total). */
+export function compareTemplates(a: TemplateRef, b: TemplateRef): number {
+  if (a.name !== b.name) return a.name < b.name ? -1 : 1;
+  return compareVersions(a.version, b.version) || (a.version < b.version ? -1 : a.version > b.version ? 1 : 0);
 }

@@ -1,0 +1,263 @@
+/**
+ * The storage engine: the collection's materialised state on the node's own
+ * disk (`paths.data`), so that memory follows the configured cache and not the
+ * size of the data, and a node starts from its files instead of a full load.
+ *
+ * Layout of its folder:
+ * - `collection.sqlite`: the loaded templates, the list of spaces (id → file)
+ *   and the collection's applied seq: every journal record up to it is in
+ *   every file. It is written last in each step, so it never runs ahead.
+ * - `spaces/<id>.<seq>.sqlite`: one file per space (space-file.ts), named
+ *   after the seq that made it. A file the collection does not list (a create
+ *   cut short by a stop) is removed when the engine opens.
+ *
+ * The journal in the FileVault stays the source of truth: the engine holds
+ * only operations already durable there, and each file records the seq it has
+ * applied, so after any stop the engine replays the journal after its applied
+ * seq and skips, file by file, what a file already holds.
+ *
+ * Operations are checked by the same rules as the in-memory state
+ * (rules.ts): a record that does not apply is an Error, as on replay.
+ */
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from '../log/index.js';
+import { validateObjectKey, validateSpaceId } from './identifiers.js';
+import type { StoreOp } from './ops.js';
+import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
+import { SpaceFile, type KeyText } from './space-file.js';
+import type { SpaceInfo } from './space.js';
+import { compareTemplates, type TemplateDef } from './template.js';
+
+/** The layout version of `collection.sqlite`. */
+export const EngineFormat = 1;
+
+/** Page cache of the collection file itself, in KiB (it holds templates and the space list). */
+const CollectionCacheKiB = 2048;
+
+/** How the engine is opened. */
+export interface EngineOptions {
+  /** Its folder (created if missing). */
+  dir: string;
+  /** Page cache shared by the space files, in bytes: what bounds the engine's memory. */
+  cacheBytes: number;
+  logger: Logger;
+}
+
+/** One journal record for the engine: an operation and its seq. */
+export interface AppliedOp {
+  op: StoreOp;
+  seq: number;
+}
+
+const Schema = `
+CREATE TABLE collection (one INTEGER PRIMARY KEY CHECK (one = 1), format INTEGER NOT NULL, applied_seq INTEGER NOT NULL);
+CREATE TABLE templates (name TEXT NOT NULL, version TEXT NOT NULL, indexes TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;
+CREATE TABLE spaces (id TEXT PRIMARY KEY, file TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO collection (one, format, applied_seq) VALUES (1, ${EngineFormat}, 0);
+`;
+
+function freeze(def: TemplateDef): TemplateDef {
+  return Object.freeze({ name: def.name, version: def.version, indexes: Object.freeze([...def.indexes]) as string[] });
+}
+
+/** The collection's state on disk. */
+export class Engine implements Catalogue {
+  private readonly templateDefs = new Map<string, TemplateDef>();
+  private readonly spaceFiles = new Map<string, SpaceFile>();
+  private applied: number;
+
+  private constructor(
+    private readonly options: EngineOptions,
+    private readonly db: Database.Database,
+  ) {
+    const row = db.prepare<[], { format: number; applied_seq: number }>('SELECT format, applied_seq FROM collection WHERE one = 1').get();
+    if (row === undefined || row.format !== EngineFormat) {
+      throw new Error(`${this.collectionPath} is not a collection file of format ${EngineFormat} (found ${row === undefined ? 'none' : `format ${row.format}`})`);
+    }
+    this.applied = row.applied_seq;
+    for (const t of db.prepare<[], { name: string; version: string; indexes: string }>('SELECT name, version, indexes FROM templates').all()) {
+      this.templateDefs.set(templateKey(t.name, t.version), freeze({ name: t.name, version: t.version, indexes: JSON.parse(t.indexes) as string[] }));
+    }
+  }
+
+  /** Open (or create) the engine in `options.dir`; removes space files the collection does not list. */
+  static open(options: EngineOptions): Engine {
+    mkdirSync(path.join(options.dir, 'spaces'), { recursive: true });
+    const db = new Database(path.join(options.dir, 'collection.sqlite'));
+    let engine: Engine;
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma(`cache_size = -${CollectionCacheKiB}`);
+      db.pragma('mmap_size = 0');
+      if ((db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number) === 0) db.exec(Schema);
+      engine = new Engine(options, db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    try {
+      engine.openSpaces();
+    } catch (err) {
+      engine.close();
+      throw err;
+    }
+    return engine;
+  }
+
+  /** Every journal record up to this seq is in the engine's files. */
+  get appliedSeq(): number {
+    return this.applied;
+  }
+
+  /** Every loaded template version, by name and then by version (as StoreState.templates). */
+  templates(): TemplateDef[] {
+    return [...this.templateDefs.values()].sort(compareTemplates);
+  }
+
+  /** One loaded template version (frozen), or undefined. */
+  template(name: string, version: string): TemplateDef | undefined {
+    return this.templateDefs.get(templateKey(name, version));
+  }
+
+  /** Every space, by id. */
+  spaces(): SpaceInfo[] {
+    return [...this.spaceFiles.keys()].sort().map((id) => this.spaceFiles.get(id)!.info());
+  }
+
+  /** One space, or undefined. */
+  space(id: string): SpaceInfo | undefined {
+    return this.spaceFiles.get(id)?.info();
+  }
+
+  /** The stored JSON text of the object under `key`, or undefined; NotFoundError for an unknown space, BadRequestError for an invalid key. */
+  text(spaceId: string, key: string): string | undefined {
+    return this.requireSpace(spaceId).text(validateObjectKey(key));
+  }
+
+  /** One page of a keyset query (SpaceFile.page); NotFoundError for an unknown space. */
+  page(spaceId: string, filter: Readonly<Record<string, string>>, after: string | undefined, limit: number): KeyText[] {
+    return this.requireSpace(spaceId).page(filter, after, limit);
+  }
+
+  /** The fields a space's template version indexes; NotFoundError for an unknown space. */
+  indexedFields(spaceId: string): string[] {
+    return this.requireSpace(spaceId).indexFields;
+  }
+
+  /**
+   * Apply durable journal records, in seq order, then record the last as the
+   * collection's applied seq. A record a file already holds (a replay after a
+   * stop mid-step) is skipped. An operation that does not apply throws, and
+   * the records before it stay applied: the caller stops (a replay refuses to
+   * start, as with the in-memory state).
+   */
+  apply(records: readonly AppliedOp[]): void {
+    if (records.length === 0) return;
+    for (const { op, seq } of records) this.applyOne(op, seq);
+    const last = records.at(-1)!.seq;
+    this.db.prepare('UPDATE collection SET applied_seq = ? WHERE one = 1').run(last);
+    this.applied = last;
+  }
+
+  /** Close every file. */
+  close(): void {
+    for (const file of this.spaceFiles.values()) file.close();
+    this.spaceFiles.clear();
+    if (this.db.open) this.db.close();
+  }
+
+  private get collectionPath(): string {
+    return path.join(this.options.dir, 'collection.sqlite');
+  }
+
+  private get spacesDir(): string {
+    return path.join(this.options.dir, 'spaces');
+  }
+
+  private requireSpace(id: string): SpaceFile {
+    const file = this.spaceFiles.get(validateSpaceId(id));
+    if (file === undefined) throw noSuchSpaceError(id);
+    return file;
+  }
+
+  /** Each space's share of the cache, in KiB. */
+  private cacheShareKiB(spaces: number): number {
+    return this.options.cacheBytes / 1024 / Math.max(1, spaces);
+  }
+
+  /** Give every space file its share of the cache again (after a space came or went). */
+  private shareCache(): void {
+    const cacheKiB = this.cacheShareKiB(this.spaceFiles.size);
+    for (const file of this.spaceFiles.values()) file.setCacheKiB(cacheKiB);
+  }
+
+  private openSpaces(): void {
+    const listed = this.db.prepare<[], { id: string; file: string }>('SELECT id, file FROM spaces').all();
+    const cacheKiB = this.cacheShareKiB(listed.length);
+    for (const { id, file } of listed) {
+      const opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB });
+      if (opened.id !== id) {
+        opened.close();
+        throw new Error(`${opened.path} holds space "${opened.id}", but the collection lists it for space "${id}"`);
+      }
+      this.spaceFiles.set(id, opened);
+    }
+    const keep = new Set(listed.map((s) => s.file));
+    for (const name of readdirSync(this.spacesDir)) {
+      const base = name.replace(/-(wal|shm)$/, '');
+      if (keep.has(base)) continue;
+      rmSync(path.join(this.spacesDir, name), { force: true });
+      if (base === name) this.options.logger.info('storage engine: removed a space file the collection does not list', { file: name });
+    }
+  }
+
+  private applyOne(op: StoreOp, seq: number): void {
+    switch (op.type) {
+      case 'template.load': {
+        if (seq <= this.applied) return;
+        const def = checkTemplateLoad(this, op.template);
+        if (def === null) return;
+        this.db.prepare('INSERT INTO templates (name, version, indexes) VALUES (?, ?, ?)').run(def.name, def.version, JSON.stringify(def.indexes));
+        this.templateDefs.set(templateKey(def.name, def.version), freeze(def));
+        return;
+      }
+      case 'space.create': {
+        if (seq <= this.applied) return;
+        const def = checkSpaceCreate(this, op.id, op.template);
+        const name = `${op.id}.${seq}.sqlite`;
+        const file = SpaceFile.create(path.join(this.spacesDir, name), op.id, def, seq, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size + 1) });
+        try {
+          this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?)').run(op.id, name);
+        } catch (err) {
+          file.close();
+          rmSync(file.path, { force: true });
+          throw err;
+        }
+        this.spaceFiles.set(op.id, file);
+        this.shareCache();
+        return;
+      }
+      case 'space.upgrade': {
+        const file = this.requireSpace(op.id);
+        if (seq <= file.appliedSeq) return;
+        file.upgrade(checkSpaceUpgrade(this, op.id, op.version), seq);
+        return;
+      }
+      case 'commit': {
+        const file = this.requireSpace(op.space);
+        if (seq <= file.appliedSeq) return;
+        file.commit(op.ops, seq);
+        return;
+      }
+      case 'restore':
+        throw new Error(`journal record seq ${seq} restores checkpoint ${op.checkpoint}; the storage engine does not apply restores yet`);
+    }
+  }
+}
+
+function templateKey(name: string, version: string): string {
+  return `${name}\u0000${version}`;
+}

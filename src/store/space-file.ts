@@ -1,0 +1,356 @@
+/**
+ * One space in the storage engine: a SQLite database file of its own
+ * (better-sqlite3) holding the space's objects, its posting lists and one row
+ * that describes it, the seq of the last operation applied to it included.
+ *
+ * Why a file per space: a space is what a checkpoint and a restore handle as a
+ * unit, so a space's file can be copied out of a consistent read snapshot and
+ * put back by swapping files, never by reloading rows. Every change of a space
+ * is one SQLite transaction that also writes the seq it applies, so the file
+ * says exactly which journal records it holds after any stop.
+ *
+ * Durability is the journal's: the file runs in WAL mode with
+ * `synchronous=NORMAL`, which keeps it consistent through a power loss (it may
+ * lose its newest transactions, which replay from the journal restores) without
+ * an fsync per transaction. No mmap: the pages a process holds are its page
+ * cache (`cache_size`), so memory follows the configured cache and not the
+ * size of the data.
+ *
+ * Index terms are stored as UTF-16BE bytes: SQLite compares BLOBs with memcmp,
+ * which on those bytes is the order `<` gives JavaScript strings, the order a
+ * checkpoint's index files are written in. Keys are ASCII (identifiers.ts), so
+ * TEXT order is that order already.
+ */
+import Database from 'better-sqlite3';
+import type { Json } from './json.js';
+import type { TxOp } from './ops.js';
+import { checkFilter, checkTransaction, missingDeleteError, notIndexedError } from './rules.js';
+import type { SpaceInfo } from './space.js';
+import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
+import { mayHold, parsedForIndex, termsOf } from './terms.js';
+
+/** The layout version of a space file; a file of another version is refused, never guessed at. */
+export const SpaceFileFormat = 1;
+
+/** Rows an upgrade reads at a time while it builds a new field's index. */
+const RebuildPageRows = 1000;
+
+/** One object of a page: its key and stored JSON text. */
+export interface KeyText {
+  key: string;
+  text: string;
+}
+
+/** A term as stored: UTF-16BE, so that byte order is JavaScript's string order. */
+export function termBytes(term: string): Buffer {
+  return Buffer.from(term, 'utf16le').swap16();
+}
+
+/** The term `termBytes` stored. */
+export function termText(bytes: Uint8Array): string {
+  return Buffer.from(bytes).swap16().toString('utf16le');
+}
+
+interface SpaceRow {
+  format: number;
+  id: string;
+  template_name: string;
+  template_version: string;
+  index_fields: string;
+  created_seq: number;
+  updated_seq: number;
+  applied_seq: number;
+  objects: number;
+}
+
+const Schema = `
+CREATE TABLE space (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  format INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  template_name TEXT NOT NULL,
+  template_version TEXT NOT NULL,
+  index_fields TEXT NOT NULL,
+  created_seq INTEGER NOT NULL,
+  updated_seq INTEGER NOT NULL,
+  applied_seq INTEGER NOT NULL,
+  objects INTEGER NOT NULL
+);
+CREATE TABLE objects (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE postings (field TEXT NOT NULL, term BLOB NOT NULL, key TEXT NOT NULL, PRIMARY KEY (field, term, key)) WITHOUT ROWID;
+`;
+
+/** How a space file is opened. */
+export interface SpaceFileOptions {
+  /** Page cache of this connection, in KiB. */
+  cacheKiB: number;
+  /** Open for reading only (a snapshot, a checkpoint's copy). */
+  readOnly?: boolean;
+}
+
+/** The smallest page cache a space file gets, in KiB, however many spaces share the cache. */
+const MinCacheKiB = 256;
+
+function setCache(db: Database.Database, cacheKiB: number): void {
+  db.pragma(`cache_size = -${Math.max(MinCacheKiB, Math.floor(cacheKiB))}`);
+}
+
+function configure(db: Database.Database, options: SpaceFileOptions): void {
+  setCache(db, options.cacheKiB);
+  db.pragma('mmap_size = 0');
+  if (options.readOnly === true) return;
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+}
+
+/** A space's database file, open. */
+export class SpaceFile {
+  private row: SpaceRow;
+  private readonly getText: Database.Statement<[string], string>;
+  private readonly putText: Database.Statement<[string, string]>;
+  private readonly deleteText: Database.Statement<[string]>;
+  private readonly addPosting: Database.Statement<[string, Buffer, string]>;
+  private readonly dropPosting: Database.Statement<[string, Buffer, string]>;
+  private readonly saveRow: Database.Statement<[number, number, number, string, string, string]>;
+  private readonly pages = new Map<number, Database.Statement<unknown[], KeyText>>();
+
+  private constructor(
+    /** The file's path. */
+    readonly path: string,
+    private readonly db: Database.Database,
+  ) {
+    this.row = readRow(db, path);
+    this.getText = db.prepare<[string], string>('SELECT value FROM objects WHERE key = ?').pluck();
+    this.putText = db.prepare('INSERT INTO objects (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.deleteText = db.prepare('DELETE FROM objects WHERE key = ?');
+    this.addPosting = db.prepare('INSERT OR IGNORE INTO postings (field, term, key) VALUES (?, ?, ?)');
+    this.dropPosting = db.prepare('DELETE FROM postings WHERE field = ? AND term = ? AND key = ?');
+    this.saveRow = db.prepare(
+      'UPDATE space SET updated_seq = ?, applied_seq = ?, objects = ?, template_name = ?, template_version = ?, index_fields = ? WHERE one = 1',
+    );
+  }
+
+  /** A new, empty space file at `path` (which must not exist) for space `id` following `template`, created at `seq`. */
+  static create(path: string, id: string, template: TemplateDef, seq: number, options: SpaceFileOptions): SpaceFile {
+    const db = new Database(path, { fileMustExist: false });
+    try {
+      if ((db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number) !== 0) throw new Error(`${path} already holds a database`);
+      configure(db, options);
+      db.transaction(() => {
+        db.exec(Schema);
+        db.prepare(
+          'INSERT INTO space (one, format, id, template_name, template_version, index_fields, created_seq, updated_seq, applied_seq, objects) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 0)',
+        ).run(SpaceFileFormat, id, template.name, template.version, JSON.stringify(template.indexes), seq, seq, seq);
+      })();
+      return new SpaceFile(path, db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** The space file at `path`; an Error naming the file if it is not one this version reads. */
+  static open(path: string, options: SpaceFileOptions): SpaceFile {
+    const db = new Database(path, { fileMustExist: true, readonly: options.readOnly === true });
+    try {
+      configure(db, options);
+      return new SpaceFile(path, db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** The space id. */
+  get id(): string {
+    return this.row.id;
+  }
+
+  /** The template version the space follows. */
+  get template(): TemplateRef {
+    return templateRef({ name: this.row.template_name, version: this.row.template_version });
+  }
+
+  /** Fields the template version indexes. */
+  get indexFields(): string[] {
+    return JSON.parse(this.row.index_fields) as string[];
+  }
+
+  /** Seq of the last operation applied to this file. */
+  get appliedSeq(): number {
+    return this.row.applied_seq;
+  }
+
+  /** What the API and checkpoints say about the space (a fresh object). */
+  info(): SpaceInfo {
+    const { row } = this;
+    return { id: row.id, template: { ...this.template }, objectCount: row.objects, createdSeq: row.created_seq, updatedSeq: row.updated_seq };
+  }
+
+  /** The stored JSON text of the object under `key` (already validated), or undefined. */
+  text(key: string): string | undefined {
+    return this.getText.get(key);
+  }
+
+  /**
+   * Up to `limit` objects whose indexed fields equal every value of `filter`
+   * (all objects for an empty one), in key order, from the first key after
+   * `after`: one page of a keyset query, read from the posting lists.
+   * BadRequestError for a field that is not indexed.
+   */
+  page(filter: Readonly<Record<string, string>>, after: string | undefined, limit: number): KeyText[] {
+    const conditions = checkFilter(this.info(), this.indexFields, filter);
+    // The statement names the driving (first) condition last, after the lookups of the others.
+    const params: unknown[] = [];
+    for (const [field, wanted] of [...conditions.slice(1), ...conditions.slice(0, 1)]) params.push(field, termBytes(wanted));
+    params.push(after ?? '', limit);
+    return this.pageStatement(conditions.length).all(...params);
+  }
+
+  /**
+   * One indexed field a page at a time: up to `limit` postings after
+   * (`afterTerm`, `afterKey`) in (term, key) order, each as its term and key.
+   * BadRequestError if the field is not indexed.
+   */
+  postings(field: string, after: { term: string; key: string } | undefined, limit: number): { term: string; key: string }[] {
+    if (!this.indexFields.includes(field)) throw notIndexedError(this.info(), this.indexFields, field);
+    const rows = this.db
+      .prepare<[string, Buffer, Buffer, string, number], { term: Buffer; key: string }>(
+        'SELECT term, key FROM postings WHERE field = ? AND (term > ? OR (term = ? AND key > ?)) ORDER BY term, key LIMIT ?',
+      )
+      .all(field, termBytes(after?.term ?? ''), termBytes(after?.term ?? ''), after?.key ?? '', limit);
+    return rows.map((row) => ({ term: termText(row.term), key: row.key }));
+  }
+
+  /**
+   * Apply a transaction's `ops`, in order, each seeing the ones before, as the
+   * operation numbered `seq`: all or nothing, in one SQLite transaction with
+   * the new seq. BadRequestError for a malformed op, ConflictError for a
+   * delete of a missing key (nothing changed).
+   */
+  commit(ops: readonly TxOp[], seq: number): void {
+    checkTransaction(ops);
+    this.requireNext(seq);
+    const fields = this.indexFields;
+    const run = this.db.transaction(() => {
+      let objects = this.row.objects;
+      ops.forEach((op, i) => {
+        const before = this.getText.get(op.key);
+        if (op.op === 'put') {
+          const text = JSON.stringify(op.value);
+          if (text === before) return;
+          this.putText.run(op.key, text);
+          if (before === undefined) objects++;
+          this.reindex(fields, op.key, parsedForIndex(before, fields), op.value);
+        } else {
+          if (before === undefined) throw missingDeleteError(this.row.id, op.key, i);
+          this.deleteText.run(op.key);
+          objects--;
+          this.reindex(fields, op.key, parsedForIndex(before, fields), undefined);
+        }
+      });
+      this.save({ ...this.row, updated_seq: seq, applied_seq: seq, objects });
+    });
+    run();
+  }
+
+  /** Follow the newer `template` version (already checked) from `seq`: the indexes of fields it drops go, new ones are built. */
+  upgrade(template: TemplateDef, seq: number): void {
+    this.requireNext(seq);
+    const old = new Set(this.indexFields);
+    const run = this.db.transaction(() => {
+      for (const field of old) if (!template.indexes.includes(field)) this.db.prepare('DELETE FROM postings WHERE field = ?').run(field);
+      const added = template.indexes.filter((field) => !old.has(field));
+      if (added.length > 0) this.buildIndexes(added);
+      this.save({
+        ...this.row,
+        template_name: template.name,
+        template_version: template.version,
+        index_fields: JSON.stringify(template.indexes),
+        updated_seq: seq,
+        applied_seq: seq,
+      });
+    });
+    run();
+  }
+
+  /** Resize this connection's page cache. */
+  setCacheKiB(cacheKiB: number): void {
+    setCache(this.db, cacheKiB);
+  }
+
+  /** Close the connection (its WAL is folded into the file when it is the last one). */
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private requireNext(seq: number): void {
+    if (!Number.isSafeInteger(seq) || seq <= this.row.applied_seq) {
+      throw new Error(`space file ${this.path}: seq ${seq} must be an integer greater than its applied seq ${this.row.applied_seq}`);
+    }
+  }
+
+  private save(row: SpaceRow): void {
+    this.saveRow.run(row.updated_seq, row.applied_seq, row.objects, row.template_name, row.template_version, row.index_fields);
+    this.row = row;
+  }
+
+  /** The postings of `key` after it changed from `before` to `after` (undefined = absent): only differing terms are touched. */
+  private reindex(fields: readonly string[], key: string, before: Json | undefined, after: Json | undefined): void {
+    for (const field of fields) {
+      const old = termsOf(before, field);
+      const next = termsOf(after, field);
+      for (const t of old) if (!next.has(t)) this.dropPosting.run(field, termBytes(t), key);
+      for (const t of next) if (!old.has(t)) this.addPosting.run(field, termBytes(t), key);
+    }
+  }
+
+  /** Index `fields` over every object, a page of rows at a time (inside the caller's transaction). */
+  private buildIndexes(fields: readonly string[]): void {
+    const read = this.db.prepare<[string, number], KeyText>('SELECT key, value AS text FROM objects WHERE key > ? ORDER BY key LIMIT ?');
+    let after = '';
+    for (;;) {
+      const rows = read.all(after, RebuildPageRows);
+      for (const { key, text } of rows) {
+        if (!fields.some((field) => mayHold(text, field))) continue;
+        const value = JSON.parse(text) as Json;
+        for (const field of fields) for (const t of termsOf(value, field)) this.addPosting.run(field, termBytes(t), key);
+      }
+      if (rows.length < RebuildPageRows) return;
+      after = rows.at(-1)!.key;
+    }
+  }
+
+  /** The page query for `conditions` equality conditions (prepared once per count). */
+  private pageStatement(conditions: number): Database.Statement<unknown[], KeyText> {
+    let statement = this.pages.get(conditions);
+    if (statement !== undefined) return statement;
+    let sql: string;
+    if (conditions === 0) {
+      sql = 'SELECT key, value AS text FROM objects WHERE key > ? ORDER BY key LIMIT ?';
+    } else {
+      // The first condition drives, in key order (CROSS JOIN keeps SQLite from reordering the loops, which would sort
+      // every match before the first row); each further one is a lookup in its posting list.
+      const joins = Array.from({ length: conditions - 1 }, (_, i) => `CROSS JOIN postings p${i + 1} ON p${i + 1}.field = ? AND p${i + 1}.term = ? AND p${i + 1}.key = p0.key`);
+      sql =
+        'SELECT p0.key AS key, o.value AS text FROM postings p0 ' +
+        joins.join(' ') +
+        ' CROSS JOIN objects o ON o.key = p0.key WHERE p0.field = ? AND p0.term = ? AND p0.key > ? ORDER BY p0.key LIMIT ?';
+    }
+    statement = this.db.prepare<unknown[], KeyText>(sql);
+    this.pages.set(conditions, statement);
+    return statement;
+  }
+}
+
+function readRow(db: Database.Database, path: string): SpaceRow {
+  let row: SpaceRow | undefined;
+  try {
+    row = db.prepare<[], SpaceRow>('SELECT * FROM space WHERE one = 1').get();
+  } catch (err) {
+    throw new Error(`${path} is not a checkpointd space file (${(err as Error).message})`, { cause: err });
+  }
+  if (row === undefined) throw new Error(`${path} is not a checkpointd space file: it describes no space`);
+  if (row.format !== SpaceFileFormat) throw new Error(`${path} is a space file of format ${row.format}; this version reads format ${SpaceFileFormat}`);
+  return row;
+}

@@ -1,0 +1,253 @@
+import { expect } from 'chai';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log/index.js';
+import { Engine, SpaceFile, StoreState, type Json, type StoreOp, type TxOp } from '../../src/store/index.js';
+import { commit, create, del, load, put } from '../helpers/store-ops.js';
+
+/** A small deterministic generator (mulberry32), so that a failing seed can be run again. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Terms whose byte order in UTF-8 differs from JavaScript's string order (U+FF21 sorts after U+1F600 in UTF-8, before it in UTF-16). */
+const Terms = ['a', 'b', 'B', '', 'é', '\uff21', '\u{1f600}', 'a\u0000b', '10', '9', 'true'];
+
+function pick<T>(rnd: () => number, items: readonly T[]): T {
+  return items[Math.floor(rnd() * items.length)]!;
+}
+
+function value(rnd: () => number): Json {
+  const v: Record<string, Json> = { n: Math.floor(rnd() * 1000) };
+  const r = rnd();
+  if (r < 0.3) v.type = pick(rnd, Terms);
+  else if (r < 0.45) v.type = [pick(rnd, Terms), pick(rnd, Terms), 3, false, { no: 1 }];
+  else if (r < 0.55) v.type = pick(rnd, [10, 9, true, false, null, 1.5]);
+  if (rnd() < 0.6) v.owner = `o${Math.floor(rnd() * 4)}`;
+  if (rnd() < 0.3) v.extra = `"type":"not a field"`;
+  return v;
+}
+
+/** A random op for `state`, valid most of the time and sometimes not (a delete of a missing key, an unknown space). */
+function randomOp(rnd: () => number, state: StoreState): StoreOp {
+  const spaces = state.spaces();
+  const r = rnd();
+  if (r < 0.03) return load('plm', pick(rnd, ['1.0', '1.1', '2.0']), pick(rnd, [['type', 'owner'], ['owner'], ['type', 'n']]));
+  if (r < 0.06 || spaces.length === 0) return create(pick(rnd, ['s1', 's2', 's3']), 'plm', pick(rnd, ['1.0', '1.1', '2.0']));
+  const space = pick(rnd, spaces).id;
+  if (r < 0.08) return { type: 'space.upgrade', id: space, version: pick(rnd, ['1.1', '2.0']) };
+  const ops: TxOp[] = [];
+  const n = 1 + Math.floor(rnd() * 4);
+  for (let i = 0; i < n; i++) {
+    const key = `k${Math.floor(rnd() * 40)}`;
+    ops.push(rnd() < 0.75 ? put(key, value(rnd)) : del(key));
+  }
+  return commit(rnd() < 0.02 ? 'nope' : space, ...ops);
+}
+
+function outcome(fn: () => void): string {
+  try {
+    fn();
+    return 'applied';
+  } catch (err) {
+    return `${(err as Error).constructor.name}: ${(err as Error).message}`;
+  }
+}
+
+/** Every page of a query, `limit` at a time, from the engine. */
+function pages(engine: Engine, space: string, filter: Record<string, string>, limit: number): { key: string; text: string }[] {
+  const out: { key: string; text: string }[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = engine.page(space, filter, after, limit);
+    out.push(...page);
+    if (page.length < limit) return out;
+    after = page.at(-1)!.key;
+  }
+}
+
+describe('storage engine (SQLite files under paths.data)', function () {
+  let dir: string;
+  const engines: Engine[] = [];
+
+  function open(cacheBytes = 8 << 20): Engine {
+    const engine = Engine.open({ dir, cacheBytes, logger: silentLogger() });
+    engines.push(engine);
+    return engine;
+  }
+
+  beforeEach(function () {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'cpd-engine-'));
+  });
+
+  afterEach(function () {
+    for (const engine of engines.splice(0)) engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The engine holds what the in-memory state holds: templates, spaces, objects, every query page by page, every index in order. */
+  function expectSame(engine: Engine, state: StoreState): void {
+    expect(engine.templates()).to.deep.equal(state.templates());
+    expect(engine.spaces()).to.deep.equal(state.spaces());
+    for (const { id } of state.spaces()) {
+      const all = state.queryText(id, {});
+      expect(pages(engine, id, {}, 7)).to.deep.equal(all);
+      for (const { key, text } of all) expect(engine.text(id, key)).to.equal(text);
+      const fields = state.indexedFields(id);
+      expect(engine.indexedFields(id)).to.deep.equal(fields);
+      for (const field of fields) {
+        for (const [term, keys] of state.indexEntries(id, field)) {
+          expect(pages(engine, id, { [field]: term }, 3), `${id} ${field}=${JSON.stringify(term)}`).to.deep.equal(state.queryText(id, { [field]: term }));
+          expect([...keys]).to.deep.equal(state.queryText(id, { [field]: term }).map((m) => m.key));
+        }
+      }
+      if (fields.length >= 2) {
+        const filter = { [fields[0]!]: 'a', [fields[1]!]: 'o1' };
+        expect(pages(engine, id, filter, 2)).to.deep.equal(state.queryText(id, filter));
+      }
+    }
+  }
+
+  it('agrees with the in-memory state, op by op, on 600 random operations per seed: the same results, the same refusals', function () {
+    for (const seed of [1, 2, 3]) {
+      const rnd = random(seed);
+      const engine = open();
+      let state = StoreState.empty();
+      let seq = 0;
+      let refused = 0;
+      for (let i = 0; i < 600; i++) {
+        const op = randomOp(rnd, state);
+        let next = state;
+        const expected = outcome(() => {
+          next = state.apply(op, seq + 1);
+        });
+        const got = outcome(() => engine.apply([{ op, seq: seq + 1 }]));
+        expect(got, `seed ${seed}, op ${i}: ${JSON.stringify(op)}`).to.equal(expected);
+        if (expected === 'applied') {
+          seq++;
+          state = next;
+        } else refused++;
+      }
+      expectSame(engine, state);
+      expect(refused, 'the random ops include refused ones').to.be.greaterThan(10);
+      expect(state.spaces().reduce((n, s) => n + s.objectCount, 0), 'the random ops leave objects').to.be.greaterThan(30);
+      engine.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('orders index terms as JavaScript compares strings, not as UTF-8 bytes', function () {
+    const engine = open();
+    const terms = ['\u{1f600}', '\uff21', 'z', 'a'];
+    engine.apply([
+      { op: load('plm', '1.0', ['type']), seq: 1 },
+      { op: create('s'), seq: 2 },
+      { op: commit('s', ...terms.map((t, i) => put(`k${i}`, { type: t }))), seq: 3 },
+    ]);
+    const file = SpaceFile.open(path.join(dir, 'spaces', 's.2.sqlite'), { cacheKiB: 1024, readOnly: true });
+    try {
+      expect(file.postings('type', undefined, 10).map((p) => p.term)).to.deep.equal([...terms].sort());
+      expect([...terms].sort()).to.deep.equal(['a', 'z', '\u{1f600}', '\uff21']);
+    } finally {
+      file.close();
+    }
+  });
+
+  it('keeps everything across a close and an open, and skips the records it already holds when they come again', function () {
+    const rnd = random(7);
+    let engine = open();
+    let state = StoreState.empty();
+    const records: { op: StoreOp; seq: number }[] = [];
+    while (records.length < 300) {
+      const op = randomOp(rnd, state);
+      try {
+        state = state.apply(op, records.length + 1);
+      } catch {
+        continue;
+      }
+      records.push({ op, seq: records.length + 1 });
+    }
+    engine.apply(records);
+    expect(engine.appliedSeq).to.equal(300);
+    engine.close();
+    engine = open();
+    expect(engine.appliedSeq).to.equal(300);
+    expectSame(engine, state);
+    engine.apply(records.slice(100));
+    expectSame(engine, state);
+  });
+
+  it('after a stop between a space file and the collection, replays from the collection\'s seq and applies each record once', function () {
+    let engine = open();
+    engine.apply([
+      { op: load('plm', '1.0', ['type']), seq: 1 },
+      { op: create('s'), seq: 2 },
+      { op: commit('s', put('a', { type: 'x' })), seq: 3 },
+    ]);
+    engine.close();
+    // A step that reached the space file but not the collection row: the file is at seq 4, the collection at 3.
+    const file = SpaceFile.open(path.join(dir, 'spaces', 's.2.sqlite'), { cacheKiB: 1024 });
+    file.commit([put('b', { type: 'y' }), del('a')], 4);
+    file.close();
+    engine = open();
+    expect(engine.appliedSeq).to.equal(3);
+    engine.apply([
+      { op: commit('s', put('b', { type: 'y' }), del('a')), seq: 4 },
+      { op: commit('s', put('c', { type: 'y' })), seq: 5 },
+    ]);
+    expect(engine.appliedSeq).to.equal(5);
+    expect(engine.page('s', {}, undefined, 10).map((o) => o.key)).to.deep.equal(['b', 'c']);
+    expect(engine.page('s', { type: 'y' }, undefined, 10).map((o) => o.key)).to.deep.equal(['b', 'c']);
+    expect(engine.space('s')).to.include({ objectCount: 2, updatedSeq: 5 });
+  });
+
+  it('removes a space file the collection does not list (a create cut short), and makes the space again on replay', function () {
+    let engine = open();
+    engine.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }]);
+    engine.close();
+    const orphan = SpaceFile.create(path.join(dir, 'spaces', 's.2.sqlite'), 's', { name: 'plm', version: '1.0', indexes: ['type'] }, 2, { cacheKiB: 1024 });
+    orphan.close();
+    engine = open();
+    expect(existsSync(path.join(dir, 'spaces', 's.2.sqlite'))).to.equal(false);
+    expect(engine.spaces()).to.deep.equal([]);
+    engine.apply([{ op: create('s'), seq: 2 }]);
+    expect(readdirSync(path.join(dir, 'spaces')).filter((n) => n.endsWith('.sqlite'))).to.deep.equal(['s.2.sqlite']);
+    expect(engine.space('s')).to.deep.include({ createdSeq: 2, objectCount: 0 });
+  });
+
+  it('refuses what does not apply with the errors the API reports, changing nothing', function () {
+    const engine = open();
+    engine.apply([
+      { op: load('plm', '1.0', ['type']), seq: 1 },
+      { op: create('s'), seq: 2 },
+      { op: commit('s', put('a', { type: 'x' })), seq: 3 },
+    ]);
+    expect(() => engine.apply([{ op: commit('s', put('b', {}), del('zz')), seq: 4 }])).to.throw(ConflictError, /ops\[1\] deletes "zz"/);
+    expect(() => engine.apply([{ op: commit('t', put('b', {})), seq: 4 }])).to.throw(NotFoundError, /space "t" does not exist/);
+    expect(() => engine.page('s', { owner: 'x' }, undefined, 10)).to.throw(BadRequestError, /cannot be queried by "owner": indexed fields: type/);
+    expect(() => engine.text('s', '../x')).to.throw(BadRequestError);
+    expect(engine.page('s', {}, undefined, 10).map((o) => o.key)).to.deep.equal(['a']);
+    expect(engine.space('s')).to.include({ objectCount: 1, updatedSeq: 3 });
+    expect(engine.appliedSeq).to.equal(3);
+  });
+
+  it('refuses a file of another format or another kind, naming it', function () {
+    const engine = open();
+    engine.apply([{ op: load('plm', '1.0'), seq: 1 }, { op: create('s'), seq: 2 }]);
+    engine.close();
+    const other = path.join(dir, 'other.sqlite');
+    const file = SpaceFile.create(other, 'x', { name: 'plm', version: '1.0', indexes: [] }, 1, { cacheKiB: 1024 });
+    file.close();
+    expect(() => SpaceFile.create(other, 'x', { name: 'plm', version: '1.0', indexes: [] }, 1, { cacheKiB: 1024 })).to.throw(/already holds a database/);
+    expect(() => SpaceFile.open(path.join(dir, 'collection.sqlite'), { cacheKiB: 1024 })).to.throw(/collection\.sqlite is not a checkpointd space file/);
+  });
+});
