@@ -46,6 +46,9 @@ export interface Loaded {
 
 /** Read and verify checkpoint `file`, building the requested spaces (and collection). Throws before returning anything on any mismatch. */
 export async function loadCheckpoint(file: string, manifest: Manifest, request: LoadRequest): Promise<Loaded> {
+  if (manifest.format !== 1) {
+    throw new UnprocessableError(`checkpoint ${manifest.id} is of format ${manifest.format} (storage engine files); this reader takes format 1 (NDJSON files)`);
+  }
   const wanted = new Set(request.spaces ?? manifest.spaces.map((s) => s.id));
   const metas = new Map<string, ManifestSpace>(manifest.spaces.filter((s) => wanted.has(s.id)).map((s) => [s.id, s]));
   for (const id of wanted) if (!metas.has(id)) throw new NotFoundError(`checkpoint ${manifest.id} does not cover space ${id}`);

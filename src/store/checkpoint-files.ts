@@ -37,7 +37,7 @@
  */
 import { BadRequestError } from '../errors.js';
 import { isObjectKeyAt, show, validateObjectKey, validateSpaceId, validateTemplateName, validateVersion } from './identifiers.js';
-import { Space, SpaceData, type FieldIndex, type Postings } from './space.js';
+import { Space, SpaceData, type FieldIndex, type Postings, type SpaceInfo } from './space.js';
 import { MaxLeafEntries, SortedMap, type LeafBase, type LeafDecoder, type LeafEncoder, type LeafText } from './sorted-map.js';
 import type { StoreState } from './store-state.js';
 import { checkTemplate, type TemplateDef, type TemplateRef } from './template.js';
@@ -89,7 +89,7 @@ function plainKey(key: string): string {
   return key;
 }
 
-function* collectionPieces(state: StoreState): Generator<string, void, undefined> {
+function* collectionPieces(state: CollectionSource): Generator<string, void, undefined> {
   yield `{"format":${CollectionFormat},"templates":[`;
   let first = true;
   for (const t of state.templates()) {
@@ -277,8 +277,14 @@ function* indexPieces(state: StoreState, spaceId: string, field: string): Genera
   }
 }
 
+/** What collection.json is written from: a state's templates and spaces (StoreState, EngineSnapshot). */
+export interface CollectionSource {
+  templates(): readonly TemplateDef[];
+  spaces(): SpaceInfo[];
+}
+
 /** collection.json of `state` (a snapshot: it never changes, so every call of `chunks` yields the same text). */
-export function collectionArchiveFile(state: StoreState): ArchiveFileSource {
+export function collectionArchiveFile(state: CollectionSource): ArchiveFileSource {
   return { path: CollectionFilePath, chunks: () => collectionPieces(state) };
 }
 

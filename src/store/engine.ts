@@ -19,7 +19,7 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
@@ -62,11 +62,57 @@ function freeze(def: TemplateDef): TemplateDef {
   return Object.freeze({ name: def.name, version: def.version, indexes: Object.freeze([...def.indexes]) as string[] });
 }
 
+/** A space file read back from a checkpoint, checked, ready to replace (or add) its space. */
+export interface StagedSpace {
+  id: string;
+  /** Where it was written: a path `Engine.stagePath` gave. */
+  path: string;
+}
+
+/**
+ * The engine as it was at one seq, held while writers go on: a read
+ * transaction on each space file (SpaceFile.pin), the templates and the spaces'
+ * descriptions of that moment. `copySpace` copies a space's file as it was.
+ * Close it when done: a held snapshot keeps SQLite from folding the WAL past it.
+ */
+export class EngineSnapshot {
+  constructor(
+    /** The seq the snapshot is at: every record up to it, nothing after. */
+    readonly seq: number,
+    private readonly templateDefs: readonly TemplateDef[],
+    private readonly files: ReadonlyMap<string, SpaceFile>,
+  ) {}
+
+  /** The templates loaded at that seq. */
+  templates(): readonly TemplateDef[] {
+    return this.templateDefs;
+  }
+
+  /** The spaces of the snapshot, by id. */
+  spaces(): SpaceInfo[] {
+    return [...this.files.keys()].sort().map((id) => this.files.get(id)!.info());
+  }
+
+  /** Copy space `id`'s file as the snapshot sees it to `dest` (a new file); see SpaceFile.copyTo. */
+  copySpace(id: string, dest: string, pagesPerStep: number, onStep?: (remaining: number, total: number) => void): Promise<void> {
+    const file = this.files.get(id);
+    if (file === undefined) throw noSuchSpaceError(id);
+    return file.copyTo(dest, pagesPerStep, onStep);
+  }
+
+  /** End the read transactions. */
+  close(): void {
+    for (const file of this.files.values()) file.close();
+  }
+}
+
 /** The collection's state on disk. */
 export class Engine implements Catalogue {
   private readonly templateDefs = new Map<string, TemplateDef>();
   private readonly spaceFiles = new Map<string, SpaceFile>();
   private applied: number;
+  /** Staged files named so far by this process. */
+  private staged = 0;
 
   private constructor(
     private readonly options: EngineOptions,
@@ -162,6 +208,92 @@ export class Engine implements Catalogue {
     this.applied = last;
   }
 
+  /**
+   * The engine as it is now, held (EngineSnapshot): `ids` the spaces to hold
+   * (all when absent). Synchronous, so no record is applied while it is taken.
+   * NotFoundError for an unknown space.
+   */
+  snapshot(ids?: readonly string[]): EngineSnapshot {
+    const wanted = ids ?? [...this.spaceFiles.keys()];
+    const pinned = new Map<string, SpaceFile>();
+    try {
+      for (const id of wanted) pinned.set(id, SpaceFile.pin(this.requireSpace(id).path, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) }));
+    } catch (err) {
+      for (const file of pinned.values()) file.close();
+      throw err;
+    }
+    return new EngineSnapshot(this.applied, this.templates(), pinned);
+  }
+
+  /**
+   * Where to write space `id`'s file read back from a checkpoint before it is
+   * installed: in the engine's folder (so that installing it is a rename), under
+   * a name the collection never lists (so that a stop before the install
+   * removes it when the engine opens).
+   */
+  stagePath(id: string): string {
+    return path.join(this.spacesDir, `${validateSpaceId(id)}.staged-${process.pid}-${++this.staged}.sqlite`);
+  }
+
+  /**
+   * A restore's swap, as the operation numbered `seq`: each of `staged`
+   * (checked files, SpaceFile.check) replaces the space of its id, or is
+   * added; with `templates`, a whole collection: the templates become exactly
+   * those, and spaces not staged go. Each staged space must follow a template
+   * loaded then, with the same index fields (the caller checked it; an Error
+   * otherwise). The collection file switches in one transaction; the replaced
+   * files are removed after.
+   */
+  install(staged: readonly StagedSpace[], seq: number, templates?: readonly TemplateDef[]): void {
+    if (!Number.isSafeInteger(seq) || seq <= this.applied) throw new Error(`install: seq ${seq} must be an integer greater than the applied seq ${this.applied}`);
+    const defs = new Map<string, TemplateDef>(templates === undefined ? this.templateDefs : templates.map((t) => [templateKey(t.name, t.version), freeze(t)]));
+    const opened: { id: string; file: SpaceFile }[] = [];
+    try {
+      for (const { id, path: stagedPath } of staged) {
+        const name = `${id}.${seq}.sqlite`;
+        const target = path.join(this.spacesDir, name);
+        renameSync(stagedPath, target);
+        const file = SpaceFile.open(target, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) });
+        opened.push({ id, file });
+        if (file.id !== id) throw new Error(`${stagedPath} holds space "${file.id}", not "${id}"`);
+        const def = defs.get(templateKey(file.template.name, file.template.version));
+        if (def === undefined || !sameFields(def.indexes, file.indexFields)) {
+          throw new Error(`space "${id}" was saved under template ${file.template.name} ${file.template.version} [${file.indexFields.join(', ')}], which is not loaded with those index fields`);
+        }
+        file.restoredAt(def, seq);
+      }
+      this.db.transaction(() => {
+        if (templates !== undefined) {
+          this.db.exec('DELETE FROM templates; DELETE FROM spaces');
+          const insert = this.db.prepare('INSERT INTO templates (name, version, indexes) VALUES (?, ?, ?)');
+          for (const def of defs.values()) insert.run(def.name, def.version, JSON.stringify(def.indexes));
+        }
+        const upsert = this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET file = excluded.file');
+        for (const { id, file } of opened) upsert.run(id, path.basename(file.path));
+        this.db.prepare('UPDATE collection SET applied_seq = ? WHERE one = 1').run(seq);
+      })();
+    } catch (err) {
+      for (const { file } of opened) {
+        file.close();
+        removeDatabase(file.path);
+      }
+      throw err;
+    }
+    this.applied = seq;
+    if (templates !== undefined) {
+      this.templateDefs.clear();
+      for (const [key, def] of defs) this.templateDefs.set(key, def);
+    }
+    const replaced = templates === undefined ? opened.map(({ id }) => this.spaceFiles.get(id)).filter((f) => f !== undefined) : [...this.spaceFiles.values()];
+    if (templates !== undefined) this.spaceFiles.clear();
+    for (const { id, file } of opened) this.spaceFiles.set(id, file);
+    for (const old of replaced) {
+      old.close();
+      removeDatabase(old.path);
+    }
+    this.shareCache();
+  }
+
   /** Close every file. */
   close(): void {
     for (const file of this.spaceFiles.values()) file.close();
@@ -233,7 +365,7 @@ export class Engine implements Catalogue {
           this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?)').run(op.id, name);
         } catch (err) {
           file.close();
-          rmSync(file.path, { force: true });
+          removeDatabase(file.path);
           throw err;
         }
         this.spaceFiles.set(op.id, file);
@@ -256,6 +388,15 @@ export class Engine implements Catalogue {
         throw new Error(`journal record seq ${seq} restores checkpoint ${op.checkpoint}; the storage engine does not apply restores yet`);
     }
   }
+}
+
+/** Remove a SQLite database file and its WAL and shared-memory files. */
+function removeDatabase(file: string): void {
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${file}${suffix}`, { force: true });
+}
+
+function sameFields(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((f) => b.includes(f));
 }
 
 function templateKey(name: string, version: string): string {

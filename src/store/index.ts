@@ -25,10 +25,11 @@ export {
   storeFilePath,
   type ArchiveFileSource,
   type CollectionData,
+  type CollectionSource,
   type SpaceMeta,
 } from './checkpoint-files.js';
 export { StoreState } from './store-state.js';
-export { Engine, type AppliedOp, type EngineOptions } from './engine.js';
+export { Engine, EngineSnapshot, type AppliedOp, type EngineOptions, type StagedSpace } from './engine.js';
 export { SpaceFile, type KeyText } from './space-file.js';
 export type { TemplateDef, TemplateRef } from './template.js';
 export { Store, type CommitListener, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';

@@ -149,6 +149,25 @@ export class SpaceFile {
     }
   }
 
+  /**
+   * A read-only connection to the space file at `path` holding a read
+   * transaction from now until it closes: it sees the file as it is at this
+   * moment however the file changes after (WAL keeps the pages it reads), so
+   * copies made from it (`copyTo`) are consistent at one seq.
+   */
+  static pin(path: string, options: Omit<SpaceFileOptions, 'readOnly'>): SpaceFile {
+    const db = new Database(path, { fileMustExist: true, readonly: true });
+    try {
+      configure(db, { ...options, readOnly: true });
+      db.exec('BEGIN');
+      // The first read starts the transaction's snapshot; the row read is the one the snapshot holds.
+      return new SpaceFile(path, db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
   /** The space file at `path`; an Error naming the file if it is not one this version reads. */
   static open(path: string, options: SpaceFileOptions): SpaceFile {
     const db = new Database(path, { fileMustExist: true, readonly: options.readOnly === true });
@@ -272,6 +291,59 @@ export class SpaceFile {
       });
     });
     run();
+  }
+
+  /**
+   * Copy the database as this connection sees it to `dest` (a new file) with
+   * SQLite's online backup, `pagesPerStep` pages a step, yielding to the event
+   * loop between steps. On a pinned connection the copy is the pinned
+   * snapshot, whatever is written meanwhile.
+   */
+  async copyTo(dest: string, pagesPerStep: number, onStep?: (remaining: number, total: number) => void): Promise<void> {
+    await this.db.backup(dest, {
+      progress: ({ totalPages, remainingPages }) => {
+        onStep?.(remainingPages, totalPages);
+        return pagesPerStep;
+      },
+    });
+  }
+
+  /**
+   * Check a file read back from a checkpoint before it is served: SQLite's
+   * own structure check (every page, every B-tree, every index entry), the
+   * object count against the rows, and the description against `expected`
+   * (the manifest's). An Error saying what differs.
+   */
+  check(expected: SpaceInfo): void {
+    const problems = this.db.pragma('quick_check', { simple: false }) as { quick_check: string }[];
+    if (problems.length !== 1 || problems[0]!.quick_check !== 'ok') {
+      throw new Error(`${this.path} fails SQLite's check: ${problems.slice(0, 5).map((p) => p.quick_check).join('; ')}`);
+    }
+    const rows = this.db.prepare('SELECT count(*) FROM objects').pluck().get() as number;
+    if (rows !== this.row.objects) throw new Error(`${this.path} counts ${this.row.objects} objects but holds ${rows}`);
+    const info = this.info();
+    const same =
+      info.id === expected.id &&
+      info.template.name === expected.template.name &&
+      info.template.version === expected.template.version &&
+      info.objectCount === expected.objectCount &&
+      info.createdSeq === expected.createdSeq &&
+      info.updatedSeq === expected.updatedSeq;
+    if (!same) throw new Error(`${this.path} describes space ${JSON.stringify(info)}, where the manifest lists ${JSON.stringify(expected)}`);
+  }
+
+  /**
+   * Put this file (a space read back from a checkpoint) in place under
+   * `template` (same name and index fields, already checked) as restored at
+   * `seq`: changed then, made no later than then (a checkpoint of another
+   * installation counts its own seqs), and applied up to it.
+   */
+  restoredAt(template: TemplateDef, seq: number): void {
+    const row = this.row;
+    this.db
+      .prepare('UPDATE space SET created_seq = ?, updated_seq = ?, applied_seq = ?, template_name = ?, template_version = ? WHERE one = 1')
+      .run(Math.min(row.created_seq, seq), seq, seq, template.name, template.version);
+    this.row = { ...row, created_seq: Math.min(row.created_seq, seq), updated_seq: seq, applied_seq: seq, template_name: template.name, template_version: template.version };
   }
 
   /** Resize this connection's page cache. */

@@ -179,16 +179,17 @@ describe('checkpoint archive: damaged and hostile files', function () {
       await expectRefused(await file('second', rawCheckpoint([entry(Store)], { before: [entry('space/test/index/a')] })), /not the first entry/, 'manifest.json');
     });
 
-    it('refuses a manifest that is not JSON, or not of format 1’s exact shape', async function () {
+    it('refuses a manifest that is not JSON, or not of its format’s exact shape', async function () {
       const cases: [string, (m: Record<string, unknown>) => void, RegExp][] = [
-        ['format 2', (m) => (m.format = 2), /format is 2/],
-        ['an unknown field', (m) => (m.extra = true), /extra is not part of format 1/],
+        ['format 3', (m) => (m.format = 3), /format is 3, not one of 1, 2/],
+        ['format 2 with NDJSON files', (m) => (m.format = 2), /files is not exactly \[space\/\S+\/store\/space\.sqlite\]/],
+        ['an unknown field', (m) => (m.extra = true), /extra is not part of the manifest format/],
         ['a short SHA-256', (m) => ((m.spaces as { files: FileEntry[] }[])[0]!.files[0]!.sha256 = 'abc'), /sha256 is not 64 lowercase hex digits/],
         ['a negative size', (m) => ((m.spaces as { files: FileEntry[] }[])[0]!.files[0]!.size = -1), /size is not an integer/],
         ['a bad space id', (m) => ((m.spaces as { id: string }[])[0]!.id = '../up'), /spaces\[0\]\.id/],
         ['a missing seq', (m) => delete m.seq, /seq is missing/],
         ['a bad scope', (m) => (m.scope = 'all'), /scope/],
-        ['a __proto__ key', (m) => Object.defineProperty(m, '__proto__', { value: { polluted: true }, enumerable: true }), /__proto__ is not part of format 1/],
+        ['a __proto__ key', (m) => Object.defineProperty(m, '__proto__', { value: { polluted: true }, enumerable: true }), /__proto__ is not part of the manifest format/],
       ];
       for (const [what, edit, problem] of cases) {
         await expectRefused(await file('shape', rawCheckpoint([entry(Store)], { edit })), problem, 'manifest.json', what);

@@ -17,7 +17,7 @@ import { CheckpointdError, ConflictError } from '../../errors.js';
 import { Breather } from './breather.js';
 import { CheckpointFormatError } from './checkpoint-format-error.js';
 import { ManifestEntry } from './entry-names.js';
-import { ManifestMaxBytes, checkManifest, type FileEntry, type Manifest, type ManifestHeader } from './manifest.js';
+import { ManifestMaxBytes, checkManifest, type FileEntry, type Manifest, type ManifestFormat, type ManifestHeader } from './manifest.js';
 import { WorkerSink, type EntryReport } from './worker-sink.js';
 import {
   Method,
@@ -86,6 +86,8 @@ export interface WriteOptions {
   signal?: AbortSignal;
   /** Called as source bytes are written, with the running total; the manifest is not counted. */
   onProgress?: (bytes: number) => void;
+  /** The manifest format the sources follow (manifest.ts); 1 when absent: NDJSON files. */
+  format?: ManifestFormat;
   /** Use zip64 records for every entry and at the end even when small (tests of the zip64 paths). */
   forceZip64?: boolean;
 }
@@ -215,9 +217,9 @@ async function* batchesOf(chunks: Iterable<string | Buffer> | AsyncIterable<stri
   yield* batcher.ready;
 }
 
-function draftManifest(header: ManifestHeader, collection: FileEntry | null, spaces: SpaceSource[], files: (s: SpaceSource, index: number) => FileEntry[]): Manifest {
+function draftManifest(header: ManifestHeader, collection: FileEntry | null, spaces: SpaceSource[], files: (s: SpaceSource, index: number) => FileEntry[], format: ManifestFormat): Manifest {
   return {
-    format: 1,
+    format,
     id: header.id,
     scope: header.scope,
     description: header.description,
@@ -248,9 +250,9 @@ function manifestText(manifest: Manifest): string {
  * manifest's longest possible length in bytes: its text with every size at
  * its widest (the SHA-256s have a fixed width).
  */
-function checkSources(target: string, header: ManifestHeader, collection: ArchiveFileSource | null, spaces: SpaceSource[]): number {
+function checkSources(target: string, header: ManifestHeader, collection: ArchiveFileSource | null, spaces: SpaceSource[], format: ManifestFormat): number {
   const widest = (path: string): FileEntry => ({ path, size: WidestSize, sha256: 'f'.repeat(64) });
-  const draft = draftManifest(header, collection === null ? null : widest(collection.path), spaces, (s) => s.files.map((f) => widest(f.path)));
+  const draft = draftManifest(header, collection === null ? null : widest(collection.path), spaces, (s) => s.files.map((f) => widest(f.path)), format);
   const checked = checkManifest(draft);
   if (!checked.ok) throw new CheckpointFormatError(target, null, `cannot be written: ${checked.problem}`);
   const length = Buffer.byteLength(manifestText(checked.manifest));
@@ -385,7 +387,8 @@ export async function writeCheckpointArchive(
     throw new CheckpointdError(`deflate level ${compression.level} is not an integer from 1 to 9`);
   }
   signal?.throwIfAborted();
-  const manifestLength = checkSources(target, header, collection, spaces);
+  const format = options.format ?? 1;
+  const manifestLength = checkSources(target, header, collection, spaces, format);
 
   let handle: FileHandle;
   try {
@@ -412,7 +415,7 @@ export async function writeCheckpointArchive(
     const files = await entries.written();
     const collectionEntry = collection === null ? null : files.shift()!;
     const spaceEntries = spaces.map((s) => files.splice(0, s.files.length));
-    const checked = checkManifest(draftManifest(header, collectionEntry, spaces, (_s, i) => spaceEntries[i]!));
+    const checked = checkManifest(draftManifest(header, collectionEntry, spaces, (_s, i) => spaceEntries[i]!, format));
     if (!checked.ok) throw new CheckpointFormatError(target, null, `cannot be written: ${checked.problem}`);
     entries.fillManifest(manifestText(checked.manifest));
     entries.finish(forceZip64);

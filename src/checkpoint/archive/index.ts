@@ -13,12 +13,14 @@ export { verifyCheckpointArchive, type VerifyOptions, type VerifyResult } from '
 export { CheckpointFormatError } from './checkpoint-format-error.js';
 export { CollectionEntry, ManifestEntry, isSafeSegment, spaceEntryPath, type SpacePart } from './entry-names.js';
 export {
-  ManifestFormat,
+  EngineSpaceFile,
+  ManifestFormats,
   ManifestMaxBytes,
   manifestFiles,
   type CheckpointScope,
   type FileEntry,
   type Manifest,
+  type ManifestFormat,
   type ManifestHeader,
   type ManifestSpace,
 } from './manifest.js';

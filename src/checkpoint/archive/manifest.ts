@@ -1,5 +1,5 @@
 /**
- * The checkpoint file format, version 1.
+ * The checkpoint file format, versions 1 and 2 (ManifestFormats below).
  *
  * A checkpoint is a ZIP file, `FileVault/checkpoint/Checkpoint-NNNNNNNNN`, whose
  * entries are, in this order and nothing else:
@@ -42,8 +42,20 @@
  */
 import { CollectionEntry, ManifestEntry, SpaceParts, isSafeSegment } from './entry-names.js';
 
-/** The format version written in every manifest. */
-export const ManifestFormat = 1;
+/**
+ * The manifest format versions: 1, each space as NDJSON files (its objects
+ * in store/, an index per field in index/), read back into memory; 2, each
+ * space as the storage engine's own file, `space/<id>/store/space.sqlite`
+ * (space-file.ts: objects and posting lists in one SQLite database), put in
+ * place as it is. The version says which reader applies.
+ */
+export const ManifestFormats = [1, 2] as const;
+
+/** A manifest format version. */
+export type ManifestFormat = (typeof ManifestFormats)[number];
+
+/** The one file of a space in a format-2 checkpoint, in its store/ folder. */
+export const EngineSpaceFile = 'space.sqlite';
 
 /** Largest manifest.json accepted, in bytes. */
 export const ManifestMaxBytes = 16 * 1024 * 1024;
@@ -87,7 +99,7 @@ export interface ManifestHeader {
 
 /** The content of manifest.json. */
 export interface Manifest extends ManifestHeader {
-  format: 1;
+  format: ManifestFormat;
   collection: FileEntry | null;
   spaces: ManifestSpace[];
 }
@@ -128,7 +140,7 @@ function fail(where: string, what: string): never {
 function object(value: unknown, where: string, keys: readonly string[], optional: readonly string[] = []): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(where, 'is not an object');
   const record = value as Record<string, unknown>;
-  for (const key of Object.keys(record)) if (!keys.includes(key) && !optional.includes(key)) fail(`${where}.${key}`, 'is not part of format 1');
+  for (const key of Object.keys(record)) if (!keys.includes(key) && !optional.includes(key)) fail(`${where}.${key}`, 'is not part of the manifest format');
   for (const key of keys) if (!Object.hasOwn(record, key)) fail(`${where}.${key}`, 'is missing');
   return record;
 }
@@ -151,7 +163,7 @@ function fileEntry(value: unknown, where: string): FileEntry {
   return { path: string(r.path, `${where}.path`), size: count(r.size, `${where}.size`), sha256 };
 }
 
-function space(value: unknown, where: string): ManifestSpace {
+function space(value: unknown, where: string, format: ManifestFormat): ManifestSpace {
   const r = object(value, where, ['id', 'template', 'objects', 'createdSeq', 'updatedSeq', 'files']);
   const id = string(r.id, `${where}.id`);
   if (!isSafeSegment(id)) fail(`${where}.id`, 'is not a space id made of [A-Za-z0-9._-]');
@@ -169,6 +181,9 @@ function space(value: unknown, where: string): ManifestSpace {
     if (p < part) fail(`${where}.files[${i}].path`, 'is an index file listed before a store file');
     part = p;
   });
+  if (format === 2 && (files.length !== 1 || files[0]!.path !== `space/${id}/store/${EngineSpaceFile}`)) {
+    fail(`${where}.files`, `is not exactly [space/${id}/store/${EngineSpaceFile}] (format 2 keeps a space in one engine file)`);
+  }
   return {
     id,
     template: { name: string(t.name, `${where}.template.name`, true), version: string(t.version, `${where}.template.version`, true) },
@@ -186,7 +201,8 @@ function space(value: unknown, where: string): ManifestSpace {
 export function checkManifest(value: unknown): { ok: true; manifest: Manifest } | { ok: false; problem: string } {
   try {
     const r = object(value, 'manifest', ['format', 'id', 'scope', 'description', 'time', 'trigger', 'node', 'epoch', 'seq', 'collection', 'spaces'], ['installation']);
-    if (r.format !== ManifestFormat) fail('format', `is ${JSON.stringify(r.format)}, not ${ManifestFormat} (written by a newer checkpointd?)`);
+    const format = ManifestFormats.find((f) => f === r.format);
+    if (format === undefined) fail('format', `is ${JSON.stringify(r.format)}, not one of ${ManifestFormats.join(', ')} (written by a newer checkpointd?)`);
     const id = count(r.id, 'id', MaxCheckpointId);
     if (id === 0) fail('id', 'is 0; ids start at 1');
     if (r.scope !== 'space' && r.scope !== 'collection') fail('scope', 'is neither "space" nor "collection"');
@@ -195,7 +211,7 @@ export function checkManifest(value: unknown): { ok: true; manifest: Manifest } 
     const collection = r.collection === null ? null : fileEntry(r.collection, 'collection');
     if (collection !== null && collection.path !== CollectionEntry) fail('collection.path', `is not ${CollectionEntry}`);
     if (!Array.isArray(r.spaces)) fail('spaces', 'is not an array');
-    const spaces = r.spaces.map((s, i) => space(s, `spaces[${i}]`));
+    const spaces = r.spaces.map((s, i) => space(s, `spaces[${i}]`, format));
     if (r.scope === 'collection' && collection === null) fail('collection', 'is null in a collection-scope checkpoint');
     if (r.scope === 'space' && collection !== null) fail('collection', 'is set in a space-scope checkpoint');
     if (r.scope === 'space' && spaces.length !== 1) fail('spaces', 'does not hold exactly one space in a space-scope checkpoint');
@@ -212,7 +228,7 @@ export function checkManifest(value: unknown): { ok: true; manifest: Manifest } 
       }
     }
     const manifest: Manifest = {
-      format: ManifestFormat,
+      format,
       id,
       scope: r.scope,
       description: string(r.description, 'description'),

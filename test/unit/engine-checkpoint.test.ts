@@ -1,0 +1,132 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { promises as fs, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { engineSpaceSources, stageEngineSpaces, verifyCheckpointArchive, writeCheckpointArchive } from '../../src/checkpoint/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { Engine, collectionArchiveFile, type StoreOp } from '../../src/store/index.js';
+import { commit, create, load, put, del } from '../helpers/store-ops.js';
+
+const execFileP = promisify(execFile);
+
+/** Every object of every space, with each space's description: what two engines must agree on. */
+function contents(engine: Engine): unknown {
+  return engine.spaces().map((info) => ({ info, objects: engine.page(info.id, {}, undefined, 1_000_000), byType: engine.page(info.id, { type: 'b' }, undefined, 1_000_000).map((o) => o.key) }));
+}
+
+describe('storage engine checkpoints (manifest format 2: a space is its engine file)', function () {
+  let dir: string;
+  const engines: Engine[] = [];
+
+  function open(name: string): Engine {
+    const engine = Engine.open({ dir: path.join(dir, name), cacheBytes: 8 << 20, logger: silentLogger() });
+    engines.push(engine);
+    return engine;
+  }
+
+  function header(seq: number, scope: 'collection' | 'space' = 'collection') {
+    return { id: 1, scope, description: '', time: new Date().toISOString(), trigger: 'manual', node: 'a', epoch: 1, seq };
+  }
+
+  beforeEach(function () {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'cpd-engine-checkpoint-'));
+  });
+
+  afterEach(function () {
+    for (const engine of engines.splice(0)) engine.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** An engine with two spaces of `n` objects each, seqs 1..4. */
+  function filled(engine: Engine, n: number): number {
+    const ops = () => Array.from({ length: n }, (_, i) => put(`k${String(i).padStart(6, '0')}`, { type: ['a', 'b', 'c'][i % 3]!, n: i, pad: 'x'.repeat(100) }));
+    const records: StoreOp[] = [load('plm', '1.0', ['type']), create('s1'), create('s2'), commit('s1', ...ops()), commit('s2', ...ops())];
+    engine.apply(records.map((op, i) => ({ op, seq: i + 1 })));
+    return records.length;
+  }
+
+  it('writes the spaces as they were at the snapshot while commits go on, and reads them back into another engine exactly', async function () {
+    const source = open('source');
+    let seq = filled(source, 900);
+    const before = contents(source);
+    const snapshot = source.snapshot();
+    const target = path.join(dir, 'Checkpoint-000000001');
+    let written;
+    try {
+      expect(snapshot.seq).to.equal(seq);
+      const writing = writeCheckpointArchive(target, header(snapshot.seq), collectionArchiveFile(snapshot), engineSpaceSources(snapshot, ['s1', 's2'], dir), {
+        compression: { method: 'deflate', level: 1 },
+        format: 2,
+      });
+      // Commits land in the engine while the snapshot is copied: none of them may be in the checkpoint.
+      for (let i = 0; i < 20; i++) source.apply([{ op: commit(i % 2 === 0 ? 's1' : 's2', put(`new${i}`, { type: 'b' }), del(`k${String(i).padStart(6, '0')}`)), seq: ++seq }]);
+      written = await writing;
+    } finally {
+      snapshot.close();
+    }
+    expect(contents(source)).to.not.deep.equal(before);
+    expect(written.manifest.format).to.equal(2);
+    expect(written.manifest.spaces.map((s) => s.files.map((f) => f.path))).to.deep.equal([['space/s1/store/space.sqlite'], ['space/s2/store/space.sqlite']]);
+    await execFileP('unzip', ['-tq', target]);
+    const verified = await verifyCheckpointArchive(target);
+    expect(verified.ok, JSON.stringify(verified)).to.equal(true);
+    expect(readdirSync(dir).filter((n) => n.startsWith('snapshot-')), 'the snapshot copies are removed').to.deep.equal([]);
+
+    const restored = open('restored');
+    const staged = await stageEngineSpaces(target, written.manifest, restored, ['s1', 's2']);
+    restored.install(staged, written.manifest.seq + 1, [{ name: 'plm', version: '1.0', indexes: ['type'] }]);
+    const expected = (before as { info: { updatedSeq: number } }[]).map((s) => ({ ...s, info: { ...s.info, updatedSeq: written.manifest.seq + 1 } }));
+    expect(contents(restored)).to.deep.equal(expected);
+    expect(restored.appliedSeq).to.equal(written.manifest.seq + 1);
+    // The restored engine goes on from there, and keeps all of it across a close and an open.
+    restored.apply([{ op: commit('s1', put('after', { type: 'b' })), seq: written.manifest.seq + 2 }]);
+    restored.close();
+    const reopened = open('restored');
+    expect(reopened.page('s1', { type: 'b' }, undefined, 1_000_000).map((o) => o.key)).to.include('after');
+    expect(reopened.space('s2')).to.deep.equal((expected[1] as { info: unknown }).info);
+  });
+
+  it('restores one space of a checkpoint over the same space, leaving the others, and removes the file it replaced', async function () {
+    const engine = open('one');
+    const seq = filled(engine, 50);
+    const snapshot = engine.snapshot(['s1']);
+    const target = path.join(dir, 'Checkpoint-000000002');
+    let written;
+    try {
+      written = await writeCheckpointArchive(target, header(snapshot.seq, 'space'), null, engineSpaceSources(snapshot, ['s1'], dir), { compression: { method: 'store' }, format: 2 });
+    } finally {
+      snapshot.close();
+    }
+    const s1Before = engine.page('s1', {}, undefined, 1000);
+    engine.apply([{ op: commit('s1', del('k000001'), put('zz', { type: 'b' })), seq: seq + 1 }, { op: commit('s2', put('zz', { type: 'a' })), seq: seq + 2 }]);
+    const staged = await stageEngineSpaces(target, written.manifest, engine, ['s1']);
+    engine.install(staged, seq + 3);
+    expect(engine.page('s1', {}, undefined, 1000)).to.deep.equal(s1Before);
+    expect(engine.space('s1')).to.include({ objectCount: 50, updatedSeq: seq + 3 });
+    expect(engine.text('s2', 'zz')).to.equal('{"type":"a"}');
+    expect(readdirSync(path.join(dir, 'one', 'spaces')).filter((n) => n.endsWith('.sqlite')).sort()).to.deep.equal([`s1.${seq + 3}.sqlite`, 's2.3.sqlite']);
+  });
+
+  it('refuses a staged file whose content does not match its manifest, and leaves no staged file behind', async function () {
+    const engine = open('bad');
+    filled(engine, 10);
+    const snapshot = engine.snapshot(['s1']);
+    const target = path.join(dir, 'Checkpoint-000000003');
+    let written;
+    try {
+      written = await writeCheckpointArchive(target, header(snapshot.seq, 'space'), null, engineSpaceSources(snapshot, ['s1'], dir), { compression: { method: 'store' }, format: 2 });
+    } finally {
+      snapshot.close();
+    }
+    // A manifest that tells another count than the file (as a checkpoint made from a damaged engine would).
+    const lying = { ...written.manifest, spaces: written.manifest.spaces.map((s) => ({ ...s, objects: s.objects + 1 })) };
+    let error: Error | null = null;
+    await stageEngineSpaces(target, lying, engine, ['s1']).catch((err: Error) => (error = err));
+    expect(error).to.be.instanceOf(Error);
+    expect(String(error)).to.match(/where the manifest lists/);
+    expect(readdirSync(path.join(dir, 'bad', 'spaces')).filter((n) => n.includes('staged'))).to.deep.equal([]);
+    await fs.rm(target);
+  });
+});
