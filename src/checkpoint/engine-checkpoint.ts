@@ -15,7 +15,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BadRequestError, NotFoundError } from '../errors.js';
-import { SpaceFile, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
+import { checkSpaceFile, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
 import { EngineSpaceFile, readCheckpointArchive, spaceEntryPath, type Manifest, type SpaceSource } from './archive/index.js';
 
 /** Pages a snapshot copy takes a step (4 KiB pages: 1 MiB), between which the event loop runs. */
@@ -24,13 +24,20 @@ const CopyPagesPerStep = 256;
 /** Bytes read from a copy at a time on their way into the archive. */
 const CopyReadBytes = 1024 * 1024;
 
-/** Page cache of a staged file while it is checked, in KiB. */
-const CheckCacheKiB = 8 * 1024;
-
 const EntryPath = new RegExp(`^space/([A-Za-z0-9._-]+)/store/${EngineSpaceFile.replace('.', '\\.')}$`);
 
-/** The bytes of space `id`'s file as `snapshot` holds it: copied into `scratchDir`, read, and the copy removed. */
+/**
+ * The bytes of space `id`'s database as `snapshot` holds it: the file itself
+ * where the snapshot froze it, else a copy made into `scratchDir`, read, and
+ * removed.
+ */
 async function* copiedSpace(snapshot: EngineSnapshot, id: string, scratchDir: string): AsyncGenerator<Buffer> {
+  const source = snapshot.source(id);
+  if (source.frozen) {
+    if (source.bytes === 0) return;
+    for await (const chunk of createReadStream(source.path, { start: 0, end: source.bytes - 1, highWaterMark: CopyReadBytes })) yield chunk as Buffer;
+    return;
+  }
   const copy = path.join(scratchDir, `snapshot-${process.pid}-${id}.sqlite`);
   await fs.rm(copy, { force: true });
   try {
@@ -81,6 +88,8 @@ export async function stageEngineSpaces(
   const metas = new Map(manifest.spaces.filter((s) => wanted.has(s.id)).map((s) => [s.id, s]));
   for (const id of wanted) if (!metas.has(id)) throw new NotFoundError(`checkpoint ${manifest.id} does not cover space ${id}`);
   const staged: StagedSpace[] = [];
+  // Each file is checked on a thread of its own while the next is extracted.
+  const checks: Promise<void>[] = [];
   try {
     await readCheckpointArchive(
       file,
@@ -96,23 +105,20 @@ export async function stageEngineSpaces(
           } finally {
             await handle.close();
           }
+          const meta = metas.get(id)!;
+          const check = checkSpaceFile(target, { id, template: meta.template, objectCount: meta.objects, createdSeq: meta.createdSeq, updatedSeq: meta.updatedSeq });
+          check.catch(() => undefined); // awaited below; a failure before then is not unhandled
+          checks.push(check);
         },
         transient: true,
       },
       { only: (p) => wanted.has(EntryPath.exec(p)?.[1] ?? ''), ...(onProgress === undefined ? {} : { onProgress }) },
     );
-    for (const { id, path: stagedPath } of staged) {
-      const meta = metas.get(id)!;
-      const opened = SpaceFile.open(stagedPath, { cacheKiB: CheckCacheKiB, readOnly: true });
-      try {
-        opened.check({ id, template: meta.template, objectCount: meta.objects, createdSeq: meta.createdSeq, updatedSeq: meta.updatedSeq });
-      } finally {
-        opened.close();
-      }
-    }
+    await Promise.all(checks);
     if (staged.length !== wanted.size) throw new BadRequestError(`checkpoint ${manifest.id}: ${wanted.size - staged.length} of the spaces asked for have no file`);
     return staged;
   } catch (err) {
+    await Promise.allSettled(checks);
     for (const { path: stagedPath } of staged) for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(`${stagedPath}${suffix}`, { force: true });
     throw err;
   }

@@ -69,6 +69,12 @@ export interface StagedSpace {
   path: string;
 }
 
+/** A space file held by a snapshot, and whether the file alone holds the snapshot (EngineSnapshot.source). */
+interface PinnedSpace {
+  file: SpaceFile;
+  frozen: boolean;
+}
+
 /**
  * The engine as it was at one seq, held while writers go on: a read
  * transaction on each space file (SpaceFile.pin), the templates and the spaces'
@@ -80,7 +86,7 @@ export class EngineSnapshot {
     /** The seq the snapshot is at: every record up to it, nothing after. */
     readonly seq: number,
     private readonly templateDefs: readonly TemplateDef[],
-    private readonly files: ReadonlyMap<string, SpaceFile>,
+    private readonly files: ReadonlyMap<string, PinnedSpace>,
   ) {}
 
   /** The templates loaded at that seq. */
@@ -90,19 +96,35 @@ export class EngineSnapshot {
 
   /** The spaces of the snapshot, by id. */
   spaces(): SpaceInfo[] {
-    return [...this.files.keys()].sort().map((id) => this.files.get(id)!.info());
+    return [...this.files.keys()].sort().map((id) => this.files.get(id)!.file.info());
   }
 
-  /** Copy space `id`'s file as the snapshot sees it to `dest` (a new file); see SpaceFile.copyTo. */
+  /**
+   * Where space `id`'s database is as the snapshot sees it: `frozen` when the
+   * file itself is the snapshot for as long as the snapshot is held (its WAL
+   * was folded in when it was taken, so the first `bytes` of `path` are the
+   * whole database and no checkpoint may change them meanwhile); otherwise
+   * the snapshot must be copied out with `copySpace`.
+   */
+  source(id: string): { path: string; frozen: boolean; bytes: number } {
+    const pinned = this.pinned(id);
+    return { path: pinned.file.path, frozen: pinned.frozen, bytes: pinned.file.byteSize() };
+  }
+
+  /** Copy space `id`'s database as the snapshot sees it to `dest` (a new file); see SpaceFile.copyTo. */
   copySpace(id: string, dest: string, pagesPerStep: number, onStep?: (remaining: number, total: number) => void): Promise<void> {
-    const file = this.files.get(id);
-    if (file === undefined) throw noSuchSpaceError(id);
-    return file.copyTo(dest, pagesPerStep, onStep);
+    return this.pinned(id).file.copyTo(dest, pagesPerStep, onStep);
   }
 
   /** End the read transactions. */
   close(): void {
-    for (const file of this.files.values()) file.close();
+    for (const { file } of this.files.values()) file.close();
+  }
+
+  private pinned(id: string): PinnedSpace {
+    const pinned = this.files.get(id);
+    if (pinned === undefined) throw noSuchSpaceError(id);
+    return pinned;
   }
 }
 
@@ -211,15 +233,22 @@ export class Engine implements Catalogue {
   /**
    * The engine as it is now, held (EngineSnapshot): `ids` the spaces to hold
    * (all when absent). Synchronous, so no record is applied while it is taken.
-   * NotFoundError for an unknown space.
+   * Each space's WAL is folded into its file first (a few MiB at most, as
+   * SQLite folds it every 1,000 pages), so that the file itself is the
+   * snapshot and a checkpoint reads it as it lies. NotFoundError for an
+   * unknown space.
    */
   snapshot(ids?: readonly string[]): EngineSnapshot {
     const wanted = ids ?? [...this.spaceFiles.keys()];
-    const pinned = new Map<string, SpaceFile>();
+    const pinned = new Map<string, PinnedSpace>();
     try {
-      for (const id of wanted) pinned.set(id, SpaceFile.pin(this.requireSpace(id).path, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) }));
+      for (const id of wanted) {
+        const live = this.requireSpace(id);
+        const frozen = live.foldWal();
+        pinned.set(id, { file: SpaceFile.pin(live.path, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) }), frozen });
+      }
     } catch (err) {
-      for (const file of pinned.values()) file.close();
+      for (const { file } of pinned.values()) file.close();
       throw err;
     }
     return new EngineSnapshot(this.applied, this.templates(), pinned);

@@ -309,17 +309,12 @@ export class SpaceFile {
   }
 
   /**
-   * Check a file read back from a checkpoint before it is served: SQLite's
-   * own structure check (every page, every B-tree, every index entry), the
-   * object count against the rows, and the description against `expected`
-   * (the manifest's). An Error saying what differs.
+   * Check the description of a file read back from a checkpoint (space-check.ts
+   * checks its structure): its object count against `rows` (the rows it holds)
+   * and its description against `expected` (the manifest's). An Error saying
+   * what differs.
    */
-  check(expected: SpaceInfo): void {
-    const problems = this.db.pragma('quick_check', { simple: false }) as { quick_check: string }[];
-    if (problems.length !== 1 || problems[0]!.quick_check !== 'ok') {
-      throw new Error(`${this.path} fails SQLite's check: ${problems.slice(0, 5).map((p) => p.quick_check).join('; ')}`);
-    }
-    const rows = this.db.prepare('SELECT count(*) FROM objects').pluck().get() as number;
+  checkDescription(expected: SpaceInfo, rows: number): void {
     if (rows !== this.row.objects) throw new Error(`${this.path} counts ${this.row.objects} objects but holds ${rows}`);
     const info = this.info();
     const same =
@@ -344,6 +339,24 @@ export class SpaceFile {
       .prepare('UPDATE space SET created_seq = ?, updated_seq = ?, applied_seq = ?, template_name = ?, template_version = ? WHERE one = 1')
       .run(Math.min(row.created_seq, seq), seq, seq, template.name, template.version);
     this.row = { ...row, created_seq: Math.min(row.created_seq, seq), updated_seq: seq, applied_seq: seq, template_name: template.name, template_version: template.version };
+  }
+
+  /**
+   * Fold the WAL into the database file, without waiting for anyone (a
+   * PASSIVE checkpoint). True when it all went in: the file alone then holds
+   * the database, and a reader that starts now reads only the file, which no
+   * checkpoint may change until that reader ends (SQLite never copies WAL
+   * frames a current reader must not see into the file). False when an older
+   * reader held part of it back.
+   */
+  foldWal(): boolean {
+    const [result] = this.db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    return result !== undefined && result.busy === 0 && result.log === result.checkpointed;
+  }
+
+  /** The size of the database this connection sees, in bytes (its pages times the page size). */
+  byteSize(): number {
+    return (this.db.pragma('page_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
   }
 
   /** Resize this connection's page cache. */

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { engineSpaceSources, stageEngineSpaces, verifyCheckpointArchive, writeCheckpointArchive } from '../../src/checkpoint/index.js';
 import { silentLogger } from '../../src/log/index.js';
-import { Engine, collectionArchiveFile, type StoreOp } from '../../src/store/index.js';
+import { Engine, checkSpaceFile, collectionArchiveFile, type StoreOp } from '../../src/store/index.js';
 import { commit, create, load, put, del } from '../helpers/store-ops.js';
 
 const execFileP = promisify(execFile);
@@ -60,8 +60,13 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
         compression: { method: 'deflate', level: 1 },
         format: 2,
       });
-      // Commits land in the engine while the snapshot is copied: none of them may be in the checkpoint.
-      for (let i = 0; i < 20; i++) source.apply([{ op: commit(i % 2 === 0 ? 's1' : 's2', put(`new${i}`, { type: 'b' }), del(`k${String(i).padStart(6, '0')}`)), seq: ++seq }]);
+      // Commits land in the engine while the snapshot is held: none of them may be in the checkpoint. Over 8 MiB of
+      // them, so that SQLite tries to fold its WAL into the very files the checkpoint reads (every 1,000 pages).
+      expect(snapshot.source('s1').frozen, 'a snapshot with no other reader reads the files as they lie').to.equal(true);
+      for (let i = 0; i < 300; i++) {
+        const space = i % 2 === 0 ? 's1' : 's2';
+        source.apply([{ op: commit(space, del(`k${String(i).padStart(6, '0')}`), ...Array.from({ length: 100 }, (_, j) => put(`new${i}-${j}`, { type: 'b', pad: 'y'.repeat(300) }))), seq: ++seq }]);
+      }
       written = await writing;
     } finally {
       snapshot.close();
@@ -88,6 +93,38 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     expect(reopened.space('s2')).to.deep.equal((expected[1] as { info: unknown }).info);
   });
 
+  it('copies a space out with SQLite\'s backup when an older snapshot keeps its WAL from being folded in, and both hold their own seq', async function () {
+    const engine = open('two');
+    let seq = filled(engine, 30);
+    const first = engine.snapshot(['s1']);
+    const atFirst = engine.page('s1', {}, undefined, 1000);
+    engine.apply([{ op: commit('s1', put('late', { type: 'b' }), del('k000000')), seq: ++seq }]);
+    const second = engine.snapshot(['s1']);
+    const atSecond = engine.page('s1', {}, undefined, 1000);
+    engine.apply([{ op: commit('s1', put('later', { type: 'c' })), seq: ++seq }]);
+    const manifests = [];
+    try {
+      expect(first.source('s1').frozen).to.equal(true);
+      expect(second.source('s1').frozen, 'the first snapshot holds the WAL back').to.equal(false);
+      for (const [i, snapshot] of [first, second].entries()) {
+        const target = path.join(dir, `Checkpoint-00000001${i}`);
+        const written = await writeCheckpointArchive(target, { ...header(snapshot.seq, 'space'), id: 10 + i }, null, engineSpaceSources(snapshot, ['s1'], dir), { compression: { method: 'deflate', level: 1 }, format: 2 });
+        manifests.push({ target, manifest: written.manifest });
+      }
+    } finally {
+      first.close();
+      second.close();
+    }
+    expect(readdirSync(dir).filter((n) => n.startsWith('snapshot-')), 'the backup copy is removed').to.deep.equal([]);
+    for (const [i, expected] of [atFirst, atSecond].entries()) {
+      const restored = open(`two-restored-${i}`);
+      restored.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }]);
+      const { target, manifest } = manifests[i]!;
+      restored.install(await stageEngineSpaces(target, manifest, restored, ['s1']), 2);
+      expect(restored.page('s1', {}, undefined, 1000), `snapshot ${i + 1}`).to.deep.equal(expected);
+    }
+  });
+
   it('restores one space of a checkpoint over the same space, leaving the others, and removes the file it replaced', async function () {
     const engine = open('one');
     const seq = filled(engine, 50);
@@ -107,6 +144,23 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     expect(engine.space('s1')).to.include({ objectCount: 50, updatedSeq: seq + 3 });
     expect(engine.text('s2', 'zz')).to.equal('{"type":"a"}');
     expect(readdirSync(path.join(dir, 'one', 'spaces')).filter((n) => n.endsWith('.sqlite')).sort()).to.deep.equal([`s1.${seq + 3}.sqlite`, 's2.3.sqlite']);
+  });
+
+  it('refuses a space file whose pages are damaged (SQLite\'s structure check, on a worker thread), naming it', async function () {
+    const engine = open('damaged');
+    filled(engine, 400);
+    engine.close();
+    const file = path.join(dir, 'damaged', 'spaces', 's1.2.sqlite');
+    const info = { id: 's1', template: { name: 'plm', version: '1.0' }, objectCount: 400, createdSeq: 2, updatedSeq: 4 };
+    await checkSpaceFile(file, info);
+    const bytes = await fs.readFile(file);
+    expect(bytes.length).to.be.greaterThan(8 * 4096);
+    bytes.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
+    await fs.writeFile(file, bytes);
+    let error: Error | null = null;
+    await checkSpaceFile(file, info).catch((err: Error) => (error = err));
+    expect(String(error)).to.include(`${file} fails SQLite's check`);
+    await checkSpaceFile(path.join(dir, 'damaged', 'spaces', 's2.3.sqlite'), { ...info, id: 's2', createdSeq: 3, updatedSeq: 5 });
   });
 
   it('refuses a staged file whose content does not match its manifest, and leaves no staged file behind', async function () {
