@@ -19,7 +19,8 @@ import { forEachLine } from './line-reader.js';
 
 const EntryPath = /^space\/([A-Za-z0-9._-]+)\/(store|index)\/([A-Za-z0-9._-]+)\.ndjson$/;
 
-async function readAll(data: AsyncIterable<Buffer>): Promise<string> {
+/** The whole of an entry as UTF-8 text (a small one: collection.json). */
+export async function readAll(data: AsyncIterable<Buffer>): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of data) chunks.push(Buffer.from(chunk)); // a copy: the chunk's memory is reused (transient)
   return Buffer.concat(chunks).toString('utf8');

@@ -15,11 +15,15 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BadRequestError, NotFoundError } from '../errors.js';
-import { checkSpaceFile, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
-import { EngineSpaceFile, readCheckpointArchive, spaceEntryPath, type Manifest, type SpaceSource } from './archive/index.js';
+import { checkSpaceFile, parseCollectionFile, SpaceFile, type CollectionData, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
+import { loadCheckpoint, readAll } from './checkpoint-loader.js';
+import { CollectionEntry, EngineSpaceFile, readCheckpointArchive, spaceEntryPath, type Manifest, type SpaceSource } from './archive/index.js';
 
 /** Pages a snapshot copy takes a step (4 KiB pages: 1 MiB), between which the event loop runs. */
 const CopyPagesPerStep = 256;
+
+/** Page cache of a space file being built from a format-1 checkpoint, in KiB. */
+const BuildCacheKiB = 16 * 1024;
 
 /** Bytes read from a copy at a time on their way into the archive. */
 const CopyReadBytes = 1024 * 1024;
@@ -70,24 +74,70 @@ export function engineSpaceSources(snapshot: EngineSnapshot, ids: readonly strin
   });
 }
 
+/** What to take from a checkpoint into the engine. */
+export interface StageRequest {
+  /** The spaces to stage; all of the checkpoint's when absent. */
+  spaces?: readonly string[];
+  /** Also read the collection database (collection checkpoints only): a whole collection's templates and listing. */
+  collection: boolean;
+  /** Called as the archive is read: uncompressed bytes done, out of the total of the entries read. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+/** What a checkpoint gave the engine: its collection database when asked for, and a staged file per space. */
+export interface Staged {
+  collection: CollectionData | null;
+  spaces: StagedSpace[];
+}
+
 /**
- * Read spaces `ids` of format-2 checkpoint `file` (whose checked manifest is
- * `manifest`) into staged files of `engine`, each checked (SpaceFile.check)
- * against the manifest; ready for Engine.install. On any failure every staged
- * file is removed and the error thrown: nothing is left half-read.
+ * Read spaces of checkpoint `file` (whose checked manifest is `manifest`),
+ * of either format, into staged files of `engine`, ready for Engine.install.
+ * Format 2: each space file as it is, checked (space-check.ts) against the
+ * manifest. Format 1: each space rebuilt from its NDJSON files (in memory, a
+ * space at a time, as releases before the engine read them) and written into
+ * a new file. Without the collection database, a space's template must be
+ * loaded in `engine`. On any failure every staged file is removed and the
+ * error thrown: nothing is left half-read.
  */
-export async function stageEngineSpaces(
-  file: string,
-  manifest: Manifest,
-  engine: Engine,
-  ids: readonly string[],
-  onProgress?: (doneBytes: number, totalBytes: number) => void,
-): Promise<StagedSpace[]> {
-  if (manifest.format !== 2) throw new BadRequestError(`checkpoint ${manifest.id} is of format ${manifest.format}; its spaces are not engine files`);
+export async function stageCheckpoint(file: string, manifest: Manifest, engine: Engine, request: StageRequest): Promise<Staged> {
+  const ids = request.spaces ?? manifest.spaces.map((s) => s.id);
+  if (manifest.format === 2) return stageEngineSpaces(file, manifest, engine, ids, request);
+  const loaded = await loadCheckpoint(file, manifest, {
+    collection: request.collection,
+    spaces: [...ids],
+    templates: (name, version) => engine.template(name, version),
+    ...(request.onProgress === undefined ? {} : { onProgress: request.onProgress }),
+  });
+  const templates = loaded.collection?.templates ?? engine.templates();
+  const staged: StagedSpace[] = [];
+  try {
+    for (const data of loaded.spaces) {
+      const info = data.info();
+      const template = templates.find((t) => t.name === info.template.name && t.version === info.template.version)!;
+      const target = engine.stagePath(info.id);
+      staged.push({ id: info.id, path: target });
+      await SpaceFile.build(target, info, template, data.entries(), (field) => data.indexEntries(field), { cacheKiB: BuildCacheKiB });
+    }
+  } catch (err) {
+    await removeStaged(staged);
+    throw err;
+  }
+  return { collection: loaded.collection, spaces: staged };
+}
+
+async function removeStaged(staged: readonly StagedSpace[]): Promise<void> {
+  for (const { path: stagedPath } of staged) for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(`${stagedPath}${suffix}`, { force: true });
+}
+
+/** Format 2: the space files (and the collection database when asked for), each checked while the next is read. */
+async function stageEngineSpaces(file: string, manifest: Manifest, engine: Engine, ids: readonly string[], request: StageRequest): Promise<Staged> {
+  if (request.collection && manifest.collection === null) throw new BadRequestError(`checkpoint ${manifest.id} is a space checkpoint: it holds no collection database`);
   const wanted = new Set(ids);
   const metas = new Map(manifest.spaces.filter((s) => wanted.has(s.id)).map((s) => [s.id, s]));
   for (const id of wanted) if (!metas.has(id)) throw new NotFoundError(`checkpoint ${manifest.id} does not cover space ${id}`);
   const staged: StagedSpace[] = [];
+  let collection: CollectionData | null = null;
   // Each file is checked on a thread of its own while the next is extracted.
   const checks: Promise<void>[] = [];
   try {
@@ -95,6 +145,10 @@ export async function stageEngineSpaces(
       file,
       {
         file: async (entry, data) => {
+          if (entry.path === CollectionEntry) {
+            collection = parseCollectionFile(await readAll(data));
+            return;
+          }
           const id = EntryPath.exec(entry.path)?.[1];
           if (id === undefined) throw new BadRequestError(`checkpoint ${manifest.id}: unexpected entry ${entry.path}`);
           const target = engine.stagePath(id);
@@ -112,14 +166,17 @@ export async function stageEngineSpaces(
         },
         transient: true,
       },
-      { only: (p) => wanted.has(EntryPath.exec(p)?.[1] ?? ''), ...(onProgress === undefined ? {} : { onProgress }) },
+      {
+        only: (p) => (p === CollectionEntry ? request.collection : wanted.has(EntryPath.exec(p)?.[1] ?? '')),
+        ...(request.onProgress === undefined ? {} : { onProgress: request.onProgress }),
+      },
     );
     await Promise.all(checks);
     if (staged.length !== wanted.size) throw new BadRequestError(`checkpoint ${manifest.id}: ${wanted.size - staged.length} of the spaces asked for have no file`);
-    return staged;
+    return { collection, spaces: staged };
   } catch (err) {
     await Promise.allSettled(checks);
-    for (const { path: stagedPath } of staged) for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(`${stagedPath}${suffix}`, { force: true });
+    await removeStaged(staged);
     throw err;
   }
 }

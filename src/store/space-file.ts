@@ -21,6 +21,7 @@
  * checkpoint's index files are written in. Keys are ASCII (identifiers.ts), so
  * TEXT order is that order already.
  */
+import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Json } from './json.js';
 import type { TxOp } from './ops.js';
@@ -31,6 +32,9 @@ import { mayHold, parsedForIndex, termsOf } from './terms.js';
 
 /** The layout version of a space file; a file of another version is refused, never guessed at. */
 export const SpaceFileFormat = 1;
+
+/** Rows a space file built from a format-1 checkpoint takes a transaction (SpaceFile.build). */
+const BuildRowsPerStep = 10_000;
 
 /** Rows an upgrade reads at a time while it builds a new field's index. */
 const RebuildPageRows = 1000;
@@ -166,6 +170,62 @@ export class SpaceFile {
       db.close();
       throw err;
     }
+  }
+
+  /**
+   * A new space file at `path` (which must not exist) holding a whole space
+   * given as `info` (its description), its `objects` (key and JSON text, keys
+   * ascending) and each indexed field's `index` (values ascending, each with
+   * its keys ascending): a space read back from a checkpoint of format 1.
+   * Written `BuildRowsPerStep` rows a transaction, with a turn of the event
+   * loop between them; closed when done. The file is removed if anything fails.
+   */
+  static async build(
+    path: string,
+    info: SpaceInfo,
+    template: TemplateDef,
+    objects: Iterable<[string, string]>,
+    index: (field: string) => Iterable<[string, Iterable<string>]>,
+    options: SpaceFileOptions,
+  ): Promise<void> {
+    const file = SpaceFile.create(path, info.id, template, info.createdSeq, options);
+    try {
+      const putRow = file.db.prepare<[string, string]>('INSERT INTO objects (key, value) VALUES (?, ?)');
+      const objectRows: [string, string][] = [];
+      const postingRows: [string, Buffer, string][] = [];
+      const flush = file.db.transaction(() => {
+        for (const [key, text] of objectRows) putRow.run(key, text);
+        for (const [field, term, key] of postingRows) file.addPosting.run(field, term, key);
+      });
+      const step = async (): Promise<void> => {
+        flush();
+        objectRows.length = 0;
+        postingRows.length = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      };
+      let count = 0;
+      for (const row of objects) {
+        objectRows.push(row);
+        count++;
+        if (objectRows.length === BuildRowsPerStep) await step();
+      }
+      for (const field of template.indexes) {
+        for (const [term, keys] of index(field)) {
+          const bytes = termBytes(term);
+          for (const key of keys) {
+            postingRows.push([field, bytes, key]);
+            if (postingRows.length === BuildRowsPerStep) await step();
+          }
+        }
+      }
+      await step();
+      file.save({ ...file.row, updated_seq: info.updatedSeq, applied_seq: info.updatedSeq, objects: count });
+    } catch (err) {
+      file.close();
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+      throw err;
+    }
+    file.close();
   }
 
   /** The space file at `path`; an Error naming the file if it is not one this version reads. */

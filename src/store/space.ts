@@ -295,4 +295,19 @@ export class SpaceData {
   get objectCount(): number {
     return this.space.objectCount;
   }
+
+  /** The space's description. */
+  info(): SpaceInfo {
+    return this.space.info();
+  }
+
+  /** Its objects as JSON text, in key order, lazily. */
+  entries(): IterableIterator<[string, string]> {
+    return this.space.entries();
+  }
+
+  /** One indexed field's values ascending, each with its keys ascending, lazily (Space.indexEntries). */
+  indexEntries(field: string): IterableIterator<[string, IterableIterator<string>]> {
+    return this.space.indexEntries(field);
+  }
 }

@@ -3,8 +3,9 @@ import { execFile } from 'node:child_process';
 import { promises as fs, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { engineSpaceSources, stageEngineSpaces, verifyCheckpointArchive, writeCheckpointArchive } from '../../src/checkpoint/index.js';
+import { engineSpaceSources, readManifest, stageCheckpoint, verifyCheckpointArchive, writeCheckpointArchive } from '../../src/checkpoint/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Engine, checkSpaceFile, collectionArchiveFile, type StoreOp } from '../../src/store/index.js';
 import { commit, create, load, put, del } from '../helpers/store-ops.js';
@@ -80,7 +81,7 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     expect(readdirSync(dir).filter((n) => n.startsWith('snapshot-')), 'the snapshot copies are removed').to.deep.equal([]);
 
     const restored = open('restored');
-    const staged = await stageEngineSpaces(target, written.manifest, restored, ['s1', 's2']);
+    const staged = (await stageCheckpoint(target, written.manifest, restored, { spaces: ['s1', 's2'], collection: false })).spaces;
     restored.install(staged, written.manifest.seq + 1, [{ name: 'plm', version: '1.0', indexes: ['type'] }]);
     const expected = (before as { info: { updatedSeq: number } }[]).map((s) => ({ ...s, info: { ...s.info, updatedSeq: written.manifest.seq + 1 } }));
     expect(contents(restored)).to.deep.equal(expected);
@@ -120,7 +121,7 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
       const restored = open(`two-restored-${i}`);
       restored.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }]);
       const { target, manifest } = manifests[i]!;
-      restored.install(await stageEngineSpaces(target, manifest, restored, ['s1']), 2);
+      restored.install((await stageCheckpoint(target, manifest, restored, { spaces: ['s1'], collection: false })).spaces, 2);
       expect(restored.page('s1', {}, undefined, 1000), `snapshot ${i + 1}`).to.deep.equal(expected);
     }
   });
@@ -138,7 +139,7 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     }
     const s1Before = engine.page('s1', {}, undefined, 1000);
     engine.apply([{ op: commit('s1', del('k000001'), put('zz', { type: 'b' })), seq: seq + 1 }, { op: commit('s2', put('zz', { type: 'a' })), seq: seq + 2 }]);
-    const staged = await stageEngineSpaces(target, written.manifest, engine, ['s1']);
+    const staged = (await stageCheckpoint(target, written.manifest, engine, { spaces: ['s1'], collection: false })).spaces;
     engine.install(staged, seq + 3);
     expect(engine.page('s1', {}, undefined, 1000)).to.deep.equal(s1Before);
     expect(engine.space('s1')).to.include({ objectCount: 50, updatedSeq: seq + 3 });
@@ -163,6 +164,50 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     await checkSpaceFile(path.join(dir, 'damaged', 'spaces', 's2.3.sqlite'), { ...info, id: 's2', createdSeq: 3, updatedSeq: 5 });
   });
 
+  it('reads checkpoints made by release 0.1.0 (format 1, NDJSON files) into the engine: what that release served, and the same index answers', async function () {
+    const fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/format-1');
+    const expected = JSON.parse(await fs.readFile(path.join(fixtures, 'expected.json'), 'utf8')) as {
+      templates: { name: string; version: string; indexes: string[] }[];
+      spaces: Record<string, { template: { name: string; version: string }; objects: { key: string; data: unknown }[] }>;
+    };
+    const engine = open('format-1');
+    const file = path.join(fixtures, 'collection.zip');
+    const manifest = await readManifest(file);
+    expect(manifest.format).to.equal(1);
+    const staged = await stageCheckpoint(file, manifest, engine, { collection: true });
+    engine.install(staged.spaces, manifest.seq + 1, staged.collection!.templates);
+    expect(engine.templates()).to.deep.equal(expected.templates);
+    expect(engine.spaces().map((s) => s.id).sort()).to.deep.equal(Object.keys(expected.spaces).sort());
+    let queries = 0;
+    for (const [id, space] of Object.entries(expected.spaces)) {
+      expect(engine.space(id)!.template).to.deep.equal(space.template);
+      const objects = engine.page(id, {}, undefined, 1_000_000).map((o) => ({ key: o.key, data: JSON.parse(o.text) as unknown }));
+      expect(objects, `space ${id}`).to.deep.equal(space.objects);
+      // Every index answer the engine gives from the file it built, against a scan of what the release served.
+      for (const field of engine.indexedFields(id)) {
+        const terms = new Set<string>();
+        for (const o of space.objects) {
+          const v = (o.data as Record<string, unknown>)[field];
+          for (const t of Array.isArray(v) ? v : [v]) if (typeof t === 'string' || typeof t === 'number' || typeof t === 'boolean') terms.add(String(t));
+        }
+        for (const term of terms) {
+          queries++;
+          const holds = space.objects.filter((o) => {
+            const v = (o.data as Record<string, unknown>)[field];
+            return (Array.isArray(v) ? v : [v]).some((t) => (typeof t === 'string' || typeof t === 'number' || typeof t === 'boolean') && String(t) === term);
+          });
+          expect(engine.page(id, { [field]: term }, undefined, 1_000_000).map((o) => o.key), `${id} ${field}=${term}`).to.deep.equal(holds.map((o) => o.key));
+        }
+      }
+    }
+    expect(queries, 'index answers compared').to.be.greaterThan(10);
+    // The space checkpoint of docs, over the restored docs.
+    const spaceFile = path.join(fixtures, 'space-docs.zip');
+    const spaceManifest = await readManifest(spaceFile);
+    engine.install((await stageCheckpoint(spaceFile, spaceManifest, engine, { collection: false })).spaces, manifest.seq + 2);
+    expect(engine.page('docs', {}, undefined, 1000).map((o) => ({ key: o.key, data: JSON.parse(o.text) as unknown }))).to.deep.equal(expected.spaces.docs!.objects);
+  });
+
   it('refuses a staged file whose content does not match its manifest, and leaves no staged file behind', async function () {
     const engine = open('bad');
     filled(engine, 10);
@@ -177,7 +222,7 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     // A manifest that tells another count than the file (as a checkpoint made from a damaged engine would).
     const lying = { ...written.manifest, spaces: written.manifest.spaces.map((s) => ({ ...s, objects: s.objects + 1 })) };
     let error: Error | null = null;
-    await stageEngineSpaces(target, lying, engine, ['s1']).catch((err: Error) => (error = err));
+    await stageCheckpoint(target, lying, engine, { spaces: ['s1'], collection: false }).catch((err: Error) => (error = err));
     expect(error).to.be.instanceOf(Error);
     expect(String(error)).to.match(/where the manifest lists/);
     expect(readdirSync(path.join(dir, 'bad', 'spaces')).filter((n) => n.includes('staged'))).to.deep.equal([]);
