@@ -31,6 +31,12 @@ export interface JournalWriterOptions {
    * with the last acknowledged seq and the JournalWriteError (its `cause` is the OS error).
    */
   onFailure?: (lastDurableSeq: number, err: Error) => void;
+  /**
+   * Called with the last seq of each acknowledged stretch of records, before
+   * any of their `durable` promises resolves: the store applies them to its
+   * engine in one step, so that each commit's caller finds its own applied.
+   */
+  onAcknowledged?: (lastSeq: number) => void;
 }
 
 /** Counters for status and metrics. */
@@ -366,6 +372,13 @@ export class JournalWriter {
       if (this.inflight.every((b) => b.outcome !== undefined)) void this.recover();
     } else {
       this.flushNow(); // these records waited through a whole write: no reason to wait longer
+    }
+    if (acknowledged.length > 0) {
+      try {
+        this.options.onAcknowledged?.(acknowledged.at(-1)!.at(-1)!.seq);
+      } catch (err) {
+        this.options.logger.error('journal onAcknowledged callback threw', { file: this.file, error: messageOf(err) });
+      }
     }
     for (const records of acknowledged) for (const p of records) p.resolve();
     this.notifyDrained();

@@ -45,17 +45,32 @@ export interface EngineOptions {
   logger: Logger;
 }
 
-/** One journal record for the engine: an operation and its seq. */
+/** One journal record for the engine: an operation, its seq, and the epoch of the writer that wrote it (that of the record before when absent). */
 export interface AppliedOp {
   op: StoreOp;
   seq: number;
+  epoch?: number;
 }
 
+/**
+ * How `Engine.install` puts spaces in place: `restore`, as a restore does (each
+ * space changed at the install's seq, StoreState.withRestoredSpaces); `base`,
+ * as a start-up from a checkpoint does (each space as the checkpoint holds it,
+ * the engine at the checkpoint's seq).
+ */
+export type InstallMode = 'restore' | 'base';
+
 const Schema = `
-CREATE TABLE collection (one INTEGER PRIMARY KEY CHECK (one = 1), format INTEGER NOT NULL, applied_seq INTEGER NOT NULL);
+CREATE TABLE collection (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  format INTEGER NOT NULL,
+  applied_seq INTEGER NOT NULL,
+  applied_epoch INTEGER NOT NULL,
+  installation TEXT
+);
 CREATE TABLE templates (name TEXT NOT NULL, version TEXT NOT NULL, indexes TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;
 CREATE TABLE spaces (id TEXT PRIMARY KEY, file TEXT NOT NULL) WITHOUT ROWID;
-INSERT INTO collection (one, format, applied_seq) VALUES (1, ${EngineFormat}, 0);
+INSERT INTO collection (one, format, applied_seq, applied_epoch, installation) VALUES (1, ${EngineFormat}, 0, 0, NULL);
 `;
 
 function freeze(def: TemplateDef): TemplateDef {
@@ -133,6 +148,8 @@ export class Engine implements Catalogue {
   private readonly templateDefs = new Map<string, TemplateDef>();
   private readonly spaceFiles = new Map<string, SpaceFile>();
   private applied: number;
+  private appliedEpochValue: number;
+  private installationValue: string | null;
   /** Staged files named so far by this process. */
   private staged = 0;
 
@@ -140,11 +157,15 @@ export class Engine implements Catalogue {
     private readonly options: EngineOptions,
     private readonly db: Database.Database,
   ) {
-    const row = db.prepare<[], { format: number; applied_seq: number }>('SELECT format, applied_seq FROM collection WHERE one = 1').get();
+    const row = db
+      .prepare<[], { format: number; applied_seq: number; applied_epoch: number; installation: string | null }>('SELECT format, applied_seq, applied_epoch, installation FROM collection WHERE one = 1')
+      .get();
     if (row === undefined || row.format !== EngineFormat) {
       throw new Error(`${this.collectionPath} is not a collection file of format ${EngineFormat} (found ${row === undefined ? 'none' : `format ${row.format}`})`);
     }
     this.applied = row.applied_seq;
+    this.appliedEpochValue = row.applied_epoch;
+    this.installationValue = row.installation;
     for (const t of db.prepare<[], { name: string; version: string; indexes: string }>('SELECT name, version, indexes FROM templates').all()) {
       this.templateDefs.set(templateKey(t.name, t.version), freeze({ name: t.name, version: t.version, indexes: JSON.parse(t.indexes) as string[] }));
     }
@@ -178,6 +199,22 @@ export class Engine implements Catalogue {
   /** Every journal record up to this seq is in the engine's files. */
   get appliedSeq(): number {
     return this.applied;
+  }
+
+  /** The epoch of the writer of the record at `appliedSeq` (0 for none): a journal sealed below it by a newer epoch voided it. */
+  get appliedEpoch(): number {
+    return this.appliedEpochValue;
+  }
+
+  /** The FileVault installation whose journal the engine follows (vault/installation.ts), or null before it is set. */
+  get installation(): string | null {
+    return this.installationValue;
+  }
+
+  /** Record the installation whose journal the engine follows (set once, when an empty engine starts following it). */
+  setInstallation(installation: string): void {
+    this.db.prepare('UPDATE collection SET installation = ? WHERE one = 1').run(installation);
+    this.installationValue = installation;
   }
 
   /** Every loaded template version, by name and then by version (as StoreState.templates). */
@@ -217,17 +254,41 @@ export class Engine implements Catalogue {
 
   /**
    * Apply durable journal records, in seq order, then record the last as the
-   * collection's applied seq. A record a file already holds (a replay after a
-   * stop mid-step) is skipped. An operation that does not apply throws, and
-   * the records before it stay applied: the caller stops (a replay refuses to
-   * start, as with the in-memory state).
+   * collection's applied seq: each space file touched commits once for all of
+   * them, then the collection file (never ahead of the files). A record a file
+   * already holds (a replay after a stop mid-step) is skipped. An operation
+   * that does not apply throws, with nothing of it applied and the records
+   * before it kept: the caller stops (a replay refuses to start, as with the
+   * in-memory state).
    */
   apply(records: readonly AppliedOp[]): void {
     if (records.length === 0) return;
-    for (const { op, seq } of records) this.applyOne(op, seq);
-    const last = records.at(-1)!.seq;
-    this.db.prepare('UPDATE collection SET applied_seq = ? WHERE one = 1').run(last);
-    this.applied = last;
+    const touched = new Set<SpaceFile>();
+    let last: AppliedOp | null = null;
+    let failure: unknown = null;
+    this.db.exec('BEGIN');
+    try {
+      for (const record of records) {
+        try {
+          this.applyOne(record.op, record.seq, touched);
+        } catch (err) {
+          failure = err;
+          break;
+        }
+        last = record;
+      }
+      for (const file of touched) file.endBatch();
+      if (last !== null) this.db.prepare('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1').run(last.seq, last.epoch ?? this.appliedEpochValue);
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+    if (last !== null) {
+      this.applied = last.seq;
+      this.appliedEpochValue = last.epoch ?? this.appliedEpochValue;
+    }
+    if (failure !== null) throw failure;
   }
 
   /**
@@ -273,8 +334,11 @@ export class Engine implements Catalogue {
    * otherwise). The collection file switches in one transaction; the replaced
    * files are removed after.
    */
-  install(staged: readonly StagedSpace[], seq: number, templates?: readonly TemplateDef[]): void {
+  install(staged: readonly StagedSpace[], seq: number, templates?: readonly TemplateDef[], mode: InstallMode = 'restore', epoch = this.appliedEpochValue): void {
     if (!Number.isSafeInteger(seq) || seq <= this.applied) throw new Error(`install: seq ${seq} must be an integer greater than the applied seq ${this.applied}`);
+    if (mode === 'base' && (templates === undefined || this.spaceFiles.size > 0 || this.templateDefs.size > 0)) {
+      throw new Error('install: a start-up base goes into an empty engine, with its templates');
+    }
     const defs = new Map<string, TemplateDef>(templates === undefined ? this.templateDefs : templates.map((t) => [templateKey(t.name, t.version), freeze(t)]));
     const opened: { id: string; file: SpaceFile }[] = [];
     try {
@@ -289,7 +353,8 @@ export class Engine implements Catalogue {
         if (def === undefined || !sameFields(def.indexes, file.indexFields)) {
           throw new Error(`space "${id}" was saved under template ${file.template.name} ${file.template.version} [${file.indexFields.join(', ')}], which is not loaded with those index fields`);
         }
-        file.restoredAt(def, seq);
+        if (mode === 'restore') file.restoredAt(def, seq);
+        else file.appliedAt(seq);
       }
       this.db.transaction(() => {
         if (templates !== undefined) {
@@ -299,7 +364,7 @@ export class Engine implements Catalogue {
         }
         const upsert = this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET file = excluded.file');
         for (const { id, file } of opened) upsert.run(id, path.basename(file.path));
-        this.db.prepare('UPDATE collection SET applied_seq = ? WHERE one = 1').run(seq);
+        this.db.prepare('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1').run(seq, epoch);
       })();
     } catch (err) {
       for (const { file } of opened) {
@@ -309,6 +374,7 @@ export class Engine implements Catalogue {
       throw err;
     }
     this.applied = seq;
+    this.appliedEpochValue = epoch;
     if (templates !== undefined) {
       this.templateDefs.clear();
       for (const [key, def] of defs) this.templateDefs.set(key, def);
@@ -375,7 +441,7 @@ export class Engine implements Catalogue {
     }
   }
 
-  private applyOne(op: StoreOp, seq: number): void {
+  private applyOne(op: StoreOp, seq: number, touched: Set<SpaceFile>): void {
     switch (op.type) {
       case 'template.load': {
         if (seq <= this.applied) return;
@@ -404,12 +470,15 @@ export class Engine implements Catalogue {
       case 'space.upgrade': {
         const file = this.requireSpace(op.id);
         if (seq <= file.appliedSeq) return;
-        file.upgrade(checkSpaceUpgrade(this, op.id, op.version), seq);
+        const def = checkSpaceUpgrade(this, op.id, op.version);
+        touch(file, touched);
+        file.upgrade(def, seq);
         return;
       }
       case 'commit': {
         const file = this.requireSpace(op.space);
         if (seq <= file.appliedSeq) return;
+        touch(file, touched);
         file.commit(op.ops, seq);
         return;
       }
@@ -417,6 +486,13 @@ export class Engine implements Catalogue {
         throw new Error(`journal record seq ${seq} restores checkpoint ${op.checkpoint}; the storage engine does not apply restores yet`);
     }
   }
+}
+
+/** Join `file` to the step's transaction (SpaceFile.beginBatch). */
+function touch(file: SpaceFile, touched: Set<SpaceFile>): void {
+  if (touched.has(file)) return;
+  file.beginBatch();
+  touched.add(file);
 }
 
 /** Remove a SQLite database file and its WAL and shared-memory files. */

@@ -419,6 +419,27 @@ export class SpaceFile {
     return (this.db.pragma('page_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
   }
 
+  /**
+   * Open a transaction that the changes after it join (each still all or
+   * nothing on its own: better-sqlite3 nests them as savepoints), until
+   * `endBatch`: many operations, one commit of the file. No-op when one is open.
+   */
+  beginBatch(): void {
+    if (!this.db.inTransaction) this.db.exec('BEGIN');
+  }
+
+  /** Commit the transaction `beginBatch` opened, if any. */
+  endBatch(): void {
+    if (this.db.inTransaction) this.db.exec('COMMIT');
+  }
+
+  /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */
+  appliedAt(seq: number): void {
+    if (seq < this.row.updated_seq) throw new Error(`${this.path} was changed at seq ${this.row.updated_seq}, after the checkpoint's seq ${seq}`);
+    this.db.prepare('UPDATE space SET applied_seq = ? WHERE one = 1').run(seq);
+    this.row = { ...this.row, applied_seq: seq };
+  }
+
   /** Resize this connection's page cache. */
   setCacheKiB(cacheKiB: number): void {
     setCache(this.db, cacheKiB);
