@@ -126,7 +126,8 @@ export async function stageCheckpoint(file: string, manifest: Manifest, engine: 
   return { collection: loaded.collection, spaces: staged };
 }
 
-async function removeStaged(staged: readonly StagedSpace[]): Promise<void> {
+/** Remove staged files (and any SQLite side files) that were not installed. */
+export async function removeStaged(staged: readonly StagedSpace[]): Promise<void> {
   for (const { path: stagedPath } of staged) for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(`${stagedPath}${suffix}`, { force: true });
 }
 

@@ -19,6 +19,8 @@ import {
   DefaultApiHost,
   DefaultApiPort,
   DefaultBodyLimitBytes,
+  DefaultStoreCacheSize,
+  MinStoreCacheBytes,
   DefaultDataPath,
   DefaultFileVaultPath,
   DefaultGroupCommitMs,
@@ -72,6 +74,8 @@ export interface Config {
   paths: { data: string; fileVault: string };
   auth: { tokensFile: string };
   journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
+  /** The storage engine: `cacheSize`, the page cache its files share, in bytes (what bounds its memory). */
+  store: { cacheSize: number };
   checkpoint: CheckpointConfig;
   failover: FailoverConfig;
   log: { level: LogLevel };
@@ -195,6 +199,15 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   }
   if (bodyLimitBytes < MinBodyLimitBytes) throw fail(mustBe('api.bodyLimitBytes', bodyLimitExpected, bodyLimit));
 
+  const cacheSetting = raw.store?.cacheSize ?? DefaultStoreCacheSize;
+  let cacheSize: number;
+  try {
+    cacheSize = parseSize(cacheSetting, 'store.cacheSize');
+  } catch (error) {
+    throw fail(error instanceof ConfigError ? error.message : String(error));
+  }
+  if (cacheSize < MinStoreCacheBytes) throw fail(mustBe('store.cacheSize', `a size of at least ${MinStoreCacheBytes / 1024 / 1024} MiB`, cacheSetting));
+
   let port = raw.api?.port ?? DefaultApiPort;
   const portOverride = envValue(env, PortEnv);
   if (portOverride !== undefined) {
@@ -238,6 +251,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
       groupCommitMs: raw.journal?.groupCommitMs ?? DefaultGroupCommitMs,
       syncIntervalMs: raw.journal?.syncIntervalMs ?? DefaultSyncIntervalMs,
     },
+    store: { cacheSize },
     checkpoint: resolveCheckpoint(raw.checkpoint ?? {}, fail),
     failover: resolveFailover(raw.failover ?? {}, configFolder, vaultFolder, fail),
     log: { level: raw.log?.level ?? DefaultLogLevel },

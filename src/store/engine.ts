@@ -335,7 +335,7 @@ export class Engine implements Catalogue {
    * files are removed after.
    */
   install(staged: readonly StagedSpace[], seq: number, templates?: readonly TemplateDef[], mode: InstallMode = 'restore', epoch = this.appliedEpochValue): void {
-    if (!Number.isSafeInteger(seq) || seq <= this.applied) throw new Error(`install: seq ${seq} must be an integer greater than the applied seq ${this.applied}`);
+    if (!Number.isSafeInteger(seq) || (mode === 'base' ? seq < this.applied : seq <= this.applied)) throw new Error(`install: seq ${seq} must be an integer greater than the applied seq ${this.applied}`);
     if (mode === 'base' && (templates === undefined || this.spaceFiles.size > 0 || this.templateDefs.size > 0)) {
       throw new Error('install: a start-up base goes into an empty engine, with its templates');
     }
@@ -387,6 +387,30 @@ export class Engine implements Catalogue {
       removeDatabase(old.path);
     }
     this.shareCache();
+  }
+
+  /** The engine's folder. */
+  get dir(): string {
+    return this.options.dir;
+  }
+
+  /**
+   * Put `other` (an engine rebuilt in a folder of its own) in this one's
+   * place: both close, this folder goes, `other`'s is renamed to it, and the
+   * engine opened there is returned. This engine must not be used after.
+   */
+  replaceWith(other: Engine): Engine {
+    const { options } = this;
+    this.close();
+    other.close();
+    Engine.remove(options.dir);
+    renameSync(other.options.dir, options.dir);
+    return Engine.open(options);
+  }
+
+  /** Remove the engine folder `dir` and everything in it (an engine that is rebuilt). */
+  static remove(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
   }
 
   /** Close every file. */
