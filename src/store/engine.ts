@@ -265,14 +265,14 @@ export class Engine implements Catalogue {
     if (records.length === 0) return;
     const touched = new Set<SpaceFile>();
     let last: AppliedOp | null = null;
-    let failure: unknown = null;
+    let failure: Error | null = null;
     this.db.exec('BEGIN');
     try {
       for (const record of records) {
         try {
           this.applyOne(record.op, record.seq, touched);
         } catch (err) {
-          failure = err;
+          failure = err as Error;
           break;
         }
         last = record;

@@ -286,6 +286,17 @@ export class SpaceFile {
     return this.pageStatement(conditions.length).all(...params);
   }
 
+  /** Every object, in key order, read `pageRows` at a time (keyset pages: nothing is held open between them). */
+  *objects(pageRows = 1000): IterableIterator<KeyText> {
+    let after: string | undefined;
+    for (;;) {
+      const page = this.page({}, after, pageRows);
+      yield* page;
+      if (page.length < pageRows) return;
+      after = page.at(-1)!.key;
+    }
+  }
+
   /**
    * One indexed field a page at a time: up to `limit` postings after
    * (`afterTerm`, `afterKey`) in (term, key) order, each as its term and key.

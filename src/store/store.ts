@@ -215,9 +215,10 @@ export class Store {
     const after = await listCountedJournalFiles(options.journalDir);
     const end = journalEnd(scan, after);
     if (end < baseSeq) {
-      throw new Error(
-        `the journal ends at seq ${end} but the node's data folder holds the collection at seq ${baseSeq}: journal files are missing from ${options.journalDir}; ` +
-          'put them back (from a backup of the FileVault) and start again',
+      // The journal is the source of truth: what the engine holds past its end is on no other node either.
+      throw new EngineDivergedError(
+        `the journal ends at seq ${end} but the node's data folder holds the collection at seq ${baseSeq}: records it applied are no longer in ${options.journalDir} (cut, or removed); ` +
+          'the data folder is rebuilt from the newest checkpoint and the journal as it is',
       );
     }
     logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: end, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
