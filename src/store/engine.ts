@@ -27,6 +27,7 @@ import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
 import { SpaceFile, type KeyText } from './space-file.js';
+import { WalFolder } from './wal-folder.js';
 import type { SpaceInfo } from './space.js';
 import { compareTemplates, type TemplateDef } from './template.js';
 
@@ -147,6 +148,7 @@ export class EngineSnapshot {
 export class Engine implements Catalogue {
   private readonly templateDefs = new Map<string, TemplateDef>();
   private readonly spaceFiles = new Map<string, SpaceFile>();
+  private readonly folder: WalFolder;
   private applied: number;
   private appliedEpochValue: number;
   private installationValue: string | null;
@@ -163,6 +165,7 @@ export class Engine implements Catalogue {
     if (row === undefined || row.format !== EngineFormat) {
       throw new Error(`${this.collectionPath} is not a collection file of format ${EngineFormat} (found ${row === undefined ? 'none' : `format ${row.format}`})`);
     }
+    this.folder = new WalFolder(options.logger);
     this.applied = row.applied_seq;
     this.appliedEpochValue = row.applied_epoch;
     this.installationValue = row.installation;
@@ -179,6 +182,8 @@ export class Engine implements Catalogue {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      // Folded on a thread of its own, as the space files are (wal-folder.ts).
+      db.pragma('wal_autocheckpoint = 0');
       db.pragma(`cache_size = -${CollectionCacheKiB}`);
       db.pragma('mmap_size = 0');
       if ((db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number) === 0) db.exec(Schema);
@@ -189,6 +194,7 @@ export class Engine implements Catalogue {
     }
     try {
       engine.openSpaces();
+      engine.shareCache();
     } catch (err) {
       engine.close();
       throw err;
@@ -415,6 +421,7 @@ export class Engine implements Catalogue {
 
   /** Close every file. */
   close(): void {
+    this.folder.stop();
     for (const file of this.spaceFiles.values()) file.close();
     this.spaceFiles.clear();
     if (this.db.open) this.db.close();
@@ -439,10 +446,11 @@ export class Engine implements Catalogue {
     return this.options.cacheBytes / 1024 / Math.max(1, spaces);
   }
 
-  /** Give every space file its share of the cache again (after a space came or went). */
+  /** Give every space file its share of the cache again (after a space came or went), and tell the folding thread which files there are. */
   private shareCache(): void {
     const cacheKiB = this.cacheShareKiB(this.spaceFiles.size);
     for (const file of this.spaceFiles.values()) file.setCacheKiB(cacheKiB);
+    this.folder.files([this.collectionPath, ...[...this.spaceFiles.values()].map((f) => f.path)]);
   }
 
   private openSpaces(): void {

@@ -91,8 +91,8 @@ export class Head implements Catalogue {
         checkTransaction(checked.ops);
         checked.ops.forEach((tx, i) => {
           const id = objectKey(checked.space, tx.key);
-          const exists = effects.keys.get(id)?.exists ?? this.holds(checked.space, tx.key);
-          if (tx.op === 'delete' && !exists) throw missingDeleteError(checked.space, tx.key, i);
+          // Only a delete asks whether the object is there (a put is valid either way).
+          if (tx.op === 'delete' && !(effects.keys.get(id)?.exists ?? this.holds(checked.space, tx.key))) throw missingDeleteError(checked.space, tx.key, i);
           effects.keys.set(id, { space: checked.space, key: tx.key, exists: tx.op === 'put' });
         });
         return effects;

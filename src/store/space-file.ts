@@ -105,6 +105,8 @@ function configure(db: Database.Database, options: SpaceFileOptions): void {
   if (options.readOnly === true) return;
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
+  // Folded on a thread of its own (wal-folder.ts), never inside a commit.
+  db.pragma('wal_autocheckpoint = 0');
 }
 
 /** A space's database file, open. */
@@ -322,26 +324,34 @@ export class SpaceFile {
     checkTransaction(ops);
     this.requireNext(seq);
     const fields = this.indexFields;
-    const run = this.db.transaction(() => {
+    // Every delete is checked before anything is written, so that writing cannot fail halfway for a reason of
+    // ours: inside a batch (beginBatch) the writes then need no savepoint of their own.
+    const present = new Map<string, boolean>();
+    ops.forEach((op, i) => {
+      if (op.op === 'delete' && !(present.get(op.key) ?? this.getText.get(op.key) !== undefined)) throw missingDeleteError(this.row.id, op.key, i);
+      present.set(op.key, op.op === 'put');
+    });
+    const write = (): void => {
       let objects = this.row.objects;
-      ops.forEach((op, i) => {
-        const before = this.getText.get(op.key);
+      for (const op of ops) {
+        // Read again: an earlier op of this transaction may have changed it.
+        const old = this.getText.get(op.key);
         if (op.op === 'put') {
           const text = JSON.stringify(op.value);
-          if (text === before) return;
+          if (text === old) continue;
           this.putText.run(op.key, text);
-          if (before === undefined) objects++;
-          this.reindex(fields, op.key, parsedForIndex(before, fields), op.value);
+          if (old === undefined) objects++;
+          if (fields.length > 0) this.reindex(fields, op.key, parsedForIndex(old, fields), op.value);
         } else {
-          if (before === undefined) throw missingDeleteError(this.row.id, op.key, i);
           this.deleteText.run(op.key);
           objects--;
-          this.reindex(fields, op.key, parsedForIndex(before, fields), undefined);
+          if (fields.length > 0) this.reindex(fields, op.key, parsedForIndex(old, fields), undefined);
         }
-      });
+      }
       this.save({ ...this.row, updated_seq: seq, applied_seq: seq, objects });
-    });
-    run();
+    };
+    if (this.db.inTransaction) write();
+    else this.db.transaction(write)();
   }
 
   /** Follow the newer `template` version (already checked) from `seq`: the indexes of fields it drops go, new ones are built. */
