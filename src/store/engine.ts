@@ -149,6 +149,8 @@ export class Engine implements Catalogue {
   private readonly templateDefs = new Map<string, TemplateDef>();
   private readonly spaceFiles = new Map<string, SpaceFile>();
   private readonly folder: WalFolder;
+  /** Statements of every step (Engine.apply), prepared once. */
+  private readonly steps: { begin: Database.Statement; commit: Database.Statement; mark: Database.Statement<[number, number]> };
   private applied: number;
   private appliedEpochValue: number;
   private installationValue: string | null;
@@ -166,6 +168,11 @@ export class Engine implements Catalogue {
       throw new Error(`${this.collectionPath} is not a collection file of format ${EngineFormat} (found ${row === undefined ? 'none' : `format ${row.format}`})`);
     }
     this.folder = new WalFolder(options.logger);
+    this.steps = {
+      begin: db.prepare('BEGIN'),
+      commit: db.prepare('COMMIT'),
+      mark: db.prepare<[number, number]>('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1'),
+    };
     this.applied = row.applied_seq;
     this.appliedEpochValue = row.applied_epoch;
     this.installationValue = row.installation;
@@ -272,7 +279,7 @@ export class Engine implements Catalogue {
     const touched = new Set<SpaceFile>();
     let last: AppliedOp | null = null;
     let failure: Error | null = null;
-    this.db.exec('BEGIN');
+    this.steps.begin.run();
     try {
       for (const record of records) {
         try {
@@ -284,8 +291,8 @@ export class Engine implements Catalogue {
         last = record;
       }
       for (const file of touched) file.endBatch();
-      if (last !== null) this.db.prepare('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1').run(last.seq, last.epoch ?? this.appliedEpochValue);
-      this.db.exec('COMMIT');
+      if (last !== null) this.steps.mark.run(last.seq, last.epoch ?? this.appliedEpochValue);
+      this.steps.commit.run();
     } catch (err) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw err;
@@ -370,7 +377,7 @@ export class Engine implements Catalogue {
         }
         const upsert = this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET file = excluded.file');
         for (const { id, file } of opened) upsert.run(id, path.basename(file.path));
-        this.db.prepare('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1').run(seq, epoch);
+        this.steps.mark.run(seq, epoch);
       })();
     } catch (err) {
       for (const { file } of opened) {

@@ -119,6 +119,9 @@ export class SpaceFile {
   private readonly dropPosting: Database.Statement<[string, Buffer, string]>;
   private readonly saveRow: Database.Statement<[number, number, number, string, string, string]>;
   private readonly pages = new Map<number, Database.Statement<unknown[], KeyText>>();
+  private readonly batch: { begin: Database.Statement; commit: Database.Statement };
+  /** The template's index fields, parsed once per change of the row. */
+  private fields: string[];
 
   private constructor(
     /** The file's path. */
@@ -126,6 +129,8 @@ export class SpaceFile {
     private readonly db: Database.Database,
   ) {
     this.row = readRow(db, path);
+    this.fields = JSON.parse(this.row.index_fields) as string[];
+    this.batch = { begin: db.prepare('BEGIN'), commit: db.prepare('COMMIT') };
     this.getText = db.prepare<[string], string>('SELECT value FROM objects WHERE key = ?').pluck();
     this.putText = db.prepare('INSERT INTO objects (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     this.deleteText = db.prepare('DELETE FROM objects WHERE key = ?');
@@ -254,7 +259,7 @@ export class SpaceFile {
 
   /** Fields the template version indexes. */
   get indexFields(): string[] {
-    return JSON.parse(this.row.index_fields) as string[];
+    return [...this.fields];
   }
 
   /** Seq of the last operation applied to this file. */
@@ -323,7 +328,7 @@ export class SpaceFile {
   commit(ops: readonly TxOp[], seq: number): void {
     checkTransaction(ops);
     this.requireNext(seq);
-    const fields = this.indexFields;
+    const fields = this.fields;
     // Every delete is checked before anything is written, so that writing cannot fail halfway for a reason of
     // ours: inside a batch (beginBatch) the writes then need no savepoint of their own.
     const present = new Map<string, boolean>();
@@ -446,12 +451,12 @@ export class SpaceFile {
    * `endBatch`: many operations, one commit of the file. No-op when one is open.
    */
   beginBatch(): void {
-    if (!this.db.inTransaction) this.db.exec('BEGIN');
+    if (!this.db.inTransaction) this.batch.begin.run();
   }
 
   /** Commit the transaction `beginBatch` opened, if any. */
   endBatch(): void {
-    if (this.db.inTransaction) this.db.exec('COMMIT');
+    if (this.db.inTransaction) this.batch.commit.run();
   }
 
   /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */
@@ -479,6 +484,7 @@ export class SpaceFile {
 
   private save(row: SpaceRow): void {
     this.saveRow.run(row.updated_seq, row.applied_seq, row.objects, row.template_name, row.template_version, row.index_fields);
+    if (row.index_fields !== this.row.index_fields) this.fields = JSON.parse(row.index_fields) as string[];
     this.row = row;
   }
 
