@@ -5,19 +5,8 @@ import path from 'node:path';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Engine, SpaceFile, StoreState, type Json, type StoreOp, type TxOp } from '../../src/store/index.js';
+import { seededRandom } from '../helpers/random.js';
 import { commit, create, del, load, put } from '../helpers/store-ops.js';
-
-/** A small deterministic generator (mulberry32), so that a failing seed can be run again. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Terms whose byte order in UTF-8 differs from JavaScript's string order (U+FF21 sorts after U+1F600 in UTF-8, before it in UTF-16). */
 const Terms = ['a', 'b', 'B', '', 'é', '\uff21', '\u{1f600}', 'a\u0000b', '10', '9', 'true'];
@@ -119,7 +108,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
 
   it('agrees with the in-memory state, op by op, on 600 random operations per seed: the same results, the same refusals', function () {
     for (const seed of [1, 2, 3]) {
-      const rnd = random(seed);
+      const rnd = seededRandom(seed);
       const engine = open();
       let state = StoreState.empty();
       let seq = 0;
@@ -163,7 +152,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
   });
 
   it('keeps everything across a close and an open, and skips the records it already holds when they come again', function () {
-    const rnd = random(7);
+    const rnd = seededRandom(7);
     let engine = open();
     let state = StoreState.empty();
     const records: { op: StoreOp; seq: number }[] = [];
