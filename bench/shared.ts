@@ -12,17 +12,8 @@ import { Engine } from '../src/store/index.js';
 
 export const MiB = 1024 * 1024;
 
-/** mulberry32: a small seeded PRNG, so that runs compare. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded PRNG, so that runs compare (the tests' own, test/helpers/random.ts). */
+export { seededRandom as prng } from '../test/helpers/random.js';
 
 export const Types = ['Part', 'Part', 'Part', 'Assembly', 'Document', 'Drawing', 'ChangeOrder', 'Material'];
 export const States = ['draft', 'in-review', 'released', 'released', 'obsolete'];

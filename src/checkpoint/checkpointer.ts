@@ -243,7 +243,7 @@ export class Checkpointer {
           (engine, next) => engine.install(staged.spaces, next, whole ? staged.collection!.templates : undefined),
         ));
       } catch (err) {
-        await removeStaged(staged.spaces);
+        removeStaged(staged.spaces);
         throw err;
       }
       logger.info('checkpoint restored', { id, scope: op.scope, spaces, seq, ms: Math.round(performance.now() - started) });
@@ -368,7 +368,7 @@ export async function replayRestore(catalogue: Catalogue, op: RestoreOp, engine:
   try {
     engine.install(staged.spaces, seq, whole ? staged.collection!.templates : undefined, 'restore', epoch);
   } catch (err) {
-    await removeStaged(staged.spaces);
+    removeStaged(staged.spaces);
     throw err;
   }
 }

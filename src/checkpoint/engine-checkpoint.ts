@@ -15,7 +15,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BadRequestError, NotFoundError } from '../errors.js';
-import { checkSpaceFile, parseCollectionFile, SpaceFile, type CollectionData, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
+import { checkSpaceFile, parseCollectionFile, removeDatabase, SpaceFile, type CollectionData, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
 import { loadCheckpoint, readAll } from './checkpoint-loader.js';
 import { CollectionEntry, EngineSpaceFile, readCheckpointArchive, spaceEntryPath, type Manifest, type SpaceSource } from './archive/index.js';
 
@@ -120,15 +120,15 @@ export async function stageCheckpoint(file: string, manifest: Manifest, engine: 
       await SpaceFile.build(target, info, template, data.entries(), (field) => data.indexEntries(field), { cacheKiB: BuildCacheKiB });
     }
   } catch (err) {
-    await removeStaged(staged);
+    removeStaged(staged);
     throw err;
   }
   return { collection: loaded.collection, spaces: staged };
 }
 
 /** Remove staged files (and any SQLite side files) that were not installed. */
-export async function removeStaged(staged: readonly StagedSpace[]): Promise<void> {
-  for (const { path: stagedPath } of staged) for (const suffix of ['', '-wal', '-shm', '-journal']) await fs.rm(`${stagedPath}${suffix}`, { force: true });
+export function removeStaged(staged: readonly StagedSpace[]): void {
+  for (const { path: stagedPath } of staged) removeDatabase(stagedPath);
 }
 
 /** Format 2: the space files (and the collection database when asked for), each checked while the next is read. */
@@ -177,7 +177,7 @@ async function stageEngineSpaces(file: string, manifest: Manifest, engine: Engin
     return { collection, spaces: staged };
   } catch (err) {
     await Promise.allSettled(checks);
-    await removeStaged(staged);
+    removeStaged(staged);
     throw err;
   }
 }

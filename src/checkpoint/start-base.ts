@@ -36,7 +36,7 @@ export async function loadStartBase(catalogue: Catalogue, installation: string, 
       try {
         engine.install(staged.spaces, entry.manifest.seq, staged.collection!.templates, 'base', entry.manifest.epoch);
       } catch (err) {
-        await removeStaged(staged.spaces);
+        removeStaged(staged.spaces);
         throw err;
       }
       logger.info('start-up checkpoint loaded', { id: entry.id, seq: entry.manifest.seq, bytes: entry.size, ms: Math.round(performance.now() - started) });

@@ -606,7 +606,11 @@ export class FailoverManager {
     const distrust = this.silenceTrustedReason();
     this.reportDistrust(distrust);
     const silent = client.silentForMs() >= options.config.heartbeatTimeoutMs;
-    const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs && distrust === null;
+    // A quiet lease held in this node's own name is one it stopped renewing itself (a switchover whose release
+    // failed, a rejoin after a fence): the other standbys take it first, this node only a heartbeat timeout
+    // later, should none of them do. A configured primary starting up takes its own old lease at once.
+    const own = lease !== null && lease.holder === options.node && !this.startAsPrimary;
+    const stale = watcher.unchangedForMs() >= options.config.leaseTtlMs + (own ? options.config.heartbeatTimeoutMs : 0) && distrust === null;
     // A lease released for a named candidate is that node's alone to take at once.
     const released = watcher.released() && lease !== null && lease.holder !== options.node && (lease.candidate === undefined || lease.candidate === options.node);
     if (!(released || (silent && stale))) return;

@@ -26,7 +26,7 @@ import type { Logger } from '../log/index.js';
 import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
-import { SpaceFile, type KeyText } from './space-file.js';
+import { removeDatabase, SpaceFile, type KeyText } from './space-file.js';
 import { WalFolder } from './wal-folder.js';
 import type { SpaceInfo } from './space.js';
 import { compareTemplates, type TemplateDef } from './template.js';
@@ -128,8 +128,8 @@ export class EngineSnapshot {
   }
 
   /** Copy space `id`'s database as the snapshot sees it to `dest` (a new file); see SpaceFile.copyTo. */
-  copySpace(id: string, dest: string, pagesPerStep: number, onStep?: (remaining: number, total: number) => void): Promise<void> {
-    return this.pinned(id).file.copyTo(dest, pagesPerStep, onStep);
+  copySpace(id: string, dest: string, pagesPerStep: number): Promise<void> {
+    return this.pinned(id).file.copyTo(dest, pagesPerStep);
   }
 
   /** End the read transactions. */
@@ -532,11 +532,6 @@ function touch(file: SpaceFile, touched: Set<SpaceFile>): void {
   if (touched.has(file)) return;
   file.beginBatch();
   touched.add(file);
-}
-
-/** Remove a SQLite database file and its WAL and shared-memory files. */
-function removeDatabase(file: string): void {
-  for (const suffix of ['', '-wal', '-shm']) rmSync(`${file}${suffix}`, { force: true });
 }
 
 function sameFields(a: readonly string[], b: readonly string[]): boolean {

@@ -45,6 +45,11 @@ export interface KeyText {
   text: string;
 }
 
+/** Remove a SQLite database file and the files SQLite keeps beside it (WAL, shared memory, rollback journal). */
+export function removeDatabase(file: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${file}${suffix}`, { force: true });
+}
+
 /** A term as stored: UTF-16BE, so that byte order is JavaScript's string order. */
 export function termBytes(term: string): Buffer {
   return Buffer.from(term, 'utf16le').swap16();
@@ -229,7 +234,7 @@ export class SpaceFile {
       file.save({ ...file.row, updated_seq: info.updatedSeq, applied_seq: info.updatedSeq, objects: count });
     } catch (err) {
       file.close();
-      for (const suffix of ['', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+      removeDatabase(path);
       throw err;
     }
     file.close();
@@ -385,13 +390,8 @@ export class SpaceFile {
    * loop between steps. On a pinned connection the copy is the pinned
    * snapshot, whatever is written meanwhile.
    */
-  async copyTo(dest: string, pagesPerStep: number, onStep?: (remaining: number, total: number) => void): Promise<void> {
-    await this.db.backup(dest, {
-      progress: ({ totalPages, remainingPages }) => {
-        onStep?.(remainingPages, totalPages);
-        return pagesPerStep;
-      },
-    });
+  async copyTo(dest: string, pagesPerStep: number): Promise<void> {
+    await this.db.backup(dest, { progress: () => pagesPerStep });
   }
 
   /**
