@@ -197,7 +197,7 @@ export class JournalWriter {
   }
 
   /** Numbers `op` with the next seq (gap-free, at once) and queues it; `durable` resolves once it is acknowledged. */
-  append(op: unknown): { seq: number; durable: Promise<void> } {
+  append(op: unknown): { seq: number; bytes: number; durable: Promise<void> } {
     if (this.closing !== null) throw new JournalWriteError(`journal ${this.file} is closed; the commit was not acknowledged`);
     this.throwIfBroken();
     const seq = this.nextSeq;
@@ -219,7 +219,7 @@ export class JournalWriter {
     };
     this.queue.push({ seq, frame, resolve, reject });
     this.pump();
-    return { seq, durable };
+    return { seq, bytes: frame.length, durable };
   }
 
   /** Flushes and fsyncs the current file, then continues in a new file named for the next seq; returns its path. */

@@ -57,7 +57,9 @@ export class Head implements Catalogue {
   /** Whether space `space` holds `key` at the head. */
   holds(space: string, key: string): boolean {
     const pending = this.keys.get(objectKey(space, key));
-    return pending !== undefined ? pending.exists : this.engine.text(space, key) !== undefined;
+    if (pending !== undefined) return pending.exists;
+    // A space created by a commit the engine has not taken yet holds only what the head knows of.
+    return this.engine.space(space) !== undefined && this.engine.text(space, key) !== undefined;
   }
 
   /**

@@ -117,6 +117,10 @@ function configure(db: Database.Database, options: SpaceFileOptions): void {
 /** A space's database file, open. */
 export class SpaceFile {
   private row: SpaceRow;
+  /** Set while `row` holds changes not written yet (commits inside a batch write it once, at endBatch). */
+  private rowChanged = false;
+  /** Set between beginBatch and endBatch. */
+  private batched = false;
   private readonly getText: Database.Statement<[string], string>;
   private readonly putText: Database.Statement<[string, string]>;
   private readonly deleteText: Database.Statement<[string]>;
@@ -358,10 +362,18 @@ export class SpaceFile {
           if (fields.length > 0) this.reindex(fields, op.key, parsedForIndex(old, fields), undefined);
         }
       }
-      this.save({ ...this.row, updated_seq: seq, applied_seq: seq, objects });
+      // The row is written once per batch (endBatch) or transaction.
+      this.row = { ...this.row, updated_seq: seq, applied_seq: seq, objects };
+      this.rowChanged = true;
     };
-    if (this.db.inTransaction) write();
-    else this.db.transaction(write)();
+    if (this.batched) {
+      write();
+    } else {
+      this.db.transaction(() => {
+        write();
+        this.writeRow();
+      })();
+    }
   }
 
   /** Follow the newer `template` version (already checked) from `seq`: the indexes of fields it drops go, new ones are built. */
@@ -452,11 +464,15 @@ export class SpaceFile {
    */
   beginBatch(): void {
     if (!this.db.inTransaction) this.batch.begin.run();
+    this.batched = true;
   }
 
   /** Commit the transaction `beginBatch` opened, if any. */
   endBatch(): void {
-    if (this.db.inTransaction) this.batch.commit.run();
+    this.batched = false;
+    if (!this.db.inTransaction) return;
+    this.writeRow();
+    this.batch.commit.run();
   }
 
   /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */
@@ -483,9 +499,18 @@ export class SpaceFile {
   }
 
   private save(row: SpaceRow): void {
-    this.saveRow.run(row.updated_seq, row.applied_seq, row.objects, row.template_name, row.template_version, row.index_fields);
     if (row.index_fields !== this.row.index_fields) this.fields = JSON.parse(row.index_fields) as string[];
     this.row = row;
+    this.rowChanged = true;
+    this.writeRow();
+  }
+
+  /** Write the space row as this connection holds it, if it changed since it was last written. */
+  private writeRow(): void {
+    if (!this.rowChanged) return;
+    const row = this.row;
+    this.saveRow.run(row.updated_seq, row.applied_seq, row.objects, row.template_name, row.template_version, row.index_fields);
+    this.rowChanged = false;
   }
 
   /** The postings of `key` after it changed from `before` to `after` (undefined = absent): only differing terms are touched. */

@@ -1,9 +1,9 @@
 /**
  * What reads see: the storage engine's durable state, with the read methods
  * the API and the services use. A view is made per request (Store.state); it
- * reads the engine as it is at each call, and a synchronous run of calls (a
- * page of a query) sees one state, since the engine changes only between
- * turns of the event loop.
+ * reads the engine as it is at each call (its source applies the acknowledged
+ * commits first), and a synchronous run of calls (a page of a query) sees one
+ * state, since the engine changes only between turns of the event loop.
  */
 import type { Engine } from './engine.js';
 import type { Json } from './json.js';
@@ -15,7 +15,12 @@ const QueryPageRows = 256;
 
 /** The durable state, read from the engine. */
 export class StateView {
-  constructor(private readonly engine: Engine) {}
+  /** `source` gives the engine holding every acknowledged commit (Store.engine). */
+  constructor(private readonly source: () => Engine) {}
+
+  private get engine(): Engine {
+    return this.source();
+  }
 
   /** Seq of the last applied operation (0 for an empty store). */
   get seq(): number {
@@ -61,7 +66,7 @@ export class StateView {
    */
   queryMatches(spaceId: string, filter: Record<string, string>, after?: string): IterableIterator<{ key: string; text: string }> {
     const first = this.engine.page(spaceId, filter, after, QueryPageRows);
-    return pages(this.engine, spaceId, filter, first);
+    return pages(this.source, spaceId, filter, first);
   }
 
   /** The fields a space's template version indexes; NotFoundError for an unknown space. */
@@ -70,11 +75,11 @@ export class StateView {
   }
 }
 
-function* pages(engine: Engine, spaceId: string, filter: Record<string, string>, first: { key: string; text: string }[]): IterableIterator<{ key: string; text: string }> {
+function* pages(engine: () => Engine, spaceId: string, filter: Record<string, string>, first: { key: string; text: string }[]): IterableIterator<{ key: string; text: string }> {
   let page = first;
   for (;;) {
     yield* page;
     if (page.length < QueryPageRows) return;
-    page = engine.page(spaceId, filter, page.at(-1)!.key, QueryPageRows);
+    page = engine().page(spaceId, filter, page.at(-1)!.key, QueryPageRows);
   }
 }

@@ -2,18 +2,22 @@
  * The store: the storage engine's state plus the journal that makes it
  * durable.
  *
- * - The engine holds exactly the operations whose journal record is
- *   acknowledged: reads and checkpoints use it (Store.state), so nobody ever
- *   sees a commit that a crash could undo, and a commit's caller, once
- *   answered, reads what it wrote.
+ * - What reads and checkpoints see (Store.state, Store.engine) is exactly
+ *   the operations whose journal record is acknowledged, so nobody ever sees
+ *   a commit that a crash could undo, and a commit's caller, once answered,
+ *   reads what it wrote. Acknowledged operations reach the engine in steps:
+ *   they gather for up to `ApplyDelayMs` (or `ApplyBatchRecords` records,
+ *   `ApplyBatchBytes` of journal), and any read applies what has gathered
+ *   before it reads, so a step writes each touched engine page once for many
+ *   commits instead of once per group commit.
  * - The head (head.ts) adds the operations handed to the journal but not yet
  *   acknowledged. New operations are checked against it, so two concurrent
  *   creates of the same space cannot both be journaled.
  *
  * A commit is checked against the head (a typed error changes nothing),
- * appended to the journal (which hands out the next `seq`), applied to the
- * engine with the rest of its group commit once the journal acknowledges it
- * (JournalWriter's onAcknowledged: one engine step per group), and answered.
+ * appended to the journal (which hands out the next `seq`), answered once the
+ * journal acknowledges it (JournalWriter's onAcknowledged), and applied to the
+ * engine with the rest of its step.
  * If the journal fails, the operations it did not acknowledge are refused and
  * the head falls back to the engine.
  */
@@ -38,6 +42,12 @@ import type { Engine } from './engine.js';
 import { Head, type Effects } from './head.js';
 import { isValidOp, type RestoreOp, type StoreOp } from './ops.js';
 import { StateView } from './state-view.js';
+
+/** Longest an acknowledged operation waits for its engine step (a read applies it at once). */
+const ApplyDelayMs = 10;
+/** Acknowledged operations, or bytes of their journal records, that make a step at once: what waits stays bounded. */
+const ApplyBatchRecords = 8192;
+const ApplyBatchBytes = 16 * 1024 * 1024;
 
 /** Options for {@link Store.open}. */
 export interface StoreOptions {
@@ -96,6 +106,10 @@ interface Pending {
   effects: Effects;
   /** For a restore: puts the staged checkpoint in place (Engine.install) as this seq. */
   install?: (engine: Engine, seq: number) => void;
+  /** Bytes of its journal record. */
+  bytes?: number;
+  /** Set when the journal acknowledged it and this store took it for the engine. */
+  acknowledged?: boolean;
 }
 
 /**
@@ -147,8 +161,12 @@ export class Store {
   private readonly head: Head;
   /** Seq of the last operation handed to the journal (or applied, while following). */
   private headSeq: number;
-  /** Operations handed to the journal and not applied yet, in seq order. */
+  /** Operations handed to the journal and not acknowledged yet, in seq order. */
   private pending: Pending[] = [];
+  /** Operations acknowledged and not applied to the engine yet (their step), in seq order, with their journal bytes. */
+  private acked: Pending[] = [];
+  private ackedBytes = 0;
+  private applyTimer: NodeJS.Timeout | null = null;
   private lastDurable: Promise<unknown> = Promise.resolve();
   /** Set while a restore is journaled and installed: commits wait for it. */
   private restoring: Promise<unknown> | null = null;
@@ -237,11 +255,12 @@ export class Store {
 
   /** The durable state: what reads see, and what a checkpoint is made from. */
   get state(): StateView {
-    return new StateView(this.engineValue);
+    return new StateView(() => this.engine);
   }
 
   /** The storage engine this store applies to (it changes when a rebuilt one is adopted). */
   get engine(): Engine {
+    this.applyAcknowledged();
     return this.engineValue;
   }
 
@@ -286,7 +305,7 @@ export class Store {
       await this.lastDurable.catch(() => undefined);
       // Its answer says the state holds it: a fenced node may no longer say so.
       this.throwIfFenced('a no-op, not acknowledged');
-      return { seq: this.engineValue.appliedSeq, state: this.state };
+      return { seq: this.state.seq, state: this.state };
     }
     return this.journal(writer, { op, seq, epoch: this.epochValue, effects });
   }
@@ -338,12 +357,13 @@ export class Store {
     this.headSeq = entry.seq;
     this.head.add(entry.effects, entry.seq);
     this.pending.push(entry);
+    entry.bytes = appended.bytes;
     this.lastDurable = appended.durable;
     await appended.durable;
     // Fenced while the record was being written: it is in the journal, but this node may no longer say so, nor
     // show it to reads or checkpoints (a successor may have sealed the journal before it: then it is void).
     this.throwIfFenced('written to the journal but not acknowledged');
-    if (this.engineValue.appliedSeq < entry.seq) {
+    if (entry.acknowledged !== true) {
       throw new UnavailableError(`the commit is in the journal, but this node's data folder did not take it (${this.broken?.message ?? 'not applied'}); it is not acknowledged`);
     }
     for (const listener of this.listeners) {
@@ -357,16 +377,41 @@ export class Store {
   }
 
   /**
-   * The journal acknowledged every record up to `lastSeq`: apply them to the
-   * engine in one step, before their callers hear of it (JournalWriter's
-   * onAcknowledged). A fenced node applies nothing more: what it wrote
-   * meanwhile may be void (a successor may have sealed the journal before it).
+   * The journal acknowledged every record up to `lastSeq` (JournalWriter's
+   * onAcknowledged, before their callers hear of it): they join the next
+   * engine step. A fenced node takes nothing more: what it wrote meanwhile
+   * may be void (a successor may have sealed the journal before it).
    */
   private acknowledged(lastSeq: number): void {
     if (this.fence() !== null || this.broken !== null) return;
     let taken = 0;
     while (taken < this.pending.length && this.pending[taken]!.seq <= lastSeq) taken++;
+    if (taken === 0) return;
     const ready = this.pending.splice(0, taken);
+    for (const entry of ready) {
+      entry.acknowledged = true;
+      this.acked.push(entry);
+      this.ackedBytes += entry.bytes ?? 0;
+    }
+    // A restore replaces the state at once; a full step goes now, so what waits stays bounded.
+    if (ready.some((entry) => entry.install !== undefined) || this.acked.length >= ApplyBatchRecords || this.ackedBytes >= ApplyBatchBytes) {
+      this.applyAcknowledged();
+    } else if (this.applyTimer === null) {
+      this.applyTimer = setTimeout(() => this.applyAcknowledged(), ApplyDelayMs);
+      this.applyTimer.unref();
+    }
+  }
+
+  /** Apply the acknowledged operations the engine does not hold yet, in one step. */
+  private applyAcknowledged(): void {
+    if (this.applyTimer !== null) {
+      clearTimeout(this.applyTimer);
+      this.applyTimer = null;
+    }
+    const ready = this.acked;
+    if (ready.length === 0) return;
+    this.acked = [];
+    this.ackedBytes = 0;
     try {
       let from = 0;
       ready.forEach((entry, i) => {
@@ -377,12 +422,14 @@ export class Store {
       });
       this.engineValue.apply(ready.slice(from));
     } catch (err) {
-      this.broken = err as Error;
-      this.logger.error('the storage engine did not take acknowledged journal records; this node refuses commits until it restarts (the journal holds them)', {
-        appliedSeq: this.engineValue.appliedSeq,
-        lastSeq,
-        error: (err as Error).message,
-      });
+      if (this.broken === null) {
+        this.broken = err as Error;
+        this.logger.error('the storage engine did not take acknowledged journal records; this node refuses commits until it restarts (the journal holds them)', {
+          appliedSeq: this.engineValue.appliedSeq,
+          lastSeq: ready.at(-1)!.seq,
+          error: (err as Error).message,
+        });
+      }
     }
     for (const entry of ready) this.head.drop(entry.effects, entry.seq);
   }
@@ -503,7 +550,7 @@ export class Store {
   async pruneJournal(uptoSeq: number): Promise<JournalFile[]> {
     if (this.writer === null) throw new UnavailableError('this node does not write the journal');
     // The engine of this node must never need what is pruned: it holds everything acknowledged.
-    const removed = await pruneJournalFiles(this.options.journalDir, Math.min(uptoSeq, this.engineValue.appliedSeq));
+    const removed = await pruneJournalFiles(this.options.journalDir, Math.min(uptoSeq, this.engine.appliedSeq));
     for (const [id, seq] of this.restoreRefs) if (seq <= uptoSeq) this.restoreRefs.delete(id);
     if (removed.length > 0) this.logger.info('journal pruned', { uptoSeq, files: removed.map((f) => f.path) });
     return removed;
@@ -512,6 +559,7 @@ export class Store {
   // Called synchronously by the journal before it refuses the unacknowledged records.
   private rollBack(lastDurableSeq: number): void {
     this.acknowledged(lastDurableSeq);
+    this.applyAcknowledged();
     const refused = this.pending.filter((entry) => entry.seq > lastDurableSeq);
     this.pending = this.pending.filter((entry) => entry.seq <= lastDurableSeq);
     this.logger.error('journal write failed; commits after the last durable one were refused', { lastDurableSeq, refused: refused.length });
@@ -551,6 +599,8 @@ export class Store {
         await this.writer.close().catch((err: unknown) => this.logger.warn('closing the old journal writer failed', { error: (err as Error).message }));
         this.writer = null;
       }
+      // The rebuilt engine holds what the journal holds: what waited for this one's step is in it, or void.
+      this.discardAcknowledged();
       this.engineValue = this.engineValue.replaceWith(fresh.engineValue);
       this.epochValue = fresh.epochValue;
       this.broken = null;
@@ -565,6 +615,7 @@ export class Store {
 
   /** Forget what was handed to the journal and not applied, and follow the journal from the engine's applied seq. */
   private dropPending(): void {
+    this.applyAcknowledged();
     this.pending = [];
     this.headSeq = this.engineValue.appliedSeq;
     this.head.reset(this.engineValue);
@@ -580,6 +631,20 @@ export class Store {
   /** Flush and close the journal. The engine stays open: its owner closes it. */
   async close(): Promise<void> {
     await this.writer?.close();
+    this.applyAcknowledged();
+  }
+
+  /** Forget the acknowledged operations not applied yet (the engine is replaced by one rebuilt from the journal). */
+  private discardAcknowledged(): void {
+    if (this.applyTimer !== null) clearTimeout(this.applyTimer);
+    this.applyTimer = null;
+    this.acked = [];
+    this.ackedBytes = 0;
+  }
+
+  /** Whether `key` is in space `space` as the commits handed to the journal leave it (false for an unknown space), without waiting for an engine step. */
+  holds(space: string, key: string): boolean {
+    return this.head.space(space) !== undefined && this.head.holds(space, key);
   }
 }
 

@@ -112,6 +112,8 @@ describe('Store commit pipeline (real journal)', function () {
   it('after a failed journal write, refuses the commit (503), falls back to the durable state, and goes on', async function () {
     const store = await seeded();
     await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: 'kept', value: 1 }] });
+    // Read first: that applies 'kept' now, so that the engine opens no file (which would take the closed descriptor's number) before the failure.
+    expect(store.state.getObject('s', 'kept')).to.equal(1);
     closeSync(descriptorOf(store.journalStats!.file)); // the next write fails for real (EBADF)
     const failed = store.commit({ type: 'space.create', id: 'lost', template: { name: 'plm', version: '1.0' } });
     const err = await failed.then(() => null, (e: unknown) => e);
