@@ -15,8 +15,14 @@ const QueryPageRows = 256;
 
 /** The durable state, read from the engine. */
 export class StateView {
-  /** `source` gives the engine holding every acknowledged commit (Store.engine). */
-  constructor(private readonly source: () => Engine) {}
+  /**
+   * `source` gives the engine holding every acknowledged commit (it throws when the engine cannot: see
+   * Store.state); `appliedSeq` the seq the engine holds, for a view that only asks that.
+   */
+  constructor(
+    private readonly source: () => Engine,
+    private readonly appliedSeq: () => number = () => source().appliedSeq,
+  ) {}
 
   private get engine(): Engine {
     return this.source();
@@ -24,7 +30,7 @@ export class StateView {
 
   /** Seq of the last applied operation (0 for an empty store). */
   get seq(): number {
-    return this.engine.appliedSeq;
+    return this.appliedSeq();
   }
 
   /** Every loaded template version, by name and then by version. */

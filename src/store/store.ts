@@ -255,7 +255,17 @@ export class Store {
 
   /** The durable state: what reads see, and what a checkpoint is made from. */
   get state(): StateView {
-    return new StateView(() => this.engine);
+    return new StateView(
+      () => this.readable(),
+      () => this.engine.appliedSeq,
+    );
+  }
+
+  /** The engine, once it holds every acknowledged commit; UnavailableError when it could not take them (its data would be stale). */
+  private readable(): Engine {
+    const engine = this.engine;
+    if (this.broken !== null) throw new UnavailableError(`this node's data folder stopped taking changes (${this.broken.message}); restart it, or read from another node`);
+    return engine;
   }
 
   /** The storage engine this store applies to (it changes when a rebuilt one is adopted). */
