@@ -68,7 +68,7 @@ import { silentLogger, type Logger } from '../src/log/index.js';
 import { Store, type Json } from '../src/store/index.js';
 import { AutoCheckpointer } from '../src/triggers/index.js';
 import { installationId, VaultPaths } from '../src/vault/index.js';
-import { collectGarbage, elapsed, fmt, keyOf, Materials, MiB, prng, States, stats, Types, Words, type Stats } from './shared.js';
+import { collectGarbage, elapsed, fmt, keyOf, Materials, MiB, prng, States, stats, Types, Words, type Stats, benchEngine } from './shared.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
 const Objects = Math.max(4000, Math.round(200_000 * Scale));
@@ -312,7 +312,7 @@ async function autoPhase(rig: Rig, seed: number, ms: number, thresholdMiB: numbe
   const threshold = thresholdMiB === null ? Unreachable : Math.round(thresholdMiB * Scale * MiB);
   const mode = polling ? `polling ${PollMs} ms` : 'file events';
   const name = thresholdMiB === null ? `watcher only, ${mode}` : `${fmt(thresholdMiB * Scale, Number.isInteger(thresholdMiB * Scale) ? 0 : 1)} MiB, coalesce ${coalesceMs} ms, ${mode}`;
-  const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'bench', compression: Compression, installation });
+  const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'bench', compression: Compression, installation, scratchDir: vault.root });
   await settle();
   const baseStart = store.journalStats!.bytesWritten;
   let prev = { entry: await checkpointer.create(baseRequest), bytesAtSnapshot: baseStart };
@@ -396,7 +396,7 @@ export async function autoBench(): Promise<void> {
     const vault = new VaultPaths(path.join(dir, 'FileVault'));
     await vault.ensure();
     const logger = silentLogger();
-    store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+    store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, engine: benchEngine(dir) });
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
     const installation = await installationId(vault.root);
@@ -406,7 +406,7 @@ export async function autoBench(): Promise<void> {
     console.log(`  preloaded ${fmt(Objects)} objects, ${fmt(valueBytes)} bytes of JSON each on average (${elapsed(started)})`);
     await settle();
     let t = performance.now();
-    const cold = await new Checkpointer({ catalogue, store, logger, node: 'bench', compression: Compression, installation }).create(baseRequest);
+    const cold = await new Checkpointer({ catalogue, store, logger, node: 'bench', compression: Compression, installation, scratchDir: vault.root }).create(baseRequest);
     console.log(`  cold checkpoint of the preloaded collection: ${((performance.now() - t) / 1000).toFixed(2)} s, ${mib(cold.size)} MiB (${elapsed(started)})`);
 
     const ref1 = await referencePhase(rig, 1, PhaseMs / 2);

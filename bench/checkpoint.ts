@@ -44,7 +44,7 @@ import { silentLogger } from '../src/log/index.js';
 import { Store } from '../src/store/index.js';
 import { fsyncDir, installationId, VaultPaths } from '../src/vault/index.js';
 import { loadDataset, LoadsInFlight, makeValue, PutsPerLoad } from './dataset.js';
-import { collectGarbage, elapsed, fmt, keyOf, MiB, prng, stats, type Stats } from './shared.js';
+import { collectGarbage, elapsed, fmt, keyOf, MiB, prng, stats, type Stats, benchEngine } from './shared.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
 const BaselineMs = Number(process.env.BENCH_MS ?? 3000);
@@ -310,12 +310,12 @@ export async function checkpointBench(): Promise<void> {
     const vault = new VaultPaths(path.join(dir, 'FileVault'));
     await vault.ensure();
     const logger = silentLogger();
-    store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+    store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, engine: benchEngine(dir) });
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
     const installation = await installationId(vault.root);
     const checkpointer = (compression: Compression) =>
-      new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation, directWrites: process.env.BENCH_DIRECT !== '0', maxDiskRate: DiskRate });
+      new Checkpointer({ catalogue, store: store!, logger, node: 'bench', compression, installation, directWrites: process.env.BENCH_DIRECT !== '0', maxDiskRate: DiskRate, scratchDir: dir });
     const request = { scope: 'collection' as const, description: 'bench', trigger: 'manual' };
 
     const loadStart = performance.now();

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '../src/log/index.js';
 import { Store } from '../src/store/index.js';
+import { benchEngine } from './shared.js';
 
 const DurationMs = Number(process.env.BENCH_MS ?? 3000);
 const Rounds = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -51,7 +52,7 @@ async function run(writers: number, once: (w: number, i: number) => Promise<unkn
 }
 
 async function openEngine(dir: string): Promise<Store> {
-  const store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger: silentLogger() });
+  const store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger: silentLogger(), engine: benchEngine(dir) });
   await store.commit({ type: 'template.load', template: { name: 'plm', version: '1.0', indexes: ['type'] } });
   await store.commit({ type: 'space.create', id: 's', template: { name: 'plm', version: '1.0' } });
   return store;

@@ -42,7 +42,7 @@ import { DaemonProcess, httpRequest, type LogLine } from '../test/helpers/daemon
 import { Haproxy } from '../test/helpers/haproxy.js';
 import { waitFor } from '../test/helpers/wait-for.js';
 import { loadDataset } from './dataset.js';
-import { elapsed, fmt, MiB, prng } from './shared.js';
+import { elapsed, fmt, MiB, prng, benchEngine } from './shared.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
 const Runs = Number(process.env.BENCH_RUNS ?? 10);
@@ -229,13 +229,13 @@ async function buildVault(vault: VaultPaths, started: number): Promise<void> {
   await vault.ensure();
   const logger = silentLogger();
   const installation = await installationId(vault.root);
-  const store = await Store.open({ journalDir: vault.journal, sync: 'interval', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+  const store = await Store.open({ journalDir: vault.journal, sync: 'interval', groupCommitMs: 0, syncIntervalMs: 1000, logger, engine: benchEngine(path.dirname(vault.root)) });
   try {
     const objects = await loadDataset(store, { targetBytes: TargetBytes, spaces: Spaces, started });
     await store.commit({ type: 'space.create', id: WriteSpace, template: { name: 'plm', version: '1.0' } });
     const catalogue = new Catalogue(vault.checkpoint, logger);
     await catalogue.init();
-    const entry = await new Checkpointer({ catalogue, store, logger, node: 'bench', compression: { method: 'store' }, installation }).create({ scope: 'collection', description: 'failover bench', trigger: 'journal-threshold' });
+    const entry = await new Checkpointer({ catalogue, store, logger, node: 'bench', compression: { method: 'store' }, installation, scratchDir: vault.root }).create({ scope: 'collection', description: 'failover bench', trigger: 'journal-threshold' });
     await store.pruneJournal(entry.manifest.seq);
     console.log(`vault: ${fmt(objects)} objects, checkpoint ${fmt(entry.size / MiB)} MiB (${elapsed(started)})`);
   } finally {

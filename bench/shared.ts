@@ -3,8 +3,12 @@
  * generated objects (so that runs compare), scrambled keys, latency
  * percentiles, number formatting, and a full garbage collection between steps.
  */
+import path from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { DefaultStoreCacheSize, parseSize } from '../src/config/index.js';
+import { silentLogger } from '../src/log/index.js';
+import { Engine } from '../src/store/index.js';
 
 export const MiB = 1024 * 1024;
 
@@ -45,3 +49,10 @@ export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimu
 // A full collection between steps, so that no step pays for the garbage of the one before.
 v8.setFlagsFromString('--expose-gc');
 export const collectGarbage = runInNewContext('gc') as () => void;
+
+let engines = 0;
+
+/** A new storage engine under `root` (the daemon's default cache, store.cacheSize), for a Store the bench opens. */
+export function benchEngine(root: string): Engine {
+  return Engine.open({ dir: path.join(root, `engine-${++engines}`), cacheBytes: parseSize(DefaultStoreCacheSize, 'store.cacheSize'), logger: silentLogger() });
+}

@@ -63,7 +63,7 @@ export function objectRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.put<{ Params: ObjectParams; Body: Json }>('/api/space/:id/object/:key', { onRequest: anyone, schema: putObject }, async (request, reply) => {
     const { id, key } = params(request.params);
     if (request.body === undefined) throw new BadRequestError('the request body is empty; send the object as JSON with Content-Type: application/json');
-    const existed = ctx.store.state.space(id) !== undefined && ctx.store.state.getObject(id, key) !== undefined;
+    const existed = ctx.store.holds(id, key);
     const { seq } = await ctx.store.commit({ type: 'commit', space: id, ops: [{ op: 'put', key, value: request.body }] });
     return reply.code(existed ? 200 : 201).header('location', href(ctx, 'space', id, 'object', key)).send({ key, seq });
   });

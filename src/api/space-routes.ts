@@ -1,7 +1,7 @@
 /** Spaces: create and upgrade (collection-admin), list and read (any token). */
 import type { FastifyInstance } from 'fastify';
 import { NotFoundError } from '../errors.js';
-import { validateSpaceId, type SpaceInfo, type StoreState, type TemplateRef } from '../store/index.js';
+import { validateSpaceId, type SpaceInfo, type StateView, type TemplateRef } from '../store/index.js';
 import { requireRole } from './auth.js';
 import { href, type ApiContext } from './context.js';
 import { LocationHeader, WriteRefusals } from './openapi.js';
@@ -12,7 +12,7 @@ function resource(ctx: ApiContext, s: SpaceInfo): { href: string; data: SpaceInf
 }
 
 /** The space `id` in `state`, or a 404 that says how to find the right one. */
-export function requireSpace(state: StoreState, id: string): SpaceInfo {
+export function requireSpace(state: StateView, id: string): SpaceInfo {
   const space = state.space(id);
   if (space === undefined) throw new NotFoundError(`space ${id} does not exist; GET /api/space lists the spaces`);
   return space;

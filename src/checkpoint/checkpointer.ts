@@ -6,24 +6,26 @@
  * waits for it, and the other way round). Deletes take the lock too, so a
  * checkpoint is never deleted while it is being read.
  *
- * Create: take the durable state (an immutable value: O(1), writers go on),
- * hand out the next id, write the ZIP to a temp file, publish it atomically,
- * and, for collection checkpoints, roll the journal so each file starts after
- * a checkpoint.
+ * Create: hold a snapshot of the storage engine (EngineSnapshot: a read
+ * transaction per space file, writers go on), hand out the next id, write the
+ * ZIP (manifest format 2: each space's engine file) to a temp file, publish
+ * it atomically, and, for collection checkpoints, roll the journal so each
+ * file starts after a checkpoint.
  *
- * Restore: read the checkpoint and build the restored spaces off to the side
- * while every byte is checked against the manifest (staged), then journal a
- * restore record and swap the staged spaces in, in one commit. Any failure
- * before the swap leaves the previous state serving.
+ * Restore: read the checkpoint into staged engine files off to the side
+ * while every byte is checked against the manifest, then journal a restore
+ * record and install the staged files (renames, one transaction of the
+ * collection file) as its seq. Any failure before the install leaves the
+ * previous state serving.
  */
 import { promises as fs } from 'node:fs';
 import { ConflictError, NotFoundError, UnavailableError, UnprocessableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
-import { collectionArchiveFile, spaceArchiveFiles, StoreState, type RestoreOp, type Store } from '../store/index.js';
+import { collectionArchiveFile, type Engine, type RestoreOp, type StateView, type Store } from '../store/index.js';
 import { tempPathFor } from '../vault/index.js';
 import { verifyCheckpointArchive, writeCheckpointArchive, type CheckpointScope, type Compression } from './archive/index.js';
 import { checkpointFileName, type Catalogue, type CatalogueEntry } from './catalogue.js';
-import { loadCheckpoint } from './checkpoint-loader.js';
+import { engineSpaceSources, removeStaged, stageCheckpoint } from './engine-checkpoint.js';
 import { checkpointTime } from './checkpoint-time.js';
 import { isOwnCollection, planRetention, type RetentionPolicy } from './retention.js';
 
@@ -66,6 +68,8 @@ export interface CheckpointerOptions {
   maxDiskRate?: number | null;
   /** The FileVault's installation id, written into every manifest. */
   installation: string;
+  /** A folder on the node's own disk for the copies a snapshot may need (engine-checkpoint.ts). */
+  scratchDir: string;
 }
 
 /** What a retention pass removed. */
@@ -114,43 +118,46 @@ export class Checkpointer {
       const started = performance.now();
       // Asked again when its turn comes, not only when it was queued: a node fenced meanwhile checkpoints nothing.
       if (store.refusal !== null) throw new UnavailableError(`${store.refusal}; create checkpoints on the primary`);
-      const state = store.state;
-      const infos = request.scope === 'collection' ? state.spaces() : [state.space(request.spaceId ?? '')];
-      if (infos.some((i) => i === undefined)) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);
+      const info = request.scope === 'collection' ? null : store.state.space(request.spaceId ?? '');
+      if (info === undefined) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);
       begun = true;
       const maxDiskRate = this.diskRate;
-      const id = await catalogue.nextId();
-      logger.info('checkpoint started', { id, scope: request.scope, trigger: request.trigger, seq: state.seq });
-      const temp = tempPathFor(catalogue.dir, checkpointFileName(id));
-      const written = await writeCheckpointArchive(
-        temp,
-        {
-          id,
-          scope: request.scope,
-          description: request.description,
-          time: checkpointTime(),
-          trigger: request.trigger,
-          node: this.options.node,
-          epoch: store.epoch,
-          seq: state.seq,
-          installation: this.options.installation,
-        },
-        request.scope === 'collection' ? collectionArchiveFile(state) : null,
-        infos.map((info) => ({
-          id: info!.id,
-          template: info!.template,
-          objects: info!.objectCount,
-          createdSeq: info!.createdSeq,
-          updatedSeq: info!.updatedSeq,
-          files: spaceArchiveFiles(state, info!.id),
-        })),
-        { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate },
-      );
+      // Held now, when its turn begins: a commit answered after this point is not in it.
+      const snapshot = store.engine.snapshot(info === null ? undefined : [info.id]);
+      let written: Awaited<ReturnType<typeof writeCheckpointArchive>>;
+      let infos: { id: string }[];
+      let id: number;
+      let temp: string;
+      try {
+        id = await catalogue.nextId();
+        temp = tempPathFor(catalogue.dir, checkpointFileName(id));
+        infos = snapshot.spaces();
+        logger.info('checkpoint started', { id, scope: request.scope, trigger: request.trigger, seq: snapshot.seq });
+        written = await writeCheckpointArchive(
+          temp,
+          {
+            id,
+            scope: request.scope,
+            description: request.description,
+            time: checkpointTime(),
+            trigger: request.trigger,
+            node: this.options.node,
+            epoch: store.epoch,
+            seq: snapshot.seq,
+            installation: this.options.installation,
+          },
+          request.scope === 'collection' ? collectionArchiveFile(snapshot) : null,
+          engineSpaceSources(snapshot, infos.map((s) => s.id), this.options.scratchDir),
+          { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate, format: 2 },
+        );
+      } finally {
+        snapshot.close();
+      }
       const entry = await catalogue.publish(temp, id, { size: written.size, sha256: written.sha256, manifest: written.manifest });
       if (request.scope === 'collection' && store.writable) await store.rollJournal();
       const ms = Math.round(performance.now() - started);
       this.durations.set(id, ms);
-      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: state.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache', maxDiskRate });
+      logger.info('checkpoint created', { id, scope: request.scope, trigger: request.trigger, seq: written.manifest.seq, spaces: infos.length, bytes: entry.size, ms, writes: written.direct ? 'direct' : 'page cache', maxDiskRate });
       for (const listener of this.created) listener(entry);
       return entry;
     });
@@ -214,24 +221,31 @@ export class Checkpointer {
 
       const progress: RestoreProgress = { id, doneBytes: 0, totalBytes: 0 };
       this.restoringValue = progress;
-      let loaded: Awaited<ReturnType<typeof loadCheckpoint>>;
+      let staged: Awaited<ReturnType<typeof stageCheckpoint>>;
       try {
-        loaded = await loadCheckpoint(entry.file, manifest, {
+        staged = await stageCheckpoint(entry.file, manifest, store.engine, {
           collection: whole,
           spaces,
-          templates: (name, version) => store.state.template(name, version),
           onProgress: (doneBytes, totalBytes) => Object.assign(progress, { doneBytes, totalBytes }),
         });
       } finally {
         this.restoringValue = null;
       }
       const op: RestoreOp = { type: 'restore', checkpoint: id, sha256: entry.sha256, scope: whole ? 'collection' : 'space', spaces };
-      const { seq } = await store.commitRestore(op, (head, next) => {
-        if (whole) return StoreState.fromCollection(loaded.collection!, loaded.spaces, next, true);
-        // Checked again against the state the swap lands on: a space may have changed template meanwhile.
-        checkTemplates(head, manifest.spaces.filter((s) => spaces.includes(s.id)), id);
-        return head.withRestoredSpaces(loaded.spaces, next);
-      });
+      let seq: number;
+      try {
+        ({ seq } = await store.commitRestore(
+          op,
+          // Checked again against the state the install lands on: a space may have changed template meanwhile.
+          (state) => {
+            if (!whole) checkTemplates(state, manifest.spaces.filter((s) => spaces.includes(s.id)), id);
+          },
+          (engine, next) => engine.install(staged.spaces, next, whole ? staged.collection!.templates : undefined),
+        ));
+      } catch (err) {
+        removeStaged(staged.spaces);
+        throw err;
+      }
       logger.info('checkpoint restored', { id, scope: op.scope, spaces, seq, ms: Math.round(performance.now() - started) });
       const result: RestoreResult = { entry, scope: op.scope, spaces, seq };
       for (const listener of this.restored) listener(result);
@@ -328,7 +342,7 @@ export class Checkpointer {
   }
 }
 
-function checkTemplates(state: StoreState, spaces: { id: string; template: { name: string; version: string } }[], id: number): void {
+function checkTemplates(state: StateView, spaces: { id: string; template: { name: string; version: string } }[], id: number): void {
   for (const space of spaces) {
     const { name, version } = space.template;
     if (state.template(name, version) === undefined) {
@@ -343,17 +357,18 @@ function checkTemplates(state: StoreState, spaces: { id: string; template: { nam
   }
 }
 
-/** Replay of a journaled restore at start-up: the same swap, from the checkpoint the record names. */
-export async function replayRestore(catalogue: Catalogue, op: RestoreOp, state: StoreState, seq: number): Promise<StoreState> {
+/** Replay of a journaled restore (start-up, a follower): the same install, from the checkpoint the record names. */
+export async function replayRestore(catalogue: Catalogue, op: RestoreOp, engine: Engine, seq: number, epoch: number): Promise<void> {
   const entry = await catalogue.get(op.checkpoint);
   if (entry.sha256 !== op.sha256) {
     throw new UnprocessableError(`checkpoint ${op.checkpoint} is not the file that was restored (SHA-256 ${entry.sha256.slice(0, 12)}… instead of ${op.sha256.slice(0, 12)}…)`);
   }
   const whole = op.scope === 'collection';
-  const loaded = await loadCheckpoint(entry.file, entry.manifest, {
-    collection: whole,
-    spaces: op.spaces,
-    templates: (name, version) => state.template(name, version),
-  });
-  return whole ? StoreState.fromCollection(loaded.collection!, loaded.spaces, seq, true) : state.withRestoredSpaces(loaded.spaces, seq);
+  const staged = await stageCheckpoint(entry.file, entry.manifest, engine, { collection: whole, spaces: op.spaces });
+  try {
+    engine.install(staged.spaces, seq, whole ? staged.collection!.templates : undefined, 'restore', epoch);
+  } catch (err) {
+    removeStaged(staged.spaces);
+    throw err;
+  }
 }

@@ -126,7 +126,8 @@ export async function stageCheckpoint(file: string, manifest: Manifest, engine: 
   return { collection: loaded.collection, spaces: staged };
 }
 
-function removeStaged(staged: readonly StagedSpace[]): void {
+/** Remove staged files (and any SQLite side files) that were not installed. */
+export function removeStaged(staged: readonly StagedSpace[]): void {
   for (const { path: stagedPath } of staged) removeDatabase(stagedPath);
 }
 

@@ -8,6 +8,7 @@ export { StandbyPreloader, type PreloadedCheckpoint, type PreloadStatus } from '
 export { loadStartBase, type StartBase } from './start-base.js';
 export {
   CheckpointFormatError,
+  EngineSpaceFile,
   isSafeSegment,
   readCheckpointArchive,
   readManifest,

@@ -8,32 +8,39 @@
  * which the store refuses if the journal was pruned.
  */
 import type { Logger } from '../log/index.js';
-import type { StoreState } from '../store/index.js';
+import type { Engine } from '../store/index.js';
 import type { Catalogue, CatalogueEntry } from './catalogue.js';
-import { loadCollectionState } from './checkpoint-loader.js';
+import { removeStaged, stageCheckpoint } from './engine-checkpoint.js';
 import { isOwnCollection } from './retention.js';
 
-/** The checkpoint start-up loaded, and its state. */
+/** The checkpoint start-up loaded. */
 export interface StartBase {
   entry: CatalogueEntry;
-  state: StoreState;
 }
 
 /**
- * Load the start-up base: the newest of this installation's collection
- * checkpoints whose seq is at least `journalFirstSeq - 1` (null: no journal)
- * and which verifies; null when there is none.
+ * Load the start-up base into `engine` (empty): the newest of this
+ * installation's collection checkpoints whose seq is at least
+ * `journalFirstSeq - 1` (null: no journal) and which verifies, installed as
+ * the engine's state at its seq; null when there is none (the engine stays
+ * empty).
  */
-export async function loadStartBase(catalogue: Catalogue, installation: string, journalFirstSeq: number | null, logger: Logger): Promise<StartBase | null> {
+export async function loadStartBase(catalogue: Catalogue, installation: string, journalFirstSeq: number | null, logger: Logger, engine: Engine): Promise<StartBase | null> {
   const candidates = (await catalogue.list())
     .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id) && !catalogue.changed.has(e.id) && (journalFirstSeq === null || e.manifest.seq + 1 >= journalFirstSeq))
     .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
   for (const entry of candidates) {
     const started = performance.now();
     try {
-      const state = await loadCollectionState(entry.file, entry.manifest);
+      const staged = await stageCheckpoint(entry.file, entry.manifest, engine, { collection: true });
+      try {
+        engine.install(staged.spaces, entry.manifest.seq, staged.collection!.templates, 'base', entry.manifest.epoch);
+      } catch (err) {
+        removeStaged(staged.spaces);
+        throw err;
+      }
       logger.info('start-up checkpoint loaded', { id: entry.id, seq: entry.manifest.seq, bytes: entry.size, ms: Math.round(performance.now() - started) });
-      return { entry, state };
+      return { entry };
     } catch (err) {
       const problem = `does not verify: ${(err as Error).message}`;
       catalogue.damaged.set(entry.id, problem);

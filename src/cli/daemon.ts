@@ -3,16 +3,17 @@
  * API together, and takes them down again in order. `checkpointd run` is a
  * thin shell around it.
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, Metrics, TokenStore, type ApiContext } from '../api/index.js';
-import { Catalogue, Checkpointer, loadStartBase, replayRestore, StandbyPreloader } from '../checkpoint/index.js';
+import { Catalogue, Checkpointer, loadStartBase, replayRestore, StandbyPreloader, type StartBase } from '../checkpoint/index.js';
 import { InFlightGraceMs, PreloadIntervalMs, readCertificateAuthorities, readServerCertificate, StaleTempMs, type Config } from '../config/index.js';
-import { listJournalFiles } from '../journal/index.js';
+import { listCountedJournalFiles } from '../journal/index.js';
 import { PauseMonitor, type Logger } from '../log/index.js';
-import { Store } from '../store/index.js';
+import { Engine, EngineDivergedError, engineUnusable, Store } from '../store/index.js';
 import { FailoverManager, LeaseFile, watchLeaseFromStart, type LeaseWatcher } from '../failover/index.js';
 import { AutoCheckpointer, eventTrigger } from '../triggers/index.js';
 import { checkVaultMount, InstallationFile, installationId, PidLock, removeTempFiles, setTempOwner, VaultPaths, writeFileAtomic } from '../vault/index.js';
@@ -90,40 +91,66 @@ export class Daemon {
       const installation = await installationId(vault.root);
       const catalogue = new Catalogue(vault.checkpoint, logger, path.join(config.paths.data, CheckpointHashCache));
       await catalogue.init();
-      // The newest verified collection checkpoint of this installation that the journal reaches back to.
-      const startBase = async (): ReturnType<typeof loadStartBase> =>
-        loadStartBase(catalogue, installation, (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null, logger);
+      // The storage engine under paths.data: reused when it follows this installation's journal, else rebuilt.
+      const engineDir = path.join(config.paths.data, 'engine');
+      const scratchDir = path.join(config.paths.data, 'scratch');
+      await fs.rm(scratchDir, { recursive: true, force: true });
+      await fs.mkdir(scratchDir, { recursive: true });
+      const openEngine = async (dir: string, fresh: boolean): Promise<{ engine: Engine; base: StartBase | null }> => {
+        if (fresh) Engine.remove(dir);
+        let engine = Engine.open({ dir, cacheBytes: config.store.cacheSize, logger });
+        try {
+          const files = await listCountedJournalFiles(vault.journal);
+          const unusable = engineUnusable(engine, installation, files);
+          if (unusable === null && engine.appliedSeq > 0) return { engine, base: null };
+          if (unusable !== null) {
+            logger.warn('the data folder does not follow this journal; rebuilding it from the newest checkpoint', { reason: unusable, appliedSeq: engine.appliedSeq });
+            engine.close();
+            Engine.remove(dir);
+            engine = Engine.open({ dir, cacheBytes: config.store.cacheSize, logger });
+          }
+          engine.setInstallation(installation);
+          // The newest verified collection checkpoint of this installation that the journal reaches back to.
+          const base = await loadStartBase(catalogue, installation, files[0]?.firstSeq ?? null, logger, engine);
+          return { engine, base };
+        } catch (err) {
+          engine.close();
+          throw err;
+        }
+      };
       // Watch the lease from now on: a node starting while the primary is dead counts that silence during its load.
       const early = await watchLeaseFromStart(vault.failover, config.failover, logger);
       earlyWatcher = early.watcher;
       // Every node starts by following the journal; the failover manager makes it the writer once it holds an epoch.
-      const openFollower = async (start: Awaited<ReturnType<typeof startBase>>): Promise<Store> =>
+      const openFollower = (engine: Engine): Promise<Store> =>
         Store.open({
           journalDir: vault.journal,
           sync: config.journal.sync,
           groupCommitMs: config.journal.groupCommitMs,
           syncIntervalMs: config.journal.syncIntervalMs,
           logger,
+          engine,
           readOnly: true,
-          replayRestore: (op, state, seq) => replayRestore(catalogue, op, state, seq),
-          ...(start === null ? {} : { base: start.state }),
+          replayRestore: (op, engine, seq, epoch) => replayRestore(catalogue, op, engine, seq, epoch),
         });
       // The primary prunes journal files that a newer checkpoint covers: one may vanish between the listing and
       // its replay here. The newest checkpoint then covers it: start again from there (a few times at most).
-      const openFromNewest = async (): Promise<{ base: Awaited<ReturnType<typeof startBase>>; store: Store }> => {
+      const openFromNewest = async (dir: string, fresh: boolean): Promise<{ base: StartBase | null; store: Store }> => {
         for (let attempt = 1; ; attempt++) {
-          const start = await startBase();
+          const { engine, base } = await openEngine(dir, fresh || attempt > 1);
           try {
-            return { base: start, store: await openFollower(start) };
+            return { base, store: await openFollower(engine) };
           } catch (err) {
+            engine.close();
             const e = err as NodeJS.ErrnoException;
-            if (attempt >= 3 || e.code !== 'ENOENT' || typeof e.path !== 'string' || path.resolve(path.dirname(e.path)) !== path.resolve(vault.journal)) throw err;
-            logger.info('a journal file was pruned while this node replayed it; starting again from the newest checkpoint', { file: e.path, attempt });
+            const pruned = e.code === 'ENOENT' && typeof e.path === 'string' && path.resolve(path.dirname(e.path)) === path.resolve(vault.journal);
+            if (attempt >= 3 || !(pruned || err instanceof EngineDivergedError)) throw err;
+            logger.info('a journal file was pruned while this node replayed it, or the data folder applied void records; starting again from the newest checkpoint', { error: e.message, attempt });
           }
         }
       };
-      const { base, store } = await openFromNewest();
-      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, directWrites: config.checkpoint.directWrites, maxDiskRate: config.checkpoint.maxDiskRate, installation });
+      const { base, store } = await openFromNewest(engineDir, false);
+      const checkpointer = new Checkpointer({ catalogue, store, logger, node: config.node.name, compression: config.checkpoint.compression, directWrites: config.checkpoint.directWrites, maxDiskRate: config.checkpoint.maxDiskRate, installation, scratchDir });
       const autoHolder: { auto: AutoCheckpointer | null } = { auto: null };
       let publicUrl = config.api.publicUrl ?? '';
       // Health routes ask the daemon whether it serves; it exists only once the server listens.
@@ -169,7 +196,7 @@ export class Daemon {
           if (!promoted && crash !== null) auto.event('crash-recovery');
         },
         requestCheckpoint: (event) => autoHolder.auto?.event(event),
-        rebuild: async () => (await openFromNewest()).store,
+        rebuild: async () => (await openFromNewest(`${engineDir}.rebuild`, true)).store,
         early,
         preloader: new StandbyPreloader({ catalogue, installation, logger, intervalMs: PreloadIntervalMs }),
         heartbeatTls: { ...(ca === null ? {} : { ca }), ...(config.failover.tls.serverName === null ? {} : { serverName: config.failover.tls.serverName }) },
@@ -201,6 +228,7 @@ export class Daemon {
         await autoHolder.auto?.stop();
         await app.close();
         await store.close();
+        store.engine.close();
         await failover.release();
         throw err;
       }
@@ -233,10 +261,12 @@ export class Daemon {
       }
       await this.autoHolder.auto?.stop(this.config.checkpoint.events['clean-shutdown'] ? eventTrigger('clean-shutdown') : undefined);
       await this.store.close();
+      const seq = this.store.state.seq;
+      this.store.engine.close();
       await this.failover.release();
       await this.lock.release();
       this.pauses.stop();
-      this.logger.info('stopped', { seq: this.store.state.seq });
+      this.logger.info('stopped', { seq });
     })();
     return this.stopping;
   }

@@ -9,7 +9,8 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CheckpointFormatError, isSafeSegment, readCheckpointArchive, spaceEntryPath, type Manifest } from '../checkpoint/index.js';
+import { CheckpointFormatError, EngineSpaceFile, isSafeSegment, readCheckpointArchive, spaceEntryPath, type Manifest } from '../checkpoint/index.js';
+import { SpaceFile } from '../store/index.js';
 import { ConflictError, UnprocessableError } from '../errors.js';
 import { formatBytes } from './format.js';
 import { byteProgress } from './progress.js';
@@ -53,6 +54,33 @@ function spaceFile(out: string, id: string): string {
   return file;
 }
 
+/**
+ * Write the objects of the engine file `engineFile` (a space of a format-2
+ * checkpoint) to `target` as format 1's store lines,
+ * `{"key":"<key>","value":<the object's JSON>}`, one per line in key order;
+ * returns the bytes written.
+ */
+async function writeNdjson(engineFile: string, target: string): Promise<number> {
+  const file = SpaceFile.open(engineFile, { cacheKiB: 16 * 1024, readOnly: true });
+  try {
+    const lines = (function* (): IterableIterator<string> {
+      let batch = '';
+      for (const { key, text } of file.objects()) {
+        batch += `{"key":${JSON.stringify(key)},"value":${text}}\n`;
+        if (batch.length >= 1 << 20) {
+          yield batch;
+          batch = '';
+        }
+      }
+      if (batch.length > 0) yield batch;
+    })();
+    await pipeline(Readable.from(lines), createWriteStream(target, { flags: 'wx', mode: 0o640 }));
+    return (await fs.stat(target)).size;
+  } finally {
+    file.close();
+  }
+}
+
 /** Export `file` into `options.out`; throws (after removing what it wrote) when the checkpoint does not verify. */
 export async function exportCommand(file: string, options: ExportCommandOptions): Promise<void> {
   const out = path.resolve(options.out);
@@ -68,12 +96,22 @@ export async function exportCommand(file: string, options: ExportCommandOptions)
   try {
     let manifest: Manifest;
     const sizes = new Map<string, number>();
+    /** Space id → its engine file as read (format 2), to write as NDJSON. */
+    const engineFiles = new Map<string, string>();
     try {
       manifest = await readCheckpointArchive(
         file,
         {
           async file(entry, data) {
             const [top, id, part, name] = entry.path.split('/');
+            if (top === 'space' && id !== undefined && entry.path === spaceEntryPath(id, 'store', EngineSpaceFile)) {
+              // Format 2: the engine file, turned into NDJSON once the whole checkpoint has verified.
+              const target = spaceFile(out, id);
+              const copy = tempFor(`${target}.sqlite`);
+              await pipeline(Readable.from(data), createWriteStream(copy, { flags: 'wx', mode: 0o600 }));
+              engineFiles.set(id, copy);
+              return;
+            }
             if (top !== 'space' || id === undefined || part !== 'store' || name !== ObjectsFile || entry.path !== spaceEntryPath(id, 'store', ObjectsFile)) {
               for await (const _chunk of data) {
                 // Read to verify; not exported.
@@ -90,9 +128,16 @@ export async function exportCommand(file: string, options: ExportCommandOptions)
     } finally {
       progress.stop();
     }
+    for (const [id, copy] of engineFiles) {
+      const target = spaceFile(out, id);
+      sizes.set(id, await writeNdjson(copy, tempFor(target)));
+      await fs.rm(copy, { force: true });
+      temps.delete(`${target}.sqlite`);
+      for (const suffix of ['-wal', '-shm']) await fs.rm(`${copy}${suffix}`, { force: true });
+    }
     const lower = new Map<string, string>();
     for (const space of manifest.spaces) {
-      if (!sizes.has(space.id)) throw new UnprocessableError(`${file}: space ${space.id} has no store/${ObjectsFile}, so it cannot be exported`);
+      if (!sizes.has(space.id)) throw new UnprocessableError(`${file}: space ${space.id} has no store/${ObjectsFile} (nor store/${EngineSpaceFile}), so it cannot be exported`);
       const other = lower.get(space.id.toLowerCase());
       if (other !== undefined) throw new UnprocessableError(`${file}: spaces ${other} and ${space.id} differ only in case; their files would collide on some file systems`);
       lower.set(space.id.toLowerCase(), space.id);

@@ -50,6 +50,11 @@ export const MinSyncIntervalMs = 1;
 export const MaxSyncIntervalMs = 60_000;
 /** Checkpoint compression until the benchmark says otherwise: fast deflate. */
 export const DefaultCheckpointCompression = 'deflate:1';
+/** `store.cacheSize`: the page cache the storage engine's files share, what bounds its memory whatever the data's size. */
+export const DefaultStoreCacheSize = '256MiB';
+/** Smallest `store.cacheSize`. */
+export const MinStoreCacheBytes = 16 * 1024 * 1024;
+
 /** Journal bytes since the newest collection checkpoint that make the next one (`checkpoint.journalThreshold`). */
 export const DefaultJournalThreshold = '256MiB';
 /** Smallest `checkpoint.journalThreshold`: below this every few commits would start a full checkpoint. */

@@ -19,6 +19,8 @@ import {
   DefaultApiHost,
   DefaultApiPort,
   DefaultBodyLimitBytes,
+  DefaultStoreCacheSize,
+  MinStoreCacheBytes,
   DefaultDataPath,
   DefaultFileVaultPath,
   DefaultGroupCommitMs,
@@ -72,6 +74,8 @@ export interface Config {
   paths: { data: string; fileVault: string };
   auth: { tokensFile: string };
   journal: { sync: JournalSync; groupCommitMs: number; syncIntervalMs: number };
+  /** The storage engine: `cacheSize`, the page cache its files share, in bytes (what bounds its memory). */
+  store: { cacheSize: number };
   checkpoint: CheckpointConfig;
   failover: FailoverConfig;
   log: { level: LogLevel };
@@ -187,13 +191,12 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   if (normalizedUrl === undefined) throw fail(mustBe('api.publicUrl', publicUrlExpected, publicUrl));
 
   const bodyLimit = raw.api?.bodyLimitBytes ?? DefaultBodyLimitBytes;
-  let bodyLimitBytes: number;
-  try {
-    bodyLimitBytes = parseSize(bodyLimit, 'api.bodyLimitBytes');
-  } catch (error) {
-    throw fail(error instanceof ConfigError ? error.message : String(error));
-  }
+  const bodyLimitBytes = sizeSetting(bodyLimit, 'api.bodyLimitBytes', fail);
   if (bodyLimitBytes < MinBodyLimitBytes) throw fail(mustBe('api.bodyLimitBytes', bodyLimitExpected, bodyLimit));
+
+  const cacheSetting = raw.store?.cacheSize ?? DefaultStoreCacheSize;
+  const cacheSize = sizeSetting(cacheSetting, 'store.cacheSize', fail);
+  if (cacheSize < MinStoreCacheBytes) throw fail(mustBe('store.cacheSize', `a size of at least ${MinStoreCacheBytes / 1024 / 1024} MiB`, cacheSetting));
 
   let port = raw.api?.port ?? DefaultApiPort;
   const portOverride = envValue(env, PortEnv);
@@ -238,6 +241,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
       groupCommitMs: raw.journal?.groupCommitMs ?? DefaultGroupCommitMs,
       syncIntervalMs: raw.journal?.syncIntervalMs ?? DefaultSyncIntervalMs,
     },
+    store: { cacheSize },
     checkpoint: resolveCheckpoint(raw.checkpoint ?? {}, fail),
     failover: resolveFailover(raw.failover ?? {}, configFolder, vaultFolder, fail),
     log: { level: raw.log?.level ?? DefaultLogLevel },
@@ -273,30 +277,28 @@ function resolveFailover(raw: NonNullable<ConfigFile['failover']>, configFolder:
   return f;
 }
 
-function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (reason: string) => ConfigError): CheckpointConfig {
-  const rethrow = (error: unknown): never => {
+/** The size `value` of setting `key` in bytes (parseSize), or the ConfigError `fail` makes of why it is not one. */
+function sizeSetting(value: number | string, key: string, fail: (reason: string) => ConfigError): number {
+  try {
+    return parseSize(value, key);
+  } catch (error) {
     throw fail(error instanceof ConfigError ? error.message : String(error));
-  };
+  }
+}
+
+function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (reason: string) => ConfigError): CheckpointConfig {
   const thresholdSetting = raw.journalThreshold === undefined ? DefaultJournalThreshold : raw.journalThreshold;
   let journalThreshold: number | null = null;
   if (thresholdSetting !== null) {
-    try {
-      journalThreshold = parseSize(thresholdSetting, 'checkpoint.journalThreshold');
-    } catch (error) {
-      rethrow(error);
-    }
-    if (journalThreshold! < MinJournalThresholdBytes) {
+    journalThreshold = sizeSetting(thresholdSetting, 'checkpoint.journalThreshold', fail);
+    if (journalThreshold < MinJournalThresholdBytes) {
       throw fail(mustBe('checkpoint.journalThreshold', `a size of at least ${MinJournalThresholdBytes} bytes, or null for none`, thresholdSetting));
     }
   }
   let maxDiskRate: number | null = null;
   if (raw.maxDiskRate !== undefined && raw.maxDiskRate !== null) {
-    try {
-      maxDiskRate = parseSize(raw.maxDiskRate, 'checkpoint.maxDiskRate');
-    } catch (error) {
-      rethrow(error);
-    }
-    if (maxDiskRate! < MinDiskRateBytes) {
+    maxDiskRate = sizeSetting(raw.maxDiskRate, 'checkpoint.maxDiskRate', fail);
+    if (maxDiskRate < MinDiskRateBytes) {
       throw fail(mustBe('checkpoint.maxDiskRate', `a size a second of at least 1MiB (a 1 GiB checkpoint then takes half an hour), or null for no limit`, raw.maxDiskRate));
     }
   }
@@ -314,7 +316,7 @@ function resolveCheckpoint(raw: NonNullable<ConfigFile['checkpoint']>, fail: (re
     try {
       keepWithinMs = parseDuration(keepWithin, 'checkpoint.retention.keepWithin');
     } catch (error) {
-      rethrow(error);
+      throw fail(error instanceof ConfigError ? error.message : String(error));
     }
   }
   const retry = { minMs: raw.retry?.minMs ?? DefaultRetryMinMs, maxMs: raw.retry?.maxMs ?? DefaultRetryMaxMs };

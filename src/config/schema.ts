@@ -51,6 +51,7 @@ export interface ConfigFile {
   paths?: { data?: string; fileVault?: string };
   auth?: { tokensFile?: string | null };
   journal?: { sync?: JournalSync; groupCommitMs?: number; syncIntervalMs?: number };
+  store?: { cacheSize?: number | string };
   checkpoint?: {
     compression?: string;
     directWrites?: boolean;
@@ -136,6 +137,11 @@ export const journalSchema = section({
 
 const flag: SchemaObject = { type: 'boolean', description: 'true or false' };
 
+/** `store`: the storage engine under paths.data. */
+export const storeSchema = section({
+  cacheSize: { type: ['integer', 'string'], minimum: 0, description: 'a size (an integer or a string like "256MiB")' },
+});
+
 /** `checkpoint`: how checkpoint files are written, and when they are made and pruned automatically. */
 export const checkpointSchema = section({
   compression: {
@@ -183,6 +189,7 @@ export const sectionSchemas = {
   paths: pathsSchema,
   auth: authSchema,
   journal: journalSchema,
+  store: storeSchema,
   checkpoint: checkpointSchema,
   failover: failoverSchema,
   log: logSchema,

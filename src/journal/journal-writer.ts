@@ -31,6 +31,12 @@ export interface JournalWriterOptions {
    * with the last acknowledged seq and the JournalWriteError (its `cause` is the OS error).
    */
   onFailure?: (lastDurableSeq: number, err: Error) => void;
+  /**
+   * Called with the last seq of each acknowledged stretch of records, before
+   * any of their `durable` promises resolves: the store applies them to its
+   * engine in one step, so that each commit's caller finds its own applied.
+   */
+  onAcknowledged?: (lastSeq: number) => void;
 }
 
 /** Counters for status and metrics. */
@@ -191,7 +197,7 @@ export class JournalWriter {
   }
 
   /** Numbers `op` with the next seq (gap-free, at once) and queues it; `durable` resolves once it is acknowledged. */
-  append(op: unknown): { seq: number; durable: Promise<void> } {
+  append(op: unknown): { seq: number; bytes: number; durable: Promise<void> } {
     if (this.closing !== null) throw new JournalWriteError(`journal ${this.file} is closed; the commit was not acknowledged`);
     this.throwIfBroken();
     const seq = this.nextSeq;
@@ -213,7 +219,7 @@ export class JournalWriter {
     };
     this.queue.push({ seq, frame, resolve, reject });
     this.pump();
-    return { seq, durable };
+    return { seq, bytes: frame.length, durable };
   }
 
   /** Flushes and fsyncs the current file, then continues in a new file named for the next seq; returns its path. */
@@ -366,6 +372,13 @@ export class JournalWriter {
       if (this.inflight.every((b) => b.outcome !== undefined)) void this.recover();
     } else {
       this.flushNow(); // these records waited through a whole write: no reason to wait longer
+    }
+    if (acknowledged.length > 0) {
+      try {
+        this.options.onAcknowledged?.(acknowledged.at(-1)!.at(-1)!.seq);
+      } catch (err) {
+        this.options.logger.error('journal onAcknowledged callback threw', { file: this.file, error: messageOf(err) });
+      }
     }
     for (const records of acknowledged) for (const p of records) p.resolve();
     this.notifyDrained();

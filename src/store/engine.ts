@@ -27,6 +27,7 @@ import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
 import { removeDatabase, SpaceFile, type KeyText } from './space-file.js';
+import { WalFolder } from './wal-folder.js';
 import type { SpaceInfo } from './space.js';
 import { compareTemplates, type TemplateDef } from './template.js';
 
@@ -45,17 +46,32 @@ export interface EngineOptions {
   logger: Logger;
 }
 
-/** One journal record for the engine: an operation and its seq. */
+/** One journal record for the engine: an operation, its seq, and the epoch of the writer that wrote it (that of the record before when absent). */
 export interface AppliedOp {
   op: StoreOp;
   seq: number;
+  epoch?: number;
 }
 
+/**
+ * How `Engine.install` puts spaces in place: `restore`, as a restore does (each
+ * space changed at the install's seq, StoreState.withRestoredSpaces); `base`,
+ * as a start-up from a checkpoint does (each space as the checkpoint holds it,
+ * the engine at the checkpoint's seq).
+ */
+export type InstallMode = 'restore' | 'base';
+
 const Schema = `
-CREATE TABLE collection (one INTEGER PRIMARY KEY CHECK (one = 1), format INTEGER NOT NULL, applied_seq INTEGER NOT NULL);
+CREATE TABLE collection (
+  one INTEGER PRIMARY KEY CHECK (one = 1),
+  format INTEGER NOT NULL,
+  applied_seq INTEGER NOT NULL,
+  applied_epoch INTEGER NOT NULL,
+  installation TEXT
+);
 CREATE TABLE templates (name TEXT NOT NULL, version TEXT NOT NULL, indexes TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;
 CREATE TABLE spaces (id TEXT PRIMARY KEY, file TEXT NOT NULL) WITHOUT ROWID;
-INSERT INTO collection (one, format, applied_seq) VALUES (1, ${EngineFormat}, 0);
+INSERT INTO collection (one, format, applied_seq, applied_epoch, installation) VALUES (1, ${EngineFormat}, 0, 0, NULL);
 `;
 
 function freeze(def: TemplateDef): TemplateDef {
@@ -132,7 +148,12 @@ export class EngineSnapshot {
 export class Engine implements Catalogue {
   private readonly templateDefs = new Map<string, TemplateDef>();
   private readonly spaceFiles = new Map<string, SpaceFile>();
+  private readonly folder: WalFolder;
+  /** Statements of every step (Engine.apply), prepared once. */
+  private readonly steps: { begin: Database.Statement; commit: Database.Statement; mark: Database.Statement<[number, number]> };
   private applied: number;
+  private appliedEpochValue: number;
+  private installationValue: string | null;
   /** Staged files named so far by this process. */
   private staged = 0;
 
@@ -140,11 +161,21 @@ export class Engine implements Catalogue {
     private readonly options: EngineOptions,
     private readonly db: Database.Database,
   ) {
-    const row = db.prepare<[], { format: number; applied_seq: number }>('SELECT format, applied_seq FROM collection WHERE one = 1').get();
+    const row = db
+      .prepare<[], { format: number; applied_seq: number; applied_epoch: number; installation: string | null }>('SELECT format, applied_seq, applied_epoch, installation FROM collection WHERE one = 1')
+      .get();
     if (row === undefined || row.format !== EngineFormat) {
       throw new Error(`${this.collectionPath} is not a collection file of format ${EngineFormat} (found ${row === undefined ? 'none' : `format ${row.format}`})`);
     }
+    this.folder = new WalFolder(options.logger);
+    this.steps = {
+      begin: db.prepare('BEGIN'),
+      commit: db.prepare('COMMIT'),
+      mark: db.prepare<[number, number]>('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1'),
+    };
     this.applied = row.applied_seq;
+    this.appliedEpochValue = row.applied_epoch;
+    this.installationValue = row.installation;
     for (const t of db.prepare<[], { name: string; version: string; indexes: string }>('SELECT name, version, indexes FROM templates').all()) {
       this.templateDefs.set(templateKey(t.name, t.version), freeze({ name: t.name, version: t.version, indexes: JSON.parse(t.indexes) as string[] }));
     }
@@ -158,6 +189,8 @@ export class Engine implements Catalogue {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
+      // Folded on a thread of its own, as the space files are (wal-folder.ts).
+      db.pragma('wal_autocheckpoint = 0');
       db.pragma(`cache_size = -${CollectionCacheKiB}`);
       db.pragma('mmap_size = 0');
       if ((db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number) === 0) db.exec(Schema);
@@ -168,6 +201,7 @@ export class Engine implements Catalogue {
     }
     try {
       engine.openSpaces();
+      engine.shareCache();
     } catch (err) {
       engine.close();
       throw err;
@@ -178,6 +212,22 @@ export class Engine implements Catalogue {
   /** Every journal record up to this seq is in the engine's files. */
   get appliedSeq(): number {
     return this.applied;
+  }
+
+  /** The epoch of the writer of the record at `appliedSeq` (0 for none): a journal sealed below it by a newer epoch voided it. */
+  get appliedEpoch(): number {
+    return this.appliedEpochValue;
+  }
+
+  /** The FileVault installation whose journal the engine follows (vault/installation.ts), or null before it is set. */
+  get installation(): string | null {
+    return this.installationValue;
+  }
+
+  /** Record the installation whose journal the engine follows (set once, when an empty engine starts following it). */
+  setInstallation(installation: string): void {
+    this.db.prepare('UPDATE collection SET installation = ? WHERE one = 1').run(installation);
+    this.installationValue = installation;
   }
 
   /** Every loaded template version, by name and then by version (as StoreState.templates). */
@@ -217,17 +267,41 @@ export class Engine implements Catalogue {
 
   /**
    * Apply durable journal records, in seq order, then record the last as the
-   * collection's applied seq. A record a file already holds (a replay after a
-   * stop mid-step) is skipped. An operation that does not apply throws, and
-   * the records before it stay applied: the caller stops (a replay refuses to
-   * start, as with the in-memory state).
+   * collection's applied seq: each space file touched commits once for all of
+   * them, then the collection file (never ahead of the files). A record a file
+   * already holds (a replay after a stop mid-step) is skipped. An operation
+   * that does not apply throws, with nothing of it applied and the records
+   * before it kept: the caller stops (a replay refuses to start, as with the
+   * in-memory state).
    */
   apply(records: readonly AppliedOp[]): void {
     if (records.length === 0) return;
-    for (const { op, seq } of records) this.applyOne(op, seq);
-    const last = records.at(-1)!.seq;
-    this.db.prepare('UPDATE collection SET applied_seq = ? WHERE one = 1').run(last);
-    this.applied = last;
+    const touched = new Set<SpaceFile>();
+    let last: AppliedOp | null = null;
+    let failure: Error | null = null;
+    this.steps.begin.run();
+    try {
+      for (const record of records) {
+        try {
+          this.applyOne(record.op, record.seq, touched);
+        } catch (err) {
+          failure = err as Error;
+          break;
+        }
+        last = record;
+      }
+      for (const file of touched) file.endBatch();
+      if (last !== null) this.steps.mark.run(last.seq, last.epoch ?? this.appliedEpochValue);
+      this.steps.commit.run();
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+    if (last !== null) {
+      this.applied = last.seq;
+      this.appliedEpochValue = last.epoch ?? this.appliedEpochValue;
+    }
+    if (failure !== null) throw failure;
   }
 
   /**
@@ -273,8 +347,11 @@ export class Engine implements Catalogue {
    * otherwise). The collection file switches in one transaction; the replaced
    * files are removed after.
    */
-  install(staged: readonly StagedSpace[], seq: number, templates?: readonly TemplateDef[]): void {
-    if (!Number.isSafeInteger(seq) || seq <= this.applied) throw new Error(`install: seq ${seq} must be an integer greater than the applied seq ${this.applied}`);
+  install(staged: readonly StagedSpace[], seq: number, templates?: readonly TemplateDef[], mode: InstallMode = 'restore', epoch = this.appliedEpochValue): void {
+    if (!Number.isSafeInteger(seq) || (mode === 'base' ? seq < this.applied : seq <= this.applied)) throw new Error(`install: seq ${seq} must be an integer greater than the applied seq ${this.applied}`);
+    if (mode === 'base' && (templates === undefined || this.spaceFiles.size > 0 || this.templateDefs.size > 0)) {
+      throw new Error('install: a start-up base goes into an empty engine, with its templates');
+    }
     const defs = new Map<string, TemplateDef>(templates === undefined ? this.templateDefs : templates.map((t) => [templateKey(t.name, t.version), freeze(t)]));
     const opened: { id: string; file: SpaceFile }[] = [];
     try {
@@ -289,7 +366,8 @@ export class Engine implements Catalogue {
         if (def === undefined || !sameFields(def.indexes, file.indexFields)) {
           throw new Error(`space "${id}" was saved under template ${file.template.name} ${file.template.version} [${file.indexFields.join(', ')}], which is not loaded with those index fields`);
         }
-        file.restoredAt(def, seq);
+        if (mode === 'restore') file.restoredAt(def, seq);
+        else file.appliedAt(seq);
       }
       this.db.transaction(() => {
         if (templates !== undefined) {
@@ -299,7 +377,7 @@ export class Engine implements Catalogue {
         }
         const upsert = this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET file = excluded.file');
         for (const { id, file } of opened) upsert.run(id, path.basename(file.path));
-        this.db.prepare('UPDATE collection SET applied_seq = ? WHERE one = 1').run(seq);
+        this.steps.mark.run(seq, epoch);
       })();
     } catch (err) {
       for (const { file } of opened) {
@@ -309,6 +387,7 @@ export class Engine implements Catalogue {
       throw err;
     }
     this.applied = seq;
+    this.appliedEpochValue = epoch;
     if (templates !== undefined) {
       this.templateDefs.clear();
       for (const [key, def] of defs) this.templateDefs.set(key, def);
@@ -323,8 +402,33 @@ export class Engine implements Catalogue {
     this.shareCache();
   }
 
+  /** The engine's folder. */
+  get dir(): string {
+    return this.options.dir;
+  }
+
+  /**
+   * Put `other` (an engine rebuilt in a folder of its own) in this one's
+   * place: both close, this folder goes, `other`'s is renamed to it, and the
+   * engine opened there is returned. This engine must not be used after.
+   */
+  replaceWith(other: Engine): Engine {
+    const { options } = this;
+    this.close();
+    other.close();
+    Engine.remove(options.dir);
+    renameSync(other.options.dir, options.dir);
+    return Engine.open(options);
+  }
+
+  /** Remove the engine folder `dir` and everything in it (an engine that is rebuilt). */
+  static remove(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
   /** Close every file. */
   close(): void {
+    this.folder.stop();
     for (const file of this.spaceFiles.values()) file.close();
     this.spaceFiles.clear();
     if (this.db.open) this.db.close();
@@ -349,10 +453,11 @@ export class Engine implements Catalogue {
     return this.options.cacheBytes / 1024 / Math.max(1, spaces);
   }
 
-  /** Give every space file its share of the cache again (after a space came or went). */
+  /** Give every space file its share of the cache again (after a space came or went), and tell the folding thread which files there are. */
   private shareCache(): void {
     const cacheKiB = this.cacheShareKiB(this.spaceFiles.size);
     for (const file of this.spaceFiles.values()) file.setCacheKiB(cacheKiB);
+    this.folder.files([this.collectionPath, ...[...this.spaceFiles.values()].map((f) => f.path)]);
   }
 
   private openSpaces(): void {
@@ -375,7 +480,7 @@ export class Engine implements Catalogue {
     }
   }
 
-  private applyOne(op: StoreOp, seq: number): void {
+  private applyOne(op: StoreOp, seq: number, touched: Set<SpaceFile>): void {
     switch (op.type) {
       case 'template.load': {
         if (seq <= this.applied) return;
@@ -404,12 +509,15 @@ export class Engine implements Catalogue {
       case 'space.upgrade': {
         const file = this.requireSpace(op.id);
         if (seq <= file.appliedSeq) return;
-        file.upgrade(checkSpaceUpgrade(this, op.id, op.version), seq);
+        const def = checkSpaceUpgrade(this, op.id, op.version);
+        touch(file, touched);
+        file.upgrade(def, seq);
         return;
       }
       case 'commit': {
         const file = this.requireSpace(op.space);
         if (seq <= file.appliedSeq) return;
+        touch(file, touched);
         file.commit(op.ops, seq);
         return;
       }
@@ -417,6 +525,13 @@ export class Engine implements Catalogue {
         throw new Error(`journal record seq ${seq} restores checkpoint ${op.checkpoint}; the storage engine does not apply restores yet`);
     }
   }
+}
+
+/** Join `file` to the step's transaction (SpaceFile.beginBatch). */
+function touch(file: SpaceFile, touched: Set<SpaceFile>): void {
+  if (touched.has(file)) return;
+  file.beginBatch();
+  touched.add(file);
 }
 
 function sameFields(a: readonly string[], b: readonly string[]): boolean {

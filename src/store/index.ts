@@ -29,8 +29,9 @@ export {
   type SpaceMeta,
 } from './checkpoint-files.js';
 export { StoreState } from './store-state.js';
-export { Engine, EngineSnapshot, type AppliedOp, type EngineOptions, type StagedSpace } from './engine.js';
+export { StateView } from './state-view.js';
+export { Engine, EngineSnapshot, type AppliedOp, type EngineOptions, type InstallMode, type StagedSpace } from './engine.js';
 export { removeDatabase, SpaceFile, type KeyText } from './space-file.js';
 export { checkSpaceFile } from './space-check.js';
 export type { TemplateDef, TemplateRef } from './template.js';
-export { Store, type CommitListener, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';
+export { EngineDivergedError, engineUnusable, Store, type CommitListener, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';

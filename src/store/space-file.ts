@@ -110,11 +110,17 @@ function configure(db: Database.Database, options: SpaceFileOptions): void {
   if (options.readOnly === true) return;
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
+  // Folded on a thread of its own (wal-folder.ts), never inside a commit.
+  db.pragma('wal_autocheckpoint = 0');
 }
 
 /** A space's database file, open. */
 export class SpaceFile {
   private row: SpaceRow;
+  /** Set while `row` holds changes not written yet (commits inside a batch write it once, at endBatch). */
+  private rowChanged = false;
+  /** Set between beginBatch and endBatch. */
+  private batched = false;
   private readonly getText: Database.Statement<[string], string>;
   private readonly putText: Database.Statement<[string, string]>;
   private readonly deleteText: Database.Statement<[string]>;
@@ -122,6 +128,9 @@ export class SpaceFile {
   private readonly dropPosting: Database.Statement<[string, Buffer, string]>;
   private readonly saveRow: Database.Statement<[number, number, number, string, string, string]>;
   private readonly pages = new Map<number, Database.Statement<unknown[], KeyText>>();
+  private readonly batch: { begin: Database.Statement; commit: Database.Statement };
+  /** The template's index fields, parsed once per change of the row. */
+  private fields: string[];
 
   private constructor(
     /** The file's path. */
@@ -129,6 +138,8 @@ export class SpaceFile {
     private readonly db: Database.Database,
   ) {
     this.row = readRow(db, path);
+    this.fields = JSON.parse(this.row.index_fields) as string[];
+    this.batch = { begin: db.prepare('BEGIN'), commit: db.prepare('COMMIT') };
     this.getText = db.prepare<[string], string>('SELECT value FROM objects WHERE key = ?').pluck();
     this.putText = db.prepare('INSERT INTO objects (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     this.deleteText = db.prepare('DELETE FROM objects WHERE key = ?');
@@ -257,7 +268,7 @@ export class SpaceFile {
 
   /** Fields the template version indexes. */
   get indexFields(): string[] {
-    return JSON.parse(this.row.index_fields) as string[];
+    return [...this.fields];
   }
 
   /** Seq of the last operation applied to this file. */
@@ -291,6 +302,17 @@ export class SpaceFile {
     return this.pageStatement(conditions.length).all(...params);
   }
 
+  /** Every object, in key order, read `pageRows` at a time (keyset pages: nothing is held open between them). */
+  *objects(pageRows = 1000): IterableIterator<KeyText> {
+    let after: string | undefined;
+    for (;;) {
+      const page = this.page({}, after, pageRows);
+      yield* page;
+      if (page.length < pageRows) return;
+      after = page.at(-1)!.key;
+    }
+  }
+
   /**
    * One indexed field a page at a time: up to `limit` postings after
    * (`afterTerm`, `afterKey`) in (term, key) order, each as its term and key.
@@ -315,27 +337,43 @@ export class SpaceFile {
   commit(ops: readonly TxOp[], seq: number): void {
     checkTransaction(ops);
     this.requireNext(seq);
-    const fields = this.indexFields;
-    const run = this.db.transaction(() => {
+    const fields = this.fields;
+    // Every delete is checked before anything is written, so that writing cannot fail halfway for a reason of
+    // ours: inside a batch (beginBatch) the writes then need no savepoint of their own.
+    const present = new Map<string, boolean>();
+    ops.forEach((op, i) => {
+      if (op.op === 'delete' && !(present.get(op.key) ?? this.getText.get(op.key) !== undefined)) throw missingDeleteError(this.row.id, op.key, i);
+      present.set(op.key, op.op === 'put');
+    });
+    const write = (): void => {
       let objects = this.row.objects;
-      ops.forEach((op, i) => {
-        const before = this.getText.get(op.key);
+      for (const op of ops) {
+        // Read again: an earlier op of this transaction may have changed it.
+        const old = this.getText.get(op.key);
         if (op.op === 'put') {
           const text = JSON.stringify(op.value);
-          if (text === before) return;
+          if (text === old) continue;
           this.putText.run(op.key, text);
-          if (before === undefined) objects++;
-          this.reindex(fields, op.key, parsedForIndex(before, fields), op.value);
+          if (old === undefined) objects++;
+          if (fields.length > 0) this.reindex(fields, op.key, parsedForIndex(old, fields), op.value);
         } else {
-          if (before === undefined) throw missingDeleteError(this.row.id, op.key, i);
           this.deleteText.run(op.key);
           objects--;
-          this.reindex(fields, op.key, parsedForIndex(before, fields), undefined);
+          if (fields.length > 0) this.reindex(fields, op.key, parsedForIndex(old, fields), undefined);
         }
-      });
-      this.save({ ...this.row, updated_seq: seq, applied_seq: seq, objects });
-    });
-    run();
+      }
+      // The row is written once per batch (endBatch) or transaction.
+      this.row = { ...this.row, updated_seq: seq, applied_seq: seq, objects };
+      this.rowChanged = true;
+    };
+    if (this.batched) {
+      write();
+    } else {
+      this.db.transaction(() => {
+        write();
+        this.writeRow();
+      })();
+    }
   }
 
   /** Follow the newer `template` version (already checked) from `seq`: the indexes of fields it drops go, new ones are built. */
@@ -419,6 +457,31 @@ export class SpaceFile {
     return (this.db.pragma('page_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
   }
 
+  /**
+   * Open a transaction that the changes after it join (each still all or
+   * nothing on its own: better-sqlite3 nests them as savepoints), until
+   * `endBatch`: many operations, one commit of the file. No-op when one is open.
+   */
+  beginBatch(): void {
+    if (!this.db.inTransaction) this.batch.begin.run();
+    this.batched = true;
+  }
+
+  /** Commit the transaction `beginBatch` opened, if any. */
+  endBatch(): void {
+    this.batched = false;
+    if (!this.db.inTransaction) return;
+    this.writeRow();
+    this.batch.commit.run();
+  }
+
+  /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */
+  appliedAt(seq: number): void {
+    if (seq < this.row.updated_seq) throw new Error(`${this.path} was changed at seq ${this.row.updated_seq}, after the checkpoint's seq ${seq}`);
+    this.db.prepare('UPDATE space SET applied_seq = ? WHERE one = 1').run(seq);
+    this.row = { ...this.row, applied_seq: seq };
+  }
+
   /** Resize this connection's page cache. */
   setCacheKiB(cacheKiB: number): void {
     setCache(this.db, cacheKiB);
@@ -436,8 +499,18 @@ export class SpaceFile {
   }
 
   private save(row: SpaceRow): void {
-    this.saveRow.run(row.updated_seq, row.applied_seq, row.objects, row.template_name, row.template_version, row.index_fields);
+    if (row.index_fields !== this.row.index_fields) this.fields = JSON.parse(row.index_fields) as string[];
     this.row = row;
+    this.rowChanged = true;
+    this.writeRow();
+  }
+
+  /** Write the space row as this connection holds it, if it changed since it was last written. */
+  private writeRow(): void {
+    if (!this.rowChanged) return;
+    const row = this.row;
+    this.saveRow.run(row.updated_seq, row.applied_seq, row.objects, row.template_name, row.template_version, row.index_fields);
+    this.rowChanged = false;
   }
 
   /** The postings of `key` after it changed from `before` to `after` (undefined = absent): only differing terms are touched. */

@@ -3,11 +3,11 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { loadCollectionState } from '../../src/checkpoint/index.js';
+import { stageCheckpoint } from '../../src/checkpoint/index.js';
 import { readManifest } from '../../src/checkpoint/archive/index.js';
 import { scanJournal } from '../../src/journal/index.js';
 import { silentLogger } from '../../src/log/index.js';
-import type { StoreOp } from '../../src/store/index.js';
+import { Engine, type StoreOp } from '../../src/store/index.js';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 
 interface Resource {
@@ -189,18 +189,23 @@ describe('checkpoint restore (real daemons on loopback)', function () {
     for (const [key, value] of acked) expect(live[key]).to.deep.equal(value);
     for (const cp of cps) {
       const file = checkpointFile(d.dir, cp.data.id);
-      let state = await loadCollectionState(file, await readManifest(file));
-      expect(state.seq).to.equal(cp.data.seq);
-      await scanJournal(path.join(d.dir, 'FileVault', 'journal'), {
-        repair: false,
-        fromSeq: cp.data.seq,
-        logger: silentLogger(),
-        onRecord: (rec) => {
-          state = state.apply(rec.op as StoreOp, rec.seq);
-        },
-      });
-      const rebuilt = Object.fromEntries([...state.objects('test')]);
-      expect(rebuilt).to.deep.equal(live);
+      const manifest = await readManifest(file);
+      const engine = Engine.open({ dir: path.join(d.dir, `rebuilt-${cp.data.id}`), cacheBytes: 8 << 20, logger: silentLogger() });
+      try {
+        const staged = await stageCheckpoint(file, manifest, engine, { collection: true });
+        engine.install(staged.spaces, manifest.seq, staged.collection!.templates, 'base');
+        expect(engine.appliedSeq).to.equal(cp.data.seq);
+        await scanJournal(path.join(d.dir, 'FileVault', 'journal'), {
+          repair: false,
+          fromSeq: cp.data.seq,
+          logger: silentLogger(),
+          onRecord: (rec) => engine.apply([{ op: rec.op as StoreOp, seq: rec.seq }]),
+        });
+        const rebuilt = Object.fromEntries(engine.page('test', {}, undefined, 1_000_000).map((o) => [o.key, JSON.parse(o.text) as unknown]));
+        expect(rebuilt).to.deep.equal(live);
+      } finally {
+        engine.close();
+      }
     }
   });
 });

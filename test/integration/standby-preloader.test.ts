@@ -20,6 +20,7 @@ import { captureLogger } from '../helpers/capture-logger.js';
 import { descriptorOf } from '../helpers/descriptor.js';
 import type { LogLine } from '../helpers/daemon-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempEngine } from '../helpers/engine.js';
 
 const RemoveScript = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../helpers/remove-checkpoint.ts');
 
@@ -59,16 +60,17 @@ describe('standby pre-loading (StandbyPreloader)', function () {
   beforeEach(async () => {
     dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-preload-')));
     const logger = silentLogger();
-    store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+    store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, engine: tempEngine(dir) });
     await store.commit(load('plm', '1.0', []));
     await store.commit(create('s'));
     await store.commit(commit('s', put('k', { pad: randomBytes(1024).toString('base64') })));
     const catalogue = new Catalogue(path.join(dir, 'checkpoint'), logger);
     await catalogue.init();
-    checkpointer = new Checkpointer({ catalogue, store, logger, node: 'primary', compression: { method: 'store' }, installation });
+    checkpointer = new Checkpointer({ catalogue, store, logger, node: 'primary', compression: { method: 'store' }, installation, scratchDir: dir });
   });
   afterEach(async () => {
     await store.close();
+    store.engine.close();
     await fs.rm(dir, { recursive: true, force: true });
   });
 

@@ -267,6 +267,10 @@ export async function runCorruption(options: CorruptionOptions): Promise<SuiteRe
       const problems: string[] = [];
       const everything = model.lastAckedSeq();
 
+      // A damaged checkpoint matters at start-up only to a node that has to load one: a node whose data folder (its
+      // storage engine) is lost, or new. That node is the one tried here; a damaged journal is tried on a node that
+      // keeps its engine.
+      if (target === 'checkpoint') await fs.rm(path.join(dir, 'data', 'engine'), { recursive: true, force: true });
       const started = await startOrRefuse(dir);
       d = started.d;
       let outcome: string;

@@ -19,6 +19,7 @@ import { AutoCheckpointer } from '../../src/triggers/index.js';
 import { installationId, VaultPaths } from '../../src/vault/index.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempEngine } from '../helpers/engine.js';
 
 const quiet: CheckpointConfig = {
   compression: { method: 'store' },
@@ -50,9 +51,10 @@ async function rig(root: string, config: Partial<CheckpointConfig> = {}): Promis
   const catalogue = new Catalogue(vault.checkpoint, logger);
   await catalogue.init();
   const journalFirstSeq = (await listJournalFiles(vault.journal))[0]?.firstSeq ?? null;
-  const base = await loadStartBase(catalogue, installation, journalFirstSeq, logger);
-  const store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, ...(base === null ? {} : { base: base.state }) });
-  const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'unit', compression: { method: 'store' }, installation });
+  const engine = tempEngine(root);
+  await loadStartBase(catalogue, installation, journalFirstSeq, logger, engine);
+  const store = await Store.open({ journalDir: vault.journal, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, engine });
+  const checkpointer = new Checkpointer({ catalogue, store, logger, node: 'unit', compression: { method: 'store' }, installation, scratchDir: root });
   const auto = new AutoCheckpointer({ checkpointer, store, config: { ...quiet, ...config }, journalDir: vault.journal, logger });
   await auto.start();
   return { vault, store, catalogue, checkpointer, auto, installation };
@@ -94,7 +96,7 @@ describe('automatic checkpoints (in-process)', function () {
       for (let i = 0; i < 100; i++) r.auto.fire('journal-threshold');
       expect(r.auto.status().state, 'the burst arrived while the first checkpoint ran').to.equal('running');
       await r.store.commit(commit('s1', put('during', { kind: 'late' })));
-      await waitFor(async () => (await r.catalogue.list()).length === 2 && r.auto.status().state === 'idle', { what: 'the second checkpoint' });
+      await waitFor(async () => (await r.catalogue.list()).length === 2 && r.auto.status().state === 'idle', { what: `the second checkpoint ${JSON.stringify(r.auto.status())}` });
       const entries = await r.catalogue.list();
       expect(triggers(entries)).to.deep.equal(['schedule', 'journal-threshold']);
       expect(entries[0]!.manifest.description).to.equal('automatic (schedule, event:space-created)');

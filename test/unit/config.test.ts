@@ -110,6 +110,7 @@ describe('loadConfig', () => {
       paths: { data: path.join(confDir, 'data'), fileVault: path.join(confDir, 'FileVault') },
       auth: { tokensFile: path.join(confDir, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
+      store: { cacheSize: 256 * 1024 * 1024 },
       checkpoint: defaultCheckpoint,
       failover: defaultFailover(path.join(confDir, 'FileVault')),
       log: { level: DefaultLogLevel },
@@ -124,6 +125,7 @@ describe('loadConfig', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
+      store: { cacheSize: 256 * 1024 * 1024 },
       checkpoint: {
         compression: 'deflate:9',
         directWrites: false,
@@ -147,6 +149,7 @@ describe('loadConfig', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'vault') },
       auth: { tokensFile: path.join(tmp, 'secret', 'tokens.json') },
       journal: { sync: 'interval', groupCommitMs: 5, syncIntervalMs: 250 },
+      store: { cacheSize: 256 * 1024 * 1024 },
       checkpoint: {
         compression: { method: 'deflate', level: 9 },
         directWrites: false,
@@ -312,7 +315,7 @@ describe('loadConfig', () => {
 
   it('names an unknown top-level key and the known top-level keys', async () => {
     expect(await problemWith({ nodes: {} })).to.equal(
-      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, checkpoint, failover, log, $comment',
+      'unknown key "nodes"; known top-level keys: node, api, paths, auth, journal, store, checkpoint, failover, log, $comment',
     );
   });
 
@@ -480,6 +483,7 @@ describe('config/default.json', () => {
       paths: { data: path.join(tmp, 'data'), fileVault: path.join(tmp, 'FileVault') },
       auth: { tokensFile: path.join(tmp, 'data', 'tokens.json') },
       journal: { sync: DefaultJournalSync, groupCommitMs: DefaultGroupCommitMs, syncIntervalMs: DefaultSyncIntervalMs },
+      store: { cacheSize: 256 * 1024 * 1024 },
       checkpoint: defaultCheckpoint,
       failover: defaultFailover(path.join(tmp, 'FileVault')),
       log: { level: DefaultLogLevel },

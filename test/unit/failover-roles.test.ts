@@ -21,6 +21,7 @@ import { Store } from '../../src/store/index.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tempEngine } from '../helpers/engine.js';
 
 interface Node {
   name: string;
@@ -65,7 +66,7 @@ describe('failover role state machine (in process, real stores and heartbeats)',
   async function start(name: string, role: 'primary' | 'secondary'): Promise<Node> {
     const { logger, lines } = captureLogger();
     const journalDir = path.join(root, 'journal');
-    const open = (): Promise<Store> => Store.open({ journalDir, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, readOnly: true });
+    const open = (): Promise<Store> => Store.open({ journalDir, sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, readOnly: true, engine: tempEngine(root) });
     const store = await open();
     const server = http.createServer((_req, res) => res.writeHead(404).end());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -13,6 +13,7 @@ import { Catalogue, Checkpointer, type RestoreProgress } from '../../src/checkpo
 import { silentLogger } from '../../src/log/index.js';
 import { Store } from '../../src/store/index.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
+import { tempEngine } from '../helpers/engine.js';
 
 describe('restore progress (Checkpointer.restoring)', function () {
   let dir: string;
@@ -22,16 +23,17 @@ describe('restore progress (Checkpointer.restoring)', function () {
   beforeEach(async () => {
     dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-restore-progress-')));
     const logger = silentLogger();
-    store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger });
+    store = await Store.open({ journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger, engine: tempEngine(dir) });
     await store.commit(load('plm', '1.0', ['type']));
     await store.commit(create('s'));
     await store.commit(commit('s', ...Array.from({ length: 2000 }, (_, i) => put(`k${i}`, { type: i % 2 === 0 ? 'Part' : 'Doc', i, pad: 'x'.repeat(100) }))));
     const catalogue = new Catalogue(path.join(dir, 'checkpoint'), logger);
     await catalogue.init();
-    checkpointer = new Checkpointer({ catalogue, store, logger, node: 'n', compression: { method: 'deflate', level: 1 }, installation: randomUUID() });
+    checkpointer = new Checkpointer({ catalogue, store, logger, node: 'n', compression: { method: 'deflate', level: 1 }, installation: randomUUID(), scratchDir: dir });
   });
   afterEach(async () => {
     await store.close();
+    store.engine.close();
     await fs.rm(dir, { recursive: true, force: true });
   });
 
@@ -74,7 +76,7 @@ describe('restore progress (Checkpointer.restoring)', function () {
     // A node that first sees the file damaged (a catalogue that saw it whole calls it changed and never reads it).
     const fresh = new Catalogue(path.join(dir, 'checkpoint'), silentLogger());
     await fresh.init();
-    checkpointer = new Checkpointer({ catalogue: fresh, store, logger: silentLogger(), node: 'n', compression: { method: 'deflate', level: 1 }, installation: randomUUID() });
+    checkpointer = new Checkpointer({ catalogue: fresh, store, logger: silentLogger(), node: 'n', compression: { method: 'deflate', level: 1 }, installation: randomUUID(), scratchDir: dir });
     const { seen, failed } = await watch(checkpointer.restore(entry.id, 's'));
     expect(failed).to.equal(true);
     expect(seen.length, 'the restore failed before it started reading').to.be.greaterThan(0);
