@@ -26,7 +26,7 @@ import type { Logger } from '../log/index.js';
 import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
-import { removeDatabase, SpaceFile, type KeyText } from './space-file.js';
+import { limitWal, removeDatabase, SpaceFile, type KeyText } from './space-file.js';
 import { WalFolder } from './wal-folder.js';
 import type { SpaceInfo } from './space.js';
 import { compareTemplates, type TemplateDef } from './template.js';
@@ -293,6 +293,7 @@ export class Engine implements Catalogue {
       for (const file of touched) file.endBatch();
       if (last !== null) this.steps.mark.run(last.seq, last.epoch ?? this.appliedEpochValue);
       this.steps.commit.run();
+      limitWal(this.db, this.collectionPath);
     } catch (err) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw err;

@@ -21,7 +21,7 @@
  * checkpoint's index files are written in. Keys are ASCII (identifiers.ts), so
  * TEXT order is that order already.
  */
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Json } from './json.js';
 import type { TxOp } from './ops.js';
@@ -48,6 +48,30 @@ export interface KeyText {
 /** Remove a SQLite database file and the files SQLite keeps beside it (WAL, shared memory, rollback journal). */
 export function removeDatabase(file: string): void {
   for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${file}${suffix}`, { force: true });
+}
+
+/** A WAL past this size is folded in whole and cut back to nothing by the writer (limitWal). */
+const WalLimitBytes = 64 * 1024 * 1024;
+
+/**
+ * Keep the WAL of database `file` (open as `db`, which just committed) from
+ * growing without bound. SQLite writes a WAL from its start again only once a
+ * checkpoint folded all of it before the next write began, which under steady
+ * writes never happens (the folding thread always trails the writer): the WAL
+ * grew to 4.4 GB beside 141 MB of data in a bulk load, and a start after a
+ * crash reads all of it. So once the WAL is past WalLimitBytes the writer
+ * folds what is left and truncates it (a TRUNCATE checkpoint, which answers
+ * at once, busy, when a reader holds old frames or the folding thread is at
+ * work: the next commit tries again).
+ */
+export function limitWal(db: Database.Database, file: string): void {
+  let size: number;
+  try {
+    size = statSync(`${file}-wal`).size;
+  } catch {
+    return;
+  }
+  if (size >= WalLimitBytes) db.pragma('wal_checkpoint(TRUNCATE)');
 }
 
 /** A term as stored: UTF-16BE, so that byte order is JavaScript's string order. */
@@ -473,6 +497,7 @@ export class SpaceFile {
     if (!this.db.inTransaction) return;
     this.writeRow();
     this.batch.commit.run();
+    limitWal(this.db, this.path);
   }
 
   /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */
