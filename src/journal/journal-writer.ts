@@ -226,8 +226,9 @@ export class JournalWriter {
   async roll(): Promise<string> {
     if (this.closing !== null) throw new JournalWriteError(`journal ${this.file} is closed; cannot roll`);
     return this.exclusive(async () => {
-      // Queued records already have their seqs: they belong to the current file.
-      await this.flushHeld();
+      // Records handed out so far belong to the current file; those appended while it rolls wait for the new one
+      // (flushing until the queue is empty would never end while committers keep appending).
+      await this.flushHeld(this.nextSeq - 1);
       await this.syncForHandOver();
       const firstSeq = this.ackedSeq + 1;
       if (this.fileBytes === 0 && this.fileFirstSeq === firstSeq) return this.file;
@@ -306,27 +307,29 @@ export class JournalWriter {
     while (this.queue.length > 0 && this.inflight.length < MaxInflight) this.dispatch();
   }
 
-  /** Inside an exclusive operation: write everything queued and wait until it is acknowledged (or refused). */
-  private async flushHeld(): Promise<void> {
-    while (this.queue.length > 0) {
+  /** Inside an exclusive operation: write what is queued up to seq `upto` (all of it when absent) and wait until it is acknowledged (or refused). */
+  private async flushHeld(upto = Infinity): Promise<void> {
+    while (this.queue.length > 0 && this.queue[0]!.seq <= upto) {
       if (this.broken !== null) {
         this.refuseQueued();
         break;
       }
-      this.dispatch();
+      this.dispatch(upto);
       await this.whenDrained();
     }
     await this.whenDrained();
   }
 
   /**
-   * Takes the queue as one batch — all of it, or as many records as fit in
-   * MaxBatchBytes (at least one) — and starts its write at the end of what is
+   * Takes the queue as one batch — all of it up to seq `upto`, or as many
+   * records as fit in MaxBatchBytes (at least one) — and starts its write at the end of what is
    * already in flight. Recovery relies on the bound (record.ts).
    */
-  private dispatch(): void {
+  private dispatch(upto = Infinity): void {
     let take = 0;
-    for (let bytes = 0; take < this.queue.length && (take === 0 || bytes + this.queue[take]!.frame.length <= MaxBatchBytes); take++) bytes += this.queue[take]!.frame.length;
+    for (let bytes = 0; take < this.queue.length && this.queue[take]!.seq <= upto && (take === 0 || bytes + this.queue[take]!.frame.length <= MaxBatchBytes); take++) {
+      bytes += this.queue[take]!.frame.length;
+    }
     const records = this.queue.splice(0, take);
     const data = records.length === 1 ? records[0]!.frame : Buffer.concat(records.map((p) => p.frame));
     const batch: Batch = { records, position: this.fileBytes, bytes: data.length, outcome: undefined };

@@ -19,7 +19,7 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
@@ -360,6 +360,7 @@ export class Engine implements Catalogue {
         const name = `${id}.${seq}.sqlite`;
         const target = path.join(this.spacesDir, name);
         renameSync(stagedPath, target);
+        dropSideFiles(stagedPath);
         const file = SpaceFile.open(target, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) });
         opened.push({ id, file });
         if (file.id !== id) throw new Error(`${stagedPath} holds space "${file.id}", not "${id}"`);
@@ -526,6 +527,23 @@ export class Engine implements Catalogue {
         throw new Error(`journal record seq ${seq} restores checkpoint ${op.checkpoint}; the storage engine does not apply restores yet`);
     }
   }
+}
+
+/**
+ * Remove what SQLite left beside a staged file that was checked and closed
+ * (its shared-memory index, an empty WAL) once the file itself was renamed into
+ * place: they would stay under the staged name forever. A WAL that holds
+ * frames is kept (the file was closed before any were folded in: never here).
+ */
+function dropSideFiles(stagedPath: string): void {
+  rmSync(`${stagedPath}-shm`, { force: true });
+  let walBytes = -1;
+  try {
+    walBytes = statSync(`${stagedPath}-wal`).size;
+  } catch {
+    // No WAL.
+  }
+  if (walBytes === 0) rmSync(`${stagedPath}-wal`, { force: true });
 }
 
 /** Join `file` to the step's transaction (SpaceFile.beginBatch). */

@@ -83,6 +83,7 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     const restored = open('restored');
     const staged = (await stageCheckpoint(target, written.manifest, restored, { spaces: ['s1', 's2'], collection: false })).spaces;
     restored.install(staged, written.manifest.seq + 1, [{ name: 'plm', version: '1.0', indexes: ['type'] }]);
+    expect(readdirSync(path.join(restored.dir, 'spaces')).filter((n) => n.includes('.staged-')), 'nothing left under a staged name').to.deep.equal([]);
     const expected = (before as { info: { updatedSeq: number } }[]).map((s) => ({ ...s, info: { ...s.info, updatedSeq: written.manifest.seq + 1 } }));
     expect(contents(restored)).to.deep.equal(expected);
     expect(restored.appliedSeq).to.equal(written.manifest.seq + 1);

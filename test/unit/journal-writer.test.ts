@@ -176,6 +176,31 @@ describe('JournalWriter', function () {
     expect((await readBack(dir)).map((r) => r.op)).to.deep.equal(['a', 'b', 'c', 'd']);
   });
 
+  it('rolls while committers keep appending: the records handed out before the roll end the old file, the rest start the new one', async function () {
+    const writer = await JournalWriter.open(options(dir));
+    let running = true;
+    // Each committer appends again the moment its record is durable, so the queue is never empty for long.
+    const committers = Array.from({ length: 16 }, async (_, c) => {
+      for (let i = 0; running; i++) await writer.append({ c, i }).durable;
+    });
+    await waitFor(() => writer.stats.lastDurableSeq >= 200, { what: 'the committers to get going', timeoutMs: 20_000 });
+    let rolledTo: string | null = null;
+    const roll = writer.roll().then((file) => (rolledTo = file));
+    try {
+      await waitFor(() => rolledTo !== null, { what: 'the roll to end under steady appends', timeoutMs: 20_000 });
+    } finally {
+      running = false;
+      await Promise.all(committers);
+      await roll;
+    }
+    await writer.close();
+    const files = await listJournalFiles(dir);
+    expect(files.map((f) => f.path)).to.deep.equal([files[0]!.path, rolledTo]);
+    const scan = await scanJournal(dir, { repair: false, logger: silentLogger() });
+    expect(scan).to.include({ files: 2, lastSeq: scan.records });
+    expect(files[1]!.firstSeq).to.be.greaterThan(200);
+  });
+
   it('does not create a second file when rolled twice with nothing in between', async function () {
     const writer = await JournalWriter.open(options(dir));
     await writer.append('a').durable;
