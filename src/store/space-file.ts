@@ -71,7 +71,13 @@ export function limitWal(db: Database.Database, file: string): void {
   } catch {
     return;
   }
-  if (size >= WalLimitBytes) db.pragma('wal_checkpoint(TRUNCATE)');
+  if (size < WalLimitBytes) return;
+  try {
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch {
+    // The commit is done: a fold that fails is tried again after the next one, whose own failure, if the folder
+    // is failing, stops the engine.
+  }
 }
 
 /** A term as stored: UTF-16BE, so that byte order is JavaScript's string order. */
