@@ -29,7 +29,17 @@ function folderMain(threads: typeof import('node:worker_threads'), load: (module
   const open = new Map<string, Db>();
   let failures = 0;
   const port = threads.parentPort!;
-  port.on('message', (files: string[]) => {
+  let timer: ReturnType<typeof setInterval> | null = null;
+  port.on('message', (files: string[] | null) => {
+    if (files === null) {
+      // Stop: between folds, so that no SQLite call is cut short (terminating the thread inside one that fails aborts
+      // the whole process). The thread ends once its port closes.
+      if (timer !== null) clearInterval(timer);
+      for (const db of open.values()) db.close();
+      open.clear();
+      port.close();
+      return;
+    }
     const wanted = new Set(files);
     for (const [file, db] of open) {
       if (wanted.has(file)) continue;
@@ -47,7 +57,7 @@ function folderMain(threads: typeof import('node:worker_threads'), load: (module
       }
     }
   });
-  setInterval(() => {
+  timer = setInterval(() => {
     for (const [file, db] of open) {
       try {
         db.pragma('wal_checkpoint(PASSIVE)');
@@ -79,8 +89,8 @@ export class WalFolder {
     this.worker.postMessage([...paths]);
   }
 
-  /** Stop the thread (its connections close with it). */
+  /** Stop the thread once its fold under way (if any) is done: it closes its connections and ends. */
   stop(): void {
-    void this.worker.terminate();
+    this.worker.postMessage(null);
   }
 }

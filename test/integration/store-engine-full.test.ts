@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { UnavailableError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Engine, Store, type StoreOptions } from '../../src/store/index.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const execFileP = promisify(execFile);
 
@@ -38,7 +39,8 @@ describe('store: an engine folder that fills up', function () {
   });
   afterEach(async function () {
     for (const e of opened.splice(0).reverse()) await e.close();
-    if (mounted) await execFileP('umount', [mount]);
+    // The engine's WAL folding thread closes its connections once its fold under way ends: until then the mount is busy.
+    if (mounted) await waitFor(() => execFileP('umount', [mount]).then(() => true, () => false), { what: `${mount} to unmount`, timeoutMs: 20_000 });
     mounted = false;
     await fs.rm(dir, { recursive: true, force: true });
   });
