@@ -60,9 +60,14 @@ const WalLimitBytes = 64 * 1024 * 1024;
  * writes never happens (the folding thread always trails the writer): the WAL
  * grew to 4.4 GB beside 141 MB of data in a bulk load, and a start after a
  * crash reads all of it. So once the WAL is past WalLimitBytes the writer
- * folds what is left and truncates it (a TRUNCATE checkpoint, which answers
- * at once, busy, when a reader holds old frames or the folding thread is at
- * work: the next commit tries again).
+ * folds what is left and truncates it (a TRUNCATE checkpoint).
+ *
+ * It never waits: while a reader holds old frames (a snapshot a checkpoint is
+ * copying) or the folding thread is at work, it folds what it may and
+ * answers busy at once, and the next commit tries again. A TRUNCATE
+ * checkpoint otherwise waits for readers through the connection's busy
+ * handler (better-sqlite3's default: 5 s), on the event loop, once a step:
+ * a checkpoint of 256 MiB under 16 writers took minutes that way.
  */
 export function limitWal(db: Database.Database, file: string): void {
   let size: number;
@@ -72,11 +77,15 @@ export function limitWal(db: Database.Database, file: string): void {
     return;
   }
   if (size < WalLimitBytes) return;
+  const patience = db.pragma('busy_timeout', { simple: true }) as number;
   try {
+    db.pragma('busy_timeout = 0');
     db.pragma('wal_checkpoint(TRUNCATE)');
   } catch {
     // The commit is done: a fold that fails is tried again after the next one, whose own failure, if the folder
     // is failing, stops the engine.
+  } finally {
+    db.pragma(`busy_timeout = ${patience}`);
   }
 }
 
