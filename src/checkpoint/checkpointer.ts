@@ -116,13 +116,16 @@ export class Checkpointer {
     const run = this.exclusive(async () => {
       const { store, catalogue, logger } = this.options;
       const started = performance.now();
+      // Its turn begins once the engine's WALs are nearly folded, so that holding its snapshot folds little on the
+      // event loop (Engine.snapshot).
+      await store.engine.foldsSettled();
       // Asked again when its turn comes, not only when it was queued: a node fenced meanwhile checkpoints nothing.
       if (store.refusal !== null) throw new UnavailableError(`${store.refusal}; create checkpoints on the primary`);
       const info = request.scope === 'collection' ? null : store.state.space(request.spaceId ?? '');
       if (info === undefined) throw new NotFoundError(`space ${request.spaceId} does not exist; GET /api/space lists the spaces`);
       begun = true;
       const maxDiskRate = this.diskRate;
-      // Held now, when its turn begins: a commit answered after this point is not in it.
+      // Held now: a commit answered after this point is not in it.
       const snapshot = store.engine.snapshot(info === null ? undefined : [info.id]);
       let written: Awaited<ReturnType<typeof writeCheckpointArchive>>;
       let infos: { id: string }[];

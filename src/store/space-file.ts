@@ -51,7 +51,14 @@ export function removeDatabase(file: string): void {
 }
 
 /** A WAL past this size is folded in whole and cut back to nothing by the writer (limitWal). */
-const WalLimitBytes = 64 * 1024 * 1024;
+export const WalLimitBytes = 64 * 1024 * 1024;
+
+/**
+ * Whether the writer may cut back the WAL of database `file`, now `walBytes`
+ * long, at once: false while that would fold much of it on the event loop
+ * (WalFolder.mayCut).
+ */
+export type WalGate = (file: string, walBytes: number) => boolean;
 
 /**
  * Keep the WAL of database `file` (open as `db`, which just committed) from
@@ -59,24 +66,27 @@ const WalLimitBytes = 64 * 1024 * 1024;
  * checkpoint folded all of it before the next write began, which under steady
  * writes never happens (the folding thread always trails the writer): the WAL
  * grew to 4.4 GB beside 141 MB of data in a bulk load, and a start after a
- * crash reads all of it. So once the WAL is past WalLimitBytes the writer
- * folds what is left and truncates it (a TRUNCATE checkpoint).
+ * crash reads all of it. So once the WAL is past WalLimitBytes, and `gate`
+ * says the folding thread has folded nearly all of it, the writer folds what
+ * is left and truncates it (a TRUNCATE checkpoint).
  *
  * It never waits: while a reader holds old frames (a snapshot a checkpoint is
  * copying) or the folding thread is at work, it folds what it may and
  * answers busy at once, and the next commit tries again. A TRUNCATE
  * checkpoint otherwise waits for readers through the connection's busy
  * handler (better-sqlite3's default: 5 s), on the event loop, once a step:
- * a checkpoint of 256 MiB under 16 writers took minutes that way.
+ * a checkpoint of 256 MiB under 16 writers took minutes that way. And the
+ * gate keeps it from folding, on the event loop, what piled up while a
+ * snapshot was held (a 10 s checkpoint under 16 writers: a 990 ms stall).
  */
-export function limitWal(db: Database.Database, file: string): void {
+export function limitWal(db: Database.Database, file: string, gate: WalGate): void {
   let size: number;
   try {
     size = statSync(`${file}-wal`).size;
   } catch {
     return;
   }
-  if (size < WalLimitBytes) return;
+  if (size < WalLimitBytes || !gate(file, size)) return;
   const patience = db.pragma('busy_timeout', { simple: true }) as number;
   try {
     db.pragma('busy_timeout = 0');
@@ -506,13 +516,13 @@ export class SpaceFile {
     this.batched = true;
   }
 
-  /** Commit the transaction `beginBatch` opened, if any. */
-  endBatch(): void {
+  /** Commit the transaction `beginBatch` opened, if any; then keep the WAL bounded as `gate` allows (limitWal). */
+  endBatch(gate: WalGate): void {
     this.batched = false;
     if (!this.db.inTransaction) return;
     this.writeRow();
     this.batch.commit.run();
-    limitWal(this.db, this.path);
+    limitWal(this.db, this.path, gate);
   }
 
   /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */

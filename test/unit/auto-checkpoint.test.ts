@@ -19,6 +19,7 @@ import { AutoCheckpointer } from '../../src/triggers/index.js';
 import { installationId, VaultPaths } from '../../src/vault/index.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { tempEngine } from '../helpers/engine.js';
 
 const quiet: CheckpointConfig = {
@@ -43,8 +44,7 @@ interface Rig {
   installation: string;
 }
 
-async function rig(root: string, config: Partial<CheckpointConfig> = {}): Promise<Rig> {
-  const logger = silentLogger();
+async function rig(root: string, config: Partial<CheckpointConfig> = {}, logger = silentLogger()): Promise<Rig> {
   const vault = new VaultPaths(root);
   await vault.ensure();
   const installation = await installationId(vault.root);
@@ -87,7 +87,8 @@ describe('automatic checkpoints (in-process)', function () {
   });
 
   it('turns a burst of 100 triggers into one checkpoint, and triggers during it into exactly one more', async () => {
-    const r = await rig(root, { coalesceMs: 100 });
+    const { logger, lines } = captureLogger();
+    const r = await rig(root, { coalesceMs: 100 }, logger);
     try {
       await seed(r.store, 20_000);
       for (let i = 0; i < 100; i++) r.auto.fire(i % 2 === 0 ? 'schedule' : 'event:space-created');
@@ -95,6 +96,8 @@ describe('automatic checkpoints (in-process)', function () {
       // While it runs: another burst books exactly one more.
       for (let i = 0; i < 100; i++) r.auto.fire('journal-threshold');
       expect(r.auto.status().state, 'the burst arrived while the first checkpoint ran').to.equal('running');
+      // A commit after the first checkpoint's snapshot, so that the second has something new to hold.
+      await waitFor(() => lines.some((l) => l.message === 'checkpoint started'), { what: 'the first checkpoint to hold its snapshot', intervalMs: 1 });
       await r.store.commit(commit('s1', put('during', { kind: 'late' })));
       await waitFor(async () => (await r.catalogue.list()).length === 2 && r.auto.status().state === 'idle', { what: `the second checkpoint ${JSON.stringify(r.auto.status())}` });
       const entries = await r.catalogue.list();
