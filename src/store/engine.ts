@@ -103,6 +103,8 @@ export class EngineSnapshot {
     readonly seq: number,
     private readonly templateDefs: readonly TemplateDef[],
     private readonly files: ReadonlyMap<string, PinnedSpace>,
+    /** Takes the snapshot's connections, their transactions ended, to close them (Engine.closeLater). */
+    private readonly release: (files: SpaceFile[]) => void = (files) => files.forEach((file) => file.close()),
   ) {}
 
   /** The templates loaded at that seq. */
@@ -132,9 +134,11 @@ export class EngineSnapshot {
     return this.pinned(id).file.copyTo(dest, pagesPerStep);
   }
 
-  /** End the read transactions. */
+  /** End the read transactions; the connections are closed later (Engine.closeLater). */
   close(): void {
-    for (const { file } of this.files.values()) file.close();
+    const files = [...this.files.values()].map(({ file }) => file);
+    for (const file of files) file.endRead();
+    this.release(files);
   }
 
   private pinned(id: string): PinnedSpace {
@@ -149,6 +153,8 @@ export class Engine implements Catalogue {
   private readonly templateDefs = new Map<string, TemplateDef>();
   private readonly spaceFiles = new Map<string, SpaceFile>();
   private readonly folder: WalFolder;
+  /** Connections of snapshots that ended, to be closed (closeLater). */
+  private readonly lingering = new Set<SpaceFile>();
   /** When the writer may cut a WAL back (WalFolder.mayCut). */
   private readonly walGate: WalGate = (file, walBytes) => this.folder.mayCut(file, walBytes);
   /** Statements of every step (Engine.apply), prepared once. */
@@ -329,7 +335,7 @@ export class Engine implements Catalogue {
       for (const { file } of pinned.values()) file.close();
       throw err;
     }
-    return new EngineSnapshot(this.applied, this.templates(), pinned);
+    return new EngineSnapshot(this.applied, this.templates(), pinned, (files) => this.closeLater(files));
   }
 
   /** Resolves once the folding thread has folded nearly every WAL (WalFolder.settled): the moment to take a snapshot. */
@@ -436,9 +442,30 @@ export class Engine implements Catalogue {
     rmSync(dir, { recursive: true, force: true });
   }
 
+  /**
+   * Close connections a snapshot held (their transactions ended) once the
+   * folding thread has folded the WAL they held back, and so written it out.
+   * Closing them at once stalled the event loop for 650 ms after a 10 s
+   * checkpoint: on ext4, closing a file that was truncated to nothing (as
+   * limitWal does to a WAL) first writes out all of it that is dirty, here
+   * everything written under the snapshot (XFS flushes on close after any
+   * truncation).
+   */
+  private closeLater(files: SpaceFile[]): void {
+    for (const file of files) this.lingering.add(file);
+    void this.folder.settled().then(() => {
+      for (const file of files) {
+        file.close();
+        this.lingering.delete(file);
+      }
+    });
+  }
+
   /** Close every file. */
   close(): void {
     this.folder.stop();
+    for (const file of this.lingering) file.close();
+    this.lingering.clear();
     for (const file of this.spaceFiles.values()) file.close();
     this.spaceFiles.clear();
     if (this.db.open) this.db.close();

@@ -537,6 +537,11 @@ export class SpaceFile {
     setCache(this.db, cacheKiB);
   }
 
+  /** End the read transaction of a pinned connection (SpaceFile.pin), if open: it no longer holds the WAL back. */
+  endRead(): void {
+    if (this.db.open && this.db.inTransaction) this.db.exec('COMMIT');
+  }
+
   /** Close the connection (its WAL is folded into the file when it is the last one). */
   close(): void {
     if (this.db.open) this.db.close();

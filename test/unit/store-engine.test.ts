@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate, setTimeout } from 'node:timers/promises';
@@ -278,6 +278,35 @@ describe('storage engine (SQLite files under paths.data)', function () {
     } finally {
       snapshot.close();
     }
+  });
+
+  it('closes a snapshot\'s connections only once the folding thread has written out the WAL they held back', async function () {
+    const engine = open();
+    const rnd = seededRandom(14);
+    let seq = 0;
+    engine.apply([
+      { op: load('plm', '1.0', ['type']), seq: ++seq },
+      { op: create('s', 'plm', '1.0'), seq: ++seq },
+    ]);
+    const wal = path.join(dir, 'spaces', readdirSync(path.join(dir, 'spaces')).find((f) => f.endsWith('.sqlite'))!) + '-wal';
+    // Descriptors of this process open on the WAL: the writer's, the folding thread's, and a snapshot's while open.
+    const walDescriptors = (): number => readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === wal;
+      } catch {
+        return false;
+      }
+    }).length;
+    await waitFor(() => walDescriptors() === 2, { what: 'the writer and the folding thread on the WAL' });
+    const snapshot = engine.snapshot();
+    expect(walDescriptors(), 'with the snapshot held').to.equal(3);
+    // Written under the snapshot: more than a settled WAL holds (4 MiB), left to the folding thread.
+    const pad = 'x'.repeat(300);
+    for (let step = 0; step < 40; step++) engine.apply(Array.from({ length: 50 }, () => ({ op: commit('s', put(`k${Math.floor(rnd() * 1e9)}`, { type: 't', pad })), seq: ++seq })));
+    snapshot.close();
+    // Closing a file truncated to nothing (limitWal) makes ext4 write out all of it that is dirty first, on the event loop.
+    expect(walDescriptors(), 'right after the snapshot ended: its connection stays open, holding nothing').to.equal(3);
+    await waitFor(() => walDescriptors() === 2, { what: 'the snapshot\'s connection closed once the WAL is folded', timeoutMs: 30_000 });
   });
 
   it('after a stop between a space file and the collection, replays from the collection\'s seq and applies each record once', function () {
