@@ -21,13 +21,18 @@
  *   request → its answer, and → the first write acknowledged by the other
  *   node through HAProxy.
  * - **crash, cold standby**: no standby process runs when the primary is
- *   killed; one is started at the moment of the kill and must load the
- *   checkpoint and the journal first (a spare host, or a standby that was
- *   down): kill → first acknowledged write, with the load shown apart.
+ *   killed; one is started at the moment of the kill (a standby that was
+ *   down): its storage engine is intact, so it replays the journal after
+ *   its applied seq: kill → first acknowledged write.
+ * - **crash, empty standby**: the same, with the standby's storage engine
+ *   removed first (a spare host, an empty data folder): it installs the
+ *   newest checkpoint as its engine and replays the journal after it; the
+ *   checkpoint's load is shown apart.
  *
  * Every run also checks that every write acknowledged before it is on the
  * node that took over. BENCH_SCALE scales the data (0.02 for a quick run),
- * BENCH_RUNS (default 10) the runs of each kind.
+ * BENCH_RUNS (default 10) the runs of each kind, BENCH_KINDS (default
+ * `warm,switchover,cold,empty`) which kinds run.
  */
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -46,6 +51,7 @@ import { elapsed, fmt, MiB, prng, benchEngine } from './shared.js';
 
 const Scale = Number(process.env.BENCH_SCALE ?? 1);
 const Runs = Number(process.env.BENCH_RUNS ?? 10);
+const Kinds = new Set((process.env.BENCH_KINDS ?? 'warm,switchover,cold,empty').split(','));
 const TargetBytes = Scale * 1024 ** 3;
 const Spaces = ['s0', 's1', 's2', 's3'];
 /** The space the clients write to during the runs. */
@@ -210,6 +216,7 @@ function median(values: number[]): number {
 }
 
 function summary(name: string, results: RunResult[], target: number): void {
+  if (results.length === 0) return;
   const col = (pick: (r: RunResult) => number | undefined): string => {
     const v = results.map(pick).filter((x): x is number => x !== undefined);
     return v.length === 0 ? '–' : `${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))})`;
@@ -269,7 +276,7 @@ export async function failoverBench(): Promise<void> {
     let primary = 'a';
 
     const crashWarm: RunResult[] = [];
-    for (let run = 1; run <= Runs; run++) {
+    for (let run = 1; run <= (Kinds.has('warm') ? Runs : 0); run++) {
       const p = cluster.nodes.get(primary)!;
       const s = cluster.nodes.get(other(primary))!;
       // A random moment of the primary's renewal cycle (renewMs 1000).
@@ -284,7 +291,7 @@ export async function failoverBench(): Promise<void> {
     }
 
     const switchover: RunResult[] = [];
-    for (let run = 1; run <= Runs; run++) {
+    for (let run = 1; run <= (Kinds.has('switchover') ? Runs : 0); run++) {
       const p = cluster.nodes.get(primary)!;
       const s = cluster.nodes.get(other(primary))!;
       await delay(1000 + Math.floor(rand() * 1000));
@@ -302,22 +309,27 @@ export async function failoverBench(): Promise<void> {
     }
 
     const crashCold: RunResult[] = [];
-    for (let run = 1; run <= Runs; run++) {
-      const p = cluster.nodes.get(primary)!;
-      const name = other(primary);
-      // No standby process: it is stopped before the primary dies.
-      await cluster.nodes.get(name)!.kill('SIGTERM');
-      await delay(1000 + Math.floor(rand() * 1000));
-      const kill = Date.now();
-      await p.kill('SIGKILL');
-      const s = await startNode(cluster, name, name === 'a' ? 'primary' : 'secondary');
-      const { result, check } = await takeover(clients, name, s, kill, StartTimeoutMs);
-      const loaded = at(s, 'start-up checkpoint loaded');
-      if (loaded !== undefined) result.load = Number(loaded.ms);
-      crashCold.push(result);
-      console.log(`  crash ${run}/${Runs} (cold): checkpoint load ${String(result.load)} ms, decided ${result.detection} ms after the kill, promotion ${result.promotion} ms, first ack through haproxy ${result.total} ms; ${check.checked} checked, ${check.missing} missing`);
-      await settled(s, primary, await startNode(cluster, primary, primary === 'a' ? 'primary' : 'secondary'));
-      primary = name;
+    const crashEmpty: RunResult[] = [];
+    for (const [kind, results] of [['cold', crashCold], ['empty', crashEmpty]] as const) {
+      for (let run = 1; run <= (Kinds.has(kind) ? Runs : 0); run++) {
+        const p = cluster.nodes.get(primary)!;
+        const name = other(primary);
+        // No standby process: it is stopped before the primary dies.
+        await cluster.nodes.get(name)!.kill('SIGTERM');
+        // An empty standby has no storage engine: it starts from the newest checkpoint.
+        if (kind === 'empty') await fs.rm(path.join(cluster.root, name, 'data', 'engine'), { recursive: true, force: true });
+        await delay(1000 + Math.floor(rand() * 1000));
+        const kill = Date.now();
+        await p.kill('SIGKILL');
+        const s = await startNode(cluster, name, name === 'a' ? 'primary' : 'secondary');
+        const { result, check } = await takeover(clients, name, s, kill, StartTimeoutMs);
+        const loaded = at(s, 'start-up checkpoint loaded');
+        if (loaded !== undefined) result.load = Number(loaded.ms);
+        results.push(result);
+        console.log(`  crash ${run}/${Runs} (${kind}): checkpoint load ${result.load === undefined ? 'none (engine intact)' : `${result.load} ms`}, decided ${result.detection} ms after the kill, promotion ${result.promotion} ms, first ack through haproxy ${result.total} ms; ${check.checked} checked, ${check.missing} missing`);
+        await settled(s, primary, await startNode(cluster, primary, primary === 'a' ? 'primary' : 'secondary'));
+        primary = name;
+      }
     }
 
     await clients.stop();
@@ -328,6 +340,7 @@ export async function failoverBench(): Promise<void> {
     summary('crash, warm standby', crashWarm, 6000);
     summary('switchover', switchover, 1000);
     summary('crash, cold standby', crashCold, 6000);
+    summary('crash, empty standby', crashEmpty, 6000);
   } finally {
     await clients?.stop();
     await proxy?.stop();

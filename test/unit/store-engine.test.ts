@@ -76,6 +76,31 @@ describe('storage engine (SQLite files under paths.data)', function () {
     return engine;
   }
 
+  /**
+   * An engine with one space `s` (template plm 1.0 indexing `type`), its
+   * file and WAL, and a step: one engine step of 50 puts at random keys, each
+   * value `padBytes` of padding and one of 8 types; how long it took, in ms;
+   * and the seq of the last record it made.
+   */
+  function oneSpace(seed: number, padBytes = 300): { engine: Engine; file: string; wal: string; step: () => number; lastSeq: () => number } {
+    const engine = open();
+    const rnd = seededRandom(seed);
+    let seq = 0;
+    engine.apply([
+      { op: load('plm', '1.0', ['type']), seq: ++seq },
+      { op: create('s', 'plm', '1.0'), seq: ++seq },
+    ]);
+    const file = path.join(dir, 'spaces', readdirSync(path.join(dir, 'spaces')).find((f) => f.endsWith('.sqlite'))!);
+    const pad = 'x'.repeat(padBytes);
+    const step = (): number => {
+      const records = Array.from({ length: 50 }, () => ({ op: commit('s', put(`k${Math.floor(rnd() * 1e9)}`, { type: `t${Math.floor(rnd() * 8)}`, pad })), seq: ++seq }));
+      const started = performance.now();
+      engine.apply(records);
+      return performance.now() - started;
+    };
+    return { engine, file, wal: `${file}-wal`, step, lastSeq: () => seq };
+  }
+
   beforeEach(function () {
     dir = mkdtempSync(path.join(os.tmpdir(), 'cpd-engine-'));
   });
@@ -178,26 +203,17 @@ describe('storage engine (SQLite files under paths.data)', function () {
   });
 
   it('keeps each WAL bounded under steady writes of random keys (SQLite alone lets it grow while a fold trails the writer)', async function () {
-    const engine = open();
-    const rnd = seededRandom(11);
-    let seq = 0;
-    engine.apply([
-      { op: load('plm', '1.0', ['type']), seq: ++seq },
-      { op: create('s', 'plm', '1.0'), seq: ++seq },
-    ]);
-    const wal = path.join(dir, 'spaces', readdirSync(path.join(dir, 'spaces')).find((f) => f.endsWith('.sqlite'))!) + '-wal';
+    const { engine, wal, step, lastSeq } = oneSpace(11);
     const collectionWal = path.join(dir, 'collection.sqlite-wal');
     // Steps of 50 single puts at random keys: about 3 pages of WAL per object, some 600 MiB written in all.
-    const pad = 'x'.repeat(300);
     let largest = 0;
-    for (let step = 0; step < 1200; step++) {
-      const records = Array.from({ length: 50 }, () => ({ op: commit('s', put(`k${Math.floor(rnd() * 1e9)}`, { type: `t${Math.floor(rnd() * 8)}`, pad })), seq: ++seq }));
-      engine.apply(records);
+    for (let n = 0; n < 1200; n++) {
+      step();
       largest = Math.max(largest, statSync(wal).size);
       // The event loop turns between steps, as in the daemon: the folding thread's reports come in.
       await setImmediate();
     }
-    expect(engine.appliedSeq).to.equal(seq);
+    expect(engine.appliedSeq).to.equal(lastSeq());
     // This writer outruns the folding thread (each of its rounds folds 40-70 MiB), so the writer cuts the WAL itself
     // once it is past twice the limit (128 MiB): it stays within that plus what a round lets through.
     expect(largest, 'the largest space file WAL').to.be.below(256 * 1024 * 1024);
@@ -205,21 +221,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
   });
 
   it('never waits for a held snapshot when a WAL is past its limit, nor folds on the event loop what piled up meanwhile', async function () {
-    const engine = open();
-    const rnd = seededRandom(12);
-    let seq = 0;
-    engine.apply([
-      { op: load('plm', '1.0', ['type']), seq: ++seq },
-      { op: create('s', 'plm', '1.0'), seq: ++seq },
-    ]);
-    const wal = path.join(dir, 'spaces', readdirSync(path.join(dir, 'spaces')).find((f) => f.endsWith('.sqlite'))!) + '-wal';
-    const pad = 'x'.repeat(300);
-    const step = (): number => {
-      const records = Array.from({ length: 50 }, () => ({ op: commit('s', put(`k${Math.floor(rnd() * 1e9)}`, { type: 't', pad })), seq: ++seq }));
-      const started = performance.now();
-      engine.apply(records);
-      return performance.now() - started;
-    };
+    const { engine, wal, step, lastSeq } = oneSpace(12);
     // A checkpoint copying the space holds this snapshot; the WAL cannot be cut back past it meanwhile.
     const snapshot = engine.snapshot();
     const heldSeq = snapshot.seq;
@@ -248,24 +250,14 @@ describe('storage engine (SQLite files under paths.data)', function () {
       },
       { what: 'the WAL cut back after the snapshot', timeoutMs: 30_000, intervalMs: 0 },
     );
-    expect(engine.appliedSeq).to.equal(seq);
+    expect(engine.appliedSeq).to.equal(lastSeq());
   });
 
   it('before a snapshot, waits for the folding thread to fold a burst of writes, so that holding it folds little on the event loop', async function () {
-    const engine = open();
-    const rnd = seededRandom(13);
-    let seq = 0;
-    engine.apply([
-      { op: load('plm', '1.0', ['type']), seq: ++seq },
-      { op: create('s', 'plm', '1.0'), seq: ++seq },
-    ]);
+    const { engine, file, step } = oneSpace(13, 3000);
     await setTimeout(500); // the folding thread's first rounds on the new file
-    const file = path.join(dir, 'spaces', readdirSync(path.join(dir, 'spaces')).find((f) => f.endsWith('.sqlite'))!);
     // A burst without a turn of the event loop: about 25 MiB of new objects, most of it new pages at the file's end.
-    const pad = 'x'.repeat(3000);
-    for (let step = 0; step < 160; step++) {
-      engine.apply(Array.from({ length: 50 }, () => ({ op: commit('s', put(`k${Math.floor(rnd() * 1e9)}`, { type: 't', pad })), seq: ++seq })));
-    }
+    for (let n = 0; n < 160; n++) step();
     await engine.foldsSettled();
     const folded = statSync(file).size;
     const snapshot = engine.snapshot();
@@ -281,14 +273,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
   });
 
   it('closes a snapshot\'s connections only once the folding thread has written out the WAL they held back', async function () {
-    const engine = open();
-    const rnd = seededRandom(14);
-    let seq = 0;
-    engine.apply([
-      { op: load('plm', '1.0', ['type']), seq: ++seq },
-      { op: create('s', 'plm', '1.0'), seq: ++seq },
-    ]);
-    const wal = path.join(dir, 'spaces', readdirSync(path.join(dir, 'spaces')).find((f) => f.endsWith('.sqlite'))!) + '-wal';
+    const { engine, wal, step } = oneSpace(14);
     // Descriptors of this process open on the WAL: the writer's, the folding thread's, and a snapshot's while open.
     const walDescriptors = (): number => readdirSync('/proc/self/fd').filter((fd) => {
       try {
@@ -301,8 +286,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
     const snapshot = engine.snapshot();
     expect(walDescriptors(), 'with the snapshot held').to.equal(3);
     // Written under the snapshot: more than a settled WAL holds (4 MiB), left to the folding thread.
-    const pad = 'x'.repeat(300);
-    for (let step = 0; step < 40; step++) engine.apply(Array.from({ length: 50 }, () => ({ op: commit('s', put(`k${Math.floor(rnd() * 1e9)}`, { type: 't', pad })), seq: ++seq })));
+    for (let n = 0; n < 40; n++) step();
     snapshot.close();
     // Closing a file truncated to nothing (limitWal) makes ext4 write out all of it that is dirty first, on the event loop.
     expect(walDescriptors(), 'right after the snapshot ended: its connection stays open, holding nothing').to.equal(3);
