@@ -5,9 +5,11 @@
  *
  * For each size in BENCH_SIZES_GIB (default `1,10`: GiB of JSON values, the
  * checkpoint benchmark's objects of about 200 bytes in 4 spaces indexed by
- * `type` and `owner`), both are loaded over their own protocol (ours: HTTP
- * transactions of 1,000 puts; Redis: pipelined SETs of the same JSON text)
- * and measured:
+ * `type` and `owner`; with BENCH_VALUE_BYTES, e.g. 60000, each object also
+ * carries a `notes` text that makes it about that long), both are loaded
+ * over their own protocol (ours: HTTP transactions of 1,000 puts, or of as
+ * many as fit in 768 KiB; Redis: pipelined SETs of the same JSON text) and
+ * measured:
  *
  * - memory per byte of data: the daemon's RSS and V8 heap used, Redis's RSS
  *   and used_memory;
@@ -51,7 +53,11 @@ const GiB = 1024 * MiB;
 const Sizes = (process.env.BENCH_SIZES_GIB ?? '1,10').split(',').map(Number);
 const WriteSeconds = Number(process.env.BENCH_WRITE_SECONDS ?? 10);
 const Spaces = ['s0', 's1', 's2', 's3'];
-const PutsPerTransaction = 1000;
+/** Bytes of each object's JSON (BENCH_VALUE_BYTES); 0: the ~200-byte objects alone. */
+const ValueBytes = Number(process.env.BENCH_VALUE_BYTES ?? 0);
+/** About what one object's JSON takes. */
+const ObjectBytes = ValueBytes > 0 ? ValueBytes : 205;
+const PutsPerTransaction = ValueBytes > 0 ? Math.max(1, Math.floor((768 * 1024) / ValueBytes)) : 1000;
 const TransactionsInFlight = 4;
 const Clients = 64;
 /** Redis's RSS per byte of JSON (1.45× at 0.5 and 2 GiB, measured in issue 23). */
@@ -280,12 +286,29 @@ async function rate(clients: number, seconds: number, once: (client: number, i: 
 
 /** The same objects for both: `[space, key, JSON text]` for each, generated space by space. */
 function* objects(targetBytes: number): Generator<[string, string, string]> {
-  const perSpace = Math.ceil(targetBytes / 205 / Spaces.length);
+  const perSpace = Math.ceil(targetBytes / ObjectBytes / Spaces.length);
   const owners = Math.max(10, Math.floor(perSpace / 4));
+  // Long values: notes made of 1 KiB pieces drawn from 256 of seeded random text, so a checkpoint's deflate finds
+  // repeats only a kilobyte long.
+  const pieces = ValueBytes > 0 ? randomPieces(prng(999), 256, 1024) : [];
   for (const [s, space] of Spaces.entries()) {
     const rand = prng(1000 + s);
-    for (let i = 0; i < perSpace; i++) yield [space, keyOf(i), JSON.stringify(makeValue(rand, owners))];
+    for (let i = 0; i < perSpace; i++) {
+      const value = makeValue(rand, owners);
+      if (ValueBytes > 0) {
+        const notes: string[] = [];
+        for (let n = JSON.stringify(value).length + 12; n < ValueBytes; n += 1024) notes.push(pieces[Math.floor(rand() * pieces.length)]!);
+        (value as Record<string, unknown>).notes = notes.join('').slice(0, Math.max(0, ValueBytes - JSON.stringify(value).length - 12));
+      }
+      yield [space, keyOf(i), JSON.stringify(value)];
+    }
   }
+}
+
+/** `count` strings of `bytes` random lowercase letters and spaces. */
+function randomPieces(rand: () => number, count: number, bytes: number): string[] {
+  const letters = 'abcdefghijklmnopqrstuvwxyz     ';
+  return Array.from({ length: count }, () => Array.from({ length: bytes }, () => letters[Math.floor(rand() * letters.length)]).join(''));
 }
 
 async function loadOurs(daemon: Daemon, targetBytes: number, started: number): Promise<{ objects: number; bytes: number; last: [string, string, string] }> {
@@ -494,7 +517,7 @@ export async function scaleBench(): Promise<void> {
   if (redisVersion.error !== undefined) throw new Error(`the scale benchmark needs redis-server (apt-get install redis-server): ${redisVersion.error.message}`);
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-bench-scale-'));
   try {
-    console.log(`scale benchmark: ${Sizes.join(', ')} GiB of JSON values beside ${redisVersion.stdout.trim().split(' ').slice(0, 3).join(' ')}, ${os.cpus().length} cores, ${fmt(os.totalmem() / GiB, 1)} GiB of memory, node ${process.version}`);
+    console.log(`scale benchmark: ${Sizes.join(', ')} GiB of JSON values (${ValueBytes > 0 ? `objects of about ${fmt(ValueBytes)} bytes` : 'objects of about 200 bytes'}) beside ${redisVersion.stdout.trim().split(' ').slice(0, 3).join(' ')}, ${os.cpus().length} cores, ${fmt(os.totalmem() / GiB, 1)} GiB of memory, node ${process.version}`);
     const rows: string[] = [];
     for (const gib of Sizes) rows.push(...(await oneSize(gib, root)));
     console.log('\n| data | memory per byte of data: checkpointd / Redis | snapshot: checkpoint / BGSAVE | cold start to first read: checkpointd / Redis | restore | durable writes/s at 64 clients: checkpointd / Redis (ratio) | HTTP ceiling: empty handler (/ Redis) |');
