@@ -57,6 +57,8 @@ const Spaces = ['s0', 's1', 's2', 's3'];
 const ValueBytes = Number(process.env.BENCH_VALUE_BYTES ?? 0);
 /** About what one object's JSON takes. */
 const ObjectBytes = ValueBytes > 0 ? ValueBytes : 205;
+/** Node options for the daemon (BENCH_DAEMON_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the restarted daemon's profile, written when it stops at the end). */
+const DaemonNodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const PutsPerTransaction = ValueBytes > 0 ? Math.max(1, Math.floor((768 * 1024) / ValueBytes)) : 1000;
 const TransactionsInFlight = 4;
 const Clients = 64;
@@ -241,7 +243,7 @@ interface Daemon {
 async function startDaemon(dir: string, port: number): Promise<Daemon> {
   const config = { node: { name: 'bench' }, api: { port }, paths: { data: 'data', fileVault: 'FileVault' }, journal: { sync: 'commit' }, checkpoint: { journalThreshold: null, events: { 'space-created': false, 'space-upgraded': false, 'template-loaded': false, 'restore-done': false, promotion: false, 'clean-shutdown': false, 'crash-recovery': false } }, log: { level: 'info' } };
   await fs.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
-  const child = spawn(process.execPath, ['--max-semi-space-size=64', Cli, 'run', '--config', path.join(dir, 'config.json')], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', ...DaemonNodeArgs, Cli, 'run', '--config', path.join(dir, 'config.json')], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let listeningAt = 0;
   const url = await new Promise<string>((resolve, reject) => {
@@ -505,7 +507,8 @@ async function oneSize(gib: number, root: string): Promise<string[]> {
     ];
   } finally {
     redis?.close();
-    await stop(daemon.child, 'SIGKILL');
+    // A daemon run with Node options (a profile) stops cleanly, so that Node writes what they ask for.
+    await stop(daemon.child, DaemonNodeArgs.length > 0 ? 'SIGTERM' : 'SIGKILL');
     await stop(redisServer.child, 'SIGKILL');
     await fs.rm(dir, { recursive: true, force: true });
   }
