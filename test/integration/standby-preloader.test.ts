@@ -71,7 +71,7 @@ describe('standby pre-loading (StandbyPreloader)', function () {
   afterEach(async () => {
     await store.close();
     store.engine.close();
-    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 
   it('verifies a new checkpoint and reports it pre-loaded', async () => {

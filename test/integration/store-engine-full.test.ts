@@ -42,7 +42,7 @@ describe('store: an engine folder that fills up', function () {
     // The engine's WAL folding thread closes its connections once its fold under way ends: until then the mount is busy.
     if (mounted) await waitFor(() => execFileP('umount', [mount]).then(() => true, () => false), { what: `${mount} to unmount`, timeoutMs: 20_000 });
     mounted = false;
-    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 
   it('refuses commits and reads once a step fails (503), and a fresh engine replays every acknowledged commit', async function () {

@@ -83,7 +83,7 @@ describe('automatic checkpoints (in-process)', function () {
     root = await fs.mkdtemp(path.join(os.tmpdir(), 'cpd-auto-'));
   });
   afterEach(async () => {
-    await fs.rm(root, { recursive: true, force: true });
+    await fs.rm(root, { recursive: true, force: true, maxRetries: 10 });
   });
 
   it('turns a burst of 100 triggers into one checkpoint, and triggers during it into exactly one more', async () => {

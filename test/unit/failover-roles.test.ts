@@ -48,7 +48,7 @@ describe('failover role state machine (in process, real stores and heartbeats)',
       n.server.closeAllConnections();
       await new Promise((resolve) => n.server.close(resolve));
     }
-    await fs.rm(root, { recursive: true, force: true });
+    await fs.rm(root, { recursive: true, force: true, maxRetries: 10 });
   });
 
   const config: FailoverConfig = {

@@ -34,7 +34,7 @@ describe('restore progress (Checkpointer.restoring)', function () {
   afterEach(async () => {
     await store.close();
     store.engine.close();
-    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 
   /** Every non-null `restoring` seen between turns of the event loop until `run` settles (the restore reads its file in steps). */

@@ -34,7 +34,7 @@ describe('Store commit pipeline (real journal)', function () {
   });
   afterEach(async function () {
     for (const e of engines.splice(0)) e.close();
-    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 
   async function seeded(): Promise<Store> {

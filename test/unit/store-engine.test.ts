@@ -107,7 +107,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
 
   afterEach(function () {
     for (const engine of engines.splice(0)) engine.close();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 
   /** The engine holds what the in-memory state holds: templates, spaces, objects, every query page by page, every index in order. */
@@ -157,7 +157,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
       expect(refused, 'the random ops include refused ones').to.be.greaterThan(10);
       expect(state.spaces().reduce((n, s) => n + s.objectCount, 0), 'the random ops leave objects').to.be.greaterThan(30);
       engine.close();
-      rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true, maxRetries: 10 });
     }
   });
 

@@ -24,7 +24,7 @@ describe('Store following a journal, promotion and fencing (real journal)', func
     options = { journalDir: path.join(dir, 'journal'), sync: 'commit', groupCommitMs: 0, syncIntervalMs: 1000, logger: silentLogger(), engine: null as unknown as Engine };
   });
   afterEach(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 
   async function primary(): Promise<Store> {
