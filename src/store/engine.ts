@@ -19,14 +19,14 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
 import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
-import { limitWal, removeDatabase, SpaceFile, type KeyText, type WalGate } from './space-file.js';
+import { limitWal, removeDatabase, removeSideFiles, SpaceFile, type KeyText, type WalGate } from './space-file.js';
 import { WalFolder } from './wal-folder.js';
 import type { SpaceInfo } from './space.js';
 import { compareTemplates, type TemplateDef } from './template.js';
@@ -104,7 +104,7 @@ export class EngineSnapshot {
     private readonly templateDefs: readonly TemplateDef[],
     private readonly files: ReadonlyMap<string, PinnedSpace>,
     /** Takes the snapshot's connections, their transactions ended, to close them (Engine.closeLater). */
-    private readonly release: (files: SpaceFile[]) => void = (files) => files.forEach((file) => file.close()),
+    private readonly release: (files: SpaceFile[]) => void,
   ) {}
 
   /** The templates loaded at that seq. */
@@ -374,7 +374,9 @@ export class Engine implements Catalogue {
         const name = `${id}.${seq}.sqlite`;
         const target = path.join(this.spacesDir, name);
         renameSync(stagedPath, target);
-        dropSideFiles(stagedPath);
+        // What SQLite left beside the checked and closed staged file (its shared-memory index, an empty WAL) would
+        // stay under the staged name forever.
+        removeSideFiles(stagedPath, true);
         const file = SpaceFile.open(target, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) });
         opened.push({ id, file });
         if (file.id !== id) throw new Error(`${stagedPath} holds space "${file.id}", not "${id}"`);
@@ -562,23 +564,6 @@ export class Engine implements Catalogue {
         throw new Error(`journal record seq ${seq} restores checkpoint ${op.checkpoint}; the storage engine does not apply restores yet`);
     }
   }
-}
-
-/**
- * Remove what SQLite left beside a staged file that was checked and closed
- * (its shared-memory index, an empty WAL) once the file itself was renamed into
- * place: they would stay under the staged name forever. A WAL that holds
- * frames is kept (the file was closed before any were folded in: never here).
- */
-function dropSideFiles(stagedPath: string): void {
-  rmSync(`${stagedPath}-shm`, { force: true });
-  let walBytes = -1;
-  try {
-    walBytes = statSync(`${stagedPath}-wal`).size;
-  } catch {
-    // No WAL.
-  }
-  if (walBytes === 0) rmSync(`${stagedPath}-wal`, { force: true });
 }
 
 /** Join `file` to the step's transaction (SpaceFile.beginBatch). */

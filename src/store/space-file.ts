@@ -47,7 +47,24 @@ export interface KeyText {
 
 /** Remove a SQLite database file and the files SQLite keeps beside it (WAL, shared memory, rollback journal). */
 export function removeDatabase(file: string): void {
-  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${file}${suffix}`, { force: true });
+  rmSync(file, { force: true });
+  removeSideFiles(file);
+}
+
+/**
+ * Remove the files SQLite keeps beside database `file` (WAL, shared memory,
+ * rollback journal); with `keepFramedWal`, a WAL that holds frames stays (the
+ * database was renamed away from `file` and the WAL is all that has them).
+ */
+export function removeSideFiles(file: string, keepFramedWal = false): void {
+  for (const suffix of ['-shm', '-journal']) rmSync(`${file}${suffix}`, { force: true });
+  let walBytes = 0;
+  try {
+    walBytes = keepFramedWal ? statSync(`${file}-wal`).size : 0;
+  } catch {
+    return; // No WAL.
+  }
+  if (walBytes === 0) rmSync(`${file}-wal`, { force: true });
 }
 
 /** A WAL past this size is folded in whole and cut back to nothing by the writer (limitWal). */

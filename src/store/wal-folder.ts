@@ -70,8 +70,8 @@ function folderMain(threads: typeof import('node:worker_threads'), load: (module
   let failures = 0;
   const port = threads.parentPort!;
   let timer: ReturnType<typeof setInterval> | null = null;
-  const round = (): [string, number, number, number][] => {
-    const folded: [string, number, number, number][] = [];
+  const round = (): Folded[] => {
+    const folded: Folded[] = [];
     for (const [file, last] of open) {
       try {
         const [result] = last.db.pragma('wal_checkpoint(PASSIVE)') as { log: number; checkpointed: number }[];

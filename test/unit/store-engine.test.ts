@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setImmediate, setTimeout } from 'node:timers/promises';
+import { setImmediate } from 'node:timers/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Engine, SpaceFile, StoreState, type Json, type StoreOp, type TxOp } from '../../src/store/index.js';
@@ -64,6 +64,17 @@ function pages(engine: Engine, space: string, filter: Record<string, string>, li
     if (page.length < limit) return out;
     after = page.at(-1)!.key;
   }
+}
+
+/** How many descriptors of this process are open on `file`. */
+function descriptorsOn(file: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false;
+    }
+  }).length;
 }
 
 describe('storage engine (SQLite files under paths.data)', function () {
@@ -243,19 +254,18 @@ describe('storage engine (SQLite files under paths.data)', function () {
     expect(statSync(wal).size, 'the WAL right after the snapshot ended').to.be.at.least(piled);
     // ... and cuts it back once that thread has folded nearly all of it.
     await waitFor(
-      async () => {
+      () => {
         step();
-        await setTimeout(20);
         return statSync(wal).size < 8 * 1024 * 1024;
       },
-      { what: 'the WAL cut back after the snapshot', timeoutMs: 30_000, intervalMs: 0 },
+      { what: 'the WAL cut back after the snapshot', timeoutMs: 30_000, intervalMs: 20 },
     );
     expect(engine.appliedSeq).to.equal(lastSeq());
   });
 
   it('before a snapshot, waits for the folding thread to fold a burst of writes, so that holding it folds little on the event loop', async function () {
-    const { engine, file, step } = oneSpace(13, 3000);
-    await setTimeout(500); // the folding thread's first rounds on the new file
+    const { engine, file, wal, step } = oneSpace(13, 3000);
+    await waitFor(() => descriptorsOn(wal) === 2, { what: 'the folding thread on the new file' });
     // A burst without a turn of the event loop: about 25 MiB of new objects, most of it new pages at the file's end.
     for (let n = 0; n < 160; n++) step();
     await engine.foldsSettled();
@@ -275,13 +285,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
   it('closes a snapshot\'s connections only once the folding thread has written out the WAL they held back', async function () {
     const { engine, wal, step } = oneSpace(14);
     // Descriptors of this process open on the WAL: the writer's, the folding thread's, and a snapshot's while open.
-    const walDescriptors = (): number => readdirSync('/proc/self/fd').filter((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`) === wal;
-      } catch {
-        return false;
-      }
-    }).length;
+    const walDescriptors = (): number => descriptorsOn(wal);
     await waitFor(() => walDescriptors() === 2, { what: 'the writer and the folding thread on the WAL' });
     const snapshot = engine.snapshot();
     expect(walDescriptors(), 'with the snapshot held').to.equal(3);
