@@ -8,9 +8,10 @@ import { checkpointBench } from './checkpoint.js';
 import { commitBench } from './commit.js';
 import { enginesBench } from './engines.js';
 import { failoverBench } from './failover.js';
+import { layoutBench } from './layout.js';
 import { scaleBench } from './scale.js';
 
-const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench, failover: failoverBench, scale: scaleBench, engines: enginesBench };
+const benches: Record<string, () => Promise<void>> = { commit: commitBench, checkpoint: checkpointBench, auto: autoBench, failover: failoverBench, scale: scaleBench, engines: enginesBench, layout: layoutBench };
 /** Not part of a run of all: engines installs two storage engines (compiling one) outside the repository, for a comparison, not a figure of ours. */
 const onlyWhenNamed = new Set(['engines']);
 

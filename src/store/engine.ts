@@ -503,7 +503,17 @@ export class Engine implements Catalogue {
     const listed = this.db.prepare<[], { id: string; file: string }>('SELECT id, file FROM spaces').all();
     const cacheKiB = this.cacheShareKiB(listed.length);
     for (const { id, file } of listed) {
+      const started = performance.now();
       const opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB });
+      if (opened.openedFormat !== opened.format) {
+        this.options.logger.info('storage engine: rewrote a space file into the current format', {
+          space: id,
+          file,
+          from: opened.openedFormat,
+          to: opened.format,
+          ms: Math.round(performance.now() - started),
+        });
+      }
       if (opened.id !== id) {
         opened.close();
         throw new Error(`${opened.path} holds space "${opened.id}", but the collection lists it for space "${id}"`);

@@ -4,12 +4,14 @@
  * entry: `PRAGMA quick_check`) and a count of its rows, on a worker thread so
  * that a restore checks one space while it extracts the next; then, on the
  * caller's thread, the file's description of the space against the
- * manifest's.
+ * manifest's. A file of an older layout (a checkpoint of an earlier version)
+ * is rewritten into the current one on the same thread once it passed, so
+ * that installing it does not do that on the event loop.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { SpaceInfo } from './space.js';
-import { SpaceFile } from './space-file.js';
+import { SpaceFile, UpgradeFormat1 } from './space-file.js';
 
 /** Page cache of the checking connection, in KiB. */
 const CheckCacheKiB = 8 * 1024;
@@ -18,6 +20,8 @@ interface CheckRequest {
   module: string;
   path: string;
   cacheKiB: number;
+  /** The SQL that rewrites a format-1 file into the current format (space-file.ts). */
+  upgrade: string;
 }
 
 interface CheckReport {
@@ -28,13 +32,19 @@ interface CheckReport {
 /** The worker: plain JavaScript run from its source text (no imports but Node's and the SQLite module it is given). */
 function checkWorkerMain(threads: typeof import('node:worker_threads'), load: (module: string) => unknown): void {
   const request = threads.workerData as CheckRequest;
-  type Db = { pragma(sql: string): unknown; prepare(sql: string): { pluck(): { get(): unknown } }; close(): void };
+  type Db = { pragma(sql: string): unknown; prepare(sql: string): { pluck(): { get(): unknown } }; exec(sql: string): void; close(): void };
   const Database = load(request.module) as new (path: string, options: object) => Db;
-  const db = new Database(request.path, { readonly: true, fileMustExist: true });
+  // The staged file is this restore's alone: open for writing, so that an old layout can be rewritten.
+  const db = new Database(request.path, { fileMustExist: true });
   try {
     db.pragma(`cache_size = -${request.cacheKiB}`);
+    db.pragma('mmap_size = 0');
     const problems = (db.pragma('quick_check') as { quick_check: string }[]).map((row) => row.quick_check);
-    const rows = db.prepare('SELECT count(*) FROM objects').pluck().get() as number;
+    const rows = problems.length === 1 && problems[0] === 'ok' ? (db.prepare('SELECT count(*) FROM objects').pluck().get() as number) : -1;
+    if (rows >= 0 && db.prepare('SELECT format FROM space WHERE one = 1').pluck().get() === 1) {
+      db.exec(`BEGIN; ${request.upgrade} COMMIT;`);
+      db.exec('VACUUM');
+    }
     threads.parentPort!.postMessage({ problems, rows } satisfies CheckReport);
   } finally {
     db.close();
@@ -44,7 +54,7 @@ function checkWorkerMain(threads: typeof import('node:worker_threads'), load: (m
 const workerSource = `var __name = (f) => f;\n(${checkWorkerMain.toString()})(require('node:worker_threads'), require);`;
 
 function structure(path: string): Promise<CheckReport> {
-  const request: CheckRequest = { module: createRequire(import.meta.url).resolve('better-sqlite3'), path, cacheKiB: CheckCacheKiB };
+  const request: CheckRequest = { module: createRequire(import.meta.url).resolve('better-sqlite3'), path, cacheKiB: CheckCacheKiB, upgrade: UpgradeFormat1 };
   return new Promise((resolve, reject) => {
     const worker = new Worker(workerSource, { eval: true, workerData: request, execArgv: [] });
     let report: CheckReport | null = null;

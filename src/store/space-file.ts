@@ -30,8 +30,43 @@ import type { SpaceInfo } from './space.js';
 import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
 import { mayHold, parsedForIndex, termsOf } from './terms.js';
 
-/** The layout version of a space file; a file of another version is refused, never guessed at. */
-export const SpaceFileFormat = 1;
+/**
+ * The layout version of the space files this version writes. Format 1 (until
+ * 0.1.x's engine builds) kept the objects in a WITHOUT ROWID table; it is
+ * still read, and rewritten into format 2 when opened for writing
+ * (UpgradeFormat1). Any other version is refused, never guessed at.
+ */
+export const SpaceFileFormat = 2;
+
+/** The layouts this version reads. */
+const ReadFormats: readonly number[] = [1, SpaceFileFormat];
+
+/**
+ * The objects table of format 2: a rowid table whose values stay out of the
+ * B-tree that keys are searched in (the unique index on `key`). Format 1's
+ * WITHOUT ROWID table held whole rows in its B-tree, and SQLite compares a key
+ * with a row that spills onto overflow pages by reading all of the row: with
+ * 60 KB values a lookup took 380 µs, and rows just over 1 KB took 3.4 times
+ * the space (bench/README.md, "The space file's layout").
+ */
+const ObjectsTable = `
+CREATE TABLE objects (row INTEGER PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL);
+CREATE UNIQUE INDEX objects_key ON objects (key);
+`;
+
+/**
+ * Rewrite a format-1 file's objects into format 2's table, in key order (so
+ * that row order is key order, as a scan reads it), inside one transaction
+ * the caller opens. The posting lists and the space row stay as they are.
+ * Plain SQL, so that the check thread (space-check.ts) runs it too.
+ */
+export const UpgradeFormat1 = `
+ALTER TABLE objects RENAME TO objects_format_1;
+${ObjectsTable}
+INSERT INTO objects (key, value) SELECT key, value FROM objects_format_1 ORDER BY key;
+DROP TABLE objects_format_1;
+UPDATE space SET format = ${SpaceFileFormat} WHERE one = 1;
+`;
 
 /** Rows a space file built from a format-1 checkpoint takes a transaction (SpaceFile.build). */
 const BuildRowsPerStep = 10_000;
@@ -151,7 +186,7 @@ CREATE TABLE space (
   applied_seq INTEGER NOT NULL,
   objects INTEGER NOT NULL
 );
-CREATE TABLE objects (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+${ObjectsTable}
 CREATE TABLE postings (field TEXT NOT NULL, term BLOB NOT NULL, key TEXT NOT NULL, PRIMARY KEY (field, term, key)) WITHOUT ROWID;
 `;
 
@@ -202,6 +237,8 @@ export class SpaceFile {
     /** The file's path. */
     readonly path: string,
     private readonly db: Database.Database,
+    /** The format the file had when it was opened (SpaceFile.open rewrites an older one it may write into this version's). */
+    readonly openedFormat = SpaceFileFormat,
   ) {
     this.row = readRow(db, path);
     this.fields = JSON.parse(this.row.index_fields) as string[];
@@ -310,16 +347,31 @@ export class SpaceFile {
     file.close();
   }
 
-  /** The space file at `path`; an Error naming the file if it is not one this version reads. */
+  /**
+   * The space file at `path`; an Error naming the file if it is not one this
+   * version reads. Opened for writing, a file of an older format is first
+   * rewritten into this version's (`openedFormat` says which it was).
+   */
   static open(path: string, options: SpaceFileOptions): SpaceFile {
     const db = new Database(path, { fileMustExist: true, readonly: options.readOnly === true });
     try {
       configure(db, options);
-      return new SpaceFile(path, db);
+      const format = readRow(db, path).format;
+      if (format !== SpaceFileFormat && options.readOnly !== true) {
+        db.transaction(() => db.exec(UpgradeFormat1))();
+        // The old table's pages are free now: give them back, so that the file (and every checkpoint of it) is the size of its data.
+        db.exec('VACUUM');
+      }
+      return new SpaceFile(path, db, format);
     } catch (err) {
       db.close();
       throw err;
     }
+  }
+
+  /** The file's layout version as it is now. */
+  get format(): number {
+    return this.row.format;
   }
 
   /** The space id. */
@@ -641,6 +693,6 @@ function readRow(db: Database.Database, path: string): SpaceRow {
     throw new Error(`${path} is not a checkpointd space file (${(err as Error).message})`, { cause: err });
   }
   if (row === undefined) throw new Error(`${path} is not a checkpointd space file: it describes no space`);
-  if (row.format !== SpaceFileFormat) throw new Error(`${path} is a space file of format ${row.format}; this version reads format ${SpaceFileFormat}`);
+  if (!ReadFormats.includes(row.format)) throw new Error(`${path} is a space file of format ${row.format}; this version reads formats ${ReadFormats.join(' and ')}`);
   return row;
 }

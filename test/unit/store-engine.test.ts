@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
@@ -6,7 +7,9 @@ import { setImmediate } from 'node:timers/promises';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Engine, SpaceFile, StoreState, type Json, type StoreOp, type TxOp } from '../../src/store/index.js';
+import { captureLogger } from '../helpers/capture-logger.js';
 import { seededRandom } from '../helpers/random.js';
+import { toSpaceFileFormat1 } from '../helpers/space-file-format-1.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { commit, create, del, load, put } from '../helpers/store-ops.js';
 
@@ -213,6 +216,61 @@ describe('storage engine (SQLite files under paths.data)', function () {
     expectSame(engine, state);
   });
 
+  it('rewrites space files of format 1 (objects in a WITHOUT ROWID table) into format 2 when it opens them, keeping every object and posting', function () {
+    const rnd = seededRandom(13);
+    let engine = open();
+    let state = StoreState.empty();
+    const records: { op: StoreOp; seq: number }[] = [];
+    while (records.length < 300) {
+      const op = randomOp(rnd, state);
+      try {
+        state = state.apply(op, records.length + 1);
+      } catch {
+        continue;
+      }
+      records.push({ op, seq: records.length + 1 });
+    }
+    // A value past a page, as the 60 KB shape has: format 1 spilled such rows onto overflow pages inside the key's B-tree.
+    const big = { op: commit(state.spaces()[0]!.id, put('big', { type: 'a', pad: 'y'.repeat(70_000) })), seq: 301 };
+    state = state.apply(big.op, big.seq);
+    engine.apply([...records, big]);
+    engine.close();
+    const files = readdirSync(path.join(dir, 'spaces')).filter((f) => f.endsWith('.sqlite'));
+    expect(files.length).to.be.above(0);
+    for (const name of files) toSpaceFileFormat1(path.join(dir, 'spaces', name));
+    const { logger, lines } = captureLogger();
+    engine = Engine.open({ dir, cacheBytes: 8 << 20, logger });
+    engines.push(engine);
+    expect(lines.filter((l) => l.message === 'storage engine: rewrote a space file into the current format').map((l) => [l.file, l.from, l.to])).to.have.deep.members(
+      files.map((f) => [f, 1, 2]),
+    );
+    expectSame(engine, state);
+    for (const name of files) {
+      const db = new Database(path.join(dir, 'spaces', name), { readonly: true });
+      expect(db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'objects'").pluck().get()).to.match(/^CREATE TABLE objects \(row INTEGER PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL\)$/);
+      expect(db.prepare('SELECT format FROM space').pluck().get()).to.equal(2);
+      db.close();
+    }
+    // It is written and read as any other file; opened again, nothing is rewritten.
+    const more: { op: StoreOp; seq: number }[] = [];
+    while (more.length < 100) {
+      const op = randomOp(rnd, state);
+      try {
+        state = state.apply(op, 302 + more.length);
+      } catch {
+        continue;
+      }
+      more.push({ op, seq: 302 + more.length });
+    }
+    engine.apply(more);
+    engine.close();
+    const again = captureLogger();
+    engine = Engine.open({ dir, cacheBytes: 8 << 20, logger: again.logger });
+    engines.push(engine);
+    expectSame(engine, state);
+    expect(again.lines.filter((l) => l.message === 'storage engine: rewrote a space file into the current format')).to.deep.equal([]);
+  });
+
   it('keeps each WAL bounded under steady writes of random keys (SQLite alone lets it grow while a fold trails the writer)', async function () {
     const { engine, wal, step, lastSeq } = oneSpace(11);
     const collectionWal = path.join(dir, 'collection.sqlite-wal');
@@ -360,5 +418,9 @@ describe('storage engine (SQLite files under paths.data)', function () {
     file.close();
     expect(() => SpaceFile.create(other, 'x', { name: 'plm', version: '1.0', indexes: [] }, 1, { cacheKiB: 1024 })).to.throw(/already holds a database/);
     expect(() => SpaceFile.open(path.join(dir, 'collection.sqlite'), { cacheKiB: 1024 })).to.throw(/collection\.sqlite is not a checkpointd space file/);
+    const db = new Database(other);
+    db.exec('UPDATE space SET format = 3');
+    db.close();
+    expect(() => SpaceFile.open(other, { cacheKiB: 1024 })).to.throw(/other\.sqlite is a space file of format 3; this version reads formats 1 and 2/);
   });
 });

@@ -1,10 +1,15 @@
 /**
- * Old checkpoints stay usable: checkpoint files made by release 0.1.0 (manifest
- * format 1, NDJSON store and index files), committed in test/fixtures/format-1
- * (its README says how they were made), still verify, export and restore,
- * whatever later releases change in what a checkpoint holds. `expected.json` is
- * what that release served when it made them.
+ * Old checkpoints stay usable: checkpoint files made by earlier versions,
+ * committed under test/fixtures (each folder's README says how they were
+ * made), still verify, export and restore, whatever later versions change in
+ * what a checkpoint holds:
+ * - `format-1`: release 0.1.0 (manifest format 1, NDJSON store and index files);
+ * - `space-file-format-1`: the first engine builds (manifest format 2, space
+ *   files of format 1, whose objects table was WITHOUT ROWID), which a restore
+ *   rewrites into the current space file format.
+ * `expected.json` is what the daemon served when it made them.
  */
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -12,16 +17,40 @@ import { fileURLToPath } from 'node:url';
 import { runCli } from '../helpers/cli-process.js';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 
-const Fixtures = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/format-1');
-const CollectionFile = path.join(Fixtures, 'collection.zip');
-const SpaceFile = path.join(Fixtures, 'space-docs.zip');
+const FixturesRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
 
 interface Expected {
   templates: { name: string; version: string; indexes: string[] }[];
   spaces: Record<string, { template: { name: string; version: string }; objects: { key: string; data: unknown }[] }>;
 }
 
-describe('checkpoints made by release 0.1.0 (manifest format 1, committed fixtures)', function () {
+/** The format each space file under the daemon's data folder has (the engine's files: `<data>/engine/spaces/*.sqlite`). */
+function spaceFileFormats(dataDir: string): Promise<number[]> {
+  return fs.readdir(path.join(dataDir, 'engine', 'spaces')).then((names) =>
+    names
+      .filter((n) => n.endsWith('.sqlite'))
+      .map((n) => {
+        const db = new Database(path.join(dataDir, 'engine', 'spaces', n), { readonly: true });
+        try {
+          return db.prepare('SELECT format FROM space').pluck().get() as number;
+        } finally {
+          db.close();
+        }
+      }),
+  );
+}
+
+const Cases = [
+  { folder: 'format-1', title: 'release 0.1.0 (manifest format 1, NDJSON files)', manifestFormat: 1 },
+  { folder: 'space-file-format-1', title: 'the first engine builds (manifest format 2, space files of format 1)', manifestFormat: 2 },
+];
+
+for (const { folder, title, manifestFormat } of Cases) {
+const Fixtures = path.join(FixturesRoot, folder);
+const CollectionFile = path.join(Fixtures, 'collection.zip');
+const SpaceFile = path.join(Fixtures, 'space-docs.zip');
+
+describe(`checkpoints made by ${title}: committed fixtures`, function () {
   this.timeout(60_000);
   let expected: Expected;
   let d: DaemonProcess;
@@ -35,13 +64,13 @@ describe('checkpoints made by release 0.1.0 (manifest format 1, committed fixtur
     await d.cleanup();
   });
 
-  it('say they are format 1, and verify (checkpointd verify)', async function () {
+  it(`say they are format ${manifestFormat}, and verify (checkpointd verify)`, async function () {
     for (const file of [CollectionFile, SpaceFile]) {
       const r = await runCli(['verify', file, '--json']);
       expect(r.code, r.stderr).to.equal(0);
       const report = JSON.parse(r.stdout) as { ok: boolean; manifest: { format: number; scope: string } };
       expect(report.ok).to.equal(true);
-      expect(report.manifest.format).to.equal(1);
+      expect(report.manifest.format).to.equal(manifestFormat);
     }
   });
 
@@ -72,6 +101,8 @@ describe('checkpoints made by release 0.1.0 (manifest format 1, committed fixtur
     const info = ((await d.request('GET', '/api/space/parts')).body as { data: { createdSeq: number; updatedSeq: number } }).data;
     expect(info.updatedSeq).to.equal((restore.body as { restored: { seq: number } }).restored.seq);
     expect(info.createdSeq).to.be.at.most(info.updatedSeq);
+    // Whatever the checkpoint held, the engine now keeps each space in the current space file format.
+    expect(await spaceFileFormats(path.join(d.dir, 'data'))).to.deep.equal([2, 2, 2]);
     // A start after kill -9 replays the journaled restore from the imported file; a checkpoint made now verifies.
     await d.kill('SIGKILL');
     d = await DaemonProcess.start({ dir: d.dir });
@@ -104,3 +135,4 @@ describe('checkpoints made by release 0.1.0 (manifest format 1, committed fixtur
     expect(((await d.query('/api/space/docs/object')).body as { data: unknown[] }).data).to.deep.equal(expected.spaces.docs!.objects);
   });
 });
+}
