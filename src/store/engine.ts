@@ -19,14 +19,14 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
 import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
-import { limitWal, removeDatabase, removeSideFiles, SpaceFile, type KeyText, type WalGate } from './space-file.js';
+import { limitWal, removeDatabase, removeSideFiles, SpaceFile, SpaceFileFormat, type KeyText, type WalGate } from './space-file.js';
 import { WalFolder } from './wal-folder.js';
 import type { SpaceInfo } from './space.js';
 import { compareTemplates, type TemplateDef } from './template.js';
@@ -504,7 +504,18 @@ export class Engine implements Catalogue {
     const cacheKiB = this.cacheShareKiB(listed.length);
     for (const { id, file } of listed) {
       const started = performance.now();
-      const opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB });
+      const filePath = path.join(this.spacesDir, file);
+      const format = SpaceFile.formatOf(filePath);
+      if (format !== SpaceFileFormat) {
+        this.options.logger.info('storage engine: rewriting a space file into the current format (once; a large space takes a while)', {
+          space: id,
+          file,
+          from: format,
+          to: SpaceFileFormat,
+          bytes: statSync(filePath).size,
+        });
+      }
+      const opened = SpaceFile.open(filePath, { cacheKiB });
       if (opened.openedFormat !== opened.format) {
         this.options.logger.info('storage engine: rewrote a space file into the current format', {
           space: id,

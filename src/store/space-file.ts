@@ -347,6 +347,16 @@ export class SpaceFile {
     file.close();
   }
 
+  /** The format of the space file at `path` (read-only; an Error naming the file if it is not a space file). */
+  static formatOf(path: string): number {
+    const db = new Database(path, { fileMustExist: true, readonly: true });
+    try {
+      return readRow(db, path).format;
+    } finally {
+      db.close();
+    }
+  }
+
   /**
    * The space file at `path`; an Error naming the file if it is not one this
    * version reads. Opened for writing, a file of an older format is first
