@@ -31,9 +31,9 @@ import { templateRef, type TemplateDef, type TemplateRef } from './template.js';
 import { mayHold, parsedForIndex, termsOf } from './terms.js';
 
 /**
- * The layout version of the space files this version writes. Format 1 (until
- * 0.1.x's engine builds) kept the objects in a WITHOUT ROWID table; it is
- * still read, and rewritten into format 2 when opened for writing
+ * The layout version of the space files this version writes. Format 1 (the
+ * first engine builds, up to commit e1a6c07) kept the objects in a WITHOUT
+ * ROWID table; it is still read, and rewritten into format 2 when opened for writing
  * (UpgradeFormat1). Any other version is refused, never guessed at.
  */
 export const SpaceFileFormat = 2;
@@ -47,7 +47,7 @@ const ReadFormats: readonly number[] = [1, SpaceFileFormat];
  * WITHOUT ROWID table held whole rows in its B-tree, and SQLite compares a key
  * with a row that spills onto overflow pages by reading all of the row: with
  * 60 KB values a lookup took 380 µs, and rows just over 1 KB took 3.4 times
- * the space (bench/README.md, "The space file's layout").
+ * the space (bench/README.md, "layout").
  */
 const ObjectsTable = `
 CREATE TABLE objects (row INTEGER PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL);
