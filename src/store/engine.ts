@@ -263,6 +263,11 @@ export class Engine implements Catalogue {
     return this.requireSpace(spaceId).text(validateObjectKey(key));
   }
 
+  /** Whether space `spaceId` holds an object under `key` (false for an unknown space); BadRequestError for an invalid key. */
+  has(spaceId: string, key: string): boolean {
+    return this.spaceFiles.get(spaceId)?.has(validateObjectKey(key)) ?? false;
+  }
+
   /** One page of a keyset query (SpaceFile.page); NotFoundError for an unknown space. */
   page(spaceId: string, filter: Readonly<Record<string, string>>, after: string | undefined, limit: number): KeyText[] {
     return this.requireSpace(spaceId).page(filter, after, limit);

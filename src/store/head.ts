@@ -59,7 +59,7 @@ export class Head implements Catalogue {
     const pending = this.keys.get(objectKey(space, key));
     if (pending !== undefined) return pending.exists;
     // A space created by a commit the engine has not taken yet holds only what the head knows of.
-    return this.engine.space(space) !== undefined && this.engine.text(space, key) !== undefined;
+    return this.engine.has(space, key);
   }
 
   /**

@@ -223,6 +223,7 @@ export class SpaceFile {
   /** Set between beginBatch and endBatch. */
   private batched = false;
   private readonly getText: Database.Statement<[string], string>;
+  private readonly hasKey: Database.Statement<[string], number>;
   private readonly putText: Database.Statement<[string, string]>;
   private readonly deleteText: Database.Statement<[string]>;
   private readonly addPosting: Database.Statement<[string, Buffer, string]>;
@@ -244,6 +245,8 @@ export class SpaceFile {
     this.fields = JSON.parse(this.row.index_fields) as string[];
     this.batch = { begin: db.prepare('BEGIN'), commit: db.prepare('COMMIT') };
     this.getText = db.prepare<[string], string>('SELECT value FROM objects WHERE key = ?').pluck();
+    // Answered from the key index alone: the value, which may be 60 KB on overflow pages, is not read.
+    this.hasKey = db.prepare<[string], number>('SELECT 1 FROM objects WHERE key = ?').pluck();
     this.putText = db.prepare('INSERT INTO objects (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     this.deleteText = db.prepare('DELETE FROM objects WHERE key = ?');
     this.addPosting = db.prepare('INSERT OR IGNORE INTO postings (field, term, key) VALUES (?, ?, ?)');
@@ -415,6 +418,11 @@ export class SpaceFile {
     return this.getText.get(key);
   }
 
+  /** Whether an object is stored under `key` (already validated). */
+  has(key: string): boolean {
+    return this.hasKey.get(key) !== undefined;
+  }
+
   /**
    * Up to `limit` objects whose indexed fields equal every value of `filter`
    * (all objects for an empty one), in key order, from the first key after
@@ -470,7 +478,7 @@ export class SpaceFile {
     // ours: inside a batch (beginBatch) the writes then need no savepoint of their own.
     const present = new Map<string, boolean>();
     ops.forEach((op, i) => {
-      if (op.op === 'delete' && !(present.get(op.key) ?? this.getText.get(op.key) !== undefined)) throw missingDeleteError(this.row.id, op.key, i);
+      if (op.op === 'delete' && !(present.get(op.key) ?? this.has(op.key))) throw missingDeleteError(this.row.id, op.key, i);
       present.set(op.key, op.op === 'put');
     });
     const write = (): void => {

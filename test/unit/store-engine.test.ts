@@ -128,10 +128,16 @@ describe('storage engine (SQLite files under paths.data)', function () {
   function expectSame(engine: Engine, state: StoreState): void {
     expect(engine.templates()).to.deep.equal(state.templates());
     expect(engine.spaces()).to.deep.equal(state.spaces());
+    expect(engine.has('no-such-space', 'k1')).to.equal(false);
     for (const { id } of state.spaces()) {
       const all = state.queryText(id, {});
       expect(pages(engine, id, {}, 7)).to.deep.equal(all);
-      for (const { key, text } of all) expect(engine.text(id, key)).to.equal(text);
+      for (const { key, text } of all) {
+        expect(engine.text(id, key)).to.equal(text);
+        expect(engine.has(id, key), `${id} has ${key}`).to.equal(true);
+      }
+      // A key it does not hold (keys here are k0…k39 and big), before and after every key it holds.
+      for (const missing of ['a', 'k400', 'zz']) expect(engine.has(id, missing), `${id} has ${missing}`).to.equal(false);
       const fields = state.indexedFields(id);
       expect(engine.indexedFields(id)).to.deep.equal(fields);
       for (const field of fields) {
