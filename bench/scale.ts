@@ -37,7 +37,7 @@
  * `redis-server` (`apt-get install redis-server`).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
+import { appendFileSync, promises as fs, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -59,6 +59,8 @@ const ValueBytes = Number(process.env.BENCH_VALUE_BYTES ?? 0);
 const ObjectBytes = ValueBytes > 0 ? ValueBytes : 205;
 /** Node options for the daemon (BENCH_DAEMON_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: the restarted daemon's profile, written when it stops at the end). */
 const DaemonNodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** A file every daemon's log lines are appended to (BENCH_DAEMON_LOG), to see where a phase's time went; none by default. */
+const DaemonLog = process.env.BENCH_DAEMON_LOG ?? null;
 const PutsPerTransaction = ValueBytes > 0 ? Math.max(1, Math.floor((768 * 1024) / ValueBytes)) : 1000;
 const TransactionsInFlight = 4;
 const Clients = 64;
@@ -248,6 +250,7 @@ async function startDaemon(dir: string, port: number): Promise<Daemon> {
   let listeningAt = 0;
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      if (DaemonLog !== null) appendFileSync(DaemonLog, c);
       out = (out + c).slice(-65536);
       const m = /"message":"listening"[^\n]*"url":"([^"]+)"/.exec(out) ?? /"url":"([^"]+)"[^\n]*"message":"listening"/.exec(out);
       if (m !== null) {
@@ -258,7 +261,8 @@ async function startDaemon(dir: string, port: number): Promise<Daemon> {
     child.on('exit', (code, signal) => reject(new Error(`daemon exited (${code ?? signal}) before listening`)));
   });
   child.stdout.removeAllListeners('data');
-  child.stdout.resume();
+  if (DaemonLog === null) child.stdout.resume();
+  else child.stdout.on('data', (c: string) => appendFileSync(DaemonLog, c));
   const token = (await fs.readFile(path.join(dir, 'data', 'admin.token'), 'utf8')).trim();
   return { child, listeningAt, url, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } };
 }
