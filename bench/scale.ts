@@ -28,6 +28,8 @@
  *   as the ceiling of any HTTP API here, the same PUTs from the same client
  *   to a Fastify server whose handler does nothing but answer 201.
  *
+ * BENCH_DAEMON_LOG names a file every daemon's log lines are appended to.
+ *
  * A size is skipped, with the reason, when Redis could not hold it in this
  * machine's memory (about 1.5 bytes of RSS per byte of JSON, measured here)
  * or the disk could not hold both sides' files (about 6 bytes per byte of
