@@ -26,6 +26,9 @@ export interface ExportCommandOptions {
 /** The store file exported for each space. */
 const ObjectsFile = 'objects.ndjson';
 
+/** How much of a space file an export maps into memory (SQLite's cap: 2 GiB). */
+const ExportMapBytes = 2 ** 31;
+
 /** What was exported, for `--json`. */
 interface Exported {
   ok: true;
@@ -61,7 +64,8 @@ function spaceFile(out: string, id: string): string {
  * returns the bytes written.
  */
 async function writeNdjson(engineFile: string, target: string): Promise<number> {
-  const file = SpaceFile.open(engineFile, { cacheKiB: 16 * 1024, readOnly: true });
+  // Mapped: rows written in another order than their keys' are read a page each, 3× faster through the map (bench/README.md, "layout").
+  const file = SpaceFile.open(engineFile, { cacheKiB: 16 * 1024, readOnly: true, mapBytes: ExportMapBytes });
   try {
     const lines = (function* (): IterableIterator<string> {
       let batch = '';

@@ -196,6 +196,14 @@ export interface SpaceFileOptions {
   cacheKiB: number;
   /** Open for reading only (a snapshot, a checkpoint's copy). */
   readOnly?: boolean;
+  /**
+   * Read the file through a memory map of up to this many bytes (SQLite caps
+   * it at 2 GiB a file) instead of the page cache: for a one-off scan outside
+   * the daemon (`checkpointd export`), whose reads in key order jump around
+   * the table. Never in the daemon, whose memory must follow `cacheKiB`
+   * (mapped pages count in its RSS). Default 0: no map.
+   */
+  mapBytes?: number;
 }
 
 /** The smallest page cache a space file gets, in KiB, however many spaces share the cache. */
@@ -207,7 +215,7 @@ function setCache(db: Database.Database, cacheKiB: number): void {
 
 function configure(db: Database.Database, options: SpaceFileOptions): void {
   setCache(db, options.cacheKiB);
-  db.pragma('mmap_size = 0');
+  db.pragma(`mmap_size = ${Math.max(0, Math.floor(options.mapBytes ?? 0))}`);
   if (options.readOnly === true) return;
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
