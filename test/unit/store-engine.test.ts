@@ -332,8 +332,17 @@ describe('storage engine (SQLite files under paths.data)', function () {
   it('before a snapshot, waits for the folding thread to fold a burst of writes, so that holding it folds little on the event loop', async function () {
     const { engine, file, wal, step } = oneSpace(13, 3000);
     await waitFor(() => descriptorsOn(wal) === 2, { what: 'the folding thread on the new file' });
-    // A burst without a turn of the event loop: about 25 MiB of new objects, most of it new pages at the file's end.
+    // A reader (another connection, as a checkpoint's snapshot would be) holds the WAL from before the burst, so that
+    // the folding thread folds none of it meanwhile, however fast it is: when the reader ends, all of it is unfolded.
+    const reader = new Database(file, { readonly: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM objects').get();
+    // A burst: about 25 MiB of new objects, most of it new pages at the file's end.
     for (let n = 0; n < 160; n++) step();
+    await setImmediate();
+    expect(statSync(wal).size, 'the WAL holds the burst').to.be.above(16 * 1024 * 1024);
+    reader.exec('COMMIT');
+    reader.close();
     await engine.foldsSettled();
     const folded = statSync(file).size;
     const snapshot = engine.snapshot();
