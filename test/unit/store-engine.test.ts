@@ -48,6 +48,22 @@ function randomOp(rnd: () => number, state: StoreState): StoreOp {
   return commit(rnd() < 0.02 ? 'nope' : space, ...ops);
 }
 
+/** `count` random operations that apply one after another to `state`, numbered from `firstSeq`, and the state after them. */
+function randomRecords(rnd: () => number, state: StoreState, count: number, firstSeq: number): { records: { op: StoreOp; seq: number }[]; state: StoreState } {
+  const records: { op: StoreOp; seq: number }[] = [];
+  while (records.length < count) {
+    const op = randomOp(rnd, state);
+    const seq = firstSeq + records.length;
+    try {
+      state = state.apply(op, seq);
+    } catch {
+      continue;
+    }
+    records.push({ op, seq });
+  }
+  return { records, state };
+}
+
 function outcome(fn: () => void): string {
   try {
     fn();
@@ -201,17 +217,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
   it('keeps everything across a close and an open, and skips the records it already holds when they come again', function () {
     const rnd = seededRandom(7);
     let engine = open();
-    let state = StoreState.empty();
-    const records: { op: StoreOp; seq: number }[] = [];
-    while (records.length < 300) {
-      const op = randomOp(rnd, state);
-      try {
-        state = state.apply(op, records.length + 1);
-      } catch {
-        continue;
-      }
-      records.push({ op, seq: records.length + 1 });
-    }
+    const { records, state } = randomRecords(rnd, StoreState.empty(), 300, 1);
     engine.apply(records);
     expect(engine.appliedSeq).to.equal(300);
     engine.close();
@@ -225,17 +231,7 @@ describe('storage engine (SQLite files under paths.data)', function () {
   it('rewrites space files of format 1 (objects in a WITHOUT ROWID table) into format 2 when it opens them, keeping every object and posting', function () {
     const rnd = seededRandom(13);
     let engine = open();
-    let state = StoreState.empty();
-    const records: { op: StoreOp; seq: number }[] = [];
-    while (records.length < 300) {
-      const op = randomOp(rnd, state);
-      try {
-        state = state.apply(op, records.length + 1);
-      } catch {
-        continue;
-      }
-      records.push({ op, seq: records.length + 1 });
-    }
+    let { records, state } = randomRecords(rnd, StoreState.empty(), 300, 1);
     // A value past a page, as the 60 KB shape has: format 1 spilled such rows onto overflow pages inside the key's B-tree.
     const big = { op: commit(state.spaces()[0]!.id, put('big', { type: 'a', pad: 'y'.repeat(70_000) })), seq: 301 };
     state = state.apply(big.op, big.seq);
@@ -260,17 +256,8 @@ describe('storage engine (SQLite files under paths.data)', function () {
       db.close();
     }
     // It is written and read as any other file; opened again, nothing is rewritten.
-    const more: { op: StoreOp; seq: number }[] = [];
-    while (more.length < 100) {
-      const op = randomOp(rnd, state);
-      try {
-        state = state.apply(op, 302 + more.length);
-      } catch {
-        continue;
-      }
-      more.push({ op, seq: 302 + more.length });
-    }
-    engine.apply(more);
+    ({ records, state } = randomRecords(rnd, state, 100, 302));
+    engine.apply(records);
     engine.close();
     const again = captureLogger();
     engine = Engine.open({ dir, cacheBytes: 8 << 20, logger: again.logger });
