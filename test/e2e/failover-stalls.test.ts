@@ -10,7 +10,7 @@
  * of two batches in flight unwritten.
  */
 import { expect } from 'chai';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { node, samplePrimaries, seedSpace, shared, status, stopSamplers } from '../helpers/cluster.js';
 import { DaemonProcess, QuietCheckpoints, tempDir, WaitingOutLease } from '../helpers/daemon-process.js';
@@ -24,6 +24,17 @@ async function expectAll(d: DaemonProcess, expected: Map<string, unknown>): Prom
     expect(res.status, `${key} on ${d.url}: ${res.text}`).to.equal(200);
     expect((res.body as { data: unknown }).data, key).to.deep.equal(value);
   }
+}
+
+/** Whether process `pid` holds a descriptor open on a file under `dir`, as /proc/PID/fd shows. */
+function holdsOpenUnder(pid: number, dir: string): boolean {
+  return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(`${dir}/`);
+    } catch {
+      return false; // closed since the listing
+    }
+  });
 }
 
 describe('failover under a stalled FileVault (LD_PRELOAD fault shim, real daemons)', function () {
@@ -221,7 +232,18 @@ describe('failover under a stalled FileVault (LD_PRELOAD fault shim, real daemon
     daemons.push(b);
     await seedSpace(a);
     await waitFor(async () => (await status(a)).failover.standbys.some((s) => s.node === 'b'), { what: 'b to answer heartbeats' });
-    b.child.kill('SIGSTOP');
+    // Stopped while it reads no journal file: a descriptor it held open would still read the file pruned meanwhile
+    // (Linux keeps an unlinked file's data for its open descriptors), and b would then catch up without a load.
+    const journalDir = path.join(root, 'FileVault', 'journal');
+    await waitFor(
+      () => {
+        b.child.kill('SIGSTOP');
+        if (!holdsOpenUnder(b.child.pid!, journalDir)) return true;
+        b.child.kill('SIGCONT');
+        return false;
+      },
+      { what: 'b stopped outside a read of the journal', intervalMs: 7 },
+    );
     try {
       const created = (): number => a.lines.filter((l) => l.message === 'checkpoint created').length;
       for (const space of ['t1', 't2']) {
