@@ -19,7 +19,7 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
@@ -508,27 +508,14 @@ export class Engine implements Catalogue {
     const listed = this.db.prepare<[], { id: string; file: string }>('SELECT id, file FROM spaces').all();
     const cacheKiB = this.cacheShareKiB(listed.length);
     for (const { id, file } of listed) {
-      const started = performance.now();
-      const filePath = path.join(this.spacesDir, file);
-      const format = SpaceFile.formatOf(filePath);
-      if (format !== SpaceFileFormat) {
-        this.options.logger.info('storage engine: rewriting a space file into the current format (once; a large space takes a while)', {
-          space: id,
-          file,
-          from: format,
-          to: SpaceFileFormat,
-          bytes: statSync(filePath).size,
-        });
-      }
-      const opened = SpaceFile.open(filePath, { cacheKiB });
-      if (opened.openedFormat !== opened.format) {
-        this.options.logger.info('storage engine: rewrote a space file into the current format', {
-          space: id,
-          file,
-          from: opened.openedFormat,
-          to: opened.format,
-          ms: Math.round(performance.now() - started),
-        });
+      let rewriting: { from: number; started: number } | null = null;
+      const opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB }, (from, bytes) => {
+        rewriting = { from, started: performance.now() };
+        this.options.logger.info('storage engine: rewriting a space file into the current format (once; a large space takes a while)', { space: id, file, from, to: SpaceFileFormat, bytes });
+      });
+      if (rewriting !== null) {
+        const { from, started } = rewriting;
+        this.options.logger.info('storage engine: rewrote a space file into the current format', { space: id, file, from, to: SpaceFileFormat, ms: Math.round(performance.now() - started) });
       }
       if (opened.id !== id) {
         opened.close();

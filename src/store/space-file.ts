@@ -246,8 +246,6 @@ export class SpaceFile {
     /** The file's path. */
     readonly path: string,
     private readonly db: Database.Database,
-    /** The format the file had when it was opened (SpaceFile.open rewrites an older one it may write into this version's). */
-    readonly openedFormat = SpaceFileFormat,
   ) {
     this.row = readRow(db, path);
     this.fields = JSON.parse(this.row.index_fields) as string[];
@@ -358,41 +356,28 @@ export class SpaceFile {
     file.close();
   }
 
-  /** The format of the space file at `path` (read-only; an Error naming the file if it is not a space file). */
-  static formatOf(path: string): number {
-    const db = new Database(path, { fileMustExist: true, readonly: true });
-    try {
-      return readRow(db, path).format;
-    } finally {
-      db.close();
-    }
-  }
-
   /**
    * The space file at `path`; an Error naming the file if it is not one this
    * version reads. Opened for writing, a file of an older format is first
-   * rewritten into this version's (`openedFormat` says which it was).
+   * rewritten into this version's, with `onRewrite` told (the format found, the
+   * file's bytes) before it starts.
    */
-  static open(path: string, options: SpaceFileOptions): SpaceFile {
+  static open(path: string, options: SpaceFileOptions, onRewrite?: (from: number, bytes: number) => void): SpaceFile {
     const db = new Database(path, { fileMustExist: true, readonly: options.readOnly === true });
     try {
       configure(db, options);
       const format = readRow(db, path).format;
       if (format !== SpaceFileFormat && options.readOnly !== true) {
+        onRewrite?.(format, statSync(path).size);
         db.transaction(() => db.exec(UpgradeFormat1))();
         // The old table's pages are free now: give them back, so that the file (and every checkpoint of it) is the size of its data.
         db.exec('VACUUM');
       }
-      return new SpaceFile(path, db, format);
+      return new SpaceFile(path, db);
     } catch (err) {
       db.close();
       throw err;
     }
-  }
-
-  /** The file's layout version as it is now. */
-  get format(): number {
-    return this.row.format;
   }
 
   /** The space id. */
