@@ -722,7 +722,10 @@ export async function runFuzz(options: SuiteOptions): Promise<SuiteReport> {
       ];
       const cut = d.chance(0.15);
       const made = cut ? d.pick(unfinished)() : d.pick(forms)();
-      return { method: '', target: '', headers: [], raw: typeof made === 'string' ? Buffer.from(made, 'latin1') : made, label: 'malformed HTTP', halfClose: cut || d.chance(0.5) };
+      // Random bytes may be the start of a request line ("B"): the server waits for the rest as for any slow client, until
+      // its request timeout (30 s, past HangMs), so the fuzz ends its side for them, as for the unfinished requests.
+      const bytes = typeof made !== 'string';
+      return { method: '', target: '', headers: [], raw: bytes ? made : Buffer.from(made, 'latin1'), label: 'malformed HTTP', halfClose: cut || bytes || d.chance(0.5) };
     };
 
     /** A WebSocket upgrade without the cluster token (the fuzz never knows it: a peer must be refused before any frame). */
