@@ -120,13 +120,18 @@ export function storageFailure(err: unknown): StorageError | null {
  * drop acknowledged commits, so start-up stops and an operator decides.
  */
 export class JournalCorruptError extends CheckpointdError {
+  /** What is damaged and where, without the advice (the message adds what start-up did about it). */
+  readonly damage: string;
+
   constructor(
     message: string,
     readonly file: string,
     readonly offset: number,
     readonly lastGoodSeq: number,
+    damage?: string,
   ) {
     super(message);
+    this.damage = damage ?? message;
   }
 }
 

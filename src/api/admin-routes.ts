@@ -52,7 +52,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ApiContext): void {
         templates: state.templates().length,
         // A node that does not write the journal (a secondary) has read every record it applied from the
         // FileVault's journal, so all of them are durable there.
-        journal: { sync: ctx.config.journal.sync, writing: ctx.store.journalStats !== null, ...(ctx.store.journalStats ?? { lastDurableSeq: state.seq }) },
+        journal: { sync: ctx.config.journal.sync, writing: ctx.store.journalStats !== null, ...(ctx.store.journalStats ?? { lastDurableSeq: state.seq }), olderFiles: ctx.store.olderJournal.status() },
         recovery: { startCheckpointSeq: ctx.store.recovery.baseSeq, replayed, lastSeq: scan.lastSeq, tailCut: scan.cut },
         checkpoints: await checkpointStatus(ctx),
         failover: ctx.failover(),

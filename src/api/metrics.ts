@@ -192,6 +192,9 @@ export class Metrics {
       set(ms === null || ms === undefined ? null : ms / 1000);
     });
     pulled(registry, 'journal_seq', 'Last journal sequence number this node has applied.', [], (set) => set(options.store.state.seq));
+    pulled(registry, 'journal_older_files_damaged', '1 when the background check of the journal files start-up did not read found damage (status data.journal.olderFiles names it), else 0.', [], (set) =>
+      set(Number(options.store.olderJournal.status().state === 'damaged')),
+    );
     pulled(registry, 'journal_since_checkpoint_bytes', 'Journal bytes written after the newest collection checkpoint (what checkpoint.journalThreshold compares).', [], (set) => set(this.view.journalBytes));
     pulled(registry, 'vault_readable', `1 if the FileVault's checkpoint folder answered the last scrape within ${ScrapeVaultWaitMs / 1000} s, else 0 (the checkpoint figures are then the last ones read).`, [], (set) =>
       set(Number(this.view.readable)),

@@ -321,9 +321,26 @@ export const StatusAnswer = {
         templates: { type: 'integer', minimum: 0 },
         journal: {
           type: 'object',
-          required: ['sync', 'writing', 'lastDurableSeq'],
+          required: ['sync', 'writing', 'lastDurableSeq', 'olderFiles'],
           description: 'sync mode, whether this node writes the journal, and (a writer) its file, bytes, seqs, fsyncs and batches',
-          properties: { sync: { enum: ['commit', 'interval'] }, writing: { type: 'boolean' }, lastDurableSeq: Seq },
+          properties: {
+            sync: { enum: ['commit', 'interval'] },
+            writing: { type: 'boolean' },
+            lastDurableSeq: Seq,
+            olderFiles: {
+              type: 'object',
+              required: ['state', 'belowSeq', 'files', 'bytes', 'error'],
+              additionalProperties: false,
+              description: 'the background check of the journal files start-up did not read (they hold only records the data folder holds)',
+              properties: {
+                state: { enum: ['checking', 'verified', 'damaged', 'unreadable'] },
+                belowSeq: { type: 'integer', minimum: 0, description: 'the files checked hold the records below this seq (0: start-up read every file)' },
+                files: { type: 'integer', minimum: 0 },
+                bytes: { type: ['integer', 'null'], description: 'bytes of valid records the last finished check read' },
+                error: { type: ['string', 'null'], description: 'the damage found (file, offset) and what to do, or why the files could not be read' },
+              },
+            },
+          },
         },
         recovery: { type: 'object', description: 'what start-up recovered: startCheckpointSeq, replayed, lastSeq, tailCut' },
         checkpoints: {

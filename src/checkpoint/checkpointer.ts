@@ -294,7 +294,7 @@ export class Checkpointer {
     return this.exclusive(async () => {
       const { store, catalogue, logger } = this.options;
       const entries = await catalogue.list();
-      const plan = planRetention(entries, policy, this.options.installation, new Set(store.restoreReferences.keys()), Date.now());
+      const plan = planRetention(entries, policy, this.options.installation, this.neededByJournal(entries), Date.now());
       for (const entry of plan.remove) {
         await catalogue.remove(entry.id);
         this.durations.delete(entry.id);
@@ -303,6 +303,25 @@ export class Checkpointer {
       const pruned = plan.journalNeededAfter > 0 && store.writable ? await store.pruneJournal(plan.journalNeededAfter) : [];
       return { removed: plan.remove.map((e) => e.id), journalFilesRemoved: pruned.length, journalNeededAfter: plan.journalNeededAfter };
     });
+  }
+
+  /**
+   * The checkpoints a journaled restore needs, or may need: while the journal
+   * files start-up did not read are still unchecked (older-journal.ts), any
+   * checkpoint a restore in them could name (one made before them, or another
+   * installation's). A failed check is tried again here, at each retention run.
+   */
+  private neededByJournal(entries: readonly CatalogueEntry[]): Set<number> {
+    const { store } = this.options;
+    const needed = new Set(store.restoreReferences.keys());
+    store.olderJournal.recheck();
+    for (const entry of entries) if (this.mayBeNamedByUnchecked(entry)) needed.add(entry.id);
+    return needed;
+  }
+
+  private mayBeNamedByUnchecked(entry: CatalogueEntry): boolean {
+    const below = this.options.store.olderJournal.uncheckedBelow;
+    return below > 0 && (entry.manifest.installation !== this.options.installation || entry.manifest.seq < below);
   }
 
   /** 409 when the journal no longer starts at seq 1 and, without `id`, no checkpoint of this installation is left to replay it on. */
@@ -329,12 +348,19 @@ export class Checkpointer {
   delete(id: number): Promise<void> {
     return this.exclusive(async () => {
       const { store, catalogue, logger } = this.options;
-      await catalogue.get(id);
+      const entry = await catalogue.get(id);
       const restoredAt = store.restoreReferences.get(id);
       if (restoredAt !== undefined) {
         throw new ConflictError(
           `checkpoint ${id} cannot be deleted: the journal restores it at seq ${restoredAt}, so a restart needs it to rebuild the restored spaces; ` +
             'it can go once the journal before a newer collection checkpoint is pruned',
+        );
+      }
+      if (this.mayBeNamedByUnchecked(entry)) {
+        const older = store.olderJournal.status();
+        throw new ConflictError(
+          `checkpoint ${id} cannot be deleted yet: the journal files before seq ${older.belowSeq} are ${older.state === 'checking' ? 'still being checked' : `${older.state} (${older.error ?? ''})`}, ` +
+            'and a restore in them may need it; try again once status data.journal.olderFiles.state is verified',
         );
       }
       await this.checkNotLastBase(id);

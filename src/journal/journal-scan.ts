@@ -23,6 +23,14 @@ export interface ScanOptions {
    * read and checked.
    */
   skipReadFiles?: boolean;
+  /**
+   * Read only the files that start below this seq (the ones start-up did not
+   * read, checked later): the last of them must end just before the file
+   * that starts here. Default: every file.
+   */
+  olderThan?: number;
+  /** Stop reading (the scan rejects with the signal's reason) once this aborts. */
+  signal?: AbortSignal;
   /** Cut a torn tail off on disk (start-up); false leaves every file as it is (read-only replay, tailing). */
   repair: boolean;
   logger: Logger;
@@ -91,24 +99,24 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
   }
   // The file that holds seq fromSeq + 1 (or the first one) and those after it.
   const skip = options.skipReadFiles === true ? Math.max(0, all.findLastIndex((f) => f.firstSeq <= fromSeq + 1)) : 0;
-  const files = all.slice(skip);
+  const { olderThan } = options;
+  const firstNotRead = olderThan === undefined ? -1 : all.findIndex((f) => f.firstSeq >= olderThan);
+  const end = firstNotRead < 0 ? all.length : firstNotRead;
+  const files = all.slice(skip, end);
   const result: ScanResult = { lastSeq: 0, lastEpoch: 0, files: 0, records: 0, bytes: 0, cut: null };
   // The seq the next record must carry; unknown until the first file's name.
   let expected: number | null = null;
   for (const [index, file] of files.entries()) {
-    const laterFiles = files.length - index - 1;
-    if (expected !== null && file.firstSeq !== expected) {
-      const what =
-        file.firstSeq > expected
-          ? `it starts at seq ${file.firstSeq} but the journal before it ends at seq ${expected - 1}, so seqs ${expected}..${file.firstSeq - 1} are missing`
-          : `it starts at seq ${file.firstSeq} but the journal before it already reaches seq ${expected - 1}`;
-      throw corruption(file.path, 0, result.lastSeq, what, 0, laterFiles);
-    }
-    const next = files[index + 1];
+    const laterFiles = all.length - (skip + index) - 1;
+    checkStartsAt(file, expected, result.lastSeq, laterFiles);
+    const next = all[skip + index + 1];
     const seal = next === undefined ? null : await sealOf(next);
     expected = await scanFile(file, laterFiles, fromSeq, options, result, seal);
     result.files++;
   }
+  // The file after the last one read (olderThan) must go on from it.
+  const after = all[end];
+  if (files.length > 0 && after !== undefined) checkStartsAt(after, expected, result.lastSeq, all.length - end - 1);
   options.logger.debug('journal scanned', {
     dir,
     files: result.files,
@@ -117,6 +125,16 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
     cut: result.cut !== null,
   });
   return result;
+}
+
+/** A file must start at the seq the journal before it reached (`expected`; null: no file before it was read). */
+function checkStartsAt(file: JournalFile, expected: number | null, lastGoodSeq: number, laterFiles: number): void {
+  if (expected === null || file.firstSeq === expected) return;
+  const what =
+    file.firstSeq > expected
+      ? `it starts at seq ${file.firstSeq} but the journal before it ends at seq ${expected - 1}, so seqs ${expected}..${file.firstSeq - 1} are missing`
+      : `it starts at seq ${file.firstSeq} but the journal before it already reaches seq ${expected - 1}`;
+  throw corruption(file.path, 0, lastGoodSeq, what, 0, laterFiles);
 }
 
 /**
@@ -168,6 +186,7 @@ async function scanFile(
   try {
     const reader = new ChunkReader(handle, (await handle.stat()).size);
     while (offset < reader.size) {
+      options.signal?.throwIfAborted();
       if (seal !== null && expected > seal.endSeq && (file.epoch ?? result.lastEpoch) < seal.nextEpoch) {
         reportVoidOnce(`${file.path}@${offset}`, () =>
           options.logger.warn('journal bytes written after the file was sealed by a newer epoch are ignored (a fenced primary\'s late write, never acknowledged)', {
@@ -254,13 +273,14 @@ function corruption(
   const follow = [`${followingRecords} valid record(s) follow the damage in this file`];
   if (laterFiles > 0) follow.push(`${laterFiles} later journal file(s) follow`);
   const name = path.basename(file);
+  const damage = `journal file ${file} is damaged at byte offset ${offset}: ${what}. The last good seq is ${lastGoodSeq}; ${follow.join(' and ')}.`;
   return new JournalCorruptError(
-    `journal file ${file} is damaged at byte offset ${offset}: ${what}. The last good seq is ${lastGoodSeq}; ` +
-      `${follow.join(' and ')}. Start-up stopped rather than drop acknowledged commits: restore ${name} from a copy, ` +
+    `${damage} Start-up stopped rather than drop acknowledged commits: restore ${name} from a copy, ` +
       `or move ${name} and any later journal files aside to accept losing the commits they hold, then start again.`,
     file,
     offset,
     lastGoodSeq,
+    damage,
   );
 }
 

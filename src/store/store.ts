@@ -36,10 +36,11 @@ import {
 } from '../journal/index.js';
 import type { Instant } from '../clock.js';
 import type { JournalSync } from '../config/index.js';
-import { ConflictError, FencedError, JournalCorruptError, UnavailableError } from '../errors.js';
+import { ConflictError, FencedError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { Engine } from './engine.js';
 import { Head, type Effects } from './head.js';
+import { OlderJournalCheck } from './older-journal.js';
 import { isValidOp, type RestoreOp, type StoreOp } from './ops.js';
 import { StateView } from './state-view.js';
 
@@ -191,6 +192,8 @@ export class Store {
     /** Epoch stamped on the records this store writes (the journal's last epoch while following). */
     private epochValue: number,
     restoreRefs: Map<number, number>,
+    /** The check of the journal files start-up did not read. */
+    private older: OlderJournalCheck,
   ) {
     this.engineValue = options.engine;
     this.head = new Head(options.engine);
@@ -199,13 +202,20 @@ export class Store {
     for (const [id, seq] of restoreRefs) this.restoreRefs.set(id, seq);
   }
 
-  /** Recover the journal (cutting a torn tail), replay it into the engine after its applied seq, and open it for writing. */
+  /**
+   * Recover the journal (cutting a torn tail), replay it into the engine after
+   * its applied seq, and open it for writing. Only the file that holds the
+   * first record past the engine's applied seq and the files after it are
+   * read now; the older ones are checked in the background (older-journal.ts).
+   */
   static async open(options: StoreOptions): Promise<Store> {
     const { logger, engine } = options;
     const baseSeq = engine.appliedSeq;
     const files = await listCountedJournalFiles(options.journalDir);
     checkJournalReachesBack(files, baseSeq);
     checkNotDiverged(files, engine);
+    // The same file the scan's skipReadFiles starts at.
+    const first = Math.max(0, files.findLastIndex((f) => f.firstSeq <= baseSeq + 1));
     let replayed = 0;
     const restoreRefs = new Map<number, number>();
     const replayer = new Replayer(() => engine, options);
@@ -213,6 +223,7 @@ export class Store {
       repair: options.readOnly !== true,
       logger,
       fromSeq: baseSeq,
+      skipReadFiles: true,
       // The records the engine holds are checked but not parsed, but for the restores: they still name
       // checkpoints a fallback to an older base would load.
       earlierTypes: RestoreType,
@@ -226,8 +237,6 @@ export class Store {
         replayed++;
         return replayer.add(record);
       },
-    }).catch((err: unknown) => {
-      throw err instanceof JournalCorruptError ? withCoveredAdvice(err, files, baseSeq) : err;
     });
     replayer.flush();
     const after = await listCountedJournalFiles(options.journalDir);
@@ -242,14 +251,15 @@ export class Store {
     logger.info('journal replayed', { records: replayed, fromSeq: baseSeq, lastSeq: end, files: scan.files, bytes: scan.bytes, tailCut: scan.cut });
     const recovery = { scan, replayed, baseSeq };
     const epoch = Math.max(scan.lastEpoch, after.at(-1)?.epoch ?? 0, 1);
-    if (options.readOnly === true) return new Store(options, null, recovery, logger, epoch, restoreRefs);
+    const older = new OlderJournalCheck(options.journalDir, files[first]?.firstSeq ?? 0, files.slice(0, first), baseSeq, logger);
+    if (options.readOnly === true) return new Store(options, null, recovery, logger, epoch, restoreRefs, older);
     // The journal reports failures to the store it feeds, which exists only once the writer does.
     const holder: { store?: Store } = {};
     const writer = await openWriter(options, end + 1, epoch, {
       onFailure: (lastDurableSeq) => holder.store?.rollBack(lastDurableSeq),
       onAcknowledged: (lastSeq) => holder.store?.acknowledged(lastSeq),
     });
-    holder.store = new Store(options, writer, recovery, logger, epoch, restoreRefs);
+    holder.store = new Store(options, writer, recovery, logger, epoch, restoreRefs, older);
     return holder.store;
   }
 
@@ -348,9 +358,22 @@ export class Store {
     }
   }
 
-  /** Checkpoints that the journal's restores need on replay: id -> seq of the latest restore of it. */
+  /**
+   * Checkpoints that the journal's restores need on replay: id -> seq of the
+   * latest restore of it. While `olderJournal` is not complete, restores in
+   * the journal before its `uncheckedBelow` are not known yet.
+   */
   get restoreReferences(): ReadonlyMap<number, number> {
-    return this.restoreRefs;
+    const older = this.older.restores();
+    if (older.size === 0) return this.restoreRefs;
+    const all = new Map(older);
+    for (const [id, seq] of this.restoreRefs) all.set(id, seq);
+    return all;
+  }
+
+  /** The background check of the journal files start-up did not read. */
+  get olderJournal(): OlderJournalCheck {
+    return this.older;
   }
 
   private requireWriter(): JournalWriter {
@@ -562,6 +585,7 @@ export class Store {
     // The engine of this node must never need what is pruned: it holds everything acknowledged.
     const removed = await pruneJournalFiles(this.options.journalDir, Math.min(uptoSeq, this.engine.appliedSeq));
     for (const [id, seq] of this.restoreRefs) if (seq <= uptoSeq) this.restoreRefs.delete(id);
+    this.older.forget(uptoSeq);
     if (removed.length > 0) this.logger.info('journal pruned', { uptoSeq, files: removed.map((f) => f.path) });
     return removed;
   }
@@ -616,6 +640,8 @@ export class Store {
       this.broken = null;
       this.restoreRefs.clear();
       for (const [id, seq] of fresh.restoreRefs) this.restoreRefs.set(id, seq);
+      await this.older.stop();
+      this.older = fresh.older;
       this.dropPending();
       this.logger.info('state rebuilt from the checkpoint and the journal; following it', { seq: this.engineValue.appliedSeq });
     });
@@ -640,6 +666,7 @@ export class Store {
 
   /** Flush and close the journal. The engine stays open: its owner closes it. */
   async close(): Promise<void> {
+    await this.older.stop();
     await this.writer?.close();
     this.applyAcknowledged();
   }
@@ -724,32 +751,6 @@ export class EngineDivergedError extends Error {}
  */
 function journalEnd(scan: ScanResult, files: JournalFile[]): number {
   return Math.max(scan.lastSeq, (files.at(-1)?.firstSeq ?? 1) - 1);
-}
-
-/**
- * The journal's own advice for damage in the middle is to restore the file or
- * move it and every later file aside, accepting the loss of their commits.
- * When the damage lies in files whose records the start-up checkpoint already
- * holds, moving just those files aside loses nothing, while moving the later
- * ones would drop acknowledged commits newer than the checkpoint: say so.
- * (A seq gap is reported at the start of the file after the short one; damage
- * in the first record of a file is reported there too, and is no gap.)
- */
-function withCoveredAdvice(err: JournalCorruptError, files: JournalFile[], baseSeq: number): JournalCorruptError {
-  const at = files.findIndex((f) => f.path === err.file);
-  const coveredUpTo = (i: number): boolean => i >= 0 && i + 1 < files.length && files[i + 1]!.firstSeq - 1 <= baseSeq;
-  // A gap: the file before the one named ends short of the seq it starts after.
-  const gap = at > 0 && err.offset === 0 && err.lastGoodSeq < files[at]!.firstSeq - 1;
-  const last = coveredUpTo(at) ? at : gap && coveredUpTo(at - 1) ? at - 1 : -1;
-  if (last < 0) return err;
-  const names = files.slice(0, last + 1).map((f) => path.basename(f.path));
-  return new JournalCorruptError(
-    `${err.message} But every record in ${names.join(', ')} is at or before seq ${baseSeq}, which the checkpoint loaded at start-up already holds: ` +
-      `moving just ${names.length === 1 ? 'that file' : 'those files'} aside loses nothing (keep the later files; only a fallback to an older checkpoint would need the moved ones).`,
-    err.file,
-    err.offset,
-    err.lastGoodSeq,
-  );
 }
 
 function checkJournalReachesBack(files: JournalFile[], baseSeq: number): void {

@@ -22,10 +22,13 @@
  *   so the cut is the documented cost (docs/OPERATIONS.md). If records follow r, it must
  *   refuse to start with exit 3, naming the file and r's offset, and leave
  *   the file as it was. Never may it serve r's flipped value.
- * - an older journal file (all its records covered by the newest
- *   checkpoint): refuse with exit 3 naming a journal file and offset, and say
- *   that moving just the covered file(s) aside loses nothing; done as it
- *   says, the daemon starts and serves every acknowledged write.
+ * - an older journal file (one start-up does not read: every record in it is
+ *   in the data folder): the daemon starts and serves every acknowledged
+ *   write; its background check reports the damage (status
+ *   data.journal.olderFiles names the file and offset and says that moving
+ *   the file(s) aside loses nothing; /metrics
+ *   checkpointd_journal_older_files_damaged 1). Done as it says, the daemon
+ *   starts again, the check finds the rest clean, and nothing is lost.
  *
  * - a standby's pre-verification: a damaged copy of a checkpoint appears as
  *   the next id; the secondary names it (status failover.standby.checkpoints
@@ -101,6 +104,7 @@ async function startOrRefuse(dir: string): Promise<{ d: DaemonProcess; listening
 
 interface Status {
   seq: number;
+  journal: { olderFiles: { state: string; error: string | null } };
   recovery: { startCheckpointSeq: number; tailCut: unknown };
   checkpoints: { unreadable: { id: number; problem: string }[] };
 }
@@ -111,9 +115,21 @@ async function status(d: DaemonProcess): Promise<Status> {
   return (res.body as { data: Status }).data;
 }
 
-async function unusableMetric(d: DaemonProcess): Promise<number> {
+/** The sum of metric `name`'s samples. */
+async function metric(d: DaemonProcess, name: string): Promise<number> {
   const res = await d.request('GET', '/metrics', { token: null });
-  return parsePrometheusText(res.text).samples.filter((s) => s.name === 'checkpointd_checkpoints_unusable').reduce((n, s) => n + s.value, 0);
+  return parsePrometheusText(res.text).samples.filter((s) => s.name === name).reduce((n, s) => n + s.value, 0);
+}
+
+/** The background check of the journal files start-up did not read, once it has finished. */
+async function olderFilesChecked(d: DaemonProcess): Promise<Status['journal']['olderFiles']> {
+  return waitFor(
+    async () => {
+      const older = (await status(d)).journal.olderFiles;
+      return older.state === 'checking' ? null : older;
+    },
+    { what: 'the check of the older journal files to finish', timeoutMs: 30_000 },
+  );
 }
 
 const run = promisify(execFile);
@@ -192,7 +208,7 @@ async function standbyTrial(seed: number, i: number, log: (line: string) => void
     figures.standbyFaults = (figures.standbyFaults ?? 0) + 1;
     if (seen === 'damaged') {
       figures.standbyReported = (figures.standbyReported ?? 0) + 1;
-      if ((await unusableMetric(b)) < 1) problems.push(`${where}: the standby's /metrics checkpointd_checkpoints_unusable does not count it`);
+      if ((await metric(b, 'checkpointd_checkpoints_unusable')) < 1) problems.push(`${where}: the standby's /metrics checkpointd_checkpoints_unusable does not count it`);
       if ((await standbyView(b)).checkpoints.verified?.id !== id) problems.push(`${where}: the standby's base is no longer checkpoint ${id}`);
     } else if (!(await sameContent(original, damaged))) {
       figures.undetected = (figures.undetected ?? 0) + 1;
@@ -224,7 +240,7 @@ export async function runCorruption(options: CorruptionOptions): Promise<SuiteRe
   const violations: string[] = [];
   const figures = {
     trials: 0, checkpointFaults: 0, checkpointsSkipped: 0, journalFaults: 0, journalCuts: 0, journalRefusals: 0,
-    olderJournalFaults: 0, olderJournalRefusals: 0, olderJournalRecovered: 0, recordsLostWithCut: 0, undetected: 0, harmless: 0, standbyFaults: 0, standbyReported: 0, wrongState: 0, ackedChecked: 0,
+    olderJournalFaults: 0, olderJournalReported: 0, olderJournalRecovered: 0, recordsLostWithCut: 0, undetected: 0, harmless: 0, standbyFaults: 0, standbyReported: 0, wrongState: 0, ackedChecked: 0,
   };
 
   let d = await DaemonProcess.start({ dir, config: { journal: { sync: 'commit' } } });
@@ -291,61 +307,73 @@ export async function runCorruption(options: CorruptionOptions): Promise<SuiteRe
             problems.push(`${where}: undetected: status does not report checkpoint ${newest.id} although its content changed (start-up checkpoint seq ${s.recovery.startCheckpointSeq})`);
           }
           if (reported && s.recovery.startCheckpointSeq !== older.seq) problems.push(`${where}: start-up began at seq ${s.recovery.startCheckpointSeq}, not at the older checkpoint's ${older.seq}`);
-          if (reported && (await unusableMetric(d)) < 1) problems.push(`${where}: /metrics checkpointd_checkpoints_unusable does not count the damaged checkpoint`);
+          if (reported && (await metric(d, 'checkpointd_checkpoints_unusable')) < 1) problems.push(`${where}: /metrics checkpointd_checkpoints_unusable does not count the damaged checkpoint`);
           problems.push(...model.checkAt(await WriteModel.served(d), everything, where).problems);
           outcome = reported ? 'skipped, reported, older checkpoint + journal used' : harmless ? 'content unchanged (deflate padding bit), used as is' : 'NOT DETECTED';
+        }
+      } else if (target === 'older-journal') {
+        figures.olderJournalFaults++;
+        if (!started.listening) {
+          outcome = `refused, exit ${d.exit?.code}`;
+          problems.push(`${where}: the daemon did not start (exit ${JSON.stringify(d.exit)}) although its data folder holds every record of the damaged file: ${d.stderr.trim()}`);
+        } else {
+          const older = await olderFilesChecked(d);
+          problems.push(...model.checkAt(await WriteModel.served(d), everything, where).problems);
+          const advice = older.error === null ? null : /Every record in (.+?) is at or before seq \d+, which this node's data folder already holds, so nothing is lost/.exec(older.error);
+          if (older.state !== 'damaged') {
+            figures.undetected++;
+            problems.push(`${where}: undetected: the check of the older journal files says ${older.state}`);
+            outcome = 'NOT DETECTED';
+          } else if (!/journal-\d+(-\d+)?\.log is damaged at byte offset \d+/.test(older.error!) || advice === null) {
+            problems.push(`${where}: status data.journal.olderFiles does not name the damaged file and offset, or not say that moving it aside loses nothing: ${older.error}`);
+            outcome = 'reported without the advice';
+          } else {
+            figures.olderJournalReported++;
+            outcome = 'started, nothing lost, damage reported';
+            if ((await metric(d, 'checkpointd_journal_older_files_damaged')) !== 1) problems.push(`${where}: /metrics checkpointd_journal_older_files_damaged is not 1`);
+            if (Buffer.compare(await fs.readFile(file), damaged) !== 0) problems.push(`${where}: the check changed the damaged file`);
+            // Follow the advice: move just those files aside, start again, and find every acknowledged write and a clean check.
+            await d.kill('SIGTERM');
+            for (const name of advice[1]!.split(', ')) await fs.rename(path.join(vault, 'journal', name), path.join(dir, `${name}.aside`));
+            const again = await startOrRefuse(dir);
+            d = again.d;
+            if (!again.listening) problems.push(`${where}: after moving ${advice[1]} aside as advised, start-up fails: ${d.stderr.trim()}`);
+            else {
+              const after = await olderFilesChecked(d);
+              if (after.state !== 'verified') problems.push(`${where}: after moving ${advice[1]} aside as advised, the older files are ${after.state}: ${after.error}`);
+              problems.push(...model.checkAt(await WriteModel.served(d), everything, `${where} (after moving ${advice[1]} aside)`).problems);
+              figures.olderJournalRecovered++;
+              outcome += `; ${advice[1]} moved aside as advised: started, checked clean, nothing lost`;
+            }
+          }
         }
       } else {
         const all = frames(original);
         const hit = all.find((f) => fault.offset >= f.start && fault.offset < f.end)!;
         const last = hit === all.at(-1);
-        const refused = (): void => {
-          const named = d.stderr.includes(path.basename(file)) && d.stderr.includes(`offset ${hit.start}`);
-          if (target === 'journal' && !named) problems.push(`${where}: exit 3 does not name ${path.basename(file)} at offset ${hit.start}: ${d.stderr.trim()}`);
-          if (target === 'older-journal' && !/journal-\d+(-\d+)?\.log is damaged at byte offset \d+/.test(d.stderr)) problems.push(`${where}: exit 3 does not name the damaged file and offset: ${d.stderr.trim()}`);
-        };
-        if (target === 'older-journal') figures.olderJournalFaults++;
-        else figures.journalFaults++;
+        figures.journalFaults++;
         if (!started.listening) {
           outcome = `refused, exit ${d.exit?.code}`;
           if (d.exit?.code !== 3) problems.push(`${where}: start-up exited ${JSON.stringify(d.exit)}, not 3: ${d.stderr.trim()}`);
-          else refused();
-          if (target === 'journal' && fault.kind === 'truncate') problems.push(`${where}: a truncated last journal must be cut, not refused`);
+          else if (!(d.stderr.includes(path.basename(file)) && d.stderr.includes(`offset ${hit.start}`))) problems.push(`${where}: exit 3 does not name ${path.basename(file)} at offset ${hit.start}: ${d.stderr.trim()}`);
+          if (fault.kind === 'truncate') problems.push(`${where}: a truncated last journal must be cut, not refused`);
           if (Buffer.compare(await fs.readFile(file), damaged) !== 0) problems.push(`${where}: refusing start-up changed the damaged file`);
-          const advice = /every record in (.+?) is at or before seq \d+, which the checkpoint loaded at start-up already holds: moving just/.exec(d.stderr);
-          if (target === 'journal') {
-            figures.journalRefusals++;
-            if (advice !== null) problems.push(`${where}: the refusal says moving files aside loses nothing, but the damaged file holds records newer than every checkpoint`);
-          } else {
-            figures.olderJournalRefusals++;
-            if (advice === null) problems.push(`${where}: the refusal does not say that moving the covered file(s) aside loses nothing: ${d.stderr.trim()}`);
-            else {
-              // Follow the advice: move just those files aside, start, and find every acknowledged write.
-              for (const name of advice[1]!.split(', ')) await fs.rename(path.join(vault, 'journal', name), path.join(dir, `${name}.aside`));
-              const again = await startOrRefuse(dir);
-              d = again.d;
-              if (!again.listening) problems.push(`${where}: after moving ${advice[1]} aside as advised, start-up still fails: ${d.stderr.trim()}`);
-              else {
-                problems.push(...model.checkAt(await WriteModel.served(d), everything, `${where} (after moving ${advice[1]} aside)`).problems);
-                figures.olderJournalRecovered++;
-                outcome += `; ${advice[1]} moved aside as advised: started, nothing lost`;
-              }
-            }
-          }
+          figures.journalRefusals++;
+          if (/loses nothing/.test(d.stderr)) problems.push(`${where}: the refusal says moving files aside loses nothing, but the damaged file holds records newer than every checkpoint`);
         } else {
           const s = await status(d);
-          // The state the daemon must serve: everything before the damaged record (a cut), or everything.
-          const expected = target === 'older-journal' ? everything : fault.kind === 'truncate' ? (all.filter((f) => f.end <= fault.offset).at(-1)?.seq ?? hit.seq - 1) : hit.seq - 1;
-          if (target === 'journal' && fault.kind === 'flip' && !last) problems.push(`${where}: a damaged record with ${all.length - all.indexOf(hit) - 1} acknowledged record(s) after it was not refused`);
+          // The state the daemon must serve: everything before the damaged record (a cut).
+          const expected = fault.kind === 'truncate' ? (all.filter((f) => f.end <= fault.offset).at(-1)?.seq ?? hit.seq - 1) : hit.seq - 1;
+          if (fault.kind === 'flip' && !last) problems.push(`${where}: a damaged record with ${all.length - all.indexOf(hit) - 1} acknowledged record(s) after it was not refused`);
           if (s.seq !== expected) problems.push(`${where}: the daemon is at seq ${s.seq}, expected ${expected}`);
-          const cutExpected = target === 'journal' && !(fault.kind === 'truncate' && all.some((f) => f.end === fault.offset));
+          const cutExpected = !(fault.kind === 'truncate' && all.some((f) => f.end === fault.offset));
           if (cutExpected && s.recovery.tailCut === null) problems.push(`${where}: status recovery.tailCut does not report the cut`);
           if (cutExpected && !d.lines.some((l) => l.level === 'warn' && (l.message === 'journal torn tail cut off at the last good record' || l.message === 'journal torn tail sealed off at the last good record'))) problems.push(`${where}: the cut is not logged`);
           const check = model.checkAt(await WriteModel.served(d), expected, where);
           problems.push(...check.problems);
           const lost = everything - Math.min(expected, everything);
           figures.recordsLostWithCut += lost;
-          if (lost > 0 && target === 'journal') figures.journalCuts++;
+          if (lost > 0) figures.journalCuts++;
           if (lost > 0 && expected < newest.seq) problems.push(`${where}: seqs ${expected + 1}..${newest.seq} are in checkpoint ${newest.id} but were lost`);
           outcome = lost > 0 ? `cut at seq ${expected}: ${lost} acknowledged record(s) past the newest checkpoint lost (no other copy)` : 'started, nothing lost';
         }
@@ -374,7 +402,7 @@ export async function runCorruption(options: CorruptionOptions): Promise<SuiteRe
   const f = figures;
   const summary =
     `${f.trials} trials, seed ${seed}: newest checkpoint damaged ${f.checkpointFaults}x (skipped and reported ${f.checkpointsSkipped}, content unchanged ${f.harmless}, undetected ${f.undetected}); ` +
-    `newest journal damaged ${f.journalFaults}x (tail cut ${f.journalCuts}, refused with exit 3 ${f.journalRefusals}); older journal damaged ${f.olderJournalFaults}x (refused ${f.olderJournalRefusals}, started with nothing lost after moving the covered file(s) aside as the refusal advises ${f.olderJournalRecovered}); ` +
+    `newest journal damaged ${f.journalFaults}x (tail cut ${f.journalCuts}, refused with exit 3 ${f.journalRefusals}); older journal damaged ${f.olderJournalFaults}x (served with nothing lost and reported ${f.olderJournalReported}, checked clean after moving the file(s) aside as the report advises ${f.olderJournalRecovered}); ` +
     `standby pre-verify: ${f.standbyFaults} damaged copies planted, ${f.standbyReported} named by the standby; ` +
     `${f.recordsLostWithCut} acknowledged records lost with cut tails (newer than every checkpoint: no good copy), wrong state served: ${f.wrongState}`;
   return { summary, violations, figures };

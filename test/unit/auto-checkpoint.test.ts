@@ -179,6 +179,50 @@ describe('automatic checkpoints (in-process)', function () {
     }
   });
 
+  it('keeps every checkpoint a restore in unchecked older journal files could name, and prunes again once they check clean', async () => {
+    const first = await rig(root, { coalesceMs: 0 });
+    const round = async (r: Rig, n: number): Promise<void> => {
+      await r.store.commit(commit('s1', put(`round${n}`, { kind: 'round', n })));
+      r.auto.fire('schedule');
+      await waitFor(async () => r.auto.status().state === 'idle' && (await r.catalogue.list()).some((e) => e.manifest.seq === r.store.state.seq), { what: `round ${n}'s checkpoint` });
+    };
+    try {
+      await seed(first.store);
+      for (let n = 0; n < 3; n++) await round(first, n);
+    } finally {
+      await close(first);
+    }
+    const oldest = path.join(first.vault.journal, (await fs.readdir(first.vault.journal)).filter((n) => n.endsWith('.log')).sort()[0]!);
+    const good = await fs.readFile(oldest);
+    const bad = Buffer.from(good);
+    bad[10]! ^= 0x20;
+    await fs.writeFile(oldest, bad);
+
+    const r = await rig(root, { coalesceMs: 0, retention: { keepLast: 1, keepWithinMs: null } });
+    try {
+      await r.store.olderJournal.done;
+      expect(r.store.olderJournal.status().state).to.equal('damaged');
+      const automatic = async (): Promise<number> => (await r.catalogue.list()).filter((e) => e.manifest.trigger === 'schedule').length;
+      await round(r, 3);
+      expect(await automatic(), 'none pruned past keepLast 1 while the older files are damaged').to.equal(4);
+      expect((await r.store.journalFiles())[0]!.path).to.equal(oldest);
+      // A good copy back: the next retention run checks again and still keeps those (the check has not finished) but
+      // prunes round 3's, made after the older files; the run after that prunes them too.
+      const old = (await r.catalogue.list()).filter((e) => e.manifest.seq < r.store.olderJournal.uncheckedBelow).map((e) => e.id);
+      expect(old).to.have.length(3);
+      await fs.writeFile(oldest, good);
+      await round(r, 4);
+      expect((await r.catalogue.list()).map((e) => e.id)).to.include.members(old).and.have.length(4);
+      await r.store.olderJournal.done;
+      expect(r.store.olderJournal.status().state).to.equal('verified');
+      await round(r, 5);
+      expect(await automatic()).to.equal(1);
+      expect((await r.store.journalFiles())[0]!.path, 'the journal before the one kept is pruned').to.not.equal(oldest);
+    } finally {
+      await close(r);
+    }
+  });
+
   it('starts from a checkpoint when pruning left only an empty journal file after it, and goes on at the next seq', async () => {
     const r = await rig(root, { coalesceMs: 0, retention: { keepLast: 1, keepWithinMs: null } });
     let seq: number;

@@ -83,6 +83,72 @@ describe('Store commit pipeline (real journal)', function () {
     await reopened.close();
   });
 
+  describe('the journal files start-up does not read', function () {
+    /** A journal of three files: a restore and a commit, a commit, a commit; the engine holds them all. */
+    async function threeFiles(): Promise<{ restoreSeq: number; files: string[] }> {
+      const store = await seeded();
+      const nothing = (engine: Engine, seq: number) => engine.install([], seq);
+      const { seq: restoreSeq } = await store.commitRestore({ type: 'restore', checkpoint: 4, sha256: 'a'.repeat(64), scope: 'collection', spaces: [] }, () => undefined, nothing);
+      for (const key of ['k1', 'k2', 'k3']) {
+        await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key, value: { type: 'Part' } }] });
+        if (key !== 'k3') await store.rollJournal();
+      }
+      await store.close();
+      const files = (await fs.readdir(options.journalDir)).filter((n) => n.endsWith('.log')).sort();
+      expect(files).to.have.length(3);
+      return { restoreSeq, files: files.map((n) => path.join(options.journalDir, n)) };
+    }
+
+    it('reads only the file that holds the next record at start, then checks the older ones in the background and learns their restores', async function () {
+      const { restoreSeq, files } = await threeFiles();
+      const store = await Store.open(on());
+      expect(store.recovery.scan.files, 'start-up reads the newest file only').to.equal(1);
+      expect(store.olderJournal.status().state).to.equal('checking');
+      expect(store.olderJournal.uncheckedBelow).to.be.above(restoreSeq);
+      await store.olderJournal.done;
+      expect(store.olderJournal.status()).to.deep.include({ state: 'verified', files: 2, error: null });
+      expect(store.olderJournal.status().bytes).to.equal((await fs.stat(files[0]!)).size + (await fs.stat(files[1]!)).size);
+      expect(store.olderJournal.uncheckedBelow).to.equal(0);
+      expect([...store.restoreReferences]).to.deep.equal([[4, restoreSeq]]);
+      expect(store.state.getObject('s', 'k3')).to.deep.equal({ type: 'Part' });
+      await store.close();
+    });
+
+    it('on damage in an older file, opens and serves, reports the file and offset with what to do, and checks clean again once a good copy is back', async function () {
+      const { restoreSeq, files } = await threeFiles();
+      const good = await fs.readFile(files[0]!);
+      const bad = Buffer.from(good);
+      bad[10]! ^= 0x10; // the first record
+      await fs.writeFile(files[0]!, bad);
+      const store = await Store.open(on());
+      await store.olderJournal.done;
+      const found = store.olderJournal.status();
+      expect(found.state).to.equal('damaged');
+      expect(found.error).to.include(`${files[0]} is damaged at byte offset 0`).and.include(`Every record in ${path.basename(files[0]!)} is at or before seq ${store.state.seq}`);
+      expect(store.olderJournal.uncheckedBelow, 'its restores are unknown').to.be.above(restoreSeq);
+      expect(store.restoreReferences.has(4)).to.equal(false);
+      expect(store.state.getObject('s', 'k3')).to.deep.equal({ type: 'Part' });
+      expect(await fs.readFile(files[0]!)).to.deep.equal(bad);
+      await fs.writeFile(files[0]!, good);
+      store.olderJournal.recheck();
+      await store.olderJournal.done;
+      expect(store.olderJournal.status()).to.deep.include({ state: 'verified', error: null });
+      expect([...store.restoreReferences]).to.deep.equal([[4, restoreSeq]]);
+      await store.close();
+    });
+
+    it('reports a gap before the first file start-up read as damage of the files before it', async function () {
+      const { files } = await threeFiles();
+      await fs.rm(files[1]!);
+      const store = await Store.open(on());
+      await store.olderJournal.done;
+      const found = store.olderJournal.status();
+      expect(found).to.deep.include({ state: 'damaged', files: 1 });
+      expect(found.error).to.include(`${files[2]} is damaged at byte offset 0`).and.include('are missing').and.include(`Every record in ${path.basename(files[0]!)} is`);
+      await store.close();
+    });
+  });
+
   it('refuses an invalid commit without journaling anything', async function () {
     const store = await seeded();
     const before = store.journalStats!.lastSeq;
