@@ -162,8 +162,9 @@ function advice(err: JournalCorruptError, files: readonly JournalFile[], heldSeq
   const last = at < 0 ? files.length - 1 : gap ? at - 1 : at;
   const names = files.slice(0, last + 1).map((f) => path.basename(f.path));
   const those = names.length === 1 ? 'that file' : 'those files';
+  const named = names.length <= 3 ? names.join(', ') : `the ${names.length} journal files from ${names[0]} to ${names.at(-1)}`;
   return (
-    `${err.damage} Every record in ${names.join(', ')} is at or before seq ${heldSeq}, which this node's data folder already holds, so nothing is lost and the node keeps serving; ` +
+    `${err.damage} Every record in ${named} is at or before seq ${heldSeq}, which this node's data folder already holds, so nothing is lost and the node keeps serving; ` +
     `only a fallback to a checkpoint older than them would need ${those}. Restore ${path.basename(err.file)} from a copy, or move ${those} aside (keep the later files); ` +
     'until the files check clean, retention keeps every checkpoint a restore in them may name.'
   );

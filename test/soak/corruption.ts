@@ -319,7 +319,7 @@ export async function runCorruption(options: CorruptionOptions): Promise<SuiteRe
         } else {
           const older = await olderFilesChecked(d);
           problems.push(...model.checkAt(await WriteModel.served(d), everything, where).problems);
-          const advice = older.error === null ? null : /Every record in (.+?) is at or before seq \d+, which this node's data folder already holds, so nothing is lost/.exec(older.error);
+          const advice = older.error === null ? null : /Every record in (?:the \d+ journal files from (\S+) to (\S+)|(.+?)) is at or before seq \d+, which this node's data folder already holds, so nothing is lost/.exec(older.error);
           if (older.state !== 'damaged') {
             figures.undetected++;
             problems.push(`${where}: undetected: the check of the older journal files says ${older.state}`);
@@ -334,16 +334,18 @@ export async function runCorruption(options: CorruptionOptions): Promise<SuiteRe
             if (Buffer.compare(await fs.readFile(file), damaged) !== 0) problems.push(`${where}: the check changed the damaged file`);
             // Follow the advice: move just those files aside, start again, and find every acknowledged write and a clean check.
             await d.kill('SIGTERM');
-            for (const name of advice[1]!.split(', ')) await fs.rename(path.join(vault, 'journal', name), path.join(dir, `${name}.aside`));
+            const named = advice[3]?.split(', ') ?? journals.filter((n) => n >= advice[1]! && n <= advice[2]!);
+            for (const name of named) await fs.rename(path.join(vault, 'journal', name), path.join(dir, `${name}.aside`));
             const again = await startOrRefuse(dir);
             d = again.d;
-            if (!again.listening) problems.push(`${where}: after moving ${advice[1]} aside as advised, start-up fails: ${d.stderr.trim()}`);
+            const moved = named.length <= 3 ? named.join(', ') : `${named.length} files`;
+            if (!again.listening) problems.push(`${where}: after moving ${moved} aside as advised, start-up fails: ${d.stderr.trim()}`);
             else {
               const after = await olderFilesChecked(d);
-              if (after.state !== 'verified') problems.push(`${where}: after moving ${advice[1]} aside as advised, the older files are ${after.state}: ${after.error}`);
-              problems.push(...model.checkAt(await WriteModel.served(d), everything, `${where} (after moving ${advice[1]} aside)`).problems);
+              if (after.state !== 'verified') problems.push(`${where}: after moving ${moved} aside as advised, the older files are ${after.state}: ${after.error}`);
+              problems.push(...model.checkAt(await WriteModel.served(d), everything, `${where} (after moving ${moved} aside)`).problems);
               figures.olderJournalRecovered++;
-              outcome += `; ${advice[1]} moved aside as advised: started, checked clean, nothing lost`;
+              outcome += `; ${moved} moved aside as advised: started, checked clean, nothing lost`;
             }
           }
         }
