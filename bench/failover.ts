@@ -24,8 +24,8 @@
  *   killed; one is started at the moment of the kill (a standby that was
  *   down): its storage engine is intact, so it replays the journal after
  *   its applied seq: kill → first acknowledged write.
- * - **crash, empty standby**: the same, with the standby's storage engine
- *   removed first (a spare host, an empty data folder): it installs the
+ * - **crash, empty standby**: the same, with the standby's data folder
+ *   emptied first but for the admin token (a spare host): it installs the
  *   newest checkpoint as its engine and replays the journal after it; the
  *   checkpoint's load is shown apart.
  *
@@ -156,6 +156,11 @@ async function startNode(cluster: Cluster, name: string, role: 'primary' | 'seco
   });
   cluster.nodes.set(name, daemon);
   return daemon;
+}
+
+/** Remove everything in a node's data folder but the admin token. */
+async function emptyDataFolder(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) if (name !== 'admin.token') await fs.rm(path.join(dir, name), { recursive: true, force: true });
 }
 
 const other = (name: string): string => (name === 'a' ? 'b' : 'a');
@@ -316,8 +321,9 @@ export async function failoverBench(): Promise<void> {
         const name = other(primary);
         // No standby process: it is stopped before the primary dies.
         await cluster.nodes.get(name)!.kill('SIGTERM');
-        // An empty standby has no storage engine: it starts from the newest checkpoint.
-        if (kind === 'empty') await fs.rm(path.join(cluster.root, name, 'data', 'engine'), { recursive: true, force: true });
+        // An empty standby (a spare host) has an empty data folder, but for the admin token this bench reads: no storage
+        // engine, no cache of checkpoint hashes. It starts from the newest checkpoint.
+        if (kind === 'empty') await emptyDataFolder(path.join(cluster.root, name, 'data'));
         await delay(1000 + Math.floor(rand() * 1000));
         const kill = Date.now();
         await p.kill('SIGKILL');

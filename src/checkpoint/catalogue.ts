@@ -16,7 +16,7 @@
  * is reported as changed (status, {@link changed}) and never restored.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, promises as fs, type Stats } from 'node:fs';
 import path from 'node:path';
 import { StaleTempMs } from '../config/index.js';
 import { ConflictError, NotFoundError, storageFailure } from '../errors.js';
@@ -43,14 +43,18 @@ export function parseCheckpointFileName(name: string): number | null {
 }
 
 /** One published checkpoint. */
-export interface CatalogueEntry {
+export interface CatalogueEntry extends ListedCheckpoint {
+  sha256: string;
+  /** When the file was last written (ms since the epoch, from its mtime): when its writer finished it. */
+  writtenAt: number;
+}
+
+/** A checkpoint as {@link Catalogue.manifests} lists it: its manifest, not its hash. */
+export interface ListedCheckpoint {
   id: number;
   file: string;
   size: number;
-  sha256: string;
   manifest: Manifest;
-  /** When the file was last written (ms since the epoch, from its mtime): when its writer finished it. */
-  writtenAt: number;
 }
 
 interface Cached {
@@ -123,10 +127,45 @@ export class Catalogue {
     });
   }
 
+  /**
+   * Every readable checkpoint by id ascending, with its manifest but without
+   * hashing a file this node has never seen: what start-up needs to pick its
+   * base (the load verifies every entry it reads) on a node whose data folder
+   * is new, where hashing every checkpoint first would read them all. A file
+   * under an id seen before is hashed (list's check for a changed file).
+   */
+  async manifests(): Promise<ListedCheckpoint[]> {
+    const listed: ListedCheckpoint[] = [];
+    for (const id of await this.ids()) {
+      const file = this.pathOf(id);
+      try {
+        const { key, stat } = await this.identify(id);
+        const cached = this.cache.get(id);
+        // A file first seen with another hash is hashed, so that one copied over it is still found changed.
+        if (cached?.key === key) listed.push(cached.entry);
+        else if (this.identities.has(id) || this.hashes.has(key)) listed.push(await this.load(id));
+        else listed.push({ id, file, size: stat.size, manifest: await readManifest(file) });
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) this.markUnreadable(id, file, err);
+      }
+    }
+    return listed;
+  }
+
+  private async ids(): Promise<number[]> {
+    const names = await fs.readdir(this.dir);
+    return names.map(parseCheckpointFileName).filter((id): id is number => id !== null).sort((a, b) => a - b);
+  }
+
+  private markUnreadable(id: number, file: string, err: unknown): void {
+    const why = (err as Error).message;
+    if (this.unreadable.get(id) !== why) this.logger.warn('checkpoint file cannot be read; it is skipped', { id, file, error: why });
+    this.unreadable.set(id, why);
+  }
+
   /** Every readable checkpoint, by id ascending. Unreadable ones are logged once and kept in {@link unreadable}. */
   async list(): Promise<CatalogueEntry[]> {
-    const names = await fs.readdir(this.dir);
-    const ids = names.map(parseCheckpointFileName).filter((id): id is number => id !== null).sort((a, b) => a - b);
+    const ids = await this.ids();
     const present = new Set(ids);
     for (const id of this.cache.keys()) if (!present.has(id)) this.cache.delete(id);
     for (const id of this.unreadable.keys()) if (!present.has(id)) this.unreadable.delete(id);
@@ -158,7 +197,8 @@ export class Catalogue {
     }
   }
 
-  private async load(id: number): Promise<CatalogueEntry> {
+  /** The file of checkpoint `id` as it is now (its size, mtime and inode: the key its hash is cached under); NotFoundError when missing. */
+  private async identify(id: number): Promise<{ key: string; stat: Stats }> {
     const file = this.pathOf(id);
     let stat;
     try {
@@ -169,7 +209,12 @@ export class Catalogue {
       await fs.stat(this.dir);
       throw new NotFoundError(`checkpoint ${id} does not exist; GET /api/collection/checkpoint lists them`);
     }
-    const key = `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`;
+    return { key: `${path.basename(file)}:${stat.size}:${stat.mtimeMs}:${stat.ino}`, stat };
+  }
+
+  private async load(id: number): Promise<CatalogueEntry> {
+    const file = this.pathOf(id);
+    const { key, stat } = await this.identify(id);
     const cached = this.cache.get(id);
     if (cached?.key === key) return cached.entry;
     try {
@@ -189,9 +234,7 @@ export class Catalogue {
       if (this.checkIdentity(id, sha256) || hashed) await this.saveHashes();
       return entry;
     } catch (err) {
-      const why = (err as Error).message;
-      if (this.unreadable.get(id) !== why) this.logger.warn('checkpoint file cannot be read; it is skipped', { id, file, error: why });
-      this.unreadable.set(id, why);
+      this.markUnreadable(id, file, err);
       throw err;
     }
   }

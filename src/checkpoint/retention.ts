@@ -29,7 +29,7 @@ export interface RetentionPlan {
 }
 
 /** True for a collection checkpoint written by this installation. */
-export function isOwnCollection(entry: CatalogueEntry, installation: string): boolean {
+export function isOwnCollection(entry: Pick<CatalogueEntry, 'manifest'>, installation: string): boolean {
   return entry.manifest.scope === 'collection' && entry.manifest.installation === installation;
 }
 

@@ -38,6 +38,8 @@ export interface StandbyPreloaderOptions {
   logger: Logger;
   /** Look at the checkpoint folder at most this often. */
   intervalMs: number;
+  /** The checkpoint start-up loaded, if it did: that load verified every entry, so it is not read again. */
+  loaded?: { id: number; seq: number; bytes: number; ms: number } | null;
 }
 
 /** Verifies each new checkpoint on a secondary, one at a time, in the background. */
@@ -48,7 +50,13 @@ export class StandbyPreloader {
   private running: Promise<void> | null = null;
   private lastLook = -Infinity;
 
-  constructor(private readonly options: StandbyPreloaderOptions) {}
+  constructor(private readonly options: StandbyPreloaderOptions) {
+    const { loaded } = options;
+    if (loaded !== undefined && loaded !== null) {
+      this.verified = { ...loaded, at: new Date().toISOString() };
+      this.seen.add(loaded.id);
+    }
+  }
 
   /** Look for a newer checkpoint and verify it; returns at once (the work runs in the background, one pass at a time). */
   refresh(): void {

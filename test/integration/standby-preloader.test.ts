@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Catalogue, Checkpointer, StandbyPreloader } from '../../src/checkpoint/index.js';
+import { Catalogue, Checkpointer, loadStartBase, StandbyPreloader } from '../../src/checkpoint/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { Store } from '../../src/store/index.js';
 import { commit, create, load, put } from '../helpers/store-ops.js';
@@ -82,6 +82,59 @@ describe('standby pre-loading (StandbyPreloader)', function () {
     expect(preloader.status()).to.deep.include({ damaged: [] });
     expect(preloader.status().verified).to.deep.include({ id: entry.id, seq: entry.manifest.seq, bytes: entry.size });
     expect(lines.map((l) => l.message)).to.include('checkpoint pre-loaded (verified on this standby)');
+  });
+
+  it('takes the checkpoint start-up loaded as verified (not read again) and verifies the next one; lists manifests without hashing a file', async () => {
+    const first = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
+    const { logger, lines } = captureLogger();
+    const catalogue = new Catalogue(path.join(dir, 'checkpoint'), logger);
+    const listed = await catalogue.manifests();
+    expect(listed.map((e) => [e.id, e.manifest.seq, e.size])).to.deep.equal([[first.id, first.manifest.seq, first.size]]);
+    expect(lines.filter((l) => l.message === 'checkpoint file hashed'), 'manifests() hashes nothing').to.deep.equal([]);
+    const preloader = new StandbyPreloader({ catalogue, installation, logger, intervalMs: 0, loaded: { id: first.id, seq: first.manifest.seq, bytes: first.size, ms: 5 } });
+    expect(preloader.status().verified).to.deep.include({ id: first.id, seq: first.manifest.seq, bytes: first.size, ms: 5 });
+    preloader.refresh();
+    await waitFor(() => lines.some((l) => l.message === 'checkpoint file hashed'), { what: 'the pass to list the catalogue' });
+    await store.commit(commit('s', put('k2', { n: 2 })));
+    const second = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
+    await waitFor(
+      () => {
+        preloader.refresh(); // at once when the pass before has ended
+        return preloader.status().verified?.id === second.id;
+      },
+      { what: 'the next checkpoint to be verified', timeoutMs: 30_000 },
+    );
+    expect(lines.filter((l) => l.message === 'checkpoint pre-loaded (verified on this standby)').map((l) => l.id), 'the loaded one is not read again').to.deep.equal([second.id]);
+  });
+
+  it('start-up finds a file copied over a checkpoint this node has seen changed (hashing just that one), and hashes none on a new data folder', async () => {
+    const first = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
+    await store.commit(commit('s', put('k2', { n: 2 })));
+    const second = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
+    const cache = path.join(dir, 'hashes.json');
+    const seen = new Catalogue(path.join(dir, 'checkpoint'), silentLogger(), cache);
+    await seen.init();
+    await seen.list(); // this node has seen both: their hashes are in its cache
+    await fs.copyFile(second.file, first.file);
+    const { logger, lines } = captureLogger();
+    const restarted = new Catalogue(path.join(dir, 'checkpoint'), logger, cache);
+    await restarted.init();
+    // Start-up takes the newest good one; the copy has the same seq as the original of the newest, so it would be
+    // picked first (higher id on equal seq) were it not found changed.
+    await fs.rm(second.file);
+    const engine = tempEngine(dir);
+    try {
+      expect(await loadStartBase(restarted, installation, null, logger, engine)).to.equal(null);
+      expect([...restarted.changed.keys()]).to.deep.equal([first.id]);
+      expect(lines.filter((l) => l.message === 'checkpoint file hashed').map((l) => l.id), 'only the file that changed is hashed').to.deep.equal([first.id]);
+      const fresh = new Catalogue(path.join(dir, 'checkpoint'), logger, path.join(dir, 'no-cache.json'));
+      await fresh.init();
+      const base = await loadStartBase(fresh, installation, null, logger, engine);
+      expect(base?.entry.id, 'a new data folder cannot tell: it loads the copy (which verifies)').to.equal(first.id);
+      expect(lines.filter((l) => l.message === 'checkpoint file hashed'), 'and hashes nothing to start').to.have.length(1);
+    } finally {
+      engine.close();
+    }
   });
 
   it('takes a checkpoint the primary deletes while it is being verified for deleted, not damaged: no error, nothing marked', async () => {
