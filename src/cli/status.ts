@@ -91,6 +91,14 @@ function checkpointLines(checkpoints: Loose): string[] {
   return lines;
 }
 
+/** The journal files start-up did not read: a line only while their check has not found them clean. */
+function olderJournalSection(older: Loose): [string, string[]][] {
+  if (older === undefined || older.state === 'verified') return [];
+  const files = `${count(older.files, 'older journal file')} (below seq ${num(older.belowSeq) ?? '?'})`;
+  if (older.state === 'checking') return [['journal', [`checking ${files} in the background`]]];
+  return [['journal', [`${String(older.state).toUpperCase()}: ${files}: ${str(older.error) ?? '?'}`]]];
+}
+
 /** The status as `label: value` lines. */
 function render(body: unknown): string {
   const data = obj(obj(body)?.data);
@@ -107,6 +115,7 @@ function render(body: unknown): string {
       ],
     ],
     ['store', [`${count(data?.spaces, 'space')}, ${count(data?.templates, 'template')}`]],
+    ...olderJournalSection(obj(journal?.olderFiles)),
     ['checkpoints', checkpointLines(obj(data?.checkpoints))],
     ['failover', failoverLines(obj(data?.failover))],
   ];

@@ -9,6 +9,7 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { runCli } from '../helpers/cli-process.js';
 import { DaemonProcess } from '../helpers/daemon-process.js';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus-text.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -86,6 +87,8 @@ describe('reliability: corrupted checkpoints and journals (real daemon)', functi
         expect(found.state).to.equal('damaged');
         expect(found.error).to.include(`${older} is damaged at byte offset 0`).and.include(`Every record in ${older} is at or before seq`).and.include('nothing is lost');
         expect(await damagedMetric(started)).to.equal(1);
+        const shown = await runCli(['status'], { env: { CHECKPOINTD_URL: started.url, CHECKPOINTD_TOKEN: started.token } });
+        expect(shown.stdout).to.match(/^journal: +DAMAGED: 1 older journal file \(below seq \d+\): journal file .+ is damaged at byte offset 0/m);
         expect(started.lines.some((l) => l.level === 'error' && l.message === 'older journal file damaged' && l.file === path.join(folder, older))).to.equal(true);
         // A restore journaled in the damaged file might name the checkpoint: it stays until the file checks clean.
         const refused = await started.request('DELETE', `/api/collection/checkpoint/${checkpoint}`);
