@@ -1,5 +1,5 @@
 /** Finding this process's own descriptors, the way an operator would: /proc/self/fd. */
-import { readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 
 /** The descriptor number this process holds open on `file` (a resolved path). */
 export function descriptorOf(file: string): number {
@@ -11,4 +11,24 @@ export function descriptorOf(file: string): number {
     }
   }
   throw new Error(`no open descriptor on ${file}`);
+}
+
+/**
+ * Make every write to `file` through this process's descriptor fail with
+ * EBADF, as if the descriptor were gone, without leaving its number free: the
+ * descriptor is closed and /dev/null opened read-only in its place (the
+ * lowest free number, so the same one). Merely closing it would let the next
+ * open anywhere in this process (a worker thread reading a package.json, say)
+ * take the number, which the owner's own close, or its FileHandle's garbage
+ * collection, would then close under that other reader (Node aborts when its
+ * internal close fails). The owner's close now closes /dev/null.
+ */
+export function breakDescriptor(file: string): void {
+  const fd = descriptorOf(file);
+  closeSync(fd);
+  const placeholder = openSync('/dev/null', 'r');
+  if (placeholder !== fd) {
+    closeSync(placeholder);
+    throw new Error(`descriptor ${fd} was taken by another open before /dev/null could take its place (got ${placeholder}); run the test again`);
+  }
 }

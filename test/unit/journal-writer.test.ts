@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { closeSync, existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -13,7 +13,7 @@ import {
   type JournalWriterOptions,
 } from '../../src/journal/index.js';
 import { silentLogger } from '../../src/log/index.js';
-import { descriptorOf } from '../helpers/descriptor.js';
+import { breakDescriptor } from '../helpers/descriptor.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 function options(dir: string, overrides: Partial<JournalWriterOptions> = {}): JournalWriterOptions {
@@ -289,7 +289,7 @@ describe('JournalWriter', function () {
         const goodBytes = (await fs.stat(writer.stats.file)).size;
 
         // Close the writer's descriptor behind its back: the next write fails with EBADF.
-        closeSync(descriptorOf(writer.stats.file));
+        breakDescriptor(writer.stats.file);
         const watched = writer.append(4);
         writer.append(5); // nobody awaits this one: its rejection must not go unhandled
         const error = await rejection(
@@ -347,7 +347,7 @@ describe('JournalWriter', function () {
           }
         });
         await waitFor(() => acked.size >= 500, { what: '500 acknowledged records' });
-        closeSync(descriptorOf(writer.stats.file)); // every write still to come on this handle fails with EBADF
+        breakDescriptor(writer.stats.file); // every write still to come on this handle fails with EBADF
         await waitFor(() => failures.length > 0 && acked.size >= 1000, { what: 'the failure, then 1000 acknowledged records' });
         stop = true;
         await Promise.all(committers);

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { closeSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { JournalWriteError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/index.js';
-import { descriptorOf } from '../helpers/descriptor.js';
+import { breakDescriptor } from '../helpers/descriptor.js';
 import { Engine, Store, type StoreOptions } from '../../src/store/index.js';
 
 
@@ -180,7 +180,7 @@ describe('Store commit pipeline (real journal)', function () {
     await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: 'kept', value: 1 }] });
     // Read first: that applies 'kept' now, so that the engine opens no file (which would take the closed descriptor's number) before the failure.
     expect(store.state.getObject('s', 'kept')).to.equal(1);
-    closeSync(descriptorOf(store.journalStats!.file)); // the next write fails for real (EBADF)
+    breakDescriptor(store.journalStats!.file); // the next write fails for real (EBADF)
     const failed = store.commit({ type: 'space.create', id: 'lost', template: { name: 'plm', version: '1.0' } });
     const err = await failed.then(() => null, (e: unknown) => e);
     expect(err).to.be.instanceOf(JournalWriteError);
