@@ -45,8 +45,6 @@ export function parseCheckpointFileName(name: string): number | null {
 /** One published checkpoint. */
 export interface CatalogueEntry extends ListedCheckpoint {
   sha256: string;
-  /** When the file was last written (ms since the epoch, from its mtime): when its writer finished it. */
-  writtenAt: number;
 }
 
 /** A checkpoint as {@link Catalogue.manifests} lists it: its manifest, not its hash. */
@@ -55,6 +53,8 @@ export interface ListedCheckpoint {
   file: string;
   size: number;
   manifest: Manifest;
+  /** When the file was last written (ms since the epoch, from its mtime): when its writer finished it. */
+  writtenAt: number;
 }
 
 interface Cached {
@@ -131,8 +131,10 @@ export class Catalogue {
    * Every readable checkpoint by id ascending, with its manifest but without
    * hashing a file this node has never seen: what start-up needs to pick its
    * base (the load verifies every entry it reads) on a node whose data folder
-   * is new, where hashing every checkpoint first would read them all. A file
-   * under an id seen before is hashed (list's check for a changed file).
+   * is new, where hashing every checkpoint first would read them all (a
+   * standby's pre-loader and the automatic checkpoints' start use it too, so
+   * that nothing on the way to a promotion does). A file under an id seen
+   * before is hashed (list's check for a changed file).
    */
   async manifests(): Promise<ListedCheckpoint[]> {
     const listed: ListedCheckpoint[] = [];
@@ -144,7 +146,7 @@ export class Catalogue {
         // A file first seen with another hash is hashed, so that one copied over it is still found changed.
         if (cached?.key === key) listed.push(cached.entry);
         else if (this.identities.has(id) || this.hashes.has(key)) listed.push(await this.load(id));
-        else listed.push({ id, file, size: stat.size, manifest: await readManifest(file) });
+        else listed.push({ id, file, size: stat.size, manifest: await readManifest(file), writtenAt: stat.mtimeMs });
       } catch (err) {
         if (!(err instanceof NotFoundError)) this.markUnreadable(id, file, err);
       }

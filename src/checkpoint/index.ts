@@ -1,4 +1,4 @@
-export { Catalogue, checkpointFileName, parseCheckpointFileName, type CatalogueEntry } from './catalogue.js';
+export { Catalogue, checkpointFileName, parseCheckpointFileName, type CatalogueEntry, type ListedCheckpoint } from './catalogue.js';
 export { Checkpointer, replayRestore, type CheckpointerOptions, type CreateRequest, type RestoreProgress, type RestoreResult, type RetentionResult } from './checkpointer.js';
 export { checkpointTime } from './checkpoint-time.js';
 export { loadCheckpoint, loadCollectionState } from './checkpoint-loader.js';

@@ -71,6 +71,11 @@ export class StandbyPreloader {
       });
   }
 
+  /** Settles when the pass under way, if any, has ended. */
+  async settled(): Promise<void> {
+    await this.running;
+  }
+
   status(): PreloadStatus {
     return {
       verified: this.verified,
@@ -81,7 +86,7 @@ export class StandbyPreloader {
   /** Verify the newest checkpoint not looked at yet; older unseen ones are skipped (a newer one supersedes them). */
   private async pass(): Promise<void> {
     const { catalogue, installation, logger } = this.options;
-    const candidates = (await catalogue.list())
+    const candidates = (await catalogue.manifests())
       .filter((e) => isOwnCollection(e, installation) && !catalogue.damaged.has(e.id) && !catalogue.changed.has(e.id))
       .sort((a, b) => b.manifest.seq - a.manifest.seq || b.id - a.id);
     const newest = candidates[0];

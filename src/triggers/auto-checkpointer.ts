@@ -17,7 +17,7 @@
  *   arrive while a retry waits join the retry instead of hammering a full disk.
  */
 import { createTask, type ScheduledTask } from 'node-cron';
-import { isOwnCollection, type CatalogueEntry, type Checkpointer } from '../checkpoint/index.js';
+import { isOwnCollection, type Checkpointer, type ListedCheckpoint } from '../checkpoint/index.js';
 import type { CheckpointConfig, CheckpointEvent } from '../config/index.js';
 import type { Logger } from '../log/index.js';
 import type { Store, StoreOp } from '../store/index.js';
@@ -95,14 +95,14 @@ export class AutoCheckpointer {
   private failure: AutoFailure | null = null;
   private backoffMs = 0;
   /** The newest collection checkpoint of this installation. */
-  private newest: CatalogueEntry | null = null;
+  private newest: ListedCheckpoint | null = null;
 
   constructor(private readonly options: AutoCheckpointerOptions) {}
 
   /** Learn the newest checkpoint, then start the journal watcher, the schedule and the event subscription. */
   async start(): Promise<void> {
     const { checkpointer, store, config, logger } = this.options;
-    const own = (await checkpointer.catalogue.list()).filter((e) => isOwnCollection(e, checkpointer.installation));
+    const own = (await checkpointer.catalogue.manifests()).filter((e) => isOwnCollection(e, checkpointer.installation));
     this.newest = own.sort((a, b) => a.manifest.seq - b.manifest.seq || a.id - b.id).at(-1) ?? null;
     checkpointer.onCreated((entry) => {
       if (isOwnCollection(entry, checkpointer.installation)) this.newest = entry;

@@ -94,7 +94,8 @@ describe('standby pre-loading (StandbyPreloader)', function () {
     const preloader = new StandbyPreloader({ catalogue, installation, logger, intervalMs: 0, loaded: { id: first.id, seq: first.manifest.seq, bytes: first.size, ms: 5 } });
     expect(preloader.status().verified).to.deep.include({ id: first.id, seq: first.manifest.seq, bytes: first.size, ms: 5 });
     preloader.refresh();
-    await waitFor(() => lines.some((l) => l.message === 'checkpoint file hashed'), { what: 'the pass to list the catalogue' });
+    await preloader.settled();
+    expect(lines.filter((l) => l.message === 'checkpoint file hashed' || l.message.startsWith('checkpoint pre-loaded')), 'a pass reads nothing it has seen, and hashes nothing').to.deep.equal([]);
     await store.commit(commit('s', put('k2', { n: 2 })));
     const second = await checkpointer.create({ scope: 'collection', description: '', trigger: 'manual' });
     await waitFor(
