@@ -294,6 +294,8 @@ export class Checkpointer {
     return this.exclusive(async () => {
       const { store, catalogue, logger } = this.options;
       const entries = await catalogue.list();
+      // A failed check of the older journal files is tried again at each run; until it passes, what they may name stays.
+      store.olderJournal.recheck();
       const plan = planRetention(entries, policy, this.options.installation, this.neededByJournal(entries), Date.now());
       for (const entry of plan.remove) {
         await catalogue.remove(entry.id);
@@ -309,12 +311,10 @@ export class Checkpointer {
    * The checkpoints a journaled restore needs, or may need: while the journal
    * files start-up did not read are still unchecked (older-journal.ts), any
    * checkpoint a restore in them could name (one made before them, or another
-   * installation's). A failed check is tried again here, at each retention run.
+   * installation's).
    */
   private neededByJournal(entries: readonly CatalogueEntry[]): Set<number> {
-    const { store } = this.options;
-    const needed = new Set(store.restoreReferences.keys());
-    store.olderJournal.recheck();
+    const needed = new Set(this.options.store.restoreReferences.keys());
     for (const entry of entries) if (this.mayBeNamedByUnchecked(entry)) needed.add(entry.id);
     return needed;
   }

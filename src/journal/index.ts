@@ -6,6 +6,6 @@
 export { crc32c } from './crc32c.js';
 export { decodeFrame, decodeFrameHead, encodeRecord, type JournalRecord } from './record.js';
 export { countedJournalFiles, journalFileName, listCountedJournalFiles, listJournalFiles, parseJournalFileName, pruneJournalFiles, type JournalFile } from './journal-files.js';
-export { scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
+export { firstFileToRead, scanJournal, type JournalCut, type ScanOptions, type ScanResult } from './journal-scan.js';
 export { JournalWriter, type JournalStats, type JournalWriterOptions } from './journal-writer.js';
 export { JournalTail, type TailResult } from './journal-tail.js';

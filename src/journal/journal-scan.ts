@@ -85,6 +85,11 @@ function reportVoidOnce(key: string, log: () => void): void {
   log();
 }
 
+/** Index in `files` (counted, in seq order) of the file that holds seq `fromSeq` + 1, or of the first file: where a reader that holds `fromSeq` starts. */
+export function firstFileToRead(files: readonly JournalFile[], fromSeq: number): number {
+  return Math.max(0, files.findLastIndex((f) => f.firstSeq <= fromSeq + 1));
+}
+
 /** Reads every journal file in seq order, checking frames and seq continuity; see record.ts for the rules. */
 export async function scanJournal(dir: string, options: ScanOptions): Promise<ScanResult> {
   const fromSeq = options.fromSeq ?? 0;
@@ -98,7 +103,7 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
     );
   }
   // The file that holds seq fromSeq + 1 (or the first one) and those after it.
-  const skip = options.skipReadFiles === true ? Math.max(0, all.findLastIndex((f) => f.firstSeq <= fromSeq + 1)) : 0;
+  const skip = options.skipReadFiles === true ? firstFileToRead(all, fromSeq) : 0;
   const { olderThan } = options;
   const firstNotRead = olderThan === undefined ? -1 : all.findIndex((f) => f.firstSeq >= olderThan);
   const end = firstNotRead < 0 ? all.length : firstNotRead;

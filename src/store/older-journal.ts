@@ -32,7 +32,14 @@ export interface OlderJournalStatus {
   error: string | null;
 }
 
-const RestoreType: ReadonlySet<string> = new Set(['restore']);
+/** The op types a scan parses in records a store already holds: the restores, whose checkpoints retention keeps. */
+export const RestoreType: ReadonlySet<string> = new Set(['restore']);
+
+/** Note in `refs` the checkpoint `record` restores, if it is a restore: id -> seq of its latest restore. */
+export function noteRestore(refs: Map<number, number>, record: JournalRecord): void {
+  const op = record.op as StoreOp;
+  if (isValidOp(op) && op.type === 'restore') refs.set(op.checkpoint, record.seq);
+}
 
 /** Attempts when files are pruned while they are read (a primary prunes behind a newer checkpoint). */
 const PrunedRetries = 3;
@@ -117,10 +124,7 @@ export class OlderJournalCheck {
           olderThan: this.belowSeq,
           signal: this.stopping.signal,
           earlierTypes: RestoreType,
-          onEarlier: (record: JournalRecord) => {
-            const op = record.op as StoreOp;
-            if (isValidOp(op) && op.type === 'restore') this.refs.set(op.checkpoint, record.seq);
-          },
+          onEarlier: (record) => noteRestore(this.refs, record),
         });
         this.stateValue = 'verified';
         this.bytes = scan.bytes;

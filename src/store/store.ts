@@ -25,6 +25,7 @@ import path from 'node:path';
 import {
   JournalTail,
   JournalWriter,
+  firstFileToRead,
   listCountedJournalFiles,
   pruneJournalFiles,
   scanJournal,
@@ -40,7 +41,7 @@ import { ConflictError, FencedError, UnavailableError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { Engine } from './engine.js';
 import { Head, type Effects } from './head.js';
-import { OlderJournalCheck } from './older-journal.js';
+import { noteRestore, OlderJournalCheck, RestoreType } from './older-journal.js';
 import { isValidOp, type RestoreOp, type StoreOp } from './ops.js';
 import { StateView } from './state-view.js';
 
@@ -70,7 +71,6 @@ export interface StoreOptions {
 }
 
 /** The op types a start-up parses in the journal its engine holds. */
-const RestoreType: ReadonlySet<string> = new Set(['restore']);
 
 /** Records a replay or a follower applies to the engine in one step. */
 const ReplayStepRecords = 1000;
@@ -214,8 +214,7 @@ export class Store {
     const files = await listCountedJournalFiles(options.journalDir);
     checkJournalReachesBack(files, baseSeq);
     checkNotDiverged(files, engine);
-    // The same file the scan's skipReadFiles starts at.
-    const first = Math.max(0, files.findLastIndex((f) => f.firstSeq <= baseSeq + 1));
+    const first = firstFileToRead(files, baseSeq);
     let replayed = 0;
     const restoreRefs = new Map<number, number>();
     const replayer = new Replayer(() => engine, options);
@@ -227,13 +226,9 @@ export class Store {
       // The records the engine holds are checked but not parsed, but for the restores: they still name
       // checkpoints a fallback to an older base would load.
       earlierTypes: RestoreType,
-      onEarlier: (record: JournalRecord) => {
-        const op = record.op as StoreOp;
-        if (isValidOp(op) && op.type === 'restore') restoreRefs.set(op.checkpoint, record.seq);
-      },
+      onEarlier: (record: JournalRecord) => noteRestore(restoreRefs, record),
       onRecord: (record: JournalRecord) => {
-        const op = record.op as StoreOp;
-        if (isValidOp(op) && op.type === 'restore') restoreRefs.set(op.checkpoint, record.seq);
+        noteRestore(restoreRefs, record);
         replayed++;
         return replayer.add(record);
       },
@@ -529,9 +524,8 @@ export class Store {
   }
 
   private follow(record: JournalRecord, replayer: Replayer): Promise<void> | undefined {
-    const op = record.op as StoreOp;
     this.epochValue = Math.max(this.epochValue, record.epoch);
-    if (isValidOp(op) && op.type === 'restore') this.restoreRefs.set(op.checkpoint, record.seq);
+    noteRestore(this.restoreRefs, record);
     return replayer.add(record);
   }
 
