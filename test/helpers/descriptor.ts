@@ -16,19 +16,26 @@ export function descriptorOf(file: string): number {
 /**
  * Make every write to `file` through this process's descriptor fail with
  * EBADF, as if the descriptor were gone, without leaving its number free: the
- * descriptor is closed and /dev/null opened read-only in its place (the
- * lowest free number, so the same one). Merely closing it would let the next
- * open anywhere in this process (a worker thread reading a package.json, say)
- * take the number, which the owner's own close, or its FileHandle's garbage
- * collection, would then close under that other reader (Node aborts when its
- * internal close fails). The owner's close now closes /dev/null.
+ * descriptor is closed and /dev/null opened read-only at that number (opens
+ * take the lowest free number, so lower free ones are filled first, then
+ * given back). Merely closing it would let the next open anywhere in this
+ * process (a worker thread reading a package.json, say) take the number,
+ * which the owner's own close, or its FileHandle's garbage collection, would
+ * then close under that other reader (Node aborts when its internal close
+ * fails). The owner's close now closes /dev/null.
  */
 export function breakDescriptor(file: string): void {
   const fd = descriptorOf(file);
   closeSync(fd);
-  const placeholder = openSync('/dev/null', 'r');
-  if (placeholder !== fd) {
-    closeSync(placeholder);
-    throw new Error(`descriptor ${fd} was taken by another open before /dev/null could take its place (got ${placeholder}); run the test again`);
+  const fillers: number[] = [];
+  try {
+    for (;;) {
+      const placeholder = openSync('/dev/null', 'r');
+      if (placeholder === fd) return;
+      fillers.push(placeholder);
+      if (placeholder > fd) throw new Error(`descriptor ${fd} was taken by another open before /dev/null could take its place; run the test again`);
+    }
+  } finally {
+    for (const filler of fillers) closeSync(filler);
   }
 }
