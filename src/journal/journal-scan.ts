@@ -124,6 +124,7 @@ export async function scanJournal(dir: string, options: ScanOptions): Promise<Sc
   if (files.length > 0 && after !== undefined) checkStartsAt(after, expected, result.lastSeq, all.length - end - 1);
   options.logger.debug('journal scanned', {
     dir,
+    ...(olderThan === undefined ? {} : { olderThan }),
     files: result.files,
     records: result.records,
     lastSeq: result.lastSeq,
