@@ -230,6 +230,8 @@ export class SpaceFile {
   private rowChanged = false;
   /** Set between beginBatch and endBatch. */
   private batched = false;
+  /** Set while a read transaction `lookups` opened is open (until the end of this turn of the event loop, or the next write). */
+  private turnRead = false;
   private readonly getText: Database.Statement<[string], string>;
   private readonly hasKey: Database.Statement<[string], number>;
   private readonly putText: Database.Statement<[string, string]>;
@@ -246,6 +248,13 @@ export class SpaceFile {
     /** The file's path. */
     readonly path: string,
     private readonly db: Database.Database,
+    /**
+     * Whether reads share a transaction per turn of the event loop (the live
+     * file's connection): each statement outside one opens and ends a read
+     * transaction of its own, whose WAL locks cost 6 µs against 0.7 µs for the
+     * lookup itself (a PUT looks its key up to answer 200 or 201).
+     */
+    private readonly turnReads = false,
   ) {
     this.row = readRow(db, path);
     this.fields = JSON.parse(this.row.index_fields) as string[];
@@ -274,7 +283,7 @@ export class SpaceFile {
           'INSERT INTO space (one, format, id, template_name, template_version, index_fields, created_seq, updated_seq, applied_seq, objects) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 0)',
         ).run(SpaceFileFormat, id, template.name, template.version, JSON.stringify(template.indexes), seq, seq, seq);
       })();
-      return new SpaceFile(path, db);
+      return new SpaceFile(path, db, true);
     } catch (err) {
       db.close();
       throw err;
@@ -373,7 +382,7 @@ export class SpaceFile {
         // The old table's pages are free now: give them back, so that the file (and every checkpoint of it) is the size of its data.
         db.exec('VACUUM');
       }
-      return new SpaceFile(path, db);
+      return new SpaceFile(path, db, options.readOnly !== true);
     } catch (err) {
       db.close();
       throw err;
@@ -408,11 +417,13 @@ export class SpaceFile {
 
   /** The stored JSON text of the object under `key` (already validated), or undefined. */
   text(key: string): string | undefined {
+    this.lookups();
     return this.getText.get(key);
   }
 
   /** Whether an object is stored under `key` (already validated). */
   has(key: string): boolean {
+    this.lookups();
     return this.hasKey.get(key) !== undefined;
   }
 
@@ -423,6 +434,7 @@ export class SpaceFile {
    * BadRequestError for a field that is not indexed.
    */
   page(filter: Readonly<Record<string, string>>, after: string | undefined, limit: number): KeyText[] {
+    this.lookups();
     const conditions = checkFilter(this.info(), this.indexFields, filter);
     // The statement names the driving (first) condition last, after the lookups of the others.
     const params: unknown[] = [];
@@ -448,6 +460,7 @@ export class SpaceFile {
    * BadRequestError if the field is not indexed.
    */
   postings(field: string, after: { term: string; key: string } | undefined, limit: number): { term: string; key: string }[] {
+    this.lookups();
     if (!this.indexFields.includes(field)) throw notIndexedError(this.info(), this.indexFields, field);
     const rows = this.db
       .prepare<[string, Buffer, Buffer, string, number], { term: Buffer; key: string }>(
@@ -464,6 +477,7 @@ export class SpaceFile {
    * delete of a missing key (nothing changed).
    */
   commit(ops: readonly TxOp[], seq: number): void {
+    this.endLookups();
     checkTransaction(ops);
     this.requireNext(seq);
     const fields = this.fields;
@@ -507,6 +521,7 @@ export class SpaceFile {
 
   /** Follow the newer `template` version (already checked) from `seq`: the indexes of fields it drops go, new ones are built. */
   upgrade(template: TemplateDef, seq: number): void {
+    this.endLookups();
     this.requireNext(seq);
     const old = new Set(this.indexFields);
     const run = this.db.transaction(() => {
@@ -532,6 +547,7 @@ export class SpaceFile {
    * snapshot, whatever is written meanwhile.
    */
   async copyTo(dest: string, pagesPerStep: number): Promise<void> {
+    this.endLookups();
     await this.db.backup(dest, { progress: () => pagesPerStep });
   }
 
@@ -561,6 +577,7 @@ export class SpaceFile {
    * installation counts its own seqs), and applied up to it.
    */
   restoredAt(template: TemplateDef, seq: number): void {
+    this.endLookups();
     const row = this.row;
     this.db
       .prepare('UPDATE space SET created_seq = ?, updated_seq = ?, applied_seq = ?, template_name = ?, template_version = ? WHERE one = 1')
@@ -577,6 +594,7 @@ export class SpaceFile {
    * reader held part of it back.
    */
   foldWal(): boolean {
+    this.endLookups();
     const [result] = this.db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
     return result !== undefined && result.busy === 0 && result.log === result.checkpointed;
   }
@@ -592,6 +610,7 @@ export class SpaceFile {
    * `endBatch`: many operations, one commit of the file. No-op when one is open.
    */
   beginBatch(): void {
+    this.endLookups();
     if (!this.db.inTransaction) this.batch.begin.run();
     this.batched = true;
   }
@@ -607,6 +626,7 @@ export class SpaceFile {
 
   /** Count this file (a space as a start-up checkpoint holds it) as applied up to `seq`, the checkpoint's: its description stays. */
   appliedAt(seq: number): void {
+    this.endLookups();
     if (seq < this.row.updated_seq) throw new Error(`${this.path} was changed at seq ${this.row.updated_seq}, after the checkpoint's seq ${seq}`);
     this.db.prepare('UPDATE space SET applied_seq = ? WHERE one = 1').run(seq);
     this.row = { ...this.row, applied_seq: seq };
@@ -624,7 +644,29 @@ export class SpaceFile {
 
   /** Close the connection (its WAL is folded into the file when it is the last one). */
   close(): void {
+    this.endLookups();
     if (this.db.open) this.db.close();
+  }
+
+  /**
+   * Open the read transaction this turn's lookups share, if the connection
+   * shares them (turnReads) and none is open; it ends when the turn does
+   * (setImmediate) or before the next write, whichever comes first. The
+   * connection is the file's only writer, so what it reads in it is the file
+   * as it is.
+   */
+  private lookups(): void {
+    if (!this.turnReads || this.turnRead || this.db.inTransaction) return;
+    this.batch.begin.run();
+    this.turnRead = true;
+    setImmediate(() => this.endLookups());
+  }
+
+  /** End the read transaction `lookups` opened, if open: before any write, which must commit on its own. */
+  private endLookups(): void {
+    if (!this.turnRead) return;
+    this.turnRead = false;
+    if (this.db.open && this.db.inTransaction) this.batch.commit.run();
   }
 
   private requireNext(seq: number): void {

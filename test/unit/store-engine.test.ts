@@ -427,4 +427,38 @@ describe('storage engine (SQLite files under paths.data)', function () {
     db.close();
     expect(() => SpaceFile.open(other, { cacheKiB: 1024 })).to.throw(/other\.sqlite is a space file of format 3; this version reads formats 1 and 2/);
   });
+
+  it('shares one read transaction among the lookups of a turn of the event loop, ended with the turn and before any write', async function () {
+    const engine = open();
+    engine.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }, { op: create('s'), seq: 2 }, { op: commit('s', put('a', { type: 'x' })), seq: 3 }]);
+    engine.close();
+    const filePath = path.join(dir, 'spaces', 's.2.sqlite');
+    const file = SpaceFile.open(filePath, { cacheKiB: 1024 });
+    const other = new Database(filePath);
+    try {
+      const put2 = other.prepare("INSERT INTO objects (key, value) VALUES (?, '{}')");
+      const seen = other.prepare('SELECT value FROM objects WHERE key = ?').pluck();
+      expect(file.has('a')).to.equal(true);
+      // Another connection's write after this turn's first lookup is not in the turn's snapshot...
+      put2.run('z');
+      expect(file.has('z')).to.equal(false);
+      expect(file.text('z')).to.equal(undefined);
+      // ...but a write of this connection commits on its own, at once, not inside the lookups' transaction.
+      file.commit([put('b', { type: 'y' })], 4);
+      expect(seen.get('b')).to.equal('{"type":"y"}');
+      expect(file.has('z')).to.equal(true);
+      put2.run('z2');
+      expect(file.has('z2')).to.equal(false);
+      // The next turn reads afresh.
+      await setImmediate();
+      expect(file.has('z2')).to.equal(true);
+      await setImmediate();
+      // Nothing holds the WAL once the turn is over: a fold that must wait for every reader goes through at once.
+      other.pragma('busy_timeout = 0');
+      expect(other.pragma('wal_checkpoint(TRUNCATE)')).to.deep.equal([{ busy: 0, log: 0, checkpointed: 0 }]);
+    } finally {
+      other.close();
+      file.close();
+    }
+  });
 });
