@@ -129,6 +129,12 @@ function timed(command: string, args: string[], cwd: string, quiet = false): Pro
 }
 
 /** fsync each of `files`; the time in seconds. */
+/** Every file under `dir`, at any depth. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+}
+
 async function fsyncAll(files: string[]): Promise<number> {
   const start = performance.now();
   for (const file of files) {
@@ -155,6 +161,8 @@ interface Throughput {
   zipSync: number;
   restore: number;
   unzip: number;
+  /** unzip plus an fsync of every file it wrote: a restore makes its staged files durable before installing them. */
+  unzipSync: number;
 }
 
 interface Latency {
@@ -372,8 +380,9 @@ export async function checkpointBench(): Promise<void> {
       await checkpointer(setting.compression).restore(entry.id);
       const restore = (performance.now() - t) / 1000;
       const unzip = await timed('unzip', ['-q', '-o', zipFile, '-d', 'out'], work);
-      results.push({ setting: setting.name, size: entry.size, create, zip, zipSync, restore, unzip });
-      console.log(`  ${setting.name}: restore ${restore.toFixed(2)} s, unzip ${unzip.toFixed(2)} s (${elapsed(started)})`);
+      const unzipSync = unzip + (await fsyncAll(await filesUnder(path.join(work, 'out'))));
+      results.push({ setting: setting.name, size: entry.size, create, zip, zipSync, restore, unzip, unzipSync });
+      console.log(`  ${setting.name}: restore ${restore.toFixed(2)} s, unzip ${unzip.toFixed(2)} s (+fsync ${unzipSync.toFixed(2)} s) (${elapsed(started)})`);
       await catalogue.remove(entry.id);
       await fs.rm(path.join(work, zipFile));
       await fs.rm(path.join(work, 'out'), { recursive: true });
@@ -418,15 +427,16 @@ export async function checkpointBench(): Promise<void> {
         (storeUnzip === undefined ? '' : `, ${(storeUnzip / coldRestoreS).toFixed(2)}x unzip of the store zip; the table's restores each replace a restored state`),
     );
     console.log(`reference cp -r of the files: ${fmt(mibps(bytes, cpS))} MiB/s; with fsync of the copy (the disk's write limit): ${fmt(mibps(bytes, cpS + cpSyncS))} MiB/s`);
-    console.log('\nsetting   | file MiB | create | zip   | x zip | zip+fsync | x zip+fsync | x cp+fsync | restore | unzip | x unzip');
-    console.log('--------- | -------- | ------ | ----- | ----- | --------- | ----------- | ---------- | ------- | ----- | -------');
+    console.log('\nsetting   | file MiB | create | zip   | x zip | zip+fsync | x zip+fsync | x cp+fsync | restore | unzip | x unzip | unzip+fsync | x unzip+fsync');
+    console.log('--------- | -------- | ------ | ----- | ----- | --------- | ----------- | ---------- | ------- | ----- | ------- | ----------- | -------------');
     for (const r of results) {
       const create = mibps(bytes, r.create);
       const restore = mibps(bytes, r.restore);
       console.log(
         `${r.setting.padEnd(9)} | ${fmt(r.size / MiB).padStart(8)} | ${fmt(create).padStart(6)} | ${fmt(mibps(bytes, r.zip)).padStart(5)} | ${(r.zip / r.create).toFixed(2).padStart(5)} | ` +
           `${fmt(mibps(bytes, r.zipSync)).padStart(9)} | ${(r.zipSync / r.create).toFixed(2).padStart(11)} | ${((cpS + cpSyncS) / r.create).toFixed(2).padStart(10)} | ` +
-          `${fmt(restore).padStart(7)} | ${fmt(mibps(bytes, r.unzip)).padStart(5)} | ${(r.unzip / r.restore).toFixed(2).padStart(7)}`,
+          `${fmt(restore).padStart(7)} | ${fmt(mibps(bytes, r.unzip)).padStart(5)} | ${(r.unzip / r.restore).toFixed(2).padStart(7)} | ` +
+          `${fmt(mibps(bytes, r.unzipSync)).padStart(11)} | ${(r.unzipSync / r.restore).toFixed(2).padStart(13)}`,
       );
     }
     console.log(`\ncommit latency, ${Writers} writers, one durable put each (ms); for the length of one collection checkpoint, then as long without one (the baseline; at least ${BaselineMs} ms)`);
@@ -455,7 +465,7 @@ export async function checkpointBench(): Promise<void> {
 
     console.log('\ntargets:');
     for (const r of results) {
-      console.log(`  ${r.setting}: creation >= zip ${Settings.find((s) => s.name === r.setting)!.zipFlag}: ${(r.zip / r.create).toFixed(2)}x ${verdict(r.create <= r.zip)} (against zip + fsync ${(r.zipSync / r.create).toFixed(2)}x); restore >= unzip: ${(r.unzip / r.restore).toFixed(2)}x ${verdict(r.restore <= r.unzip)}`);
+      console.log(`  ${r.setting}: creation >= zip ${Settings.find((s) => s.name === r.setting)!.zipFlag}: ${(r.zip / r.create).toFixed(2)}x ${verdict(r.create <= r.zip)} (against zip + fsync ${(r.zipSync / r.create).toFixed(2)}x); restore >= unzip: ${(r.unzip / r.restore).toFixed(2)}x ${verdict(r.restore <= r.unzip)} (against unzip + fsync ${(r.unzipSync / r.restore).toFixed(2)}x)`);
     }
     for (const l of latency) {
       const ratio = l.during.p99 / l.base.p99;

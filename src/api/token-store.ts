@@ -4,7 +4,7 @@
  * random bits). The file is re-read when it changes on disk, so a token made
  * by `checkpointd token create` works at once without a restart.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { TokenRecheckMs } from '../config/index.js';
 import { BadRequestError, ConfigError, ConflictError } from '../errors.js';
@@ -33,7 +33,8 @@ interface TokenFile {
 const TokenName = /^[A-Za-z0-9._-]{1,64}$/;
 
 function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  // The one-shot form: no Hash object per request.
+  return hash('sha256', token, 'buffer');
 }
 
 function isRole(value: unknown): value is Role {

@@ -14,7 +14,7 @@
  */
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { BadRequestError, NotFoundError } from '../errors.js';
+import { BadRequestError, NotFoundError, storageFailure } from '../errors.js';
 import { checkSpaceFile, parseCollectionFile, removeDatabase, SpaceFile, type CollectionData, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
 import { loadCheckpoint, readAll } from './checkpoint-loader.js';
 import { CollectionEntry, EngineSpaceFile, readCheckpointArchive, spaceEntryPath, type Manifest, type SpaceSource } from './archive/index.js';
@@ -24,6 +24,9 @@ const CopyPagesPerStep = 256;
 
 /** Page cache of a space file being built from a format-1 checkpoint, in KiB. */
 const BuildCacheKiB = 16 * 1024;
+
+/** Bytes of a staged file written between two of its fdatasyncs (writeDurably). */
+const SyncEveryBytes = 64 * 1024 * 1024;
 
 /** Bytes read from a copy at a time on their way into the archive. */
 const CopyReadBytes = 1024 * 1024;
@@ -72,6 +75,49 @@ export function engineSpaceSources(snapshot: EngineSnapshot, ids: readonly strin
       files: [{ path: spaceEntryPath(id, 'store', EngineSpaceFile), chunks: () => copiedSpace(snapshot, id, scratchDir) }],
     };
   });
+}
+
+/**
+ * Write `chunks` into the new file `target` and make it durable before it is
+ * installed: the engine's collection names the file once installed, and a
+ * power loss must not leave it naming pages that never reached the disk.
+ * Written out every `SyncEveryBytes` as it goes (one `fdatasync` in flight at
+ * a time, while the next chunks are read), so that the last one waits for
+ * little, and so that the node's next fsyncs (its epoch, lease and journal
+ * at a promotion) do not wait behind a whole checkpoint of dirty pages: on
+ * ext4 they did, 0.2–0.3 s each after a 1.3 GB load. A failure to write is
+ * the data folder's (StorageError, naming the file), not the checkpoint's.
+ */
+async function writeDurably(target: string, chunks: AsyncIterable<Buffer>): Promise<void> {
+  // Errors of the local file say so; those of `chunks` (the checkpoint as read and checked) pass as they are.
+  const local = async <T>(work: Promise<T>): Promise<T> => {
+    try {
+      return await work;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw storageFailure(Object.assign(new Error(`cannot write ${target} (${e.message})`, { cause: err }), { code: e.code })) ?? err;
+    }
+  };
+  const handle = await local(fs.open(target, 'wx', 0o600));
+  let syncing: Promise<void> | null = null;
+  try {
+    let unsynced = 0;
+    for await (const chunk of chunks) {
+      await local(handle.write(chunk));
+      unsynced += chunk.length;
+      if (unsynced >= SyncEveryBytes) {
+        await syncing;
+        syncing = local(handle.datasync());
+        syncing.catch(() => undefined); // awaited before the next one, or below
+        unsynced = 0;
+      }
+    }
+    await syncing;
+    await local(handle.datasync());
+  } finally {
+    await syncing?.catch(() => undefined);
+    await handle.close();
+  }
 }
 
 /** What to take from a checkpoint into the engine. */
@@ -154,12 +200,7 @@ async function stageEngineSpaces(file: string, manifest: Manifest, engine: Engin
           if (id === undefined) throw new BadRequestError(`checkpoint ${manifest.id}: unexpected entry ${entry.path}`);
           const target = engine.stagePath(id);
           staged.push({ id, path: target });
-          const handle = await fs.open(target, 'wx', 0o600);
-          try {
-            for await (const chunk of data) await handle.write(chunk);
-          } finally {
-            await handle.close();
-          }
+          await writeDurably(target, data);
           const meta = metas.get(id)!;
           const check = checkSpaceFile(target, { id, template: meta.template, objectCount: meta.objects, createdSeq: meta.createdSeq, updatedSeq: meta.updatedSeq });
           check.catch(() => undefined); // awaited below; a failure before then is not unhandled

@@ -7,6 +7,7 @@
  * checkpoint as it appears) is not read again. No base at all means replaying the journal from seq 1,
  * which the store refuses if the journal was pruned.
  */
+import { StorageError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import type { Engine } from '../store/index.js';
 import type { Catalogue, ListedCheckpoint } from './catalogue.js';
@@ -47,6 +48,8 @@ export async function loadStartBase(catalogue: Catalogue, installation: string, 
       logger.info('start-up checkpoint loaded', { id: entry.id, seq: entry.manifest.seq, bytes: entry.size, ms });
       return { entry, ms };
     } catch (err) {
+      // The data folder failing (full, read-only, EIO) is not the checkpoint's fault, and an older one would fail the same.
+      if (err instanceof StorageError) throw err;
       const problem = `does not verify: ${(err as Error).message}`;
       catalogue.damaged.set(entry.id, problem);
       logger.error('start-up checkpoint skipped; trying the next older one with a longer journal replay', { id: entry.id, file: entry.file, error: (err as Error).message });

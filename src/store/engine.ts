@@ -23,6 +23,7 @@ import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
+import { fsyncDirSync } from '../vault/index.js';
 import { validateObjectKey, validateSpaceId } from './identifiers.js';
 import type { StoreOp } from './ops.js';
 import { checkSpaceCreate, checkSpaceUpgrade, checkTemplateLoad, noSuchSpaceError, type Catalogue } from './rules.js';
@@ -392,6 +393,8 @@ export class Engine implements Catalogue {
         if (mode === 'restore') file.restoredAt(def, seq);
         else file.appliedAt(seq);
       }
+      // The renames reach the disk before the collection names the files (their contents already did: writeDurably).
+      fsyncDirSync(this.spacesDir);
       this.db.transaction(() => {
         if (templates !== undefined) {
           this.db.exec('DELETE FROM templates; DELETE FROM spaces');
