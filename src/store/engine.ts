@@ -19,7 +19,7 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/index.js';
@@ -71,7 +71,7 @@ CREATE TABLE collection (
   installation TEXT
 );
 CREATE TABLE templates (name TEXT NOT NULL, version TEXT NOT NULL, indexes TEXT NOT NULL, PRIMARY KEY (name, version)) WITHOUT ROWID;
-CREATE TABLE spaces (id TEXT PRIMARY KEY, file TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE spaces (id TEXT PRIMARY KEY, file TEXT NOT NULL, applied_seq INTEGER) WITHOUT ROWID;
 INSERT INTO collection (one, format, applied_seq, applied_epoch, installation) VALUES (1, ${EngineFormat}, 0, 0, NULL);
 `;
 
@@ -159,12 +159,14 @@ export class Engine implements Catalogue {
   /** When the writer may cut a WAL back (WalFolder.mayCut). */
   private readonly walGate: WalGate = (file, walBytes) => this.folder.mayCut(file, walBytes);
   /** Statements of every step (Engine.apply), prepared once. */
-  private readonly steps: { begin: Database.Statement; commit: Database.Statement; mark: Database.Statement<[number, number]> };
+  private readonly steps: { begin: Database.Statement; commit: Database.Statement; mark: Database.Statement<[number, number]>; spaceMark: Database.Statement<[number, string]> };
   private applied: number;
   private appliedEpochValue: number;
   private installationValue: string | null;
   /** Staged files named so far by this process. */
   private staged = 0;
+  /** Why the files do not hold what the collection says they hold (a power loss), or null: see `lostWrites`. */
+  private lost: string | null = null;
 
   private constructor(
     private readonly options: EngineOptions,
@@ -181,6 +183,7 @@ export class Engine implements Catalogue {
       begin: db.prepare('BEGIN'),
       commit: db.prepare('COMMIT'),
       mark: db.prepare<[number, number]>('UPDATE collection SET applied_seq = ?, applied_epoch = ? WHERE one = 1'),
+      spaceMark: db.prepare<[number, string]>('UPDATE spaces SET applied_seq = ? WHERE id = ?'),
     };
     this.applied = row.applied_seq;
     this.appliedEpochValue = row.applied_epoch;
@@ -203,6 +206,8 @@ export class Engine implements Catalogue {
       db.pragma(`cache_size = -${CollectionCacheKiB}`);
       db.pragma('mmap_size = 0');
       if ((db.prepare('SELECT count(*) FROM sqlite_schema').pluck().get() as number) === 0) db.exec(Schema);
+      // Engines made before spaces.applied_seq: it is filled in as each space is next written.
+      if (!(db.pragma('table_info(spaces)') as { name: string }[]).some((c) => c.name === 'applied_seq')) db.exec('ALTER TABLE spaces ADD COLUMN applied_seq INTEGER');
       engine = new Engine(options, db);
     } catch (err) {
       db.close();
@@ -216,6 +221,18 @@ export class Engine implements Catalogue {
       throw err;
     }
     return engine;
+  }
+
+  /**
+   * Why this engine cannot be trusted, or null: a space file holds less than
+   * the collection recorded it holds (or is missing). The engine skips
+   * fsyncs, so a power loss may keep one file's newest transactions and lose
+   * another's; the collection records each space's applied seq in the step
+   * that writes it, and a file found behind that lost writes its journal
+   * records say were applied. The node rebuilds from a checkpoint then.
+   */
+  get lostWrites(): string | null {
+    return this.lost;
   }
 
   /** Every journal record up to this seq is in the engine's files. */
@@ -304,7 +321,10 @@ export class Engine implements Catalogue {
         }
         last = record;
       }
-      for (const file of touched) file.endBatch(this.walGate);
+      for (const file of touched) {
+        file.endBatch(this.walGate);
+        this.steps.spaceMark.run(file.appliedSeq, file.id);
+      }
       if (last !== null) this.steps.mark.run(last.seq, last.epoch ?? this.appliedEpochValue);
       this.steps.commit.run();
       limitWal(this.db, this.collectionPath, this.walGate);
@@ -401,8 +421,8 @@ export class Engine implements Catalogue {
           const insert = this.db.prepare('INSERT INTO templates (name, version, indexes) VALUES (?, ?, ?)');
           for (const def of defs.values()) insert.run(def.name, def.version, JSON.stringify(def.indexes));
         }
-        const upsert = this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET file = excluded.file');
-        for (const { id, file } of opened) upsert.run(id, path.basename(file.path));
+        const upsert = this.db.prepare('INSERT INTO spaces (id, file, applied_seq) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET file = excluded.file, applied_seq = excluded.applied_seq');
+        for (const { id, file } of opened) upsert.run(id, path.basename(file.path), file.appliedSeq);
         this.steps.mark.run(seq, epoch);
       })();
     } catch (err) {
@@ -508,9 +528,13 @@ export class Engine implements Catalogue {
   }
 
   private openSpaces(): void {
-    const listed = this.db.prepare<[], { id: string; file: string }>('SELECT id, file FROM spaces').all();
+    const listed = this.db.prepare<[], { id: string; file: string; applied_seq: number | null }>('SELECT id, file, applied_seq FROM spaces').all();
     const cacheKiB = this.cacheShareKiB(listed.length);
-    for (const { id, file } of listed) {
+    for (const { id, file, applied_seq: recorded } of listed) {
+      if (!existsSync(path.join(this.spacesDir, file))) {
+        this.lost ??= `space file ${file} (space "${id}") is missing, though the collection lists it (lost in a power loss?)`;
+        continue;
+      }
       let rewriting: { from: number; started: number } | null = null;
       const opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB }, (from, bytes) => {
         rewriting = { from, started: performance.now() };
@@ -525,6 +549,9 @@ export class Engine implements Catalogue {
         throw new Error(`${opened.path} holds space "${opened.id}", but the collection lists it for space "${id}"`);
       }
       this.spaceFiles.set(id, opened);
+      if (recorded !== null && opened.appliedSeq < recorded) {
+        this.lost ??= `space file ${file} (space "${id}") holds the records up to seq ${opened.appliedSeq}, but the collection recorded it holding those up to seq ${recorded}: it lost writes (a power loss?)`;
+      }
     }
     const keep = new Set(listed.map((s) => s.file));
     for (const name of readdirSync(this.spacesDir)) {
@@ -551,7 +578,7 @@ export class Engine implements Catalogue {
         const name = `${op.id}.${seq}.sqlite`;
         const file = SpaceFile.create(path.join(this.spacesDir, name), op.id, def, seq, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size + 1) });
         try {
-          this.db.prepare('INSERT INTO spaces (id, file) VALUES (?, ?)').run(op.id, name);
+          this.db.prepare('INSERT INTO spaces (id, file, applied_seq) VALUES (?, ?, ?)').run(op.id, name, seq);
         } catch (err) {
           file.close();
           removeDatabase(file.path);

@@ -721,10 +721,12 @@ function divergence(files: JournalFile[], engine: Engine): string | null {
 /**
  * Why `engine` cannot go on from its applied seq with the journal `files` of
  * FileVault installation `installation` (it must be rebuilt from a
- * checkpoint), or null when it can: it follows another installation, the
+ * checkpoint), or null when it can: a space file lost writes the collection
+ * counts applied (Engine.lostWrites), it follows another installation, the
  * journal was pruned past it, or it applied records a promotion voided.
  */
 export function engineUnusable(engine: Engine, installation: string, files: JournalFile[]): string | null {
+  if (engine.lostWrites !== null) return engine.lostWrites;
   if (engine.installation !== null && engine.installation !== installation) {
     return `it follows the journal of installation ${engine.installation}, not this FileVault's (${installation})`;
   }

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate } from 'node:timers/promises';
@@ -460,5 +460,42 @@ describe('storage engine (SQLite files under paths.data)', function () {
       other.close();
       file.close();
     }
+  });
+
+  it('finds a space file holding less than the collection counts applied (a power loss kept one file\'s newest transactions and lost another\'s), or missing', function () {
+    let engine = open();
+    engine.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }, { op: create('s'), seq: 2 }, { op: create('t'), seq: 3 }, { op: commit('s', put('a', { type: 'x' })), seq: 4 }]);
+    expect(engine.lostWrites).to.equal(null);
+    engine.close();
+    const file = path.join(dir, 'spaces', 's.2.sqlite');
+    const before = readFileSync(file);
+    engine = open();
+    engine.apply([{ op: commit('s', put('b', { type: 'y' })), seq: 5 }, { op: commit('t', put('c', { type: 'y' })), seq: 6 }]);
+    engine.close();
+    // The disk kept the collection's step and t's, and none of s's: s's file as it was before it.
+    writeFileSync(file, before);
+    engine = open();
+    expect(engine.lostWrites).to.match(/space file s\.2\.sqlite \(space "s"\) holds the records up to seq 4, but the collection recorded it holding those up to seq 5: it lost writes/);
+    engine.close();
+    rmSync(file);
+    engine = open();
+    expect(engine.lostWrites).to.match(/space file s\.2\.sqlite \(space "s"\) is missing, though the collection lists it/);
+    engine.close();
+  });
+
+  it('records each space\'s applied seq in an engine made before it did, from the next write of the space on', function () {
+    let engine = open();
+    engine.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }, { op: create('s'), seq: 2 }, { op: commit('s', put('a', { type: 'x' })), seq: 3 }]);
+    engine.close();
+    const collection = new Database(path.join(dir, 'collection.sqlite'));
+    collection.exec('ALTER TABLE spaces DROP COLUMN applied_seq');
+    collection.close();
+    engine = open();
+    expect(engine.lostWrites).to.equal(null);
+    engine.apply([{ op: commit('s', put('b', { type: 'y' })), seq: 4 }]);
+    engine.close();
+    const reopened = new Database(path.join(dir, 'collection.sqlite'), { readonly: true });
+    expect(reopened.prepare('SELECT id, applied_seq FROM spaces').all()).to.deep.equal([{ id: 's', applied_seq: 4 }]);
+    reopened.close();
   });
 });
