@@ -536,10 +536,19 @@ export class Engine implements Catalogue {
         continue;
       }
       let rewriting: { from: number; started: number } | null = null;
-      const opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB }, (from, bytes) => {
-        rewriting = { from, started: performance.now() };
-        this.options.logger.info('storage engine: rewriting a space file into the current format (once; a large space takes a while)', { space: id, file, from, to: SpaceFileFormat, bytes });
-      });
+      let opened: SpaceFile;
+      try {
+        opened = SpaceFile.open(path.join(this.spacesDir, file), { cacheKiB }, (from, bytes) => {
+          rewriting = { from, started: performance.now() };
+          this.options.logger.info('storage engine: rewriting a space file into the current format (once; a large space takes a while)', { space: id, file, from, to: SpaceFileFormat, bytes });
+        });
+      } catch (err) {
+        // A file whose creation a power loss cut short (empty, no space row) or whose pages it tore.
+        const code = (err as { code?: unknown }).code;
+        if (!(code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || /is not a checkpointd space file/.test((err as Error).message))) throw err;
+        this.lost ??= `space file ${file} (space "${id}") cannot be read, though the collection lists it (cut short by a power loss?): ${(err as Error).message}`;
+        continue;
+      }
       if (rewriting !== null) {
         const { from, started } = rewriting;
         this.options.logger.info('storage engine: rewrote a space file into the current format', { space: id, file, from, to: SpaceFileFormat, ms: Math.round(performance.now() - started) });

@@ -477,6 +477,10 @@ describe('storage engine (SQLite files under paths.data)', function () {
     engine = open();
     expect(engine.lostWrites).to.match(/space file s\.2\.sqlite \(space "s"\) holds the records up to seq 4, but the collection recorded it holding those up to seq 5: it lost writes/);
     engine.close();
+    writeFileSync(file, '');
+    engine = open();
+    expect(engine.lostWrites).to.match(/space file s\.2\.sqlite \(space "s"\) cannot be read, though the collection lists it \(cut short by a power loss\?\): .*is not a checkpointd space file/);
+    engine.close();
     rmSync(file);
     engine = open();
     expect(engine.lostWrites).to.match(/space file s\.2\.sqlite \(space "s"\) is missing, though the collection lists it/);
