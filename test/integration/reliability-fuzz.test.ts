@@ -26,6 +26,8 @@ describe('reliability: hostile input (1,000 fuzzed requests on a real daemon)', 
     // ...and reached the check meant for it: bad input, no or wrong token, wrong role, no such thing, too large, head too large.
     for (const status of ['400', '401', '403', '404', '413', '431']) expect(f[`status_${status}`], `status ${status}\n${context}`).to.be.greaterThan(0);
     expect(f.wsRefused, context).to.equal(f.wsUpgrades);
-    expect(f.routesCovered, context).to.be.at.least(f.routesInTable! - 6);
+    // Every route answered a request below 400 (the last tenth of the run sends a well-formed one to each route nothing
+    // reached yet), but the two that cannot on a lone primary: GET /standby (503) and a switchover with no standby (409).
+    expect(f.routesCovered, context).to.equal(f.routesInTable! - 2);
   });
 });
