@@ -129,12 +129,6 @@ function timed(command: string, args: string[], cwd: string, quiet = false): Pro
 }
 
 /** fsync each of `files`; the time in seconds. */
-/** Every file under `dir`, at any depth. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
-}
-
 async function fsyncAll(files: string[]): Promise<number> {
   const start = performance.now();
   for (const file of files) {
@@ -380,7 +374,7 @@ export async function checkpointBench(): Promise<void> {
       await checkpointer(setting.compression).restore(entry.id);
       const restore = (performance.now() - t) / 1000;
       const unzip = await timed('unzip', ['-q', '-o', zipFile, '-d', 'out'], work);
-      const unzipSync = unzip + (await fsyncAll(await filesUnder(path.join(work, 'out'))));
+      const unzipSync = unzip + (await fsyncAll(await listFiles(path.join(work, 'out'))));
       results.push({ setting: setting.name, size: entry.size, create, zip, zipSync, restore, unzip, unzipSync });
       console.log(`  ${setting.name}: restore ${restore.toFixed(2)} s, unzip ${unzip.toFixed(2)} s (+fsync ${unzipSync.toFixed(2)} s) (${elapsed(started)})`);
       await catalogue.remove(entry.id);

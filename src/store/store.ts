@@ -70,8 +70,6 @@ export interface StoreOptions {
   replayRestore?: (op: RestoreOp, engine: Engine, seq: number, epoch: number) => Promise<void>;
 }
 
-/** The op types a start-up parses in the journal its engine holds. */
-
 /** Records a replay or a follower applies to the engine in one step. */
 const ReplayStepRecords = 1000;
 
