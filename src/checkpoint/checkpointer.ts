@@ -8,7 +8,7 @@
  *
  * Create: hold a snapshot of the storage engine (EngineSnapshot: a read
  * transaction per space file, writers go on), hand out the next id, write the
- * ZIP (manifest format 2: each space's engine file) to a temp file, publish
+ * ZIP (manifest format 3: each space's engine file, checked) to a temp file, publish
  * it atomically, and, for collection checkpoints, roll the journal so each
  * file starts after a checkpoint.
  *
@@ -151,7 +151,7 @@ export class Checkpointer {
           },
           request.scope === 'collection' ? collectionArchiveFile(snapshot) : null,
           engineSpaceSources(snapshot, infos.map((s) => s.id), this.options.scratchDir),
-          { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate, format: 2 },
+          { compression: this.options.compression, directWrites: this.options.directWrites !== false, maxDiskRate, format: 3 },
         );
       } finally {
         snapshot.close();

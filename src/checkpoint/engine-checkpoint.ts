@@ -1,21 +1,22 @@
 /**
- * Checkpoints of the storage engine (manifest format 2): each space is its
- * engine file, `space/<id>/store/space.sqlite`, copied out of a held snapshot
- * (EngineSnapshot: one seq for every space while writers go on) and read back
- * into staged files that the engine installs by renaming them.
+ * Checkpoints of the storage engine (manifest formats 2 and 3): each space is
+ * its engine file, `space/<id>/store/space.sqlite`, copied out of a held
+ * snapshot (EngineSnapshot: one seq for every space while writers go on),
+ * checked as it is archived (format 3; space-check.ts), and read back into
+ * staged files that the engine installs by renaming them.
  *
  * Why the engine's own files rather than a dump: a restore then writes each
  * space once, at the speed of extracting it, and builds nothing (a dump would
  * be inserted row by row and indexed again); the file carries its posting
  * lists, so there is no index/ folder. Every entry is still checked byte for
  * byte against the manifest's SHA-256 while it is read, and each staged file
- * passes SQLite's structure check and matches the manifest's description of
- * the space before anything is installed.
+ * matches the manifest's description of the space (and, from a format-2
+ * checkpoint, passes SQLite's structure check) before anything is installed.
  */
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { BadRequestError, NotFoundError, storageFailure } from '../errors.js';
-import { checkSpaceFile, parseCollectionFile, removeDatabase, SpaceFile, type CollectionData, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
+import { checkSnapshotFile, checkSpaceFile, parseCollectionFile, removeDatabase, SpaceFile, type CollectionData, type Engine, type EngineSnapshot, type StagedSpace } from '../store/index.js';
 import { loadCheckpoint, readAll } from './checkpoint-loader.js';
 import { CollectionEntry, EngineSpaceFile, readCheckpointArchive, spaceEntryPath, type Manifest, type SpaceSource } from './archive/index.js';
 
@@ -34,36 +35,84 @@ const CopyReadBytes = 1024 * 1024;
 const EntryPath = new RegExp(`^space/([A-Za-z0-9._-]+)/store/${EngineSpaceFile.replace('.', '\\.')}$`);
 
 /**
+ * The structure checks of one checkpoint's space files (checkSnapshotFile),
+ * one after another on a thread of their own while the archive goes on: a
+ * file's check may end while the next file is archived, and the last file's
+ * bytes end only once every check passed, so that the archive never gets its
+ * manifest (and never becomes a checkpoint) before then. A store-compressed
+ * checkpoint of 1.3 GB waited 0.3 s a space for its check before the next.
+ */
+class SpaceChecks {
+  private chain: Promise<void> = Promise.resolve();
+
+  /** Run `check` after the ones added before it; its outcome (awaited by `all`, or by the caller). */
+  add(check: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(check);
+    next.catch(() => undefined); // reported by all()
+    this.chain = next;
+    return next;
+  }
+
+  /** Resolves once every check added so far passed; rejects with the first failure. */
+  all(): Promise<void> {
+    return this.chain;
+  }
+}
+
+/**
+ * Yield `bytes` of file `path` (all when absent). `check` (its check, already
+ * added to `checks`) must end before the file may change: awaited here when
+ * `settle` (the file is removed after), also when reading fails; `last`: end
+ * only once every check passed.
+ */
+async function* checkedWhileRead(path: string, bytes: number | undefined, check: Promise<void>, checks: SpaceChecks, settle: boolean, last: boolean): AsyncGenerator<Buffer> {
+  try {
+    if (bytes !== 0) {
+      for await (const chunk of createReadStream(path, { ...(bytes === undefined ? {} : { start: 0, end: bytes - 1 }), highWaterMark: CopyReadBytes })) yield chunk as Buffer;
+    }
+  } catch (err) {
+    // Nothing may read a file the snapshot lets go of once this throws.
+    await checks.all().catch(() => undefined);
+    throw err;
+  }
+  if (settle) await check;
+  if (last) await checks.all();
+}
+
+/**
  * The bytes of space `id`'s database as `snapshot` holds it: the file itself
  * where the snapshot froze it, else a copy made into `scratchDir`, read, and
- * removed.
+ * removed; checked (checkSnapshotFile, against the snapshot's count of
+ * `objects`: SpaceChecks), so that the checkpoint fails rather than carry a
+ * damaged file.
  */
-async function* copiedSpace(snapshot: EngineSnapshot, id: string, scratchDir: string): AsyncGenerator<Buffer> {
+async function* copiedSpace(snapshot: EngineSnapshot, id: string, objects: number, scratchDir: string, checks: SpaceChecks, last: boolean): AsyncGenerator<Buffer> {
   const source = snapshot.source(id);
   if (source.frozen) {
-    if (source.bytes === 0) return;
-    for await (const chunk of createReadStream(source.path, { start: 0, end: source.bytes - 1, highWaterMark: CopyReadBytes })) yield chunk as Buffer;
+    // The snapshot keeps the file as it is until the writer is done, after the last file's end.
+    yield* checkedWhileRead(source.path, source.bytes, checks.add(() => checkSnapshotFile(source.path, id, objects)), checks, false, last);
     return;
   }
   const copy = path.join(scratchDir, `snapshot-${process.pid}-${id}.sqlite`);
   await fs.rm(copy, { force: true });
   try {
     await snapshot.copySpace(id, copy, CopyPagesPerStep);
-    for await (const chunk of createReadStream(copy, { highWaterMark: CopyReadBytes })) yield chunk as Buffer;
+    yield* checkedWhileRead(copy, undefined, checks.add(() => checkSnapshotFile(copy, id, objects)), checks, true, last);
   } finally {
     await fs.rm(copy, { force: true });
   }
 }
 
 /**
- * The archive writer's sources for spaces `ids` of `snapshot` (format 2, in
- * the order given), each copied into `scratchDir` (on the node's own disk)
- * only when the writer reaches it. NotFoundError for a space the snapshot
- * does not hold.
+ * The archive writer's sources for spaces `ids` of `snapshot` (formats 2 and
+ * 3, in the order given), each copied into `scratchDir` (on the node's own
+ * disk) only when the writer reaches it, and checked. NotFoundError for a
+ * space the snapshot does not hold.
  */
 export function engineSpaceSources(snapshot: EngineSnapshot, ids: readonly string[], scratchDir: string): SpaceSource[] {
   const infos = new Map(snapshot.spaces().map((info) => [info.id, info]));
-  return ids.map((id) => {
+  const checks = new SpaceChecks();
+  return ids.map((id, i) => {
     const info = infos.get(id);
     if (info === undefined) throw new NotFoundError(`space "${id}" is not in the snapshot`);
     return {
@@ -72,7 +121,7 @@ export function engineSpaceSources(snapshot: EngineSnapshot, ids: readonly strin
       objects: info.objectCount,
       createdSeq: info.createdSeq,
       updatedSeq: info.updatedSeq,
-      files: [{ path: spaceEntryPath(id, 'store', EngineSpaceFile), chunks: () => copiedSpace(snapshot, id, scratchDir) }],
+      files: [{ path: spaceEntryPath(id, 'store', EngineSpaceFile), chunks: () => copiedSpace(snapshot, id, info.objectCount, scratchDir, checks, i === ids.length - 1) }],
     };
   });
 }
@@ -138,9 +187,9 @@ export interface Staged {
 
 /**
  * Read spaces of checkpoint `file` (whose checked manifest is `manifest`),
- * of either format, into staged files of `engine`, ready for Engine.install.
- * Format 2: each space file as it is, checked (space-check.ts) against the
- * manifest. Format 1: each space rebuilt from its NDJSON files (in memory, a
+ * of any format, into staged files of `engine`, ready for Engine.install.
+ * Formats 2 and 3: each space file as it is, checked (space-check.ts) against
+ * the manifest. Format 1: each space rebuilt from its NDJSON files (in memory, a
  * space at a time, as releases before the engine read them) and written into
  * a new file. Without the collection database, a space's template must be
  * loaded in `engine`. On any failure every staged file is removed and the
@@ -148,7 +197,7 @@ export interface Staged {
  */
 export async function stageCheckpoint(file: string, manifest: Manifest, engine: Engine, request: StageRequest): Promise<Staged> {
   const ids = request.spaces ?? manifest.spaces.map((s) => s.id);
-  if (manifest.format === 2) return stageEngineSpaces(file, manifest, engine, ids, request);
+  if (manifest.format !== 1) return stageEngineSpaces(file, manifest, engine, ids, request);
   const loaded = await loadCheckpoint(file, manifest, {
     collection: request.collection,
     spaces: [...ids],
@@ -177,7 +226,7 @@ export function removeStaged(staged: readonly StagedSpace[]): void {
   for (const { path: stagedPath } of staged) removeDatabase(stagedPath);
 }
 
-/** Format 2: the space files (and the collection database when asked for), each checked while the next is read. */
+/** Formats 2 and 3: the space files (and the collection database when asked for), each checked while the next is read. */
 async function stageEngineSpaces(file: string, manifest: Manifest, engine: Engine, ids: readonly string[], request: StageRequest): Promise<Staged> {
   if (request.collection && manifest.collection === null) throw new BadRequestError(`checkpoint ${manifest.id} is a space checkpoint: it holds no collection database`);
   const wanted = new Set(ids);
@@ -202,7 +251,8 @@ async function stageEngineSpaces(file: string, manifest: Manifest, engine: Engin
           staged.push({ id, path: target });
           await writeDurably(target, data);
           const meta = metas.get(id)!;
-          const check = checkSpaceFile(target, { id, template: meta.template, objectCount: meta.objects, createdSeq: meta.createdSeq, updatedSeq: meta.updatedSeq });
+          const expected = { id, template: meta.template, objectCount: meta.objects, createdSeq: meta.createdSeq, updatedSeq: meta.updatedSeq };
+          const check = checkSpaceFile(target, expected, manifest.format >= 3);
           check.catch(() => undefined); // awaited below; a failure before then is not unhandled
           checks.push(check);
         },

@@ -58,7 +58,7 @@ function spaceFile(out: string, id: string): string {
 }
 
 /**
- * Write the objects of the engine file `engineFile` (a space of a format-2
+ * Write the objects of the engine file `engineFile` (a space of a format-2 or 3
  * checkpoint) to `target` as format 1's store lines,
  * `{"key":"<key>","value":<the object's JSON>}`, one per line in key order;
  * returns the bytes written.
@@ -100,7 +100,7 @@ export async function exportCommand(file: string, options: ExportCommandOptions)
   try {
     let manifest: Manifest;
     const sizes = new Map<string, number>();
-    /** Space id → its engine file as read (format 2), to write as NDJSON. */
+    /** Space id → its engine file as read (format 2 or 3), to write as NDJSON. */
     const engineFiles = new Map<string, string>();
     try {
       manifest = await readCheckpointArchive(

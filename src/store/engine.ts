@@ -21,7 +21,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import Database from './sqlite.js';
 import type { Logger } from '../log/index.js';
 import { fsyncDirSync } from '../vault/index.js';
 import { validateObjectKey, validateSpaceId } from './identifiers.js';

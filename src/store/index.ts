@@ -32,6 +32,6 @@ export { StoreState } from './store-state.js';
 export { StateView } from './state-view.js';
 export { Engine, EngineSnapshot, type AppliedOp, type EngineOptions, type InstallMode, type StagedSpace } from './engine.js';
 export { removeDatabase, SpaceFile, type KeyText } from './space-file.js';
-export { checkSpaceFile } from './space-check.js';
+export { checkSnapshotFile, checkSpaceFile } from './space-check.js';
 export type { TemplateDef, TemplateRef } from './template.js';
 export { EngineDivergedError, engineUnusable, Store, type CommitListener, type CommitResult, type RecoveryInfo, type StoreOptions } from './store.js';

@@ -22,7 +22,7 @@
  * TEXT order is that order already.
  */
 import { rmSync, statSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import Database from './sqlite.js';
 import type { Json } from './json.js';
 import type { TxOp } from './ops.js';
 import { checkFilter, checkTransaction, missingDeleteError, notIndexedError } from './rules.js';
@@ -389,6 +389,11 @@ export class SpaceFile {
     }
   }
 
+  /** The layout version the file is in (SpaceFileFormat, or an older one a read-only open leaves as it is). */
+  get format(): number {
+    return this.row.format;
+  }
+
   /** The space id. */
   get id(): string {
     return this.row.id;
@@ -553,12 +558,13 @@ export class SpaceFile {
 
   /**
    * Check the description of a file read back from a checkpoint (space-check.ts
-   * checks its structure): its object count against `rows` (the rows it holds)
-   * and its description against `expected` (the manifest's). An Error saying
-   * what differs.
+   * checks its structure): its object count against `rows` (the rows it holds;
+   * null when they were counted when the checkpoint was made) and its
+   * description against `expected` (the manifest's). An Error saying what
+   * differs.
    */
-  checkDescription(expected: SpaceInfo, rows: number): void {
-    if (rows !== this.row.objects) throw new Error(`${this.path} counts ${this.row.objects} objects but holds ${rows}`);
+  checkDescription(expected: SpaceInfo, rows: number | null): void {
+    if (rows !== null && rows !== this.row.objects) throw new Error(`${this.path} counts ${this.row.objects} objects but holds ${rows}`);
     const info = this.info();
     const same =
       info.id === expected.id &&

@@ -181,7 +181,7 @@ describe('checkpoint archive: damaged and hostile files', function () {
 
     it('refuses a manifest that is not JSON, or not of its format’s exact shape', async function () {
       const cases: [string, (m: Record<string, unknown>) => void, RegExp][] = [
-        ['format 3', (m) => (m.format = 3), /format is 3, not one of 1, 2/],
+        ['format 4', (m) => (m.format = 4), /format is 4, not one of 1, 2, 3 \(written by a newer checkpointd\?\)/],
         ['format 2 with NDJSON files', (m) => (m.format = 2), /files is not exactly \[space\/\S+\/store\/space\.sqlite\]/],
         ['an unknown field', (m) => (m.extra = true), /extra is not part of the manifest format/],
         ['a short SHA-256', (m) => ((m.spaces as { files: FileEntry[] }[])[0]!.files[0]!.sha256 = 'abc'), /sha256 is not 64 lowercase hex digits/],

@@ -17,7 +17,7 @@ function contents(engine: Engine): unknown {
   return engine.spaces().map((info) => ({ info, objects: engine.page(info.id, {}, undefined, 1_000_000), byType: engine.page(info.id, { type: 'b' }, undefined, 1_000_000).map((o) => o.key) }));
 }
 
-describe('storage engine checkpoints (manifest format 2: a space is its engine file)', function () {
+describe('storage engine checkpoints (manifest formats 2 and 3: a space is its engine file)', function () {
   let dir: string;
   const engines: Engine[] = [];
 
@@ -61,10 +61,11 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
       expect(snapshot.seq).to.equal(seq);
       const writing = writeCheckpointArchive(target, header(snapshot.seq), collectionArchiveFile(snapshot), engineSpaceSources(snapshot, ['s1', 's2'], dir), {
         compression: { method: 'deflate', level: 1 },
-        format: 2,
+        format: 3,
       });
       // Commits land in the engine while the snapshot is held: none of them may be in the checkpoint. Over 8 MiB of
-      // them, so that SQLite tries to fold its WAL into the very files the checkpoint reads (every 1,000 pages).
+      // them, so that SQLite tries to fold its WAL into the very files the checkpoint reads (every 1,000 pages). The
+      // check of each file as it is archived counts the snapshot's 900 objects, not the thousands the WAL holds now.
       expect(snapshot.source('s1').frozen, 'a snapshot with no other reader reads the files as they lie').to.equal(true);
       for (let i = 0; i < 300; i++) {
         const space = i % 2 === 0 ? 's1' : 's2';
@@ -75,7 +76,7 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
       snapshot.close();
     }
     expect(contents(source)).to.not.deep.equal(before);
-    expect(written.manifest.format).to.equal(2);
+    expect(written.manifest.format).to.equal(3);
     expect(written.manifest.spaces.map((s) => s.files.map((f) => f.path))).to.deep.equal([['space/s1/store/space.sqlite'], ['space/s2/store/space.sqlite']]);
     await execFileP('unzip', ['-tq', target]);
     const verified = await verifyCheckpointArchive(target);
@@ -165,6 +166,67 @@ describe('storage engine checkpoints (manifest format 2: a space is its engine f
     await checkSpaceFile(file, info).catch((err: Error) => (error = err));
     expect(String(error)).to.include(`${file} fails SQLite's check`);
     await checkSpaceFile(path.join(dir, 'damaged', 'spaces', 's2.3.sqlite'), { ...info, id: 's2', createdSeq: 3, updatedSeq: 5 });
+  });
+
+  it('checks each space file as the snapshot froze it, or its copy, while archiving it: a damaged engine file fails the checkpoint, naming the space', async function () {
+    const engine = open('damaged-engine');
+    filled(engine, 400);
+    engine.close();
+    const file = path.join(dir, 'damaged-engine', 'spaces', 's1.2.sqlite');
+    const bytes = await fs.readFile(file);
+    bytes.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
+    await fs.writeFile(file, bytes);
+    const reopened = open('damaged-engine');
+    for (const copied of [false, true]) {
+      // A snapshot held first keeps the second one from folding the WAL in: the second is copied out (SQLite's backup).
+      const older = copied ? reopened.snapshot(['s1']) : null;
+      if (copied) reopened.apply([{ op: commit('s1', put('late', { type: 'b' })), seq: reopened.appliedSeq + 1 }]);
+      const snapshot = reopened.snapshot(['s1', 's2']);
+      const target = path.join(dir, `Checkpoint-00000002${copied ? 1 : 0}`);
+      let error: Error | null = null;
+      try {
+        expect(snapshot.source('s1').frozen).to.equal(!copied);
+        await writeCheckpointArchive(target, header(snapshot.seq, 'collection'), collectionArchiveFile(snapshot), engineSpaceSources(snapshot, ['s1', 's2'], dir), { compression: { method: 'store' }, format: 3 }).catch((err: Error) => (error = err));
+      } finally {
+        snapshot.close();
+        older?.close();
+      }
+      expect(String(error), copied ? 'the copy' : 'the frozen file').to.match(/space s1 is damaged in the engine: .* fails SQLite's check/);
+      expect(readdirSync(dir).filter((n) => n.startsWith('Checkpoint-') || n.startsWith('snapshot-')), 'no checkpoint, no copy left').to.deep.equal([]);
+    }
+  });
+
+  it('checks a space file read back from a format-2 checkpoint (not checked when made), and refuses a damaged one; one from a format-3 checkpoint is matched against its manifest', async function () {
+    const engine = open('old-format');
+    filled(engine, 400);
+    engine.close();
+    const file = path.join(dir, 'old-format', 'spaces', 's1.2.sqlite');
+    const good = await fs.readFile(file);
+    const damaged = Buffer.from(good);
+    damaged.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
+    const info = { id: 's1', template: { name: 'plm', version: '1.0' }, objects: 400, createdSeq: 2, updatedSeq: 4 };
+    // Archived as an earlier release wrote it: the file's bytes as they are, with no check when made.
+    let made = 30;
+    const archive = async (bytes: Buffer, format: 2 | 3, objects = info.objects) => {
+      const target = path.join(dir, `Checkpoint-0000000${++made}`);
+      const source = { ...info, objects, files: [{ path: 'space/s1/store/space.sqlite', chunks: async function* () { yield bytes; } }] };
+      return { target, manifest: (await writeCheckpointArchive(target, header(4, 'space'), null, [source], { compression: { method: 'store' }, format })).manifest };
+    };
+    const reader = open('reader');
+    reader.apply([{ op: load('plm', '1.0', ['type']), seq: 1 }]);
+    const old = await archive(damaged, 2);
+    let error: Error | null = null;
+    await stageCheckpoint(old.target, old.manifest, reader, { collection: false }).catch((err: Error) => (error = err));
+    expect(String(error)).to.match(/fails SQLite's check/);
+    const lying = await archive(good, 3, 401);
+    error = null;
+    await stageCheckpoint(lying.target, lying.manifest, reader, { collection: false }).catch((err: Error) => (error = err));
+    expect(String(error)).to.match(/where the manifest lists/);
+    expect(readdirSync(path.join(dir, 'reader', 'spaces')).filter((n) => n.includes('staged')), 'nothing staged is left').to.deep.equal([]);
+    const fine = await archive(good, 3);
+    reader.install((await stageCheckpoint(fine.target, fine.manifest, reader, { collection: false })).spaces, 5);
+    expect(reader.space('s1')).to.include({ objectCount: 400 });
+    expect(reader.page('s1', { type: 'b' }, undefined, 1000)).to.have.length(133);
   });
 
   it('reads checkpoints made by release 0.1.0 (format 1, NDJSON files) into the engine: what that release served, and the same index answers', async function () {

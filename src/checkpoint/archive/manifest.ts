@@ -1,5 +1,5 @@
 /**
- * The checkpoint file format, versions 1 and 2 (ManifestFormats below).
+ * The checkpoint file format, versions 1 to 3 (ManifestFormats below).
  *
  * A checkpoint is a ZIP file, `FileVault/checkpoint/Checkpoint-NNNNNNNNN`, whose
  * entries are, in this order and nothing else:
@@ -47,14 +47,17 @@ import { CollectionEntry, ManifestEntry, SpaceParts, isSafeSegment } from './ent
  * in store/, an index per field in index/), read back into memory; 2, each
  * space as the storage engine's own file, `space/<id>/store/space.sqlite`
  * (space-file.ts: objects and posting lists in one SQLite database), put in
- * place as it is. The version says which reader applies.
+ * place as it is; 3, the layout of 2, each space file having passed SQLite's
+ * structure check and its row count when the checkpoint was made
+ * (space-check.ts), so that reading it back checks its bytes and its
+ * description only. The version says which reader applies.
  */
-export const ManifestFormats = [1, 2] as const;
+export const ManifestFormats = [1, 2, 3] as const;
 
 /** A manifest format version. */
 export type ManifestFormat = (typeof ManifestFormats)[number];
 
-/** The one file of a space in a format-2 checkpoint, in its store/ folder. */
+/** The one file of a space in a checkpoint of format 2 or 3, in its store/ folder. */
 export const EngineSpaceFile = 'space.sqlite';
 
 /** Largest manifest.json accepted, in bytes. */
@@ -181,8 +184,8 @@ function space(value: unknown, where: string, format: ManifestFormat): ManifestS
     if (p < part) fail(`${where}.files[${i}].path`, 'is an index file listed before a store file');
     part = p;
   });
-  if (format === 2 && (files.length !== 1 || files[0]!.path !== `space/${id}/store/${EngineSpaceFile}`)) {
-    fail(`${where}.files`, `is not exactly [space/${id}/store/${EngineSpaceFile}] (format 2 keeps a space in one engine file)`);
+  if (format !== 1 && (files.length !== 1 || files[0]!.path !== `space/${id}/store/${EngineSpaceFile}`)) {
+    fail(`${where}.files`, `is not exactly [space/${id}/store/${EngineSpaceFile}] (formats 2 and 3 keep a space in one engine file)`);
   }
   return {
     id,
