@@ -27,7 +27,7 @@ import { SpaceFile, SpaceFileFormat, UpgradeFormat1 } from './space-file.js';
 import { immutableUri } from './sqlite.js';
 
 /** Page cache of the checking connection, in KiB. */
-const CheckCacheKiB = 8 * 1024;
+const CheckCacheKiB = 2 * 1024;
 
 /** The nice value of a checkpoint's checking thread (checkSnapshotFile): below the event loop and the archive writer, which wait for nothing it does. */
 const CheckNice = 10;
