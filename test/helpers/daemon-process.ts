@@ -162,6 +162,30 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
 }
 
 /** A running (or exited) daemon. */
+/**
+ * For a suite of real daemons: `track` each one it starts, and its folder,
+ * and an `after` hook (registered here) SIGKILLs them and removes the folders.
+ */
+export function suiteDaemons(): { track: (daemon: DaemonProcess) => DaemonProcess; folder: (prefix: string) => Promise<string> } {
+  const daemons: DaemonProcess[] = [];
+  const folders: string[] = [];
+  after(async () => {
+    for (const d of daemons) await d.kill('SIGKILL');
+    for (const f of folders) await fs.rm(f, { recursive: true, force: true });
+  });
+  return {
+    track: (daemon) => {
+      daemons.push(daemon);
+      return daemon;
+    },
+    folder: async (prefix) => {
+      const f = await tempDir(prefix);
+      folders.push(f);
+      return f;
+    },
+  };
+}
+
 export class DaemonProcess {
   readonly lines: LogLine[] = [];
   stdout = '';
@@ -264,6 +288,15 @@ export class DaemonProcess {
   async restart(): Promise<DaemonProcess> {
     await this.kill('SIGTERM');
     return DaemonProcess.start({ dir: this.dir, config: JSON.parse(await fs.readFile(this.configFile, 'utf8')) as Record<string, unknown>, ...(this.tls === undefined ? {} : { tls: this.tls }) });
+  }
+
+  /** Load template plm 1.0 (indexing `type`) and create spaces `ids` of it; throws unless each answer is 201. */
+  async seedSpaces(ids: readonly string[]): Promise<void> {
+    const calls: [string, unknown][] = [['/api/template', { name: 'plm', version: '1.0', indexes: ['type'] }], ...ids.map((id): [string, unknown] => ['/api/space', { id, template: { name: 'plm', version: '1.0' } }])];
+    for (const [urlPath, body] of calls) {
+      const res = await this.request('POST', urlPath, { body });
+      if (res.status !== 201) throw new Error(`POST ${urlPath} answered ${res.status}: ${res.text}`);
+    }
   }
 
   /** An HTTP request with the admin token unless `token` says otherwise (null = none). */

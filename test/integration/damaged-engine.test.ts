@@ -9,24 +9,17 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { DaemonProcess, suiteDaemons } from '../helpers/daemon-process.js';
 
 describe('a space file damaged in a primary\'s engine', function () {
   this.timeout(60_000);
-  const daemons: DaemonProcess[] = [];
-  let dir: string | undefined;
-  after(async () => {
-    for (const d of daemons) await d.kill('SIGKILL');
-    if (dir !== undefined) await fs.rm(dir, { recursive: true, force: true });
-  });
+  const suite = suiteDaemons();
 
   it('fails the next checkpoint with a 500 naming the space and what to do, leaves no checkpoint, and a restart on a new engine folder serves every object', async function () {
-    dir = await tempDir('cpd-damaged-engine-');
+    const dir = await suite.folder('cpd-damaged-engine-');
     const config = { node: { name: 'a', role: 'primary' } };
-    const a = await DaemonProcess.start({ dir, config });
-    daemons.push(a);
-    expect((await a.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['type'] } })).status).to.equal(201);
-    expect((await a.request('POST', '/api/space', { body: { id: 's', template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+    const a = suite.track(await DaemonProcess.start({ dir, config }));
+    await a.seedSpaces(['s']);
     const objects = Array.from({ length: 40 }, (_, t) => Array.from({ length: 25 }, (_, j) => ({ key: `k${t * 25 + j}`, data: { type: j % 2 === 0 ? 'Doc' : 'Part', pad: 'x'.repeat(200) } })));
     for (const batch of objects) {
       const ops = batch.map((o) => ({ op: 'put', key: o.key, value: o.data }));
@@ -67,8 +60,7 @@ describe('a space file damaged in a primary\'s engine', function () {
     // The advice: stop, move the engine folder aside, start.
     await a.kill('SIGTERM');
     await fs.rename(path.join(dir, 'data', 'engine'), path.join(dir, 'engine-damaged'));
-    const b = await DaemonProcess.start({ dir, config });
-    daemons.push(b);
+    const b = suite.track(await DaemonProcess.start({ dir, config }));
     const res = await b.query('/api/space/s/object');
     expect(res.status).to.equal(200);
     const served = (res.body as { data: { key: string; data: unknown }[] }).data;

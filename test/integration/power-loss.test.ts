@@ -11,24 +11,17 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { DaemonProcess, tempDir } from '../helpers/daemon-process.js';
+import { DaemonProcess, suiteDaemons } from '../helpers/daemon-process.js';
 
 describe('a power loss that kept the collection file\'s newest writes and lost a space file\'s', function () {
   this.timeout(60_000);
-  const daemons: DaemonProcess[] = [];
-  let dir: string | undefined;
-  after(async () => {
-    for (const d of daemons) await d.kill('SIGKILL');
-    if (dir !== undefined) await fs.rm(dir, { recursive: true, force: true });
-  });
+  const suite = suiteDaemons();
 
   it('is found at the restart, which rebuilds the engine from the checkpoint and the journal and serves every acknowledged write', async function () {
-    dir = await tempDir('cpd-power-loss-');
+    const dir = await suite.folder('cpd-power-loss-');
     const config = { node: { name: 'a', role: 'primary' } };
-    const a = await DaemonProcess.start({ dir, config });
-    daemons.push(a);
-    expect((await a.request('POST', '/api/template', { body: { name: 'plm', version: '1.0', indexes: ['type'] } })).status).to.equal(201);
-    for (const id of ['s', 't']) expect((await a.request('POST', '/api/space', { body: { id, template: { name: 'plm', version: '1.0' } } })).status).to.equal(201);
+    const a = suite.track(await DaemonProcess.start({ dir, config }));
+    await a.seedSpaces(['s', 't']);
     const acked = new Map<string, unknown>();
     const put = async (space: string, i: number): Promise<void> => {
       const value = { type: i % 3 === 0 ? 'Doc' : 'Part', i };
@@ -68,8 +61,7 @@ describe('a power loss that kept the collection file\'s newest writes and lost a
     for (const name of [sFile, `${sFile}-wal`, `${sFile}-shm`]) await fs.rm(path.join(spacesDir, name), { force: true });
     for (const name of copied) await fs.copyFile(path.join(image, name), path.join(spacesDir, name));
 
-    const b = await DaemonProcess.start({ dir, config });
-    daemons.push(b);
+    const b = suite.track(await DaemonProcess.start({ dir, config }));
     const rebuilt = b.lines.find((l) => l.message === 'the data folder does not follow this journal; rebuilding it from the newest checkpoint');
     expect(rebuilt?.reason, 'the restart saw the lost writes').to.match(new RegExp(`space file ${sFile.replace(/\./g, '\\.')} \\(space "s"\\) holds the records up to seq \\d+, but the collection recorded it holding those up to seq \\d+: it lost writes`));
     expect(b.lines.some((l) => l.message === 'start-up checkpoint loaded')).to.equal(true);

@@ -151,17 +151,24 @@ describe('storage engine checkpoints (manifest formats 2 and 3: a space is its e
     expect(readdirSync(path.join(dir, 'one', 'spaces')).filter((n) => n.endsWith('.sqlite')).sort()).to.deep.equal([`s1.${seq + 3}.sqlite`, 's2.3.sqlite']);
   });
 
-  it('refuses a space file whose pages are damaged (SQLite\'s structure check, on a worker thread), naming it', async function () {
-    const engine = open('damaged');
+  /** Space s1's file of a closed engine `name` holding 400 objects a space (filled), and its bytes with one page's cells overwritten. */
+  async function damagedFile(name: string): Promise<{ file: string; good: Buffer; damaged: Buffer }> {
+    const engine = open(name);
     filled(engine, 400);
     engine.close();
-    const file = path.join(dir, 'damaged', 'spaces', 's1.2.sqlite');
+    const file = path.join(dir, name, 'spaces', 's1.2.sqlite');
+    const good = await fs.readFile(file);
+    expect(good.length).to.be.greaterThan(8 * 4096);
+    const damaged = Buffer.from(good);
+    damaged.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
+    return { file, good, damaged };
+  }
+
+  it('refuses a space file whose pages are damaged (SQLite\'s structure check, on a worker thread), naming it', async function () {
+    const { file, damaged } = await damagedFile('damaged');
     const info = { id: 's1', template: { name: 'plm', version: '1.0' }, objectCount: 400, createdSeq: 2, updatedSeq: 4 };
     await checkSpaceFile(file, info);
-    const bytes = await fs.readFile(file);
-    expect(bytes.length).to.be.greaterThan(8 * 4096);
-    bytes.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
-    await fs.writeFile(file, bytes);
+    await fs.writeFile(file, damaged);
     let error: Error | null = null;
     await checkSpaceFile(file, info).catch((err: Error) => (error = err));
     expect(String(error)).to.include(`${file} fails SQLite's check`);
@@ -169,13 +176,8 @@ describe('storage engine checkpoints (manifest formats 2 and 3: a space is its e
   });
 
   it('checks each space file as the snapshot froze it, or its copy, while archiving it: a damaged engine file fails the checkpoint, naming the space', async function () {
-    const engine = open('damaged-engine');
-    filled(engine, 400);
-    engine.close();
-    const file = path.join(dir, 'damaged-engine', 'spaces', 's1.2.sqlite');
-    const bytes = await fs.readFile(file);
-    bytes.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
-    await fs.writeFile(file, bytes);
+    const { file, damaged } = await damagedFile('damaged-engine');
+    await fs.writeFile(file, damaged);
     const reopened = open('damaged-engine');
     for (const copied of [false, true]) {
       // A snapshot held first keeps the second one from folding the WAL in: the second is copied out (SQLite's backup).
@@ -197,13 +199,7 @@ describe('storage engine checkpoints (manifest formats 2 and 3: a space is its e
   });
 
   it('checks a space file read back from a format-2 checkpoint (not checked when made), and refuses a damaged one; one from a format-3 checkpoint is matched against its manifest', async function () {
-    const engine = open('old-format');
-    filled(engine, 400);
-    engine.close();
-    const file = path.join(dir, 'old-format', 'spaces', 's1.2.sqlite');
-    const good = await fs.readFile(file);
-    const damaged = Buffer.from(good);
-    damaged.fill(0xff, 5 * 4096 + 8, 5 * 4096 + 400);
+    const { good, damaged } = await damagedFile('old-format');
     const info = { id: 's1', template: { name: 'plm', version: '1.0' }, objects: 400, createdSeq: 2, updatedSeq: 4 };
     // Archived as an earlier release wrote it: the file's bytes as they are, with no check when made.
     let made = 30;
