@@ -106,8 +106,15 @@ function structure(path: string, snapshot: boolean): Promise<CheckReport> {
   });
 }
 
+/** Problems SQLite's check lists that a message quotes; the rest are counted. */
+const QuotedProblems = 5;
+
+/** An Error naming `path` and the first of `problems` (SQLite's rows, each possibly of many lines) on one line, or null for `ok`. */
 function structureProblem(path: string, problems: string[]): Error | null {
-  return problems.length === 1 && problems[0] === 'ok' ? null : new Error(`${path} fails SQLite's check: ${problems.slice(0, 5).join('; ')}`);
+  if (problems.length === 1 && problems[0] === 'ok') return null;
+  const lines = problems.flatMap((p) => p.split('\n')).map((l) => l.trim()).filter((l) => l !== '' && !/^\*\*\* in database \w+ \*\*\*$/.test(l));
+  const more = lines.length > QuotedProblems ? ` (and ${lines.length - QuotedProblems} more)` : '';
+  return new Error(`${path} fails SQLite's check: ${lines.slice(0, QuotedProblems).join('; ')}${more}`);
 }
 
 /**
