@@ -126,7 +126,8 @@ export class Checkpointer {
       begun = true;
       const maxDiskRate = this.diskRate;
       // Held now: a commit answered after this point is not in it.
-      const snapshot = store.engine.snapshot(info === null ? undefined : [info.id]);
+      // Frozen files are hard-linked into the scratch folder, so that a rebuild of the engine meanwhile cannot swap them.
+      const snapshot = store.engine.snapshot(info === null ? undefined : [info.id], this.options.scratchDir);
       let written: Awaited<ReturnType<typeof writeCheckpointArchive>>;
       let infos: { id: string }[];
       let id: number;

@@ -19,7 +19,7 @@
  * Operations are checked by the same rules as the in-memory state
  * (rules.ts): a record that does not apply is an Error, as on replay.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import Database from './sqlite.js';
 import type { Logger } from '../log/index.js';
@@ -86,10 +86,11 @@ export interface StagedSpace {
   path: string;
 }
 
-/** A space file held by a snapshot, and whether the file alone holds the snapshot (EngineSnapshot.source). */
+/** A space file held by a snapshot, whether the file alone holds the snapshot, and a hard link to it that a rebuild cannot replace (EngineSnapshot.source). */
 interface PinnedSpace {
   file: SpaceFile;
   frozen: boolean;
+  held: string | null;
 }
 
 /**
@@ -127,7 +128,7 @@ export class EngineSnapshot {
    */
   source(id: string): { path: string; frozen: boolean; bytes: number } {
     const pinned = this.pinned(id);
-    return { path: pinned.file.path, frozen: pinned.frozen, bytes: pinned.file.byteSize() };
+    return { path: pinned.held ?? pinned.file.path, frozen: pinned.frozen, bytes: pinned.file.byteSize() };
   }
 
   /** Copy space `id`'s database as the snapshot sees it to `dest` (a new file); see SpaceFile.copyTo. */
@@ -135,11 +136,12 @@ export class EngineSnapshot {
     return this.pinned(id).file.copyTo(dest, pagesPerStep);
   }
 
-  /** End the read transactions; the connections are closed later (Engine.closeLater). */
+  /** End the read transactions (the connections are closed later: Engine.closeLater) and remove the hard links. */
   close(): void {
     const files = [...this.files.values()].map(({ file }) => file);
     for (const file of files) file.endRead();
     this.release(files);
+    for (const { held } of this.files.values()) if (held !== null) rmSync(held, { force: true });
   }
 
   private pinned(id: string): PinnedSpace {
@@ -346,19 +348,40 @@ export class Engine implements Catalogue {
    * the snapshot and a checkpoint reads it as it lies: a few MiB at most once
    * `foldsSettled` resolved (the folding thread folded the rest; without it a
    * snapshot after a burst of writes folded for 180 ms on the event loop).
-   * NotFoundError for an unknown space.
+   * With `holdDir` (outside the engine's folder, on its file system), each
+   * file the snapshot froze is also hard-linked there and `source` names the
+   * link: a rebuild (replaceWith) replaces the engine's folder, and a
+   * checkpoint still reading the snapshot by the engine's path then read the
+   * rebuilt file (a fenced primary that rejoined mid-checkpoint, e2e
+   * failover-cases (b)). A file that cannot be linked is copied out instead
+   * (not frozen). NotFoundError for an unknown space.
    */
-  snapshot(ids?: readonly string[]): EngineSnapshot {
+  snapshot(ids?: readonly string[], holdDir?: string): EngineSnapshot {
     const wanted = ids ?? [...this.spaceFiles.keys()];
     const pinned = new Map<string, PinnedSpace>();
     try {
       for (const id of wanted) {
         const live = this.requireSpace(id);
-        const frozen = live.foldWal();
-        pinned.set(id, { file: SpaceFile.pin(live.path, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) }), frozen });
+        let frozen = live.foldWal();
+        const file = SpaceFile.pin(live.path, { cacheKiB: this.cacheShareKiB(this.spaceFiles.size) });
+        let held: string | null = null;
+        if (frozen && holdDir !== undefined) {
+          held = path.join(holdDir, `held-${process.pid}-${++this.staged}-${id}.sqlite`);
+          try {
+            linkSync(live.path, held);
+          } catch {
+            // No hard link here (another file system, a refusing one): the snapshot is copied out instead.
+            held = null;
+            frozen = false;
+          }
+        }
+        pinned.set(id, { file, frozen, held });
       }
     } catch (err) {
-      for (const { file } of pinned.values()) file.close();
+      for (const { file, held } of pinned.values()) {
+        file.close();
+        if (held !== null) rmSync(held, { force: true });
+      }
       throw err;
     }
     return new EngineSnapshot(this.applied, this.templates(), pinned, (files) => this.closeLater(files));

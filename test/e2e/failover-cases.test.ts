@@ -29,6 +29,9 @@
 import { expect } from 'chai';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readManifest, stageCheckpoint } from '../../src/checkpoint/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { Engine } from '../../src/store/index.js';
 import { fastFailover, promotedTo, samplePrimaries, seedSpace, status, stopSamplers } from '../helpers/cluster.js';
 import { DaemonProcess, QuietCheckpoints, tempDir, type Answer } from '../helpers/daemon-process.js';
 import { SafeOptions, SshServer, sshfsAvailable, type SshfsMount } from '../helpers/sshfs.js';
@@ -175,6 +178,20 @@ describe('failover cases: queued checkpoint, no-op reload, journal gap, failed s
     const list = await checkpoints(b);
     expect(list.map((c) => c.description), 'nothing was published for the queued checkpoint').to.not.include('queued');
     expect(list.filter((c) => c.seq > seqBefore), 'no checkpoint holds state from after the fence').to.deep.equal([]);
+    // a rejoined as a follower while its first checkpoint was stalled: its engine folder was rebuilt under the held
+    // snapshot. The checkpoint holds the snapshot's files (hard-linked when it was taken), not the rebuilt ones.
+    const firstEntry = list.find((c) => c.description === 'first')!;
+    const file = path.join(vault, 'checkpoint', `Checkpoint-${String(firstEntry.id).padStart(9, '0')}`);
+    const manifest = await readManifest(file);
+    const engine = Engine.open({ dir: path.join(root, 'read-back'), cacheBytes: 8 << 20, logger: silentLogger() });
+    try {
+      const staged = await stageCheckpoint(file, manifest, engine, { collection: true });
+      engine.install(staged.spaces, manifest.seq + 1, staged.collection!.templates);
+      const keys = engine.page('s', {}, undefined, 1000).map((o) => o.key);
+      expect(keys, 'the first checkpoint read back').to.include.members(['k0', 'k1', 'k2']).and.not.include('post');
+    } finally {
+      engine.close();
+    }
     await expectAll(b, acknowledged);
   });
 

@@ -98,6 +98,36 @@ describe('storage engine checkpoints (manifest formats 2 and 3: a space is its e
     expect(reopened.space('s2')).to.deep.equal((expected[1] as { info: unknown }).info);
   });
 
+  it('archives the snapshot\'s files even when a rebuild replaces the engine\'s folder while the checkpoint reads them (hard links in the scratch folder)', async function () {
+    const engine = open('rebuilt');
+    filled(engine, 300);
+    const before = contents(engine);
+    const scratch = path.join(dir, 'scratch');
+    await fs.mkdir(scratch);
+    const snapshot = engine.snapshot(undefined, scratch);
+    expect(snapshot.source('s1').frozen).to.equal(true);
+    expect(snapshot.source('s1').path.startsWith(scratch), 'the snapshot names its link').to.equal(true);
+    // A fenced primary rejoining: its engine is rebuilt elsewhere and put in place of the folder, same file names.
+    const other = open('rebuilt.rebuild');
+    filled(other, 7);
+    engines.splice(engines.indexOf(engine), 1);
+    engines.splice(engines.indexOf(other), 1);
+    engines.push(engine.replaceWith(other));
+    const target = path.join(dir, 'Checkpoint-000000040');
+    let written;
+    try {
+      written = await writeCheckpointArchive(target, header(snapshot.seq), collectionArchiveFile(snapshot), engineSpaceSources(snapshot, ['s1', 's2'], scratch), { compression: { method: 'store' }, format: 3 });
+    } finally {
+      snapshot.close();
+    }
+    expect(readdirSync(scratch), 'the links are removed with the snapshot').to.deep.equal([]);
+    expect(written.manifest.spaces.map((s) => s.objects)).to.deep.equal([300, 300]);
+    const restored = open('rebuilt-restored');
+    const staged = (await stageCheckpoint(target, written.manifest, restored, { spaces: ['s1', 's2'], collection: false })).spaces;
+    restored.install(staged, written.manifest.seq + 1, [{ name: 'plm', version: '1.0', indexes: ['type'] }]);
+    expect(contents(restored)).to.deep.equal((before as { info: { updatedSeq: number } }[]).map((s) => ({ ...s, info: { ...s.info, updatedSeq: written.manifest.seq + 1 } })));
+  });
+
   it('copies a space out with SQLite\'s backup when an older snapshot keeps its WAL from being folded in, and both hold their own seq', async function () {
     const engine = open('two');
     let seq = filled(engine, 30);
