@@ -61,13 +61,13 @@ class SpaceChecks {
     this.frozenStarted = true;
     for (const [space, objects] of this.objects) {
       const source = this.snapshot.source(space);
-      if (source.frozen) void this.add(source.path, space, objects);
+      if (source.frozen) void this.add(source.path, space, source.enginePath, objects);
     }
   }
 
-  /** Check `file`, space `id`'s bytes, after the checks added before it; its outcome (awaited by `all`, or by the caller). */
-  add(file: string, id: string, objects = this.objects.get(id)!): Promise<void> {
-    const next = this.chain.then(() => checkSnapshotFile(file, id, objects));
+  /** Check `file`, space `id`'s bytes (the engine's file `shownAs`), after the checks added before it; its outcome (awaited by `all`, or by the caller). */
+  add(file: string, id: string, shownAs: string, objects = this.objects.get(id)!): Promise<void> {
+    const next = this.chain.then(() => checkSnapshotFile(file, id, objects, shownAs));
     next.catch(() => undefined); // reported by all()
     this.chain = next;
     return next;
@@ -124,7 +124,7 @@ async function* copiedSpace(snapshot: EngineSnapshot, id: string, scratchDir: st
   let checked: Promise<void> | null = null;
   try {
     await snapshot.copySpace(id, copy, CopyPagesPerStep);
-    checked = checks.add(copy, id);
+    checked = checks.add(copy, id, `${source.enginePath} (copied out as ${copy})`);
     yield* checkedWhileRead(copy, undefined, checks, last);
   } finally {
     // The check may still read the copy while the next space is archived: the copy goes once it is done.

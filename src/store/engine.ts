@@ -120,15 +120,16 @@ export class EngineSnapshot {
   }
 
   /**
-   * Where space `id`'s database is as the snapshot sees it: `frozen` when the
+   * Where space `id`'s database is as the snapshot sees it (`path`, the link
+   * to the engine's file at `enginePath` when there is one): `frozen` when the
    * file itself is the snapshot for as long as the snapshot is held (its WAL
    * was folded in when it was taken, so the first `bytes` of `path` are the
    * whole database and no checkpoint may change them meanwhile); otherwise
    * the snapshot must be copied out with `copySpace`.
    */
-  source(id: string): { path: string; frozen: boolean; bytes: number } {
+  source(id: string): { path: string; enginePath: string; frozen: boolean; bytes: number } {
     const pinned = this.pinned(id);
-    return { path: pinned.held ?? pinned.file.path, frozen: pinned.frozen, bytes: pinned.file.byteSize() };
+    return { path: pinned.held ?? pinned.file.path, enginePath: pinned.file.path, frozen: pinned.frozen, bytes: pinned.file.byteSize() };
   }
 
   /** Copy space `id`'s database as the snapshot sees it to `dest` (a new file); see SpaceFile.copyTo. */

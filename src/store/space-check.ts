@@ -149,12 +149,13 @@ export async function checkSpaceFile(path: string, expected: SpaceInfo, checkedW
  * the whole database and nothing changes them while the snapshot is held:
  * EngineSnapshot.source), or a copy of it, while a checkpoint archives it:
  * SQLite's structure check, and its row count against `objects`, the count
- * the snapshot gives. A CheckpointdError (500) naming the file and the space,
- * and saying what to do, when it fails.
+ * the snapshot gives. A CheckpointdError (500) naming the file (as
+ * `shownAs`: the engine's, where `path` is a link or a copy of it) and the
+ * space, and saying what to do, when it fails.
  */
-export async function checkSnapshotFile(path: string, id: string, objects: number): Promise<void> {
+export async function checkSnapshotFile(path: string, id: string, objects: number, shownAs = path): Promise<void> {
   const { problems, rows } = await structure(path, true);
-  const problem = structureProblem(path, problems)?.message ?? (rows === objects ? null : `${path} holds ${rows} objects where its description counts ${objects}`);
+  const problem = structureProblem(shownAs, problems)?.message ?? (rows === objects ? null : `${shownAs} holds ${rows} objects where its description counts ${objects}`);
   if (problem === null) return;
   throw new CheckpointdError(
     `space ${id} is damaged in the engine: ${problem}; no checkpoint was made. Stop this node, move its engine folder (paths.data/engine) aside and start it: it rebuilds the engine from the newest checkpoint and the journal`,

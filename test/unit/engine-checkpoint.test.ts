@@ -225,6 +225,7 @@ describe('storage engine checkpoints (manifest formats 2 and 3: a space is its e
         older?.close();
       }
       expect(String(error), copied ? 'the copy' : 'the frozen file').to.match(/space s1 is damaged in the engine: [^\n]* fails SQLite's check: [^\n]+; no checkpoint was made/);
+      expect(String(error), 'names the engine\'s file').to.include(`engine: ${file} ${copied ? '(copied out as ' : 'fails'}`);
       expect(readdirSync(dir).filter((n) => n.startsWith('Checkpoint-') || n.startsWith('snapshot-')), 'no checkpoint, no copy left').to.deep.equal([]);
     }
   });
