@@ -118,6 +118,23 @@ function structureProblem(path: string, problems: string[]): Error | null {
 }
 
 /**
+ * Match the description of space file `path` against `expected` (`rows`: its
+ * rows as counted, or null when they were counted when the checkpoint was
+ * made); false, checking nothing, for a file of an older layout when `rows`
+ * is null (its structure was never checked in this layout).
+ */
+function described(path: string, expected: SpaceInfo, rows: number | null): boolean {
+  const file = SpaceFile.open(path, { cacheKiB: 256, readOnly: true });
+  try {
+    if (rows === null && file.format !== SpaceFileFormat) return false;
+    file.checkDescription(expected, rows);
+    return true;
+  } finally {
+    file.close();
+  }
+}
+
+/**
  * Check space file `path` read back from a checkpoint against `expected`
  * (the manifest's description of the space); an Error saying what is wrong,
  * naming the file. `checkedWhenMade` (manifest format 3): the structure was
@@ -125,23 +142,11 @@ function structureProblem(path: string, problems: string[]): Error | null {
  * unless the file is of an older layout.
  */
 export async function checkSpaceFile(path: string, expected: SpaceInfo, checkedWhenMade = false): Promise<void> {
-  if (checkedWhenMade) {
-    const file = SpaceFile.open(path, { cacheKiB: 256, readOnly: true });
-    try {
-      if (file.format === SpaceFileFormat) return file.checkDescription(expected, null);
-    } finally {
-      file.close();
-    }
-  }
+  if (checkedWhenMade && described(path, expected, null)) return;
   const { problems, rows } = await structure(path, false);
   const problem = structureProblem(path, problems);
   if (problem !== null) throw problem;
-  const file = SpaceFile.open(path, { cacheKiB: 256, readOnly: true });
-  try {
-    file.checkDescription(expected, rows);
-  } finally {
-    file.close();
-  }
+  described(path, expected, rows);
 }
 
 /**
