@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { JournalWriteError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/index.js';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { breakDescriptor } from '../helpers/descriptor.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { Engine, Store, type StoreOptions } from '../../src/store/index.js';
 
 
@@ -58,6 +60,30 @@ describe('Store commit pipeline (real journal)', function () {
     expect(rebuilt.state.getObject('s', 'k')).to.deep.equal({ type: 'Part' });
     expect(rebuilt.recovery).to.deep.include({ replayed: 3, baseSeq: 0 });
     await rebuilt.close();
+  });
+
+  it('applies acknowledged commits in bounded steps with no read asking: 256 records in the turn their callers hear of them, after they do; fewer after a delay', async function () {
+    const store = await seeded();
+    const applied = engines.at(-1)!;
+    // Read the engine itself: the store's own reads would apply what waits.
+    const seenAtAnswer: { seq: number; applied: number }[] = [];
+    const burst = (n: number, tag: string): Promise<number[]> =>
+      Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          const { seq } = await store.commit({ type: 'commit', space: 's', ops: [{ op: 'put', key: `${tag}${i}`, value: { type: 'Part', i } }] });
+          seenAtAnswer.push({ seq, applied: applied.appliedSeq });
+          return seq;
+        }),
+      );
+    const first = await burst(300, 'a');
+    await nextTurn();
+    // No caller waited for a step, and at most 255 records wait for one once the turn is over.
+    expect(seenAtAnswer.filter((s) => s.applied >= s.seq)).to.deep.equal([]);
+    expect(Math.max(...first) - applied.appliedSeq).to.be.below(256);
+    const rest = await burst(10, 'b');
+    await waitFor(() => applied.appliedSeq === Math.max(...rest), { what: 'the last 10 commits applied with no read asking' });
+    expect(store.state.getObject('s', 'b9')).to.deep.equal({ type: 'Part', i: 9 });
+    await store.close();
   });
 
   it('reopened on an engine behind the journal, knows the restores the journal holds before its seq (without parsing the commits there) and after it', async function () {
