@@ -51,19 +51,19 @@ import { StateView } from './state-view.js';
  * it at once). A step writes each page it touches once, so fewer, larger
  * steps write fewer pages a commit: at 10 ms, 64 HTTP clients PUTting new
  * keys into a space of two indexes made a step every 60–80 PUTs, 29% of the
- * daemon's main thread, and reached 4,942–5,820 PUTs/s (scale bench); with
- * these bounds, 7,704–7,864/s (bench/README.md, scale).
+ * daemon's main thread (bench/README.md, scale).
  */
 const ApplyDelayMs = 100;
 /**
  * Acknowledged operations, or bytes of their journal records, that make a
  * step at once. They bound what waits, and the pause a step makes on the
- * event loop: under 16 saturating writers in process, p99 commit latency
- * during a checkpoint was 17.9–25.1 ms with 10 ms steps, 21.7–32.7 ms with
- * steps of up to 8,192 records and 21.1–23.8 ms with 256, while HTTP
- * clients, whose rate is lower, still get steps of a few hundred records.
+ * event loop. Writers in process, whose rate is far above HTTP clients',
+ * reach the bound: at 64 of them, steps of 256 records committed 0.7× as
+ * fast as steps of 10 ms (which held 400–500 records there), 512 and 1,024
+ * as fast; under 16 saturating writers during a checkpoint, steps of up to
+ * 8,192 records raised p99 commit latency from 18.9 to 32.7 ms (deflate:1).
  */
-const ApplyBatchRecords = 256;
+const ApplyBatchRecords = 512;
 const ApplyBatchBytes = 1024 * 1024;
 
 /** Options for {@link Store.open}. */

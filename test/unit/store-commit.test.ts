@@ -62,7 +62,7 @@ describe('Store commit pipeline (real journal)', function () {
     await rebuilt.close();
   });
 
-  it('applies acknowledged commits in bounded steps with no read asking: 256 records in the turn their callers hear of them, after they do; fewer after a delay', async function () {
+  it('applies acknowledged commits in bounded steps with no read asking: 512 records in the turn their callers hear of them, after they do; fewer after a delay', async function () {
     const store = await seeded();
     const applied = engines.at(-1)!;
     // Read the engine itself: the store's own reads would apply what waits.
@@ -75,11 +75,11 @@ describe('Store commit pipeline (real journal)', function () {
           return seq;
         }),
       );
-    const first = await burst(300, 'a');
+    const first = await burst(600, 'a');
     await nextTurn();
-    // No caller waited for a step, and at most 255 records wait for one once the turn is over.
+    // No caller waited for a step, and at most 511 records wait for one once the turn is over.
     expect(seenAtAnswer.filter((s) => s.applied >= s.seq)).to.deep.equal([]);
-    expect(Math.max(...first) - applied.appliedSeq).to.be.below(256);
+    expect(Math.max(...first) - applied.appliedSeq).to.be.below(512);
     const rest = await burst(10, 'b');
     await waitFor(() => applied.appliedSeq === Math.max(...rest), { what: 'the last 10 commits applied with no read asking' });
     expect(store.state.getObject('s', 'b9')).to.deep.equal({ type: 'Part', i: 9 });
