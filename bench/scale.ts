@@ -24,7 +24,8 @@
  *   daemon's peak RSS (sampled every 20 ms);
  * - durable writes/s at 64 clients: PUTs of one object with
  *   `journal.sync: commit` against SETs with `appendonly yes`,
- *   `appendfsync always`, for BENCH_WRITE_SECONDS (default 10) each; and,
+ *   `appendfsync always`, for BENCH_WRITE_SECONDS (default 10) each, with
+ *   the median and 99th percentile of each one's latency; and,
  *   as the ceiling of any HTTP API here, the same PUTs from the same client
  *   to a Fastify server whose handler does nothing but answer 201.
  *
@@ -49,7 +50,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createRequire } from 'node:module';
 import { DaemonProcess } from '../test/helpers/daemon-process.js';
 import { makeValue } from './dataset.js';
-import { elapsed, fmt, keyOf, MiB, prng } from './shared.js';
+import { elapsed, fmt, keyOf, MiB, prng, stats } from './shared.js';
 
 const GiB = 1024 * MiB;
 const Sizes = (process.env.BENCH_SIZES_GIB ?? '1,10').split(',').map(Number);
@@ -486,16 +487,22 @@ async function oneSize(gib: number, root: string): Promise<string[]> {
     })());
 
     // Durable writes at 64 clients.
+    const ourLatencies: number[] = [];
     const ourWrites = await rate(Clients, WriteSeconds, async (c, i) => {
+      const t = performance.now();
       const answer = await request(daemon.url, 'PUT', `/api/space/s0/object/w-${c}-${i}`, daemon.headers, JSON.stringify({ type: 'Part', owner: `c${c}`, i, pad: 'x'.repeat(120) }));
+      ourLatencies.push(performance.now() - t);
       if (answer.status !== 201 && answer.status !== 200) throw new Error(`PUT: ${answer.status} ${answer.text}`);
     });
     await redis.command('CONFIG', 'SET', 'appendonly', 'yes');
     await redis.command('CONFIG', 'SET', 'appendfsync', 'always');
     while ((await info(redis, 'persistence')).get('aof_rewrite_in_progress') !== '0') await delay(20);
     const redisClients = await Promise.all(Array.from({ length: Clients }, () => Redis.connect(redisServer.port)));
+    const redisLatencies: number[] = [];
     const redisWrites = await rate(Clients, WriteSeconds, async (c, i) => {
+      const t = performance.now();
       await redisClients[c]!.command('SET', `w-${c}-${i}`, JSON.stringify({ type: 'Part', owner: `c${c}`, i, pad: 'x'.repeat(120) }));
+      redisLatencies.push(performance.now() - t);
     });
     for (const r of redisClients) r.close();
     const ceiling = await httpCeiling(Clients, WriteSeconds);
@@ -506,7 +513,11 @@ async function oneSize(gib: number, root: string): Promise<string[]> {
     console.log(`  snapshot: checkpoint ${fmt(checkpointS, 1)} s, ${fmt(checkpoint.size / MiB)} MiB; BGSAVE ${fmt(bgsaveS, 1)} s, ${fmt(rdbBytes / MiB)} MiB`);
     console.log(`  cold start to the first served read after SIGKILL: checkpointd ${fmt(ourColdS, 1)} s (listening, its state loaded, after ${fmt(ourListeningS, 1)} s; taking writes after ${fmt(ourWritableS, 1)} s, once the killed process's lease ran out), Redis (RDB) ${fmt(redisColdS, 1)} s`);
     console.log(`  restore: ${fmt(restore.result, 1)} s, peak RSS ${fmt(restore.peak / MiB)} MiB (${per(restore.peak)})`);
-    console.log(`  durable writes at ${Clients} clients: checkpointd ${fmt(ourWrites)}/s, Redis appendfsync always ${fmt(redisWrites)}/s (${fmt(ourWrites / redisWrites, 2)}×)`);
+    const [ours, theirs] = [stats(ourLatencies), stats(redisLatencies)];
+    console.log(
+      `  durable writes at ${Clients} clients: checkpointd ${fmt(ourWrites)}/s (p50 / p99 ${fmt(ours.p50, 1)} / ${fmt(ours.p99, 1)} ms), ` +
+        `Redis appendfsync always ${fmt(redisWrites)}/s (p50 / p99 ${fmt(theirs.p50, 1)} / ${fmt(theirs.p99, 1)} ms) (${fmt(ourWrites / redisWrites, 2)}×)`,
+    );
     console.log(`  the HTTP ceiling: the same PUTs to a Fastify route that only answers 201, ${fmt(ceiling)}/s (${fmt(ceiling / redisWrites, 2)}× Redis; checkpointd reaches ${fmt(ourWrites / ceiling, 2)}× of it)`);
     return [
       `| ${gib} GiB (${fmt(data / MiB)} MiB JSON, ${fmt(loaded.objects)} objects) | RSS ${per(ourRss)}, heap ${per(ourHeap)} / Redis RSS ${per(redisRss)}, used ${per(redisUsed)} | ${fmt(checkpointS, 1)} s, ${fmt(checkpoint.size / MiB)} MiB / ${fmt(bgsaveS, 1)} s, ${fmt(rdbBytes / MiB)} MiB | ${fmt(ourColdS, 1)} s (loaded ${fmt(ourListeningS, 1)} s) / ${fmt(redisColdS, 1)} s | ${fmt(restore.result, 1)} s, peak ${fmt(restore.peak / MiB)} MiB | ${fmt(ourWrites)} / ${fmt(redisWrites)} (${fmt(ourWrites / redisWrites, 2)}×) | ${fmt(ceiling)} (${fmt(ceiling / redisWrites, 2)}×) |`,
