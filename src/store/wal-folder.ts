@@ -49,7 +49,12 @@ interface FoldState {
 interface FolderStart {
   module: string;
   intervalMs: number;
+  /** One Int32 the thread sets to 1 once it closed its connections on a stop (WalFolder.stop waits for it). */
+  stopped: SharedArrayBuffer;
 }
+
+/** Longest WalFolder.stop waits for the thread to finish the fold under way and close its connections. */
+const StopWaitMs = 10_000;
 
 /** The size of database `file`'s WAL, 0 when it has none. */
 function walSize(file: string): number {
@@ -62,7 +67,7 @@ function walSize(file: string): number {
 
 /** The thread: plain JavaScript run from its source text, with the SQLite module it is given. */
 function folderMain(threads: typeof import('node:worker_threads'), load: (module: string) => unknown): void {
-  const { module, intervalMs } = threads.workerData as FolderStart;
+  const { module, intervalMs, stopped } = threads.workerData as FolderStart;
   type Db = { pragma(sql: string, options?: object): unknown; close(): void };
   const Database = load(module) as new (path: string, options: object) => Db;
   // Each file's connection, its frame size, and the WAL's frames and frames folded after the last fold.
@@ -100,6 +105,9 @@ function folderMain(threads: typeof import('node:worker_threads'), load: (module
       if (timer !== null) clearInterval(timer);
       for (const { db } of open.values()) db.close();
       open.clear();
+      const flag = new Int32Array(stopped);
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
       port.close();
       return;
     }
@@ -135,9 +143,12 @@ export class WalFolder {
   /** Rounds asked for so far (`settled`), and who waits for which answer; null once the thread stopped. */
   private asked = 0;
   private answers: Map<number, (round: Folded[] | null) => void> | null = new Map();
+  /** Set by the thread once a stop closed its connections (FolderStart.stopped). */
+  private readonly stopped = new Int32Array(new SharedArrayBuffer(4));
+  private exited = false;
 
   constructor(logger: Logger) {
-    const start: FolderStart = { module: createRequire(import.meta.url).resolve('better-sqlite3'), intervalMs: FoldIntervalMs };
+    const start: FolderStart = { module: createRequire(import.meta.url).resolve('better-sqlite3'), intervalMs: FoldIntervalMs, stopped: this.stopped.buffer };
     this.worker = new Worker(folderSource, { eval: true, workerData: start, execArgv: [] });
     this.worker.on('message', (m: { round: Folded[]; answer?: number } | { file: string; error: string }) => {
       if (!('round' in m)) return logger.warn('storage engine: folding a WAL failed', m);
@@ -147,6 +158,7 @@ export class WalFolder {
     this.worker.on('error', (err) => logger.error('storage engine: the WAL folding thread stopped', { error: err.message }));
     // Nothing more will be folded: whoever waits for a round goes on without it.
     this.worker.on('exit', () => {
+      this.exited = true;
       for (const answer of this.answers?.values() ?? []) answer(null);
       this.answers = null;
     });
@@ -198,9 +210,18 @@ export class WalFolder {
     }
   }
 
-  /** Stop the thread once its fold under way (if any) is done: it closes its connections and ends. */
+  /**
+   * Stop the thread once its fold under way (if any) is done: it closes its
+   * connections and ends. Returns once they are closed (or after StopWaitMs),
+   * so that the engine's folder may go at once: SQLite touches a database's
+   * side files as its last connection closes, and a removal of the folder
+   * that ran meanwhile failed on a file that appeared after it emptied the
+   * folder (ENOTEMPTY; seen in the tests, and Engine.replaceWith removes an
+   * engine's folder right after closing it).
+   */
   stop(): void {
     this.worker.postMessage(null);
+    if (!this.exited) Atomics.wait(this.stopped, 0, 0, StopWaitMs);
   }
 
   /**

@@ -169,6 +169,33 @@ describe('storage engine (SQLite files under paths.data)', function () {
     }
   }
 
+  it('closes only once the folding thread has closed its connections too, so that the folder may go at once (Engine.replaceWith removes it)', async function () {
+    /** This process's descriptors open on a file under the engine's folder. */
+    const held = (): string[] =>
+      readdirSync('/proc/self/fd').flatMap((fd) => {
+        try {
+          const target = readlinkSync(`/proc/self/fd/${fd}`);
+          return target.startsWith(dir) ? [target] : [];
+        } catch {
+          return []; // closed meanwhile (readdir's own descriptor)
+        }
+      });
+    for (let n = 0; n < 3; n++) {
+      const engine = open();
+      engine.apply([load('plm', '1.0', ['type']), create('s'), commit('s', put('k', { type: 'a' }))].map((op, i) => ({ op, seq: i + 1 })));
+      // The folding thread has opened the space file once it holds a descriptor of its own on it (main's is the other).
+      await waitFor(() => held().filter((f) => f.endsWith('.sqlite')).length >= 3, { what: 'the folding thread to open the space file' });
+      // A WAL of about 16 MiB, and a round asked for: the thread is folding it when close() is called.
+      const big = (t: number) => Array.from({ length: 8_000 }, (_, i) => put(`b${n}-${t}-${i}`, { type: 'b', pad: 'x'.repeat(1000) }));
+      engine.apply([{ op: commit('s', ...big(0)), seq: 4 }, { op: commit('s', ...big(1)), seq: 5 }]);
+      void engine.foldsSettled();
+      engines.splice(engines.indexOf(engine), 1);
+      engine.close();
+      expect(held()).to.deep.equal([]);
+      rmSync(dir, { recursive: true });
+    }
+  });
+
   it('agrees with the in-memory state, op by op, on 600 random operations per seed: the same results, the same refusals', function () {
     for (const seed of [1, 2, 3]) {
       const rnd = seededRandom(seed);
