@@ -145,7 +145,6 @@ export class WalFolder {
   private answers: Map<number, (round: Folded[] | null) => void> | null = new Map();
   /** Set by the thread once a stop closed its connections (FolderStart.stopped). */
   private readonly stopped = new Int32Array(new SharedArrayBuffer(4));
-  private exited = false;
 
   constructor(logger: Logger) {
     const start: FolderStart = { module: createRequire(import.meta.url).resolve('better-sqlite3'), intervalMs: FoldIntervalMs, stopped: this.stopped.buffer };
@@ -158,7 +157,6 @@ export class WalFolder {
     this.worker.on('error', (err) => logger.error('storage engine: the WAL folding thread stopped', { error: err.message }));
     // Nothing more will be folded: whoever waits for a round goes on without it.
     this.worker.on('exit', () => {
-      this.exited = true;
       for (const answer of this.answers?.values() ?? []) answer(null);
       this.answers = null;
     });
@@ -221,7 +219,8 @@ export class WalFolder {
    */
   stop(): void {
     this.worker.postMessage(null);
-    if (!this.exited) Atomics.wait(this.stopped, 0, 0, StopWaitMs);
+    // A thread that already ended (answers gone) has nothing open.
+    if (this.answers !== null) Atomics.wait(this.stopped, 0, 0, StopWaitMs);
   }
 
   /**

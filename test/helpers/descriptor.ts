@@ -1,16 +1,32 @@
 /** Finding this process's own descriptors, the way an operator would: /proc/self/fd. */
 import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 
+/** This process's descriptors: number and the resolved path each is open on. */
+function descriptors(): [number, string][] {
+  return readdirSync('/proc/self/fd').flatMap((name): [number, string][] => {
+    try {
+      return [[Number(name), readlinkSync(`/proc/self/fd/${name}`)]];
+    } catch {
+      return []; // the descriptor readdir itself used is gone by now
+    }
+  });
+}
+
 /** The descriptor number this process holds open on `file` (a resolved path). */
 export function descriptorOf(file: string): number {
-  for (const name of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${name}`) === file) return Number(name);
-    } catch {
-      // The descriptor readdir itself used is gone by now.
-    }
-  }
-  throw new Error(`no open descriptor on ${file}`);
+  const found = descriptors().find(([, target]) => target === file);
+  if (found === undefined) throw new Error(`no open descriptor on ${file}`);
+  return found[0];
+}
+
+/** How many descriptors of this process are open on `file` (a resolved path). */
+export function descriptorsOn(file: string): number {
+  return descriptors().filter(([, target]) => target === file).length;
+}
+
+/** The resolved paths this process holds open under folder `dir`, once per descriptor. */
+export function openUnder(dir: string): string[] {
+  return descriptors().flatMap(([, target]) => (target.startsWith(`${dir}/`) ? [target] : []));
 }
 
 /**

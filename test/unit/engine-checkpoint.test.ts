@@ -37,8 +37,7 @@ describe('storage engine checkpoints (manifest formats 2 and 3: a space is its e
 
   afterEach(function () {
     for (const engine of engines.splice(0)) engine.close();
-    // An engine's WAL folding thread closes its own connections just after close() returns, and SQLite may touch the
-    // files as the last one closes: removal retries on ENOTEMPTY (seen once in CI).
+    // close() returns once the engine's WAL folding thread closed its connections too (store-engine.test.ts).
     rmSync(dir, { recursive: true, force: true, maxRetries: 10 });
   });
 

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate } from 'node:timers/promises';
@@ -8,6 +8,7 @@ import { BadRequestError, ConflictError, NotFoundError } from '../../src/errors.
 import { silentLogger } from '../../src/log/index.js';
 import { Engine, SpaceFile, StoreState, type Json, type StoreOp, type TxOp } from '../../src/store/index.js';
 import { captureLogger } from '../helpers/capture-logger.js';
+import { descriptorsOn, openUnder } from '../helpers/descriptor.js';
 import { seededRandom } from '../helpers/random.js';
 import { toSpaceFileFormat1 } from '../helpers/space-file-format-1.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -85,17 +86,6 @@ function pages(engine: Engine, space: string, filter: Record<string, string>, li
   }
 }
 
-/** How many descriptors of this process are open on `file`. */
-function descriptorsOn(file: string): number {
-  return readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return readlinkSync(`/proc/self/fd/${fd}`) === file;
-    } catch {
-      return false;
-    }
-  }).length;
-}
-
 describe('storage engine (SQLite files under paths.data)', function () {
   let dir: string;
   const engines: Engine[] = [];
@@ -170,28 +160,18 @@ describe('storage engine (SQLite files under paths.data)', function () {
   }
 
   it('closes only once the folding thread has closed its connections too, so that the folder may go at once (Engine.replaceWith removes it)', async function () {
-    /** This process's descriptors open on a file under the engine's folder. */
-    const held = (): string[] =>
-      readdirSync('/proc/self/fd').flatMap((fd) => {
-        try {
-          const target = readlinkSync(`/proc/self/fd/${fd}`);
-          return target.startsWith(dir) ? [target] : [];
-        } catch {
-          return []; // closed meanwhile (readdir's own descriptor)
-        }
-      });
     for (let n = 0; n < 3; n++) {
       const engine = open();
       engine.apply([load('plm', '1.0', ['type']), create('s'), commit('s', put('k', { type: 'a' }))].map((op, i) => ({ op, seq: i + 1 })));
       // The folding thread has opened the space file once it holds a descriptor of its own on it (main's is the other).
-      await waitFor(() => held().filter((f) => f.endsWith('.sqlite')).length >= 3, { what: 'the folding thread to open the space file' });
+      await waitFor(() => openUnder(dir).filter((f) => f.endsWith('.sqlite')).length >= 3, { what: 'the folding thread to open the space file' });
       // A WAL of about 16 MiB, and a round asked for: the thread is folding it when close() is called.
       const big = (t: number) => Array.from({ length: 8_000 }, (_, i) => put(`b${n}-${t}-${i}`, { type: 'b', pad: 'x'.repeat(1000) }));
       engine.apply([{ op: commit('s', ...big(0)), seq: 4 }, { op: commit('s', ...big(1)), seq: 5 }]);
       void engine.foldsSettled();
       engines.splice(engines.indexOf(engine), 1);
       engine.close();
-      expect(held()).to.deep.equal([]);
+      expect(openUnder(dir)).to.deep.equal([]);
       rmSync(dir, { recursive: true });
     }
   });
